@@ -1,0 +1,7 @@
+from .definitions import (  # noqa: F401
+    END, AssigneeType, DecisionOutcome, Orchestration, Stage, StageExit, StageKind, StartType, StartWhen,
+    Step, StepEntry, StepExit, StepType,
+)
+from .runs import (  # noqa: F401
+    OPEN_STEP_STATUSES, OrchestrationRun, RunEvent, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
+)

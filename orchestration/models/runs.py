@@ -1,0 +1,157 @@
+"""Runtime state: a run, its stage visits, its step runs, and the event log.
+
+The invariants the engine relies on are database constraints, so a bug or a
+race shows up as an IntegrityError instead of silently corrupt state:
+at most one stage in progress per run, one StepRun per step per stage visit,
+one StageRun per stage visit.
+"""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .definitions import Orchestration
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    ERROR = "error", "Error"
+    CANCELED = "canceled", "Canceled"
+
+
+class StageStatus(models.TextChoices):
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    DISCONTINUED = "discontinued", "Discontinued"
+    ERROR = "error", "Error"
+
+
+class StepStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    DISCONTINUED = "discontinued", "Discontinued"
+    ERROR = "error", "Error"
+    CANCELED = "canceled", "Canceled"
+
+
+OPEN_STEP_STATUSES = (StepStatus.WAITING, StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.IN_PROGRESS)
+
+
+class OrchestrationRun(models.Model):
+    orchestration = models.ForeignKey(Orchestration, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    record_model = models.CharField(max_length=100, blank=True, help_text='"app_label.model"')
+    record_pk = models.CharField(max_length=64, blank=True)
+    record_prior = models.JSONField(null=True, blank=True)
+    inputs = models.JSONField(default=dict, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    current_stage = models.CharField(max_length=100, blank=True)
+    stage_visits = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["record_model", "record_pk", "status"], name="run_record_status"),
+            models.Index(fields=["status", "-started_at"], name="run_status_started"),
+            models.Index(fields=["orchestration", "status"], name="run_orch_status"),
+        ]
+
+    def __str__(self):
+        return f"run {self.pk} of {self.orchestration.api_name} v{self.orchestration.version} ({self.status})"
+
+    @property
+    def is_open(self):
+        return self.status == RunStatus.RUNNING
+
+    def get_record(self):
+        from orchestration.records import load_record
+
+        return load_record(self.record_model, self.record_pk)
+
+
+class StageRun(models.Model):
+    run = models.ForeignKey(OrchestrationRun, on_delete=models.CASCADE, related_name="stage_runs")
+    stage_name = models.CharField(max_length=100)
+    position = models.PositiveIntegerField(help_text="The stage's place in the path.")
+    visit = models.PositiveIntegerField(default=1, help_text="1 on first entry, 2 after a loop back...")
+    status = models.CharField(max_length=12, choices=StageStatus.choices, default=StageStatus.IN_PROGRESS)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "started_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run"], condition=Q(status="in_progress"), name="stagerun_one_in_progress_per_run"
+            ),
+            models.UniqueConstraint(fields=["run", "stage_name", "visit"], name="stagerun_unique_visit"),
+        ]
+
+    def __str__(self):
+        return f"{self.stage_name} #{self.visit} ({self.status})"
+
+
+class StepRun(models.Model):
+    run = models.ForeignKey(OrchestrationRun, on_delete=models.CASCADE, related_name="step_runs")
+    stage_run = models.ForeignKey(StageRun, on_delete=models.CASCADE, related_name="step_runs")
+    step_name = models.CharField(max_length=100)
+    type = models.CharField(max_length=12)
+    status = models.CharField(max_length=12, choices=StepStatus.choices, default=StepStatus.WAITING)
+    inputs = models.JSONField(default=dict, blank=True)
+    outputs = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="Queued or running past this: the sweeper re-sends.")
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["stage_run", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["stage_run", "step_name"], name="steprun_one_per_stage_visit"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["lease_until"], condition=Q(status__in=["queued", "running"]), name="steprun_lease_open"
+            ),
+            models.Index(fields=["run", "step_name"], name="steprun_run_step"),
+        ]
+
+    def __str__(self):
+        return f"{self.step_name} ({self.status})"
+
+
+class RunEvent(models.Model):
+    """Append-only log of every transition: who, what, when, data."""
+
+    run = models.ForeignKey(OrchestrationRun, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=40)
+    stage_name = models.CharField(max_length=100, blank=True)
+    step_name = models.CharField(max_length=100, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [models.Index(fields=["run", "id"], name="runevent_run_id")]
+
+    def save(self, *args, **kwargs):
+        if self.pk and not kwargs.get("force_insert"):
+            raise ValueError("run events are append-only")
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.stage_name} {self.step_name}".strip()

@@ -1,0 +1,5 @@
+"""Record-triggered starts (filled in by the engine work)."""
+
+
+def install():
+    pass

@@ -1,0 +1,103 @@
+"""Work items and queues: where people do their part of a run."""
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Queue(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    email = models.EmailField(blank=True, help_text="Mail for new items goes here; else to each member.")
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="work_queues")
+    member_groups = models.ManyToManyField(Group, blank=True, related_name="work_queues")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class WorkItemStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    COMPLETED = "completed", "Completed"
+    CANCELED = "canceled", "Canceled"
+
+
+class WorkItem(models.Model):
+    USER, GROUP, QUEUE = "user", "group", "queue"
+
+    step_run = models.OneToOneField("orchestration.StepRun", on_delete=models.CASCADE, related_name="work_item")
+    run = models.ForeignKey("orchestration.OrchestrationRun", on_delete=models.CASCADE, related_name="work_items")
+    label = models.CharField(max_length=200)
+    flow = models.ForeignKey("flows.Flow", on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=10, choices=WorkItemStatus.choices, default=WorkItemStatus.OPEN)
+    assignee_type = models.CharField(max_length=5, choices=[(USER, "User"), (GROUP, "Group"), (QUEUE, "Queue")])
+    assignee_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_work_items"
+    )
+    assignee_group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.PROTECT, related_name="work_items")
+    assignee_queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="work_items")
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="claimed_work_items"
+    )
+    record_model = models.CharField(max_length=100, blank=True)
+    record_pk = models.CharField(max_length=64, blank=True)
+    record_label = models.CharField(max_length=200, blank=True)
+    inputs = models.JSONField(default=dict, blank=True)
+    progress = models.JSONField(default=dict, blank=True, help_text="Screen reached and values so far.")
+    created_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField(null=True, blank=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("manage_workitem", "Can see, reassign and complete any work item")]
+        constraints = [
+            models.CheckConstraint(
+                name="workitem_one_assignee",
+                condition=(
+                    Q(assignee_type="user", assignee_user__isnull=False, assignee_group__isnull=True, assignee_queue__isnull=True)
+                    | Q(assignee_type="group", assignee_group__isnull=False, assignee_user__isnull=True, assignee_queue__isnull=True)
+                    | Q(assignee_type="queue", assignee_queue__isnull=False, assignee_user__isnull=True, assignee_group__isnull=True)
+                ),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["assignee_user", "status", "-created_at"], name="wi_user_open"),
+            models.Index(fields=["assignee_group", "status", "-created_at"], name="wi_group_open"),
+            models.Index(fields=["assignee_queue", "status", "-created_at"], name="wi_queue_open"),
+            models.Index(fields=["record_model", "record_pk", "status"], name="wi_record_open"),
+            models.Index(fields=["status", "due_at"], name="wi_status_due"),
+        ]
+
+    def __str__(self):
+        return f"{self.label} ({self.status})"
+
+    @property
+    def assignee_display(self):
+        if self.assignee_type == self.USER:
+            return f"user:{self.assignee_user.get_username()}"
+        if self.assignee_type == self.GROUP:
+            return f"group:{self.assignee_group.name}"
+        return f"queue:{self.assignee_queue.name}"
+
+    @property
+    def is_open(self):
+        return self.status == WorkItemStatus.OPEN
+
+    @property
+    def is_overdue(self):
+        return self.is_open and self.due_at is not None and self.due_at < timezone.now()
+
+    def complete(self, user, values):
+        """Finish the item's screen flow with ``values`` (validated) and complete its step."""
+        from .services import complete_work_item
+
+        return complete_work_item(self, user, values)
