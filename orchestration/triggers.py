@@ -1,5 +1,218 @@
-"""Record-triggered starts (filled in by the engine work)."""
+"""Record-triggered starts, through model signals, paying nothing for unwatched models.
+
+An in-memory index maps each watched model (``app_label.model``) to the
+plans of active record-triggered orchestrations on it. Signal receivers are
+connected only for those models, plus the models runs may be about
+(``BATON_FLOW_MODELS``) so that saving a record re-checks its runs' pending
+conditions. Activation rebuilds the index in the activating process; other
+processes notice within ``BATON_TRIGGER_REFRESH`` seconds (checked at most
+that often, at the start of a request or a task).
+"""
+import logging
+import threading
+import time
+
+from django.apps import apps
+from django.conf import settings
+from django.core.signals import request_started
+from django.db import transaction
+from django.db.models.signals import post_save, pre_save
+
+from flows.expressions import ExpressionError, evaluate_condition
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_index = {}  # "app.model" -> tuple of Plans
+_connected = set()  # model classes with receivers
+_stamp = None  # what the index was built from
+_checked_at = 0.0
+_local = threading.local()
+
+
+def watchers_for(label):
+    return _index.get(label, ())
+
+
+def _current_stamp():
+    from .models import Orchestration
+
+    rows = Orchestration.objects.filter(status="active", start_type="record_triggered").values_list("id", flat=True)
+    return tuple(sorted(rows))
+
+
+def rebuild(force=False):
+    """Read active record-triggered orchestrations and (re)connect receivers."""
+    global _stamp, _checked_at
+    from .models import Orchestration
+    from .plan import Plan
+    from .records import model_label
+
+    with _lock:
+        stamp = _current_stamp()
+        _checked_at = time.monotonic()
+        if stamp == _stamp and not force:
+            return
+        index = {}
+        for orch in Orchestration.objects.filter(pk__in=stamp):
+            plan = Plan.load(orch)
+            index.setdefault(plan.start_model, []).append(plan)
+        _index.clear()
+        _index.update({label: tuple(plans) for label, plans in index.items()})
+        wanted = set()
+        for label in set(index) | {m.lower() for m in settings.BATON_FLOW_MODELS}:
+            try:
+                wanted.add(apps.get_model(label))
+            except (LookupError, ValueError):
+                log.warning("orchestration trigger on unknown model %s", label)
+        for model in wanted - _connected:
+            pre_save.connect(_pre_save, sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
+            post_save.connect(_post_save, sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
+        for model in _connected - wanted:
+            pre_save.disconnect(sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
+            post_save.disconnect(sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
+        _connected.clear()
+        _connected.update(wanted)
+        _stamp = stamp
+
+
+def definitions_changed():
+    """Called after an activation commits."""
+    from flows.compiled import clear_cache
+
+    from .plan import forget
+
+    forget()
+    clear_cache()
+    rebuild(force=True)
+
+
+def reset():
+    """Forget the index (tests): the next save reads it again."""
+    global _stamp
+    with _lock:
+        _index.clear()
+        _stamp = None
+
+
+def refresh_if_stale(**_):
+    interval = getattr(settings, "BATON_TRIGGER_REFRESH", 5)
+    if time.monotonic() - _checked_at >= interval:
+        try:
+            rebuild()
+        except Exception:  # never break a request because the index could not be read
+            log.exception("could not refresh the trigger index")
 
 
 def install():
-    pass
+    """Connect the refresh hooks; the index itself is built lazily (no queries at import)."""
+    request_started.connect(refresh_if_stale, dispatch_uid="baton-trigger-refresh")
+    from celery.signals import task_prerun
+
+    task_prerun.connect(refresh_if_stale, dispatch_uid="baton-trigger-refresh-task", weak=False)
+    # Connect receivers for the models runs may be about, so the first save after
+    # start-up is seen even before the index is read.
+    for label in settings.BATON_FLOW_MODELS:
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            continue
+        from .records import model_label
+
+        pre_save.connect(_pre_save, sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
+        post_save.connect(_post_save, sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
+        _connected.add(model)
+
+
+def _ensure_index():
+    if _stamp is None:
+        rebuild()
+
+
+def _needs_prior(plans):
+    return any(p.start_when in ("updated", "created_or_updated") for p in plans)
+
+
+def _pre_save(sender, instance, raw=False, **kwargs):
+    if raw or instance.pk is None:
+        return
+    _ensure_index()
+    from .records import model_label, record_values
+
+    plans = _index.get(model_label(sender))
+    if not plans or not _needs_prior(plans):
+        return
+    prior = sender._default_manager.filter(pk=instance.pk).first()
+    priors = getattr(_local, "priors", None)
+    if priors is None:
+        priors = _local.priors = {}
+    priors[(sender, instance.pk)] = record_values(prior) if prior is not None else None
+
+
+def runs_to_start(plans, instance, prior, created):
+    """The plans whose start condition holds for this save."""
+    from .records import record_map
+
+    record = record_map(instance)
+    prior_map = None
+    if prior is not None:
+        from flows.expressions import to_cel
+
+        prior_map = to_cel(prior)
+    chosen = []
+    for plan in plans:
+        if created is True and plan.start_when == "updated":
+            continue
+        if created is False and plan.start_when == "created":
+            continue
+        if not plan.start_condition:
+            chosen.append(plan)
+            continue
+        place = f"{plan.api_name} › start.condition"
+        try:
+            holds = evaluate_condition(plan.start_condition, {"record": record, "record_prior": prior_map}, place)
+            if holds and plan.only_when_changed_to_meet and created is False and prior_map is not None:
+                holds = not evaluate_condition(
+                    plan.start_condition, {"record": prior_map, "record_prior": None}, place
+                )
+        except ExpressionError as exc:
+            log.warning("start condition failed, no run started: %s", exc)
+            continue
+        if holds:
+            chosen.append(plan)
+    return chosen
+
+
+def _post_save(sender, instance, created, raw=False, **kwargs):
+    if raw:
+        return
+    _ensure_index()
+    from .models import OrchestrationRun, RunStatus
+    from .records import model_label
+    from .starts import start_on_commit
+
+    label = model_label(sender)
+    priors = getattr(_local, "priors", None) or {}
+    prior = priors.pop((sender, instance.pk), None)
+    plans = _index.get(label)
+    if plans:
+        for plan in runs_to_start(plans, instance, prior, created):
+            start_on_commit(plan, instance, prior)
+    if not created and label in _flow_models():
+        run_ids = list(
+            OrchestrationRun.objects.filter(
+                record_model=label, record_pk=str(instance.pk), status=RunStatus.RUNNING
+            ).values_list("id", flat=True)
+        )
+        if run_ids:
+            def recheck():
+                from . import engine
+
+                for run_id in run_ids:
+                    engine.record_changed(run_id)
+
+            transaction.on_commit(recheck)
+
+
+def _flow_models():
+    return {m.lower() for m in settings.BATON_FLOW_MODELS}

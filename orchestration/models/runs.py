@@ -105,7 +105,12 @@ class StepRun(models.Model):
     stage_run = models.ForeignKey(StageRun, on_delete=models.CASCADE, related_name="step_runs")
     step_name = models.CharField(max_length=100)
     type = models.CharField(max_length=12)
+    flow = models.ForeignKey(
+        "flows.Flow", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The flow version the step ran (the active one when it started).",
+    )
     status = models.CharField(max_length=12, choices=StepStatus.choices, default=StepStatus.WAITING)
+    task_id = models.CharField(max_length=64, blank=True, help_text="Celery message that holds the claim.")
     inputs = models.JSONField(default=dict, blank=True)
     outputs = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)

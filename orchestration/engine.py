@@ -1,0 +1,590 @@
+"""The run engine: every rule of a run, in one module, top to bottom.
+
+Nothing here talks to Celery, HTTP or mail. The engine changes database
+state and asks ``effects`` (see ``orchestration/effects.py``) for everything
+else: send a background step, open or close work items. The default effects
+defer sends until the transaction commits.
+
+Transaction and lock model
+--------------------------
+Each public function below is one *transition*: it runs in one database
+transaction that first locks the run's row (``SELECT ... FOR UPDATE``). Two
+steps of the same run that finish at the same instant therefore queue up on
+that lock; the second sees the state the first left, so a stage is advanced
+exactly once. A completion that arrives for a step that is no longer open
+(a duplicate delivery, a late worker, a second click) changes nothing and is
+recorded as an ``ignored`` event.
+
+The rules (DESIGN §4)
+---------------------
+1. Stages run one at a time in path order; only steps inside a stage run in
+   parallel.
+2. When a stage starts, a StepRun is created for each of its steps as
+   ``waiting``. Steps whose entry is ``stage_start`` start at once; ``after``
+   steps start when every step they name has completed; ``condition`` and
+   ``evaluation_flow`` steps start when their condition holds. Conditions are
+   checked again after every change in the stage and when the run's record
+   is saved.
+3. An interactive step opens one work item and is ``in_progress`` until the
+   work item is finished (or its exit condition holds). A background step is
+   ``queued`` and sent to Celery after commit.
+4. A stage completes when every started step has completed and no waiting
+   step can still start, or, with an exit condition, when that condition
+   holds. Whatever is still open then is ``discontinued`` (work items
+   canceled). A waiting ``after`` step can still start while what it waits
+   for can still complete; a waiting condition step can start while another
+   step of the stage is open (something may still change); once the stage is
+   idle, a last check is made and steps whose condition is false are
+   discontinued.
+5. After a stage, the path goes to its ``next`` or the following element. A
+   decision takes the first outcome whose condition holds, else its default.
+   ``end`` (or the end of the path) completes the run. Entering stages more
+   than ``max_stage_visits`` times in one run is an error (a runaway loop).
+6. A step that fails puts its stage and the run in ``error``; transitions of
+   a run in error only record state until an operator retries or skips the
+   step, or cancels the run.
+7. A run keeps the orchestration version it started on.
+8. Every transition is recorded as RunEvents (written in one batch).
+"""
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from flows.expressions import ExpressionError, evaluate, evaluate_condition, to_json
+
+from .models import (
+    END, OPEN_STEP_STATUSES, OrchestrationRun, RunEvent, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
+)
+from .plan import Plan
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STEP_STATUSES = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.IN_PROGRESS)
+ENDED_BADLY = (StepStatus.DISCONTINUED, StepStatus.ERROR, StepStatus.CANCELED)
+
+
+class EngineError(Exception):
+    """An operator action that does not apply to the run's current state."""
+
+
+class StepFailure(Exception):
+    """Raised inside the engine when a step cannot start (bad mapping, assignee...)."""
+
+
+def _default_effects():
+    from .effects import DjangoEffects
+
+    return DjangoEffects()
+
+
+# ---------------------------------------------------------------------------
+# The transition context
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Transition:
+    run: OrchestrationRun
+    plan: Plan
+    effects: object
+    actor: object = None
+    now: object = field(default_factory=timezone.now)
+    events: list = field(default_factory=list)
+    _record: object = None
+    _record_loaded: bool = False
+    _step_runs: list | None = None
+
+    # -- state of the run ---------------------------------------------------
+    @property
+    def step_runs(self):
+        if self._step_runs is None:
+            self._step_runs = list(StepRun.objects.filter(run=self.run).order_by("id"))
+        return self._step_runs
+
+    def step_runs_of(self, stage_run):
+        return [s for s in self.step_runs if s.stage_run_id == stage_run.pk]
+
+    def add_step_runs(self, step_runs):
+        self.step_runs.extend(step_runs)
+
+    def latest_step_runs(self):
+        latest = {}
+        for step_run in self.step_runs:
+            latest[step_run.step_name] = step_run
+        return latest
+
+    @property
+    def record(self):
+        if not self._record_loaded:
+            self._record = self.run.get_record()
+            self._record_loaded = True
+        return self._record
+
+    def scope(self):
+        """The names expressions see (DESIGN §3), read fresh for this transition."""
+        from .records import record_map
+
+        steps = {
+            name: {"status": s.status, "outputs": s.outputs or {}}
+            for name, s in self.latest_step_runs().items()
+            if s.status == StepStatus.COMPLETED
+        }
+        return {
+            "record": record_map(self.record),
+            "record_prior": self.run.record_prior,
+            "inputs": self.run.inputs or {},
+            "steps": steps,
+            "run": {
+                "id": self.run.pk,
+                "started_at": self.run.started_at,
+                "started_by": self.run.started_by.get_username() if self.run.started_by_id else None,
+                "orchestration": self.plan.api_name,
+                "version": self.plan.version,
+            },
+            "now": self.now,
+        }
+
+    def place(self, *parts):
+        return " › ".join([self.plan.api_name, *[p for p in parts if p]])
+
+    # -- bookkeeping -------------------------------------------------------
+    def event(self, kind, stage="", step="", **data):
+        self.events.append(
+            RunEvent(
+                run=self.run, at=self.now, actor=self.actor if getattr(self.actor, "pk", None) else None,
+                kind=kind, stage_name=stage, step_name=step, data=to_json(data),
+            )
+        )
+
+    def flush(self):
+        if self.events:
+            RunEvent.objects.bulk_create(self.events)
+            self.events = []
+
+
+def _locked(run_id, effects, actor):
+    run = OrchestrationRun.objects.select_for_update().select_related("orchestration").get(pk=run_id)
+    return Transition(run=run, plan=Plan.load(run.orchestration_id), effects=effects or _default_effects(), actor=actor)
+
+
+# ---------------------------------------------------------------------------
+# Public transitions
+# ---------------------------------------------------------------------------
+
+def start_run(orchestration, *, record=None, record_prior=None, inputs=None, user=None, effects=None):
+    """Create a run of ``orchestration`` (a version) and enter its first element."""
+    from .records import model_label
+
+    plan = Plan.load(orchestration)
+    with transaction.atomic():
+        run = OrchestrationRun.objects.create(
+            orchestration_id=plan.orchestration_id,
+            record_model=model_label(record) if record is not None else "",
+            record_pk=str(record.pk) if record is not None else "",
+            record_prior=to_json(record_prior) if record_prior is not None else None,
+            inputs=to_json(inputs or {}),
+            started_by=user if getattr(user, "pk", None) else None,
+        )
+        ctx = Transition(run=run, plan=plan, effects=effects or _default_effects(), actor=user)
+        if record is not None:
+            ctx._record, ctx._record_loaded = record, True
+        ctx._step_runs = []
+        ctx.event("run_started", version=plan.version, record=f"{run.record_model}:{run.record_pk}" if record else "",
+                  inputs=run.inputs)
+        _enter(ctx, plan.first)
+        _save_run(ctx)
+    return run
+
+
+def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source="flow"):
+    """The step's flow finished with ``outputs``. Returns True if it completed now.
+
+    Returns False, recording an ``ignored`` event, if the step was no longer
+    open (a duplicate or late completion).
+    """
+    run_id = StepRun.objects.filter(pk=step_run_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        raise StepRun.DoesNotExist(f"no step run {step_run_id}")
+    with transaction.atomic():
+        ctx = _locked(run_id, effects, actor)
+        step_run = _find_step_run(ctx, step_run_id)
+        if step_run.status not in OPEN_STEP_STATUSES or step_run.status == StepStatus.WAITING:
+            ctx.event("completion_ignored", _stage_name(ctx, step_run), step_run.step_name,
+                      status=step_run.status, source=source)
+            ctx.flush()
+            return False
+        _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs or {}, close_items="completed")
+        _progress(ctx)
+        _save_run(ctx)
+    return True
+
+
+def fail_step(step_run_id, error, traceback="", *, effects=None):
+    """The step's flow failed for good (retries used up)."""
+    run_id = StepRun.objects.filter(pk=step_run_id).values_list("run_id", flat=True).first()
+    with transaction.atomic():
+        ctx = _locked(run_id, effects, None)
+        step_run = _find_step_run(ctx, step_run_id)
+        if step_run.status not in ACTIVE_STEP_STATUSES:
+            ctx.event("failure_ignored", _stage_name(ctx, step_run), step_run.step_name, status=step_run.status,
+                      error=error)
+            ctx.flush()
+            return False
+        _step_error(ctx, step_run, error, traceback)
+        _save_run(ctx)
+    return True
+
+
+def record_changed(run_id, *, effects=None):
+    """The run's record was saved: check pending conditions again."""
+    with transaction.atomic():
+        ctx = _locked(run_id, effects, None)
+        if ctx.run.status != RunStatus.RUNNING:
+            return
+        _progress(ctx)
+        _save_run(ctx)
+
+
+def cancel_run(run_id, *, user=None, reason="", effects=None):
+    with transaction.atomic():
+        ctx = _locked(run_id, effects, user)
+        if ctx.run.status in (RunStatus.COMPLETED, RunStatus.CANCELED):
+            raise EngineError(f"run {run_id} is {ctx.run.status} and cannot be canceled")
+        for stage_run in StageRun.objects.filter(run=ctx.run, status__in=[StageStatus.IN_PROGRESS, StageStatus.ERROR]):
+            _close_stage(ctx, stage_run, StageStatus.DISCONTINUED)
+        ctx.run.status = RunStatus.CANCELED
+        ctx.run.ended_at = ctx.now
+        ctx.event("run_canceled", reason=reason)
+        _save_run(ctx)
+
+
+def retry_step(run_id, step_name, *, user=None, effects=None):
+    """Start again a step in error (inputs resolved afresh); the run resumes."""
+    with transaction.atomic():
+        ctx = _locked(run_id, effects, user)
+        stage_run, step_run = _errored_step(ctx, step_name)
+        step_run.status = StepStatus.WAITING
+        step_run.error = step_run.traceback = ""
+        step_run.attempts = 0
+        step_run.save(update_fields=["status", "error", "traceback", "attempts"])
+        _resume(ctx, stage_run)
+        ctx.event("step_retried", stage_run.stage_name, step_name)
+        _start_step(ctx, stage_run, step_run, ctx.plan.step(step_name))
+        _progress(ctx)
+        _save_run(ctx)
+
+
+def skip_step(run_id, step_name, outputs=None, *, user=None, effects=None):
+    """Complete a step in error (or still open) with the given outputs; the run resumes."""
+    with transaction.atomic():
+        ctx = _locked(run_id, effects, user)
+        try:
+            stage_run, step_run = _errored_step(ctx, step_name)
+        except EngineError:
+            stage_run = _current_stage_run(ctx)
+            step_run = next(
+                (s for s in ctx.step_runs_of(stage_run) if s.step_name == step_name and s.status in OPEN_STEP_STATUSES),
+                None,
+            ) if stage_run else None
+            if step_run is None:
+                raise
+        _resume(ctx, stage_run)
+        ctx.event("step_skipped", stage_run.stage_name, step_name, outputs=outputs or {})
+        _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs or {}, close_items="canceled")
+        _progress(ctx)
+        _save_run(ctx)
+
+
+# ---------------------------------------------------------------------------
+# Walking the path
+# ---------------------------------------------------------------------------
+
+def _enter(ctx, name):
+    """Go to element ``name`` and on through decisions and finished stages."""
+    while True:
+        if ctx.run.status != RunStatus.RUNNING:
+            return
+        if name == END:
+            ctx.run.status = RunStatus.COMPLETED
+            ctx.run.ended_at = ctx.now
+            ctx.run.current_stage = ""
+            ctx.event("run_completed")
+            return
+        element = ctx.plan.by_name.get(name)
+        if element is None:
+            _run_error(ctx, f"{ctx.place()}: the path names {name!r}, which is not an element of this version")
+            return
+        if element.is_decision:
+            try:
+                name = _decide(ctx, element)
+            except Exception as exc:  # an expression or evaluation flow failed
+                _run_error(ctx, f"decision {element.name}: {exc}")
+                return
+            continue
+        if ctx.run.stage_visits >= ctx.plan.max_stage_visits:
+            _run_error(ctx, f"{ctx.place(element.name)}: the run entered stages more than "
+                            f"{ctx.plan.max_stage_visits} times (max_stage_visits); a loop does not end")
+            return
+        stage_run = _open_stage(ctx, element)
+        following = _progress_stage(ctx, stage_run, element)
+        if following is None:
+            return  # the stage waits for steps
+        name = following
+
+
+def _decide(ctx, element):
+    scope = ctx.scope()
+    for outcome in element.outcomes:
+        if outcome.condition and _holds(ctx, outcome.condition, scope, ctx.place(element.name, f"outcome {outcome.name}")):
+            ctx.event("decision_taken", element.name, outcome=outcome.name, goto=outcome.goto)
+            return outcome.goto
+    goto = element.default_goto or END
+    ctx.event("decision_taken", element.name, outcome="default", goto=goto)
+    return goto
+
+
+def _open_stage(ctx, element):
+    visit = StageRun.objects.filter(run=ctx.run, stage_name=element.name).count() + 1
+    stage_run = StageRun.objects.create(
+        run=ctx.run, stage_name=element.name, position=element.position, visit=visit, started_at=ctx.now,
+    )
+    ctx.run.stage_visits += 1
+    ctx.run.current_stage = element.name
+    step_runs = StepRun.objects.bulk_create(
+        [StepRun(run=ctx.run, stage_run=stage_run, step_name=s.name, type=s.type, created_at=ctx.now) for s in element.steps]
+    )
+    if any(s.pk is None for s in step_runs):  # backends without RETURNING on bulk insert
+        step_runs = list(StepRun.objects.filter(stage_run=stage_run).order_by("id"))
+    ctx.add_step_runs(step_runs)
+    ctx.event("stage_started", element.name, visit=visit)
+    return stage_run
+
+
+def _current_stage_run(ctx):
+    return StageRun.objects.filter(run=ctx.run, status=StageStatus.IN_PROGRESS).first()
+
+
+def _progress(ctx):
+    """Something changed: move the current stage on, and the path after it."""
+    if ctx.run.status != RunStatus.RUNNING:
+        return
+    stage_run = _current_stage_run(ctx)
+    if stage_run is None:
+        return
+    element = ctx.plan.element(stage_run.stage_name)
+    following = _progress_stage(ctx, stage_run, element)
+    if following is not None:
+        _enter(ctx, following)
+
+
+def _progress_stage(ctx, stage_run, element):
+    """Start what can start, apply exit conditions. Returns where to go next, or None to wait."""
+    while True:
+        changed = False
+        scope = ctx.scope()
+        step_runs = {s.step_name: s for s in ctx.step_runs_of(stage_run)}
+        any_open = any(s.status in ACTIVE_STEP_STATUSES for s in step_runs.values())
+
+        # Step exit conditions: an open step whose exit condition holds completes now.
+        for step in element.steps:
+            step_run = step_runs[step.name]
+            if step.exit_condition and step_run.status in ACTIVE_STEP_STATUSES:
+                try:
+                    done = _holds(ctx, step.exit_condition, scope, ctx.place(element.name, step.name, "exit"))
+                except Exception as exc:
+                    _step_error(ctx, step_run, str(exc))
+                    return None
+                if done:
+                    ctx.event("step_exit_condition_met", element.name, step.name)
+                    _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=step_run.outputs, close_items="canceled")
+                    changed = True
+        if changed:
+            continue
+
+        # Entry: start every waiting step whose entry is satisfied.
+        for step in element.steps:
+            step_run = step_runs[step.name]
+            if step_run.status != StepStatus.WAITING:
+                continue
+            try:
+                ready = _entry_ready(ctx, step, step_runs, scope, element)
+            except Exception as exc:
+                _step_error(ctx, step_run, str(exc))
+                return None
+            if ready:
+                _start_step(ctx, stage_run, step_run, step)
+                if ctx.run.status != RunStatus.RUNNING:
+                    return None
+                changed = True
+        if changed:
+            continue
+
+        # Stage exit.
+        if element.exit_condition:
+            try:
+                done = _holds(ctx, element.exit_condition, scope, ctx.place(element.name, "exit"))
+            except Exception as exc:
+                _stage_error(ctx, stage_run, str(exc))
+                return None
+            if done:
+                ctx.event("stage_exit_condition_met", element.name)
+                return _complete_stage(ctx, stage_run, element)
+            return None
+        if any_open:
+            return None
+        # Idle: every step that could start has started (the loop above), so
+        # whatever still waits never will.
+        return _complete_stage(ctx, stage_run, element)
+
+
+def _entry_ready(ctx, step, step_runs, scope, element):
+    if step.entry == "stage_start":
+        return True
+    if step.entry == "after":
+        return all(step_runs[name].status == StepStatus.COMPLETED for name in step.after if name in step_runs)
+    if step.entry_condition:
+        return _holds(ctx, step.entry_condition, scope, ctx.place(element.name, step.name, "entry"))
+    return True
+
+
+def _complete_stage(ctx, stage_run, element):
+    _close_stage(ctx, stage_run, StageStatus.COMPLETED)
+    return ctx.plan.following(element)
+
+
+def _close_stage(ctx, stage_run, status):
+    """End a stage: whatever is still open is discontinued, its work items canceled."""
+    for step_run in ctx.step_runs_of(stage_run):
+        if step_run.status in OPEN_STEP_STATUSES:
+            _finish_step(ctx, step_run, StepStatus.DISCONTINUED, close_items="canceled")
+    stage_run.status = status
+    stage_run.ended_at = ctx.now
+    stage_run.save(update_fields=["status", "ended_at"])
+    ctx.event(f"stage_{status}", stage_run.stage_name, visit=stage_run.visit)
+
+
+# ---------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------
+
+def _start_step(ctx, stage_run, step_run, step):
+    from .steps import prepare_step
+
+    try:
+        prepared = prepare_step(ctx, step, step_run)
+    except (StepFailure, ExpressionError) as exc:
+        _step_error(ctx, step_run, str(exc))
+        return
+    step_run.inputs = prepared.inputs
+    step_run.flow_id = prepared.flow_id
+    step_run.started_at = ctx.now
+    if step.is_interactive:
+        try:
+            ctx.effects.open_work_item(ctx, step_run, step, prepared)
+        except StepFailure as exc:
+            _step_error(ctx, step_run, str(exc))
+            return
+        step_run.status = StepStatus.IN_PROGRESS
+        step_run.save(update_fields=["inputs", "flow", "started_at", "status"])
+        ctx.event("step_started", stage_run.stage_name, step.name, assignee=prepared.assignee)
+    else:
+        from django.conf import settings
+
+        step_run.status = StepStatus.QUEUED
+        step_run.queued_at = ctx.now
+        step_run.lease_until = ctx.now + timezone.timedelta(seconds=settings.BATON_QUEUED_LEASE)
+        step_run.save(update_fields=["inputs", "flow", "started_at", "status", "queued_at", "lease_until"])
+        ctx.event("step_queued", stage_run.stage_name, step.name)
+        ctx.effects.send_step(step_run)
+
+
+def _finish_step(ctx, step_run, status, outputs=None, close_items=None):
+    step_run.status = status
+    step_run.ended_at = ctx.now
+    step_run.lease_until = None
+    fields = ["status", "ended_at", "lease_until"]
+    if outputs is not None:
+        step_run.outputs = to_json(outputs)
+        fields.append("outputs")
+    step_run.save(update_fields=fields)
+    if close_items and step_run.type == "interactive":
+        ctx.effects.close_work_items(ctx, [step_run], "completed" if close_items == "completed" else "canceled")
+    ctx.event(f"step_{status}", _stage_name(ctx, step_run), step_run.step_name,
+              **({"outputs": step_run.outputs} if status == StepStatus.COMPLETED else {}))
+
+
+def _step_error(ctx, step_run, error, traceback=""):
+    step_run.status = StepStatus.ERROR
+    step_run.error = error
+    step_run.traceback = traceback
+    step_run.ended_at = ctx.now
+    step_run.lease_until = None
+    step_run.save(update_fields=["status", "error", "traceback", "ended_at", "lease_until"])
+    ctx.event("step_error", _stage_name(ctx, step_run), step_run.step_name, error=error)
+    stage_run = StageRun.objects.get(pk=step_run.stage_run_id)
+    _stage_error(ctx, stage_run, f"step {step_run.step_name}: {error}")
+
+
+def _stage_error(ctx, stage_run, error):
+    if stage_run.status != StageStatus.ERROR:
+        stage_run.status = StageStatus.ERROR
+        stage_run.save(update_fields=["status"])
+        ctx.event("stage_error", stage_run.stage_name, error=error)
+    _run_error(ctx, error)
+
+
+def _run_error(ctx, error):
+    if ctx.run.status == RunStatus.RUNNING:
+        ctx.run.status = RunStatus.ERROR
+        ctx.run.error = error
+        ctx.event("run_error", error=error)
+
+
+def _errored_step(ctx, step_name):
+    if ctx.run.status in (RunStatus.COMPLETED, RunStatus.CANCELED):
+        raise EngineError(f"run {ctx.run.pk} is {ctx.run.status}")
+    stage_run = StageRun.objects.filter(run=ctx.run, status=StageStatus.ERROR).order_by("-id").first()
+    if stage_run is None:
+        raise EngineError(f"run {ctx.run.pk} has no stage in error")
+    for step_run in ctx.step_runs_of(stage_run):
+        if step_run.step_name == step_name and step_run.status == StepStatus.ERROR:
+            return stage_run, step_run
+    raise EngineError(f"step {step_name!r} of run {ctx.run.pk} is not in error")
+
+
+def _resume(ctx, stage_run):
+    """Put an errored stage and run back to work (after retry/skip)."""
+    if stage_run.status == StageStatus.ERROR:
+        stage_run.status = StageStatus.IN_PROGRESS
+        stage_run.save(update_fields=["status"])
+    if ctx.run.status == RunStatus.ERROR:
+        ctx.run.status = RunStatus.RUNNING
+        ctx.run.error = ""
+        ctx.event("run_resumed")
+
+
+def _find_step_run(ctx, step_run_id):
+    for step_run in ctx.step_runs:
+        if step_run.pk == step_run_id:
+            return step_run
+    raise StepRun.DoesNotExist(f"no step run {step_run_id} in run {ctx.run.pk}")
+
+
+def _stage_name(ctx, step_run):
+    return ctx.plan.step(step_run.step_name).stage if step_run.step_name in ctx.plan.steps_by_name else ""
+
+
+def _holds(ctx, condition, scope, place):
+    """Whether a condition (expression or evaluation flow) holds."""
+    if condition.expression:
+        return evaluate_condition(condition.expression, scope, place)
+    from flows.runtime import evaluate_flow
+
+    inputs = {name: evaluate(expr, scope, f"{place} › inputs.{name}") for name, expr in condition.flow_inputs.items()}
+    return bool(evaluate_flow(condition.flow, inputs))
+
+
+def _save_run(ctx):
+    ctx.run.save(update_fields=["status", "ended_at", "current_stage", "stage_visits", "error"])
+    ctx.flush()

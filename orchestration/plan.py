@@ -1,0 +1,244 @@
+"""An orchestration version as plain, immutable Python objects.
+
+The engine, the validator's path analysis, the dry run and the diagram all
+read a ``Plan`` instead of querying stage and step rows. Active and obsolete
+versions cannot change, so their plans are cached per version id; drafts are
+always read fresh.
+"""
+from dataclasses import dataclass, field
+from functools import cached_property
+from threading import Lock
+
+from flows.durations import parse_duration
+
+from .models import END, Orchestration, StageKind
+
+_CACHE = {}
+_CACHE_LOCK = Lock()
+_CACHE_MAX = 512
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Either a CEL expression or an evaluation flow with its input mapping."""
+
+    expression: str = ""
+    flow: str = ""
+    flow_inputs: dict = field(default_factory=dict)
+
+    @property
+    def is_set(self):
+        return bool(self.expression or self.flow)
+
+    @classmethod
+    def of(cls, expression, flow="", flow_inputs=None):
+        if not (expression or flow):
+            return None
+        return cls(expression or "", flow or "", dict(flow_inputs or {}))
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    name: str
+    label: str
+    type: str
+    flow: str
+    inputs: dict
+    entry: str  # stage_start | after | condition | evaluation_flow
+    after: tuple
+    entry_condition: Condition | None
+    exit_condition: Condition | None
+    assignee_type: str
+    assignee: str
+    record: str
+    due_in: str
+    escalate_to: str
+    retries: int
+    timeout: str
+    stage: str
+
+    @property
+    def is_interactive(self):
+        return self.type == "interactive"
+
+    @property
+    def timeout_seconds(self):
+        try:
+            return int(parse_duration(self.timeout or "10m").total_seconds())
+        except ValueError:
+            return 600
+
+
+@dataclass(frozen=True)
+class OutcomePlan:
+    name: str
+    condition: Condition | None
+    goto: str
+
+
+@dataclass(frozen=True)
+class ElementPlan:
+    name: str
+    label: str
+    kind: str  # stage | decision
+    position: int
+    next: str
+    exit_condition: Condition | None  # None: all_steps_complete
+    steps: tuple
+    outcomes: tuple
+    default_goto: str
+
+    @property
+    def is_decision(self):
+        return self.kind == StageKind.DECISION
+
+    def step(self, name):
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Plan:
+    orchestration_id: int
+    api_name: str
+    version: int
+    label: str
+    start_type: str
+    start_model: str
+    start_when: str
+    start_condition: str
+    only_when_changed_to_meet: bool
+    inputs: tuple
+    max_stage_visits: int
+    elements: tuple
+
+    @cached_property
+    def by_name(self):
+        return {element.name: element for element in self.elements}
+
+    @cached_property
+    def steps_by_name(self):
+        return {step.name: step for element in self.elements for step in element.steps}
+
+    @property
+    def first(self):
+        return self.elements[0].name if self.elements else END
+
+    @property
+    def stages(self):
+        return [e for e in self.elements if not e.is_decision]
+
+    def element(self, name):
+        return self.by_name[name]
+
+    def step(self, name):
+        return self.steps_by_name[name]
+
+    def following(self, element):
+        """Where the path goes after a stage: its ``next``, else the next element, else the end."""
+        if element.next:
+            return element.next
+        index = self.elements.index(element)
+        return self.elements[index + 1].name if index + 1 < len(self.elements) else END
+
+    def successors(self, element):
+        """Every element name (or END) the path may reach right after ``element``."""
+        if element.is_decision:
+            targets = [o.goto for o in element.outcomes] + [element.default_goto or END]
+        else:
+            targets = [self.following(element)]
+        seen = []
+        for t in targets:
+            if t not in seen:
+                seen.append(t)
+        return seen
+
+    @classmethod
+    def load(cls, orchestration):
+        """The plan of ``orchestration`` (a model instance or id)."""
+        orch_id = orchestration if isinstance(orchestration, int) else orchestration.pk
+        plan = _CACHE.get(orch_id)
+        if plan is not None:
+            return plan
+        if isinstance(orchestration, int):
+            orchestration = Orchestration.objects.get(pk=orch_id)
+        plan = cls.from_model(orchestration)
+        if orchestration.status != "draft":
+            with _CACHE_LOCK:
+                if len(_CACHE) >= _CACHE_MAX:
+                    _CACHE.pop(next(iter(_CACHE)))
+                _CACHE[orch_id] = plan
+        return plan
+
+    @classmethod
+    def from_model(cls, orch):
+        stages = list(orch.stages.prefetch_related("steps", "outcomes").order_by("position", "id"))
+        elements = []
+        for stage in stages:
+            steps = tuple(
+                StepPlan(
+                    name=s.name,
+                    label=s.label or s.name,
+                    type=s.type,
+                    flow=s.flow,
+                    inputs=dict(s.inputs or {}),
+                    entry=s.entry_type,
+                    after=tuple(s.entry_after or ()),
+                    entry_condition=Condition.of(s.entry_condition, s.entry_flow, s.entry_flow_inputs)
+                    if s.entry_type in ("condition", "evaluation_flow") else None,
+                    exit_condition=Condition.of(s.exit_condition, s.exit_flow, s.exit_flow_inputs)
+                    if s.exit_type in ("condition", "evaluation_flow") else None,
+                    assignee_type=s.assignee_type,
+                    assignee=s.assignee,
+                    record=s.record,
+                    due_in=s.due_in,
+                    escalate_to=s.escalate_to,
+                    retries=s.retries,
+                    timeout=s.timeout,
+                    stage=stage.name,
+                )
+                for s in sorted(stage.steps.all(), key=lambda s: (s.position, s.id))
+            )
+            outcomes = tuple(
+                OutcomePlan(o.name, Condition.of(o.condition, o.condition_flow, o.condition_flow_inputs), o.goto)
+                for o in sorted(stage.outcomes.all(), key=lambda o: (o.position, o.id))
+            )
+            elements.append(
+                ElementPlan(
+                    name=stage.name,
+                    label=stage.label or stage.name,
+                    kind=stage.kind,
+                    position=len(elements),
+                    next=stage.next,
+                    exit_condition=Condition.of(stage.exit_condition, stage.exit_flow, stage.exit_flow_inputs)
+                    if stage.exit_type != "all_steps_complete" else None,
+                    steps=steps,
+                    outcomes=outcomes,
+                    default_goto=stage.default_goto,
+                )
+            )
+        return cls(
+            orchestration_id=orch.pk,
+            api_name=orch.api_name,
+            version=orch.version,
+            label=orch.label or orch.api_name,
+            start_type=orch.start_type,
+            start_model=(orch.start_model or "").lower(),
+            start_when=orch.start_when,
+            start_condition=orch.start_condition,
+            only_when_changed_to_meet=orch.only_when_changed_to_meet,
+            inputs=tuple(orch.inputs or ()),
+            max_stage_visits=orch.max_stage_visits or 50,
+            elements=tuple(elements),
+        )
+
+
+def forget(orchestration_id=None):
+    """Drop cached plans (tests; a deleted draft)."""
+    with _CACHE_LOCK:
+        if orchestration_id is None:
+            _CACHE.clear()
+        else:
+            _CACHE.pop(orchestration_id, None)

@@ -1,0 +1,100 @@
+"""What a step needs before it starts: its flow, inputs, assignee, record, due time.
+
+Kept apart from the engine's rules so those stay readable; everything here is
+pure computation over the run's scope and raises ``StepFailure`` with a
+message naming the place when something does not resolve.
+"""
+from dataclasses import dataclass
+
+from flows.durations import parse_duration
+from flows.expressions import ExpressionError, evaluate, to_json
+from flows.compiled import FlowSpec
+from flows.models import FlowType
+
+from .engine import StepFailure
+
+FLOW_TYPE_FOR_STEP = {"interactive": FlowType.SCREEN, "background": FlowType.AUTOLAUNCHED}
+
+
+@dataclass
+class PreparedStep:
+    flow_id: int
+    inputs: dict
+    assignee: str = ""
+    record_model: str = ""
+    record_pk: str = ""
+    due_at: object = None
+    label: str = ""
+
+
+def prepare_step(ctx, step, step_run):
+    place = ctx.place(step.stage, step.name)
+    try:
+        flow = FlowSpec.active(step.flow)
+    except LookupError as exc:
+        raise StepFailure(f"{place}: {exc}")
+    expected = FLOW_TYPE_FOR_STEP[step.type]
+    if flow.type != expected:
+        raise StepFailure(f"{place}: flow {step.flow} v{flow.version} is {flow.type}, a {step.type} step needs {expected}")
+    scope = ctx.scope()
+    inputs = {}
+    for name, expression in step.inputs.items():
+        try:
+            inputs[name] = to_json(evaluate(expression, scope, f"{place} › inputs.{name}"))
+        except ExpressionError as exc:
+            raise StepFailure(str(exc))
+    inputs = _check_inputs(flow, inputs, place)
+    prepared = PreparedStep(flow_id=flow.id, inputs=inputs, label=step.label)
+    if step.is_interactive:
+        prepared.assignee = resolve_assignee(step, scope, place)
+        prepared.record_model, prepared.record_pk = _work_item_record(ctx, step, scope, place)
+        if step.due_in:
+            try:
+                prepared.due_at = ctx.now + parse_duration(step.due_in)
+            except ValueError as exc:
+                raise StepFailure(f"{place} › due_in: {exc}")
+    return prepared
+
+
+def _check_inputs(flow, inputs, place):
+    from flows.runtime import check_inputs
+
+    cleaned, errors = check_inputs(flow, inputs)
+    if errors:
+        detail = "; ".join(f"inputs.{name}: {message}" for name, message in errors.items())
+        raise StepFailure(f"{place}: {detail}")
+    return to_json(cleaned)
+
+
+def resolve_assignee(step, scope, place):
+    """``"user:NAME"``, ``"group:NAME"`` or ``"queue:NAME"`` for an interactive step."""
+    if step.assignee_type == "expr":
+        try:
+            value = evaluate(step.assignee, scope, f"{place} › assignee")
+        except ExpressionError as exc:
+            raise StepFailure(str(exc))
+        if not isinstance(value, str) or value.partition(":")[0] not in ("user", "group", "queue") or ":" not in value:
+            raise StepFailure(f"{place} › assignee: {step.assignee!r} gave {value!r}; "
+                              'expected "user:NAME", "group:NAME" or "queue:NAME"')
+        return value
+    if step.assignee_type in ("user", "group", "queue") and step.assignee:
+        return f"{step.assignee_type}:{step.assignee}"
+    raise StepFailure(f"{place}: an interactive step needs an assignee")
+
+
+def _work_item_record(ctx, step, scope, place):
+    if not step.record:
+        return ctx.run.record_model, ctx.run.record_pk
+    try:
+        value = evaluate(step.record, scope, f"{place} › record")
+    except ExpressionError as exc:
+        raise StepFailure(str(exc))
+    if isinstance(value, dict):
+        pk = value.get("pk", value.get("id"))
+        return ctx.run.record_model, "" if pk is None else str(pk)
+    if isinstance(value, str) and ":" in value:
+        model, _, pk = value.partition(":")
+        return model.lower(), pk
+    if value is None:
+        return "", ""
+    raise StepFailure(f"{place} › record: {step.record!r} gave {value!r}; expected a record map or \"app_label.model:pk\"")

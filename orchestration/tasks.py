@@ -1,0 +1,159 @@
+"""Celery tasks: run a background step, and the sweeper.
+
+A step message carries only the StepRun id. The worker claims the step by a
+compare-and-set update (``queued`` → ``running``); a duplicate message finds
+it claimed and does nothing. The flow runs outside any lock; its outputs are
+handed to the engine, which completes the step under the run's lock.
+
+Delivery is at least once: a worker killed mid-step leaves the message
+unacknowledged (``acks_late``, ``reject_on_worker_lost``) and it comes back,
+or the sweeper re-sends the step once its lease is over. A flow with side
+effects outside Baton's database should therefore be idempotent.
+"""
+import logging
+import traceback as tb
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import engine
+from .models import RunEvent, StepRun, StepStatus
+from .plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="orchestration.tasks.ping")
+def ping():
+    return "pong"
+
+
+def backoff_seconds(attempt):
+    """Exponential backoff between attempts: 2, 4, 8... seconds, at most 5 minutes."""
+    base = getattr(settings, "BATON_RETRY_BACKOFF", 2)
+    return min(base ** max(attempt, 1), 300)
+
+
+def claim(step_run_id, task_id=""):
+    """Compare-and-set ``queued`` → ``running``. Returns the StepRun, or None if someone else has it.
+
+    A message redelivered after its worker died finds the step ``running``
+    under its own task id and takes it back.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        step = StepRun.objects.filter(pk=step_run_id).values("status", "task_id", "stage_run_id", "run_id").first()
+        if step is None:
+            return None
+        condition = Q(status=StepStatus.QUEUED)
+        if task_id:
+            condition |= Q(status=StepStatus.RUNNING, task_id=task_id)
+        timeout = _timeout_seconds(step_run_id)
+        claimed = StepRun.objects.filter(condition, pk=step_run_id).update(
+            status=StepStatus.RUNNING,
+            task_id=task_id or "",
+            attempts=F("attempts") + 1,
+            lease_until=now + timedelta(seconds=timeout + settings.BATON_LEASE_MARGIN),
+        )
+        if not claimed:
+            return None
+        step_run = StepRun.objects.select_related("run").get(pk=step_run_id)
+        RunEvent.objects.create(
+            run_id=step_run.run_id, at=now, kind="step_running", step_name=step_run.step_name,
+            stage_name=Plan.load(step_run.run.orchestration_id).step(step_run.step_name).stage,
+            data={"attempt": step_run.attempts, "task_id": task_id,
+                  "redelivered": step["status"] == StepStatus.RUNNING},
+        )
+    return step_run
+
+
+def _timeout_seconds(step_run_id):
+    row = StepRun.objects.filter(pk=step_run_id).values("step_name", "run__orchestration_id").first()
+    try:
+        return Plan.load(row["run__orchestration_id"]).step(row["step_name"]).timeout_seconds
+    except KeyError:
+        return 600
+
+
+@shared_task(name="orchestration.tasks.run_step", bind=True, acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def run_step(self, step_run_id):
+    step_run = claim(step_run_id, self.request.id or "")
+    if step_run is None:
+        log.info("step run %s is not queued (already claimed or finished); nothing to do", step_run_id)
+        return "skipped"
+    return execute_claimed(step_run)
+
+
+def execute_claimed(step_run):
+    """Run the claimed step's flow and report the outcome to the engine."""
+    from flows.runtime import run_flow
+
+    plan = Plan.load(step_run.run.orchestration_id)
+    step = plan.step(step_run.step_name)
+    try:
+        outputs = run_flow(step_run.flow_id, step_run.inputs, record=step_run.run.get_record())
+    except Exception as exc:  # the flow failed: retry with backoff, or give up
+        message = str(exc) or exc.__class__.__name__
+        trace = tb.format_exc()
+        if step_run.attempts <= step.retries:
+            schedule_retry(step_run, message, trace)
+            return "retrying"
+        log.warning("step %s (%s) failed after %s attempts: %s", step_run.pk, step.name, step_run.attempts, message)
+        engine.fail_step(step_run.pk, message, trace)
+        return "error"
+    engine.complete_step(step_run.pk, outputs, source="worker")
+    return "completed"
+
+
+def schedule_retry(step_run, message, trace):
+    from .effects import send_step_message
+
+    delay = backoff_seconds(step_run.attempts)
+    now = timezone.now()
+    with transaction.atomic():
+        updated = StepRun.objects.filter(pk=step_run.pk, status=StepStatus.RUNNING).update(
+            status=StepStatus.QUEUED, task_id="", error=message, traceback=trace,
+            lease_until=now + timedelta(seconds=delay + settings.BATON_QUEUED_LEASE),
+        )
+        if updated:
+            RunEvent.objects.create(
+                run_id=step_run.run_id, at=now, kind="step_retry_scheduled", step_name=step_run.step_name,
+                data={"attempt": step_run.attempts, "error": message, "in_seconds": delay},
+            )
+            transaction.on_commit(lambda: send_step_message(step_run.pk, countdown=delay))
+
+
+@shared_task(name="orchestration.tasks.sweep", ignore_result=True)
+def sweep():
+    return sweep_stuck_steps()
+
+
+def sweep_stuck_steps(now=None):
+    """Re-send steps left queued or running past their lease. Returns how many."""
+    from .effects import send_step_message
+
+    now = now or timezone.now()
+    resent = []
+    stuck = StepRun.objects.filter(status__in=[StepStatus.QUEUED, StepStatus.RUNNING], lease_until__lt=now)
+    for step_run_id, status, step_name, run_id in stuck.values_list("id", "status", "step_name", "run_id")[:1000]:
+        with transaction.atomic():
+            updated = StepRun.objects.filter(pk=step_run_id, status=status, lease_until__lt=now).update(
+                status=StepStatus.QUEUED, task_id="",
+                lease_until=now + timedelta(seconds=settings.BATON_QUEUED_LEASE),
+            )
+            if not updated:
+                continue
+            RunEvent.objects.create(
+                run_id=run_id, at=now, kind="step_resent", step_name=step_name,
+                data={"was": status, "reason": "lease expired"},
+            )
+            transaction.on_commit(lambda i=step_run_id: send_step_message(i))
+            resent.append(step_run_id)
+    if resent:
+        log.info("sweeper re-sent %d step(s): %s", len(resent), resent)
+    return len(resent)

@@ -1,0 +1,287 @@
+"""Work item state changes: open, close, complete, claim, reassign, comment.
+
+Each change that touches a run goes through the engine's lock so a work item
+and its step always agree. Every one is recorded in the run's events.
+"""
+import logging
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from orchestration.engine import StepFailure
+
+from .models import Queue, WorkItem, WorkItemStatus
+
+log = logging.getLogger(__name__)
+
+
+class WorkItemClosed(Exception):
+    """The item is no longer open (someone finished it first, or the stage moved on)."""
+
+
+class ClaimedByOther(PermissionDenied):
+    pass
+
+
+def parse_assignee(value):
+    """``"user:NAME"`` → ("user", User) etc.; StepFailure if it does not exist."""
+    kind, _, name = (value or "").partition(":")
+    if kind == "user":
+        user = get_user_model()._default_manager.filter(**{get_user_model().USERNAME_FIELD: name}).first()
+        if user is None or not user.is_active:
+            raise StepFailure(f"assignee {value!r}: no active user {name!r}")
+        return kind, user
+    if kind == "group":
+        group = Group.objects.filter(name=name).first()
+        if group is None:
+            raise StepFailure(f"assignee {value!r}: no group {name!r}")
+        return kind, group
+    if kind == "queue":
+        queue = Queue.objects.filter(name=name).first()
+        if queue is None:
+            raise StepFailure(f"assignee {value!r}: no queue {name!r}")
+        return kind, queue
+    raise StepFailure(f"assignee {value!r}: expected user:NAME, group:NAME or queue:NAME")
+
+
+def _assign_fields(kind, target):
+    return {
+        "assignee_type": kind,
+        "assignee_user": target if kind == "user" else None,
+        "assignee_group": target if kind == "group" else None,
+        "assignee_queue": target if kind == "queue" else None,
+    }
+
+
+def open_work_item(ctx, step_run, step, prepared):
+    """Called by the engine (inside its transaction) when an interactive step starts."""
+    kind, target = parse_assignee(prepared.assignee)
+    from orchestration.records import load_record
+
+    record_label = ""
+    if prepared.record_model and prepared.record_pk:
+        try:
+            record = load_record(prepared.record_model, prepared.record_pk)
+            record_label = str(record)[:200] if record is not None else ""
+        except Exception:
+            record_label = ""
+    item = WorkItem.objects.create(
+        step_run=step_run,
+        run=ctx.run,
+        label=step.label or step.name,
+        flow_id=prepared.flow_id,
+        record_model=prepared.record_model,
+        record_pk=prepared.record_pk,
+        record_label=record_label,
+        inputs=prepared.inputs,
+        created_at=ctx.now,
+        due_at=prepared.due_at,
+        **_assign_fields(kind, target),
+    )
+    ctx.event("work_item_opened", step.stage, step.name, work_item=item.pk, assignee=prepared.assignee)
+    from .notifications import notify_new_work_item
+
+    transaction.on_commit(lambda: notify_new_work_item(item.pk))
+    return item
+
+
+def close_work_items(ctx, step_runs, status):
+    ids = [s.pk for s in step_runs]
+    WorkItem.objects.filter(step_run_id__in=ids, status=WorkItemStatus.OPEN).update(
+        status=status, completed_at=ctx.now,
+        completed_by=ctx.actor if (status == WorkItemStatus.COMPLETED and getattr(ctx.actor, "pk", None)) else None,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Who may see and work an item
+# ---------------------------------------------------------------------------
+
+def can_manage(user):
+    return user.is_authenticated and (user.is_superuser or user.has_perm("workguide.manage_workitem"))
+
+
+def assignee_q(user, prefix=""):
+    """Items assigned to ``user`` directly, through a group, or through a queue."""
+    group_ids = list(user.groups.values_list("id", flat=True))
+    queue_ids = list(Queue.objects.filter(Q(members=user) | Q(member_groups__in=group_ids)).values_list("id", flat=True).distinct())
+    return (
+        Q(**{f"{prefix}assignee_user": user})
+        | Q(**{f"{prefix}assignee_group_id__in": group_ids})
+        | Q(**{f"{prefix}assignee_queue_id__in": queue_ids})
+    )
+
+
+def visible_items(user):
+    """Work items ``user`` may see (assignees; managers see all)."""
+    if not user.is_authenticated:
+        return WorkItem.objects.none()
+    if can_manage(user):
+        return WorkItem.objects.all()
+    return WorkItem.objects.filter(assignee_q(user))
+
+
+def is_assignee(item, user):
+    if not user.is_authenticated:
+        return False
+    if item.assignee_type == WorkItem.USER:
+        return item.assignee_user_id == user.pk
+    if item.assignee_type == WorkItem.GROUP:
+        return user.groups.filter(pk=item.assignee_group_id).exists()
+    queue = item.assignee_queue
+    return queue.members.filter(pk=user.pk).exists() or queue.member_groups.filter(user=user).exists()
+
+
+def can_work(item, user):
+    """May ``user`` fill in and finish ``item`` now?"""
+    if not (is_assignee(item, user) or can_manage(user)):
+        return False
+    return item.claimed_by_id in (None, user.pk) or can_manage(user)
+
+
+# ---------------------------------------------------------------------------
+# Actions on an item
+# ---------------------------------------------------------------------------
+
+def _lock_item(item_id):
+    return WorkItem.objects.select_for_update().select_related("run").get(pk=item_id)
+
+
+def complete_work_item(item, user, values):
+    """Validate ``values`` against the screen flow and complete the item and its step.
+
+    Raises ValidationError (a dict keyed by field) with nothing changed when
+    the values do not validate, WorkItemClosed when the item is no longer
+    open, ClaimedByOther / PermissionDenied when ``user`` may not work it.
+    """
+    from flows.compiled import FlowSpec
+    from flows.screens import validate_all
+    from orchestration import engine
+
+    if not can_work(item, user):
+        if item.claimed_by_id and item.claimed_by_id != user.pk:
+            raise ClaimedByOther(f"{item.label} is claimed by {item.claimed_by}")
+        raise PermissionDenied("not your work item")
+    if item.status != WorkItemStatus.OPEN:
+        raise WorkItemClosed(_closed_message(item))
+    spec = FlowSpec.load(item.flow_id)
+    outputs, errors = validate_all(spec, item.inputs, values or {})
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        fresh = _lock_item(item.pk)
+        if fresh.status != WorkItemStatus.OPEN:
+            raise WorkItemClosed(_closed_message(fresh))
+        if fresh.claimed_by_id and fresh.claimed_by_id != user.pk and not can_manage(user):
+            raise ClaimedByOther(f"{fresh.label} is claimed by {fresh.claimed_by}")
+        done = engine.complete_step(fresh.step_run_id, outputs, actor=user, source="work_item")
+        if not done:
+            raise WorkItemClosed(_closed_message(fresh))
+    item.refresh_from_db()
+    return item
+
+
+def _closed_message(item):
+    if item.status == WorkItemStatus.COMPLETED:
+        who = item.completed_by.get_username() if item.completed_by_id else "someone else"
+        return f"“{item.label}” was already completed by {who}."
+    return f"“{item.label}” is no longer open ({item.status})."
+
+
+def save_progress(item, progress):
+    WorkItem.objects.filter(pk=item.pk, status=WorkItemStatus.OPEN).update(progress=progress)
+    item.progress = progress
+
+
+def _log(item, kind, user, **data):
+    from orchestration.models import RunEvent
+
+    from flows.expressions import to_json
+
+    RunEvent.objects.create(
+        run_id=item.run_id, actor=user if getattr(user, "pk", None) else None, kind=kind,
+        step_name=item.step_run.step_name, data=to_json({"work_item": item.pk, **data}),
+    )
+
+
+def claim(item, user):
+    if item.assignee_type == WorkItem.USER:
+        raise ValidationError("items assigned to one user cannot be claimed")
+    if not is_assignee(item, user):
+        raise PermissionDenied("not your work item")
+    with transaction.atomic():
+        updated = WorkItem.objects.filter(pk=item.pk, status=WorkItemStatus.OPEN, claimed_by__isnull=True).update(
+            claimed_by=user
+        )
+        if not updated:
+            item.refresh_from_db()
+            if item.claimed_by_id == user.pk:
+                return item
+            if item.status != WorkItemStatus.OPEN:
+                raise WorkItemClosed(_closed_message(item))
+            raise ClaimedByOther(f"{item.label} is already claimed by {item.claimed_by}")
+        _log(item, "work_item_claimed", user)
+    item.refresh_from_db()
+    return item
+
+
+def unclaim(item, user):
+    with transaction.atomic():
+        fresh = _lock_item(item.pk)
+        if fresh.claimed_by_id is None:
+            return fresh
+        if fresh.claimed_by_id != user.pk and not can_manage(user):
+            raise ClaimedByOther(f"{fresh.label} is claimed by {fresh.claimed_by}")
+        fresh.claimed_by = None
+        fresh.save(update_fields=["claimed_by"])
+        _log(fresh, "work_item_unclaimed", user)
+    item.refresh_from_db()
+    return item
+
+
+def reassign(item, user, assignee):
+    """Give the item to ``assignee`` ("user:NAME", "group:NAME", "queue:NAME")."""
+    if not can_manage(user):
+        raise PermissionDenied("reassigning needs the workguide.manage_workitem permission")
+    try:
+        kind, target = parse_assignee(assignee)
+    except StepFailure as exc:
+        raise ValidationError({"assignee": [str(exc)]})
+    with transaction.atomic():
+        fresh = _lock_item(item.pk)
+        if fresh.status != WorkItemStatus.OPEN:
+            raise WorkItemClosed(_closed_message(fresh))
+        before = fresh.assignee_display
+        for name, value in _assign_fields(kind, target).items():
+            setattr(fresh, name, value)
+        fresh.claimed_by = None
+        fresh.save()
+        _log(fresh, "work_item_reassigned", user, before=before, after=assignee)
+        from .notifications import notify_new_work_item
+
+        transaction.on_commit(lambda: notify_new_work_item(fresh.pk))
+    item.refresh_from_db()
+    return item
+
+
+def add_comment(item, user, text):
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"text": ["a comment cannot be empty"]})
+    if len(text) > 5000:
+        raise ValidationError({"text": ["a comment is at most 5000 characters"]})
+    _log(item, "comment", user, text=text)
+
+
+def comments(item):
+    from orchestration.models import RunEvent
+
+    return RunEvent.objects.filter(run_id=item.run_id, kind="comment", data__work_item=item.pk).select_related("actor")
+
+
+def now():
+    return timezone.now()
