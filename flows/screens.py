@@ -20,7 +20,9 @@ drive it. Pieces:
 
 ``ScreenFlowState(spec, inputs, progress=None)``
     Where a person is in a flow: ``current_screen``, ``values`` (the cleaned
-    values of every screen so far, by field name), ``form(data=None)`` and
+    values of every screen so far, by field name), ``form(data=None)``,
+    ``preview(data)`` (the screen redrawn from what is typed, visibility
+    recomputed, no errors: for an htmx refresh on change) and
     ``submit(data, action)`` with action ``next`` (validate, keep, move on;
     on the last screen it finishes), ``back`` (keep what was typed on this
     screen as a draft, unvalidated, and go back) or ``finish`` (validate this
@@ -456,6 +458,15 @@ class ScreenFlowState:
         return ScreenForm(
             data, spec=self.spec, screen=screen, inputs=self.inputs, values=self._values_before(screen),
             draft=self.drafts.get(screen.name), **kwargs,
+        )
+
+    def preview(self, data):
+        """The current screen redrawn from what is typed, without errors (for a live ``visible_if`` refresh)."""
+        raw = self.form(data).raw_values()
+        screen = self.current_screen
+        return ScreenForm(
+            spec=self.spec, screen=screen, inputs=self.inputs, values=self.values,
+            draft={**self.drafts.get(screen.name, {}), **raw},
         )
 
     def _values_before(self, screen):

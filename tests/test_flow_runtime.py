@@ -307,7 +307,11 @@ class _Handler(BaseHTTPRequestHandler):
             import time
 
             time.sleep(1.5)
-        payload = json.dumps({"path": self.path, "got": json.loads(body) if body else None}).encode()
+        try:
+            got = json.loads(body) if body else None
+        except ValueError:
+            got = body
+        payload = json.dumps({"path": self.path, "got": got}).encode()
         self.send_response(201 if self.command == "POST" else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -490,3 +494,26 @@ def test_screen_flows_do_not_run_in_the_background():
     spec = FlowSpec.load(make_flow("screen"))
     with pytest.raises(FlowError, match="screen flow"):
         run_flow(spec, {})
+
+
+def test_cache_entry_is_dropped_when_the_flow_row_is_saved_or_deleted():
+    flow = make_flow(status="obsolete")
+    spec = FlowSpec.load(flow.pk)
+    assert FlowSpec.load(flow.pk) is spec
+    flow.status = "obsolete"
+    flow.save(update_fields=["status"])
+    assert FlowSpec.load(flow.pk) is not spec
+    FlowSpec.load(flow.pk)
+    flow.delete()
+    with pytest.raises(FlowNotFound):
+        FlowSpec.load(flow.pk if flow.pk else 10**9)
+
+
+def test_http_text_body_and_plain_text_answer(http_server):
+    spec = autolaunched(
+        {"type": "http_request", "method": "POST", "url": http_server + "/t", "body": '"plain"', "into": "r"},
+        outputs=[var("r", "list")],
+    )
+    with pytest.raises(FlowError, match="r: expected a list"):
+        run_flow(spec, {})
+    assert _Handler.seen[0]["body"] == "plain"

@@ -256,3 +256,12 @@ def test_state_rejects_wrong_flows_inputs_and_actions():
         ScreenFlowState(spec, {})
     with pytest.raises(ValueError, match="unknown action"):
         ScreenFlowState(spec, {"who": "a"}).submit({}, "jump")
+
+
+def test_preview_recomputes_visibility_without_errors():
+    spec = screen_flow(screen("s", field("show", "boolean"), field("x", required=True, visible_if="show")))
+    state = ScreenFlowState(spec, {})
+    assert "x" not in state.form().fields
+    preview = state.preview({"show": "on"})
+    assert "x" in preview.fields and not preview.is_bound and preview.initial["show"] is True
+    assert state.values == {} and state.index == 0
