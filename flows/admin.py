@@ -1,0 +1,363 @@
+"""Admin for flow definitions, and the lifecycle tools every versioned definition shares.
+
+``DefinitionAdmin`` is the base of the Flow and Orchestration admins:
+
+* list filters by status and api_name, search;
+* the actions Validate, Activate and New version (on the list and as
+  buttons on a version's page), each reporting the validator's problems as
+  one message per problem;
+* active and obsolete versions are shown read-only, their parts included;
+* import (upload a YAML definition file) and export (download the selected
+  definitions as YAML).
+
+The lifecycle (``orchestration.lifecycle``) and the definition file code
+(``orchestration.definition_files``) are imported inside the functions that
+use them, so the admin loads even where those modules are still missing.
+"""
+import nested_admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.text import slugify
+
+from .models import Flow, FlowElement, FlowVariable, Screen, ScreenField
+from .versioning import DefinitionStatus, VersionedDefinition
+
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+
+
+# --- Frozen versions --------------------------------------------------------
+
+def is_frozen(obj):
+    """True when ``obj`` (a definition or one of its parts) belongs to an active or obsolete version."""
+    if obj is None:
+        return False
+    owner = obj if isinstance(obj, VersionedDefinition) else obj.owning_definition()
+    return owner is not None and owner.pk is not None and owner.status != DefinitionStatus.DRAFT
+
+
+class FrozenAwareInlineMixin:
+    """An inline that cannot be changed, added to or deleted from on a frozen version.
+
+    ``obj`` is the inline's parent (the definition for top-level inlines, the
+    parent part for nested ones); the admin also notes on the request whether
+    the version being shown is frozen, for nested forms with no parent yet.
+    """
+
+    def _frozen(self, request, obj):
+        return getattr(request, "_baton_frozen", False) or is_frozen(obj)
+
+    def has_add_permission(self, request, obj=None):
+        return not self._frozen(request, obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return not self._frozen(request, obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not self._frozen(request, obj) and super().has_delete_permission(request, obj)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        label="Definition file (YAML)",
+        help_text="Queues, flows and orchestrations in the definition file format. All or nothing.",
+    )
+    activate = forms.BooleanField(required=False, label="Activate what the file defines")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(f"The file is larger than {MAX_UPLOAD_BYTES // 1024} KB.")
+        raw = upload.read()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise forms.ValidationError("The file is not UTF-8 text.")
+
+
+def problems_of(exc):
+    """The problems an import or activation refusal carries, as text, one per problem."""
+    problems = getattr(exc, "problems", None) or getattr(exc, "errors", None)
+    if problems:
+        return [str(p) for p in problems]
+    messages_ = getattr(exc, "messages", None)
+    if messages_ and isinstance(messages_, (list, tuple)):
+        return [str(m) for m in messages_]
+    return [str(exc) or exc.__class__.__name__]
+
+
+class DefinitionAdmin(nested_admin.NestedModelAdmin):
+    """Shared admin for versioned definitions (flows and orchestrations)."""
+
+    change_form_template = "admin/baton/definition_change_form.html"
+    change_list_template = "admin/baton/definition_change_list.html"
+    list_display = ("api_name", "version", "status_text", "label", "created_at", "activated_at")
+    list_display_links = ("api_name", "version")
+    list_filter = ("status", "api_name")
+    search_fields = ("api_name", "label", "description")
+    ordering = ("api_name", "-version")
+    readonly_fields = ("status", "version", "created_at", "activated_at")
+    actions = ["validate_selected", "activate_selected", "new_version_of_selected", "export_selected"]
+    save_on_top = True
+
+    # -- list ---------------------------------------------------------------
+
+    @admin.display(description="Status", ordering="status")
+    def status_text(self, obj):
+        return obj.get_status_display()
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        # A bulk delete would bypass the rule that an active version cannot be deleted.
+        actions.pop("delete_selected", None)
+        return actions
+
+    # -- frozen versions ----------------------------------------------------
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        request._baton_frozen = is_frozen(obj)
+        return obj
+
+    def has_change_permission(self, request, obj=None):
+        if is_frozen(obj):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.status == DefinitionStatus.ACTIVE:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.pk:
+            fields.append("api_name")  # versions share it; a new name is a new definition
+        if is_frozen(obj):
+            fields += [f.name for f in self.model._meta.concrete_fields if f.name not in fields and f.name != "id"]
+        return fields
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.version = self.model.next_version_number(obj.api_name)
+            obj.status = DefinitionStatus.DRAFT
+        super().save_model(request, obj, form, change)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _report_problems(self, request, obj, problems, level=messages.ERROR):
+        for problem in problems:
+            self.message_user(request, f"{obj}: {problem}", level)
+
+    def _validate(self, request, obj):
+        from orchestration import lifecycle
+
+        try:
+            problems = lifecycle.validate(obj)
+        except Exception as exc:  # a broken definition must give a message, not a 500
+            problems = problems_of(exc)
+        if problems:
+            self._report_problems(request, obj, problems)
+            self.message_user(
+                request, f"{obj}: {len(problems)} problem{'s' if len(problems) != 1 else ''}.", messages.WARNING
+            )
+        else:
+            self.message_user(request, f"{obj}: no problems found; it can be activated.", messages.SUCCESS)
+        return not problems
+
+    def _activate(self, request, obj):
+        from orchestration import lifecycle
+
+        if obj.status == DefinitionStatus.ACTIVE:
+            self.message_user(request, f"{obj} is already active.", messages.INFO)
+            return False
+        try:
+            with transaction.atomic():
+                lifecycle.activate(obj, user=request.user)
+        except lifecycle.ActivationRefused as exc:
+            self._report_problems(request, obj, problems_of(exc))
+            self.message_user(request, f"{obj} was not activated.", messages.WARNING)
+            return False
+        obj.refresh_from_db()
+        self.message_user(request, f"{obj.api_name} v{obj.version} is now active.", messages.SUCCESS)
+        return True
+
+    def _new_version(self, request, obj):
+        from orchestration import lifecycle
+
+        try:
+            with transaction.atomic():
+                draft = lifecycle.new_version(obj)
+        except Exception as exc:
+            self._report_problems(request, obj, problems_of(exc))
+            return None
+        self.message_user(
+            request, f"Draft {draft.api_name} v{draft.version} was created from v{obj.version}.", messages.SUCCESS
+        )
+        return draft
+
+    @admin.action(description="Validate the selected versions", permissions=["view"])
+    def validate_selected(self, request, queryset):
+        for obj in queryset:
+            self._validate(request, obj)
+
+    @admin.action(description="Activate the selected versions", permissions=["activate"])
+    def activate_selected(self, request, queryset):
+        names = [obj.api_name for obj in queryset]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            self.message_user(
+                request, f"Select one version per definition to activate (several of: {', '.join(sorted(duplicates))}).",
+                messages.ERROR,
+            )
+            return
+        for obj in queryset:
+            self._activate(request, obj)
+
+    @admin.action(description="New version (a draft copy) of the selected", permissions=["add"])
+    def new_version_of_selected(self, request, queryset):
+        for obj in queryset:
+            self._new_version(request, obj)
+
+    @admin.action(description="Export the selected as YAML", permissions=["view"])
+    def export_selected(self, request, queryset):
+        from orchestration.definition_files import export_document
+
+        api_names = sorted(set(queryset.values_list("api_name", flat=True)))
+        try:
+            text = export_document(api_names)
+        except Exception as exc:
+            for problem in problems_of(exc):
+                self.message_user(request, problem, messages.ERROR)
+            return None
+        filename = slugify("-".join(api_names))[:80] or "definitions"
+        response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}.yaml"'
+        return response
+
+    def has_activate_permission(self, request):
+        return self.has_change_permission(request)
+
+    # -- per-object buttons and import ---------------------------------------
+
+    def get_urls(self):
+        info = self.model._meta.app_label, self.model._meta.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path("import/", wrap(self.import_view), name="%s_%s_import" % info),
+            path("<path:object_id>/lifecycle/<str:operation>/", wrap(self.lifecycle_view), name="%s_%s_lifecycle" % info),
+        ] + super().get_urls()
+
+    def lifecycle_view(self, request, object_id, operation):
+        if request.method != "POST":
+            raise PermissionDenied
+        obj = get_object_or_404(self.model, pk=object_id)
+        info = self.model._meta.app_label, self.model._meta.model_name
+        target = obj
+        if operation == "validate":
+            if not self.has_view_permission(request, obj):
+                raise PermissionDenied
+            self._validate(request, obj)
+        elif operation == "activate":
+            if not self.has_activate_permission(request):
+                raise PermissionDenied
+            self._activate(request, obj)
+        elif operation == "new_version":
+            if not self.has_add_permission(request):
+                raise PermissionDenied
+            target = self._new_version(request, obj) or obj
+        else:
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse("admin:%s_%s_change" % info, args=[target.pk]))
+
+    def import_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        problems = []
+        form = ImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            from orchestration.definition_files import import_document
+
+            try:
+                result = import_document(form.cleaned_data["file"], activate=form.cleaned_data["activate"])
+            except Exception as exc:  # every refusal is shown, nothing is stored
+                problems = problems_of(exc)
+            else:
+                self.message_user(request, f"Imported: {describe_import(result)}.", messages.SUCCESS)
+                info = self.model._meta.app_label, self.model._meta.model_name
+                return HttpResponseRedirect(reverse("admin:%s_%s_changelist" % info))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import definitions",
+            "form": form,
+            "problems": problems,
+        }
+        return TemplateResponse(request, "admin/baton/import.html", context, status=400 if problems else 200)
+
+
+def describe_import(result):
+    """A short text for what ``import_document`` returned, whatever its shape."""
+    if result is None:
+        return "done"
+    if isinstance(result, dict):
+        parts = []
+        for key, value in result.items():
+            if isinstance(value, (list, tuple, set)):
+                parts.append(f"{key}: {', '.join(str(v) for v in value) or 'none'}")
+            else:
+                parts.append(f"{key}: {value}")
+        return "; ".join(parts) or "done"
+    if isinstance(result, (list, tuple, set)):
+        return ", ".join(str(v) for v in result) or "nothing"
+    return str(result)
+
+
+# --- Flows ------------------------------------------------------------------
+
+class FlowVariableInline(FrozenAwareInlineMixin, nested_admin.NestedTabularInline):
+    model = FlowVariable
+    extra = 0
+    fields = ("direction", "position", "name", "type", "required", "default", "value")
+    sortable_field_name = "position"
+
+
+class ScreenFieldInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
+    model = ScreenField
+    extra = 0
+    sortable_field_name = "position"
+    fieldsets = (
+        (None, {"fields": (("name", "type", "position"), ("label", "required"), "help_text")}),
+        ("Value and visibility", {"fields": ("default", "visible_if", "choices", "text")}),
+    )
+
+
+class ScreenInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
+    model = Screen
+    extra = 0
+    sortable_field_name = "position"
+    fields = (("name", "label", "position"), ("validate", "validate_message"))
+    inlines = [ScreenFieldInline]
+
+
+class FlowElementInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
+    model = FlowElement
+    extra = 0
+    sortable_field_name = "position"
+    fields = (("position", "type", "name"), "config")
+
+
+@admin.register(Flow)
+class FlowAdmin(DefinitionAdmin):
+    list_display = ("api_name", "version", "status_text", "type", "label", "created_at", "activated_at")
+    list_filter = ("status", "type", "api_name")
+    inlines = [FlowVariableInline, ScreenInline, FlowElementInline]
+    fieldsets = (
+        (None, {"fields": (("api_name", "version", "status"), "label", "description", "type", "implementation")}),
+        ("History", {"fields": (("created_at", "activated_at"),), "classes": ("collapse",)}),
+    )
