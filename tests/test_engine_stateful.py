@@ -1,0 +1,195 @@
+"""A Hypothesis state machine over random orchestrations and completion orders.
+
+Each example builds an orchestration (stages of parallel and ``after``
+background steps, decisions that may loop back), starts a run and completes
+queued steps in an order Hypothesis picks. Invariants checked after every
+move: never two stages in progress; a step never starts before what it waits
+for; each stage visit ends once; and at the end the run is completed or in
+error, and replaying its events gives the stored statuses.
+"""
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+
+import flows
+from orchestration import engine
+from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
+from orchestration.tasks import claim, execute_claimed
+from tests.engine_builders import active_flow, orchestration
+
+COINS = []
+_ids = itertools.count(1)
+
+
+@flows.action("test_coin")
+def _coin():
+    return {"v": COINS.pop(0) if COINS else False}
+
+
+class Sent:
+    def __init__(self):
+        self.sent = []
+
+    def send_step(self, step_run):
+        self.sent.append(step_run.pk)
+
+    def open_work_item(self, *args):  # pragma: no cover - background steps only
+        raise AssertionError("no interactive steps here")
+
+    def close_work_items(self, *args):
+        pass
+
+
+@st.composite
+def orchestrations(draw):
+    n_stages = draw(st.integers(1, 4))
+    path = []
+    for s in range(n_stages):
+        n_steps = draw(st.integers(0, 4))
+        steps = []
+        for i in range(n_steps):
+            step = {"name": f"s{s}_{i}", "type": "background", "flow": "coin"}
+            if i and draw(st.booleans()):
+                deps = draw(st.lists(st.integers(0, i - 1), min_size=1, max_size=i, unique=True))
+                step["entry"] = {"after": [f"s{s}_{d}" for d in deps]}
+            steps.append(step)
+        path.append({"name": f"stage{s}", "steps": steps})
+        if steps and draw(st.booleans()):
+            back = draw(st.integers(0, s))
+            probe = draw(st.sampled_from(steps))["name"]
+            path.append({
+                "type": "decision", "name": f"d{s}",
+                "outcomes": [{"name": "again", "condition": f"steps.{probe}.outputs.v", "goto": f"stage{back}"}],
+                "default": f"stage{s + 1}" if s + 1 < n_stages else "end",
+            })
+    return path
+
+
+class EngineMachine(RuleBasedStateMachine):
+    @initialize(path=orchestrations(), coins=st.lists(st.booleans(), max_size=30))
+    def start(self, path, coins):
+        COINS[:] = coins
+        self.fx = Sent()
+        self.orch = orchestration(path, api_name=f"hypo_{next(_ids)}", max_stage_visits=8)
+        self.after = {
+            step["name"]: set(step.get("entry", {}).get("after", []))
+            for element in path for step in element.get("steps", [])
+        }
+        self.run = engine.start_run(self.orch, effects=self.fx)
+
+    @precondition(lambda self: hasattr(self, "fx") and self.fx.sent)
+    @rule(data=st.data())
+    def complete_one(self, data):
+        index = data.draw(st.integers(0, len(self.fx.sent) - 1))
+        step_run_id = self.fx.sent.pop(index)
+        step_run = claim(step_run_id, f"t{step_run_id}")
+        if step_run is not None:
+            from unittest import mock
+
+            with mock.patch("orchestration.engine._default_effects", return_value=self.fx):
+                execute_claimed(step_run)
+
+    @precondition(lambda self: hasattr(self, "fx") and self.fx.sent)
+    @rule(data=st.data())
+    def duplicate_delivery(self, data):
+        """A message delivered twice: the second finds the step claimed or done."""
+        step_run_id = data.draw(st.sampled_from(self.fx.sent))
+        status = StepRun.objects.get(pk=step_run_id).status
+        if status == "completed":
+            assert claim(step_run_id, "dup") is None
+
+    @rule()
+    def record_saved(self):
+        """Anything may happen between completions: the record is saved, conditions are re-checked."""
+        if hasattr(self, "run"):
+            from unittest import mock
+
+            with mock.patch("orchestration.engine._default_effects", return_value=self.fx):
+                engine.record_changed(self.run.pk)
+
+    @invariant()
+    def one_stage_at_a_time(self):
+        if hasattr(self, "run"):
+            assert StageRun.objects.filter(run=self.run, status="in_progress").count() <= 1
+
+    @invariant()
+    def steps_start_after_what_they_wait_for(self):
+        if not hasattr(self, "run"):
+            return
+        for stage_run in StageRun.objects.filter(run=self.run):
+            by_name = {s.step_name: s for s in stage_run.step_runs.all()}
+            for name, step_run in by_name.items():
+                if step_run.status in ("queued", "running", "completed"):
+                    for dep in self.after.get(name, ()):
+                        assert by_name[dep].status == "completed", (name, dep)
+
+    @invariant()
+    def each_stage_visit_ends_once(self):
+        if not hasattr(self, "run"):
+            return
+        ends = RunEvent.objects.filter(run=self.run, kind__in=["stage_completed", "stage_discontinued"])
+        seen = set()
+        for stage, visit in ends.values_list("stage_name", "data__visit"):
+            assert (stage, visit) not in seen
+            seen.add((stage, visit))
+
+    def teardown(self):
+        if not hasattr(self, "run"):
+            return
+        # Drain whatever is left, in order, then check the end state.
+        from unittest import mock
+
+        with mock.patch("orchestration.engine._default_effects", return_value=self.fx):
+            while self.fx.sent:
+                step_run = claim(self.fx.sent.pop(0), "drain")
+                if step_run is not None:
+                    execute_claimed(step_run)
+        run = OrchestrationRun.objects.get(pk=self.run.pk)
+        assert run.status in ("completed", "error"), run.status
+        if run.status == "error":
+            assert "max_stage_visits" in run.error
+        assert replay(run) == stored(run)
+
+
+STATUS_BY_EVENT = {
+    "step_queued": "queued", "step_running": "running", "step_completed": "completed",
+    "step_discontinued": "discontinued", "step_error": "error", "step_in_progress": "in_progress",
+}
+
+
+def replay(run):
+    """Step statuses and the run status rebuilt from the event log alone."""
+    visit, steps, status = {}, {}, None
+    for kind, stage, step, data in RunEvent.objects.filter(run=run).order_by("id").values_list(
+        "kind", "stage_name", "step_name", "data"
+    ):
+        if kind == "stage_started":
+            visit[stage] = data["visit"]
+        elif kind in STATUS_BY_EVENT:
+            steps[(stage, visit[stage], step)] = STATUS_BY_EVENT[kind]
+        elif kind.startswith("run_"):
+            status = {"run_started": "running", "run_completed": "completed", "run_error": "error",
+                      "run_canceled": "canceled"}.get(kind, status)
+    return status, steps
+
+
+def stored(run):
+    steps = {
+        (s.stage_run.stage_name, s.stage_run.visit, s.step_name): s.status
+        for s in StepRun.objects.filter(run=run).select_related("stage_run")
+        if s.status != "waiting"
+    }
+    return run.status, steps
+
+
+@pytest.mark.django_db
+def test_engine_invariants_hold_for_random_orchestrations():
+    active_flow(api_name="coin", type="autolaunched", outputs=[{"name": "v", "type": "boolean"}],
+                elements=[{"type": "action", "action": "test_coin", "inputs": {}}])
+    run_state_machine_as_test(
+        EngineMachine,
+        settings=settings(max_examples=40, stateful_step_count=20, deadline=None, derandomize=True,
+                          suppress_health_check=list(HealthCheck)),
+    )
