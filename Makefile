@@ -5,15 +5,17 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-faults bench bench-quick venv migrate demo clean
+.PHONY: run test test-faults test-pg bench bench-quick venv migrate demo clean
 
 venv: $(STAMP)
 
+# pip's output goes to a log, shown only when it fails (a pipe into grep
+# would hide pip's exit status).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import django, celery, cel, rest_framework, pytest" 
+	$(PY) -m pip install --quiet --upgrade pip > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	$(PY) -m pip install --quiet -e '.[dev]' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	$(PY) -c "import django, celery, cel, rest_framework, pytest, pytest_django, playwright, psycopg, redis"
 	touch $(STAMP)
 
 migrate: venv
@@ -25,11 +27,16 @@ demo: migrate
 run: demo
 	PORT=$(PORT) $(PY) manage.py serve --port $(PORT)
 
+# pytest exits non-zero on any failure and with 5 when it collects nothing.
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-faults: venv
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
+
+# The whole suite with Django on a private PostgreSQL (see tests/services.py).
+test-pg: venv
+	BATON_TEST_POSTGRES=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) bench/run.py

@@ -1,0 +1,58 @@
+"""Shared fixtures.
+
+The service fixtures (postgres_server, redis_server, celery_worker_process,
+postgres_db, require_service, ...) live in ``tests/services.py``, loaded as
+a plugin with ``-p tests.services`` (see pyproject.toml) so that it runs before
+Django's settings are read. This file adds the browser fixtures.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.services import REPO, require_service
+
+# Django's live_server with Playwright's sync API (runs an event loop in this
+# thread): without this, ORM calls raise SynchronousOnlyOperation.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Launch Debian's Chromium: Playwright must not download a browser here."""
+    require_service(CHROMIUM, "Chromium is not installed (apt-get install chromium)")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    """``test-output/screenshots/`` in the repository (git-ignored); look at them."""
+    path = REPO / "test-output" / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_definition_caches():
+    """Plans and flow specs are cached by row id; a rolled-back test database reuses ids."""
+    from flows.compiled import clear_cache
+    from orchestration import plan, triggers
+
+    plan.forget()
+    clear_cache()
+    triggers.reset()
+    yield
+    plan.forget()
+    clear_cache()
+    triggers.reset()
