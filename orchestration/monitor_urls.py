@@ -1,3 +1,4 @@
+"""URLs of the run monitor, under /monitor/ (namespace ``monitor``)."""
 from django.urls import path
 
 from . import monitor_views
@@ -5,4 +6,9 @@ from . import monitor_views
 app_name = "monitor"
 urlpatterns = [
     path("", monitor_views.run_list, name="runs"),
+    path("runs/<int:run_id>/", monitor_views.run_detail, name="run"),
+    path("runs/<int:run_id>/cancel/", monitor_views.run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/steps/<str:step_name>/retry/", monitor_views.step_retry, name="step_retry"),
+    path("runs/<int:run_id>/steps/<str:step_name>/skip/", monitor_views.step_skip, name="step_skip"),
+    path("work-items/<int:item_id>/reassign/", monitor_views.work_item_reassign, name="reassign"),
 ]
