@@ -1,0 +1,455 @@
+"""REST API for work items (DRF): the Work Guide for programs.
+
+Endpoints (under ``/api/``):
+
+- ``GET  work-items/``                   the caller's items (direct, via groups, via queues), open by default
+- ``GET  work-items/{id}/``              one item, with its screen flow's fields (what ``complete`` takes)
+- ``POST work-items/{id}/complete/``     ``{values}``: validated by the same screen-flow code as the page
+- ``POST work-items/{id}/reassign/``     ``{assignee: "user:NAME" | "group:NAME" | "queue:NAME"}`` (managers)
+- ``POST work-items/{id}/claim/``        take a group or queue item for yourself
+- ``POST work-items/{id}/unclaim/``      give it back
+- ``GET|POST work-items/{id}/comments/`` read or add comments
+
+Visibility is the Work Guide's (``workguide.services.visible_items``): an item
+is seen by its assignee (a group's or queue's members) and by holders of
+``workguide.manage_workitem``; anyone else gets 404, for reading and acting.
+"""
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view,
+)
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from orchestration.api import (
+    BatonAPIView, Conflict, check_size, django_errors, error_example, error_responses, id_parameter, query_choice,
+)
+
+from . import services
+from .models import WorkItem, WorkItemStatus
+
+# ---------------------------------------------------------------------------
+# Serializers
+# ---------------------------------------------------------------------------
+
+
+class RecordSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    pk = serializers.CharField()
+    label = serializers.CharField()
+
+
+def _username(user):
+    return user.get_username() if user is not None else None
+
+
+class WorkItemSerializer(serializers.ModelSerializer):
+    """A work item (summary, as listed)."""
+
+    run = serializers.IntegerField(source="run_id", help_text="The run's id (GET /api/runs/{id}/).")
+    orchestration = serializers.CharField(source="run.orchestration.api_name")
+    step = serializers.CharField(source="step_run.step_name")
+    assignee = serializers.CharField(source="assignee_display", help_text='"user:NAME", "group:NAME" or "queue:NAME".')
+    claimed_by = serializers.SerializerMethodField()
+    completed_by = serializers.SerializerMethodField()
+    record = serializers.SerializerMethodField()
+    is_overdue = serializers.BooleanField()
+
+    class Meta:
+        model = WorkItem
+        fields = ["id", "status", "label", "run", "orchestration", "step", "assignee", "claimed_by", "record",
+                  "inputs", "created_at", "due_at", "is_overdue", "completed_at", "completed_by"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_claimed_by(self, item):
+        return _username(item.claimed_by) if item.claimed_by_id else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_completed_by(self, item):
+        return _username(item.completed_by) if item.completed_by_id else None
+
+    @extend_schema_field(RecordSerializer(allow_null=True))
+    def get_record(self, item):
+        if not item.record_model:
+            return None
+        return {"model": item.record_model, "pk": item.record_pk, "label": item.record_label}
+
+
+class ChoiceSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    label = serializers.CharField()
+
+
+class FieldSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField(help_text="text, textarea, number, boolean, date, datetime, choice, multichoice, "
+                                           "email or display (read-only: send nothing for it).")
+    label = serializers.CharField()
+    help_text = serializers.CharField()
+    required = serializers.BooleanField()
+    choices = ChoiceSerializer(many=True, help_text="choice and multichoice fields: the allowed values.")
+    visible_if = serializers.CharField(help_text="An expression: the field counts only while it holds.")
+    default = serializers.CharField(help_text="An expression giving the initial value.")
+    text = serializers.CharField(help_text="display fields: the text, with {!expr} merge fields.")
+
+
+class ScreenSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    fields = FieldSerializer(many=True)
+    validate_message = serializers.CharField(help_text="Shown when the screen's own check fails.")
+
+
+def screens_of(spec):
+    return [
+        {
+            "name": screen.name, "label": screen.label, "validate_message": screen.validate_message,
+            "fields": [
+                {
+                    "name": f.name, "type": f.type, "label": f.label, "help_text": f.help_text,
+                    "required": f.required, "choices": [{"value": v, "label": lab} for v, lab in f.choice_pairs()],
+                    "visible_if": f.visible_if, "default": f.default, "text": f.text,
+                }
+                for f in screen.fields
+            ],
+        }
+        for screen in spec.screens
+    ]
+
+
+class WorkItemDetailSerializer(WorkItemSerializer):
+    """A work item with the screen flow it is finished with, and what the caller may do."""
+
+    flow = serializers.SerializerMethodField()
+    screens = serializers.SerializerMethodField(help_text="The screens and fields: send their values to complete.")
+    progress = serializers.SerializerMethodField(help_text="Values saved so far on the page (field → value).")
+    can_complete = serializers.SerializerMethodField(help_text="Whether the caller may complete it now.")
+
+    class Meta(WorkItemSerializer.Meta):
+        fields = WorkItemSerializer.Meta.fields + ["flow", "screens", "progress", "can_complete"]
+        read_only_fields = fields
+
+    def _spec(self, item):
+        from flows.compiled import FlowSpec
+
+        if not hasattr(self, "_specs"):
+            self._specs = {}
+        if item.flow_id not in self._specs:
+            self._specs[item.flow_id] = FlowSpec.load(item.flow_id)
+        return self._specs[item.flow_id]
+
+    @extend_schema_field(serializers.DictField(child=serializers.JSONField()))
+    def get_flow(self, item):
+        spec = self._spec(item)
+        return {"api_name": spec.api_name, "version": spec.version, "label": spec.label}
+
+    @extend_schema_field(ScreenSerializer(many=True))
+    def get_screens(self, item):
+        return screens_of(self._spec(item))
+
+    @extend_schema_field(serializers.DictField(child=serializers.JSONField()))
+    def get_progress(self, item):
+        values = (item.progress or {}).get("values") if isinstance(item.progress, dict) else None
+        return dict(values) if isinstance(values, dict) else {}
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_can_complete(self, item):
+        request = self.context.get("request")
+        return bool(request and item.is_open and services.can_work(item, request.user))
+
+
+class CompleteSerializer(serializers.Serializer):
+    values = serializers.DictField(
+        child=serializers.JSONField(allow_null=True), required=False, default=dict,
+        help_text="Field name → value for every screen's fields, as the page would submit them: text, numbers, "
+                  "true/false, dates as YYYY-MM-DD, date-times as ISO 8601, lists for multichoice.",
+    )
+
+
+class ReassignSerializer(serializers.Serializer):
+    assignee = serializers.CharField(max_length=300, help_text='"user:NAME", "group:NAME" or "queue:NAME".')
+
+
+class CommentSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    author = serializers.SerializerMethodField()
+    text = serializers.CharField(help_text="At most 5000 characters.", trim_whitespace=False, allow_blank=True)
+    created_at = serializers.DateTimeField(source="at", read_only=True)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_author(self, event):
+        return _username(event.actor) if event.actor_id else None
+
+    def to_representation(self, event):
+        return {"id": event.pk, "author": self.get_author(event), "text": (event.data or {}).get("text", ""),
+                "created_at": serializers.DateTimeField().to_representation(event.at)}
+
+
+# ---------------------------------------------------------------------------
+# Values from JSON to what the screen forms take
+# ---------------------------------------------------------------------------
+
+SCALARS = (str, int, float, bool)
+
+
+def form_values(spec, values):
+    """Values as the page's form data: each field gets a single scalar (multichoice: a list of them).
+
+    The screen forms then validate them exactly as they validate a page
+    submission. Shapes no page can send (a map, a list for a single field)
+    are refused here, keyed by field, so the forms never see them.
+    """
+    fields = {f.name: f for f in spec.screen_fields()}
+    data, errors = {}, {}
+    for name, value in values.items():
+        field = fields.get(name)
+        if field is None or value is None:
+            data[name] = value  # unknown names: the flow's own "Unknown field." error
+            continue
+        if field.type == "multichoice":
+            items = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, SCALARS) for v in items):
+                errors[name] = ["Enter a list of values."]
+                continue
+            data[name] = [str(v) for v in items]
+        elif field.type == "boolean":
+            if not isinstance(value, SCALARS):
+                errors[name] = ["Enter true or false."]
+                continue
+            data[name] = value
+        else:
+            if not isinstance(value, SCALARS) or isinstance(value, bool) and field.type != "choice":
+                errors[name] = ["Enter a single value."]
+                continue
+            data[name] = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    return data, errors
+
+
+# ---------------------------------------------------------------------------
+# The view set
+# ---------------------------------------------------------------------------
+
+WORK_ITEM_EXAMPLE = {
+    "id": 17, "status": "open", "label": "Pick replacement equipment", "run": 42,
+    "orchestration": "equipment_refresh", "step": "pick_equipment", "assignee": "queue:it_support",
+    "claimed_by": None, "record": {"model": "demo.employee", "pk": "1", "label": "Grace Hopper"},
+    "inputs": {"employee_name": "Grace Hopper", "department": "Engineering", "needs_laptop": True, "remote": False},
+    "created_at": "2025-01-06T09:30:00Z", "due_at": "2025-01-09T09:30:00Z", "is_overdue": False,
+    "completed_at": None, "completed_by": None,
+}
+WORK_ITEM_DETAIL_EXAMPLE = {
+    **WORK_ITEM_EXAMPLE,
+    "flow": {"api_name": "onboarding_pick_equipment", "version": 1, "label": "Pick equipment"},
+    "screens": [{
+        "name": "hardware", "label": "Hardware", "validate_message": "Pick between 0 and 3 monitors.",
+        "fields": [
+            {"name": "laptop_model", "type": "choice", "label": "Laptop", "help_text": "", "required": True,
+             "choices": [{"value": "thinkpad_x1", "label": "ThinkPad X1 Carbon"}], "visible_if": "needs_laptop",
+             "default": '"macbook_pro_14"', "text": ""},
+            {"name": "monitors", "type": "number", "label": "External monitors", "help_text": "0 to 3",
+             "required": True, "choices": [], "visible_if": "", "default": "1", "text": ""},
+        ],
+    }],
+    "progress": {}, "can_complete": True,
+}
+COMPLETE_EXAMPLE = {"values": {"laptop_model": "thinkpad_x1", "monitors": 2, "accessories": ["headset", "dock"],
+                               "needed_by": "2025-02-03", "notes": "Ship before Friday"}}
+COMPLETE_ERROR = error_example(
+    "Field errors", "Invalid input: needed_by: This field is required. (and more)", "invalid",
+    {"needed_by": ["This field is required."], "non_field_errors": ["Pick between 0 and 3 monitors."]}, ["400"],
+)
+ALREADY_DONE = error_example("Already completed", "“Pick equipment” was already completed by dave.", "conflict",
+                             status_codes=["409"])
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="My work items",
+        description=(
+            "The caller's work items, newest first: assigned to them, to one of their groups, or to a queue they "
+            "belong to (directly or through a group). Open ones by default; `?status=completed|canceled|all` for "
+            "others. Holders of `workguide.manage_workitem` may ask for everyone's with `?scope=all`."
+        ),
+        parameters=[
+            OpenApiParameter("status", str, enum=["open", "completed", "canceled", "all"],
+                             description="Default: open."),
+            OpenApiParameter("scope", str, enum=["mine", "all"],
+                             description="all: every item the caller may see (managers); default: mine."),
+        ],
+        responses={200: WorkItemSerializer(many=True), **error_responses(400, 404)},
+        examples=[OpenApiExample("Open items", value=WORK_ITEM_EXAMPLE, response_only=True)],
+        tags=["work items"],
+    ),
+    retrieve=extend_schema(
+        summary="A work item",
+        description="The item with its screen flow's screens and fields: what `complete` expects in `values`.",
+        responses={200: WorkItemDetailSerializer, **error_responses(404)},
+        examples=[OpenApiExample("Pick equipment", value=WORK_ITEM_DETAIL_EXAMPLE, response_only=True)],
+        tags=["work items"],
+    ),
+)
+@extend_schema(parameters=[id_parameter("work item")])
+class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Work items: list, read, complete, reassign, claim, comment."""
+
+    lookup_value_regex = r"[0-9]{1,18}"
+    serializer_class = WorkItemSerializer
+
+    def get_queryset(self):
+        user = self.request.user
+        related = ["run__orchestration", "step_run", "assignee_user", "assignee_group", "assignee_queue",
+                   "claimed_by", "completed_by"]
+        if self.action == "list":
+            scope = query_choice(self.request, "scope", ["mine", "all"], "mine")
+            wanted = query_choice(self.request, "status", ["open", "completed", "canceled", "all"], "open")
+            if scope == "all":
+                qs = services.visible_items(user)
+            else:
+                qs = WorkItem.objects.filter(services.assignee_q(user))
+            if wanted != "all":
+                qs = qs.filter(status=wanted)
+            return qs.select_related(*related).order_by("-created_at", "-id")
+        return services.visible_items(user).select_related(*related)
+
+    def get_serializer_class(self):
+        return WorkItemSerializer if self.action == "list" else WorkItemDetailSerializer
+
+    def _detail(self, item, code=status.HTTP_200_OK):
+        item = self.get_queryset().get(pk=item.pk)
+        return Response(WorkItemDetailSerializer(item, context=self.get_serializer_context()).data, status=code)
+
+    @extend_schema(
+        summary="Complete a work item",
+        description=(
+            "Finish the item's screen flow with `values` (every screen's fields by name). They are validated by "
+            "the same code as the Work Guide page: on errors, 400 with `errors` keyed by field name "
+            "(`non_field_errors` for a screen's own check) and nothing changed. 409 when the item is no longer open "
+            "or another person has claimed it. On success the step completes and the run moves on."
+        ),
+        request=CompleteSerializer,
+        responses={200: WorkItemDetailSerializer, **error_responses(400, 403, 404, 409,
+                                                                    examples=[COMPLETE_ERROR, ALREADY_DONE])},
+        examples=[OpenApiExample("Pick equipment", value=COMPLETE_EXAMPLE, request_only=True)],
+        tags=["work items"],
+    )
+    @action(detail=True, methods=["post"])
+    def complete(self, request, pk=None):
+        from flows.compiled import FlowSpec
+        from flows.runtime import FlowError
+
+        item = self.get_object()
+        body = CompleteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        values = body.validated_data["values"]
+        check_size("values", values)
+        if not item.is_open:
+            raise Conflict(services._closed_message(item))
+        data, errors = form_values(FlowSpec.load(item.flow_id), values)
+        if errors:
+            raise exceptions.ValidationError(errors)
+        try:
+            item = services.complete_work_item(item, request.user, data)
+        except services.ClaimedByOther as exc:
+            raise Conflict(str(exc))
+        except services.WorkItemClosed as exc:
+            raise Conflict(str(exc))
+        except FlowError as exc:
+            raise Conflict(f"This work item cannot be completed: {exc}")
+        except DjangoPermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc) or None)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError(django_errors(exc))
+        return self._detail(item)
+
+    @extend_schema(
+        summary="Reassign a work item",
+        description="Give the item to a user, group or queue. Needs `workguide.manage_workitem`. "
+                    "400 when the assignee does not exist; 409 when the item is no longer open.",
+        request=ReassignSerializer,
+        responses={200: WorkItemDetailSerializer, **error_responses(400, 403, 404, 409, examples=[
+            error_example("Unknown user", "Invalid input: assignee: assignee 'user:zed': no active user 'zed'",
+                          "invalid", {"assignee": ["assignee 'user:zed': no active user 'zed'"]}, ["400"])])},
+        examples=[OpenApiExample("To a queue", value={"assignee": "queue:it_support"}, request_only=True)],
+        tags=["work items"],
+    )
+    @action(detail=True, methods=["post"])
+    def reassign(self, request, pk=None):
+        item = self.get_object()
+        if not services.can_manage(request.user):
+            raise exceptions.PermissionDenied("Reassigning needs the workguide.manage_workitem permission.")
+        body = ReassignSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            item = services.reassign(item, request.user, body.validated_data["assignee"])
+        except services.WorkItemClosed as exc:
+            raise Conflict(str(exc))
+        return self._detail(item)
+
+    @extend_schema(
+        summary="Claim a work item",
+        description="Take a group or queue item for yourself, so others of the group or queue cannot complete it. "
+                    "409 when someone else holds it or it is closed; 400 for an item assigned to one user.",
+        request=None,
+        responses={200: WorkItemDetailSerializer, **error_responses(400, 403, 404, 409)},
+        tags=["work items"],
+    )
+    @action(detail=True, methods=["post"])
+    def claim(self, request, pk=None):
+        item = self.get_object()
+        try:
+            item = services.claim(item, request.user)
+        except (services.ClaimedByOther, services.WorkItemClosed) as exc:
+            raise Conflict(str(exc))
+        except DjangoPermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc) or None)
+        return self._detail(item)
+
+    @extend_schema(
+        summary="Unclaim a work item",
+        description="Give a claimed item back to its group or queue (the claimer, or a manager). "
+                    "409 when someone else holds the claim.",
+        request=None,
+        responses={200: WorkItemDetailSerializer, **error_responses(403, 404, 409)},
+        tags=["work items"],
+    )
+    @action(detail=True, methods=["post"])
+    def unclaim(self, request, pk=None):
+        item = self.get_object()
+        try:
+            item = services.unclaim(item, request.user)
+        except services.ClaimedByOther as exc:
+            raise Conflict(str(exc))
+        return self._detail(item)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="Comments on a work item",
+        description="Oldest first, paginated.",
+        responses={200: CommentSerializer(many=True), **error_responses(404)},
+        tags=["work items"],
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Comment on a work item",
+        description="Anyone who may see the item may comment. 400 for an empty text or one over 5000 characters.",
+        request=CommentSerializer,
+        responses={201: CommentSerializer, **error_responses(400, 404)},
+        examples=[OpenApiExample("A comment", value={"text": "Waiting for the budget sign-off."},
+                                 request_only=True)],
+        tags=["work items"],
+    )
+    @action(detail=True, methods=["get", "post"])
+    def comments(self, request, pk=None):
+        item = self.get_object()
+        if request.method == "POST":
+            body = CommentSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            services.add_comment(item, request.user, body.validated_data["text"])
+            event = services.comments(item).order_by("-id").first()
+            return Response(CommentSerializer(event).data, status=status.HTTP_201_CREATED)
+        page = self.paginate_queryset(services.comments(item).order_by("id"))
+        return self.get_paginated_response(CommentSerializer(page, many=True).data)
