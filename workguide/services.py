@@ -285,3 +285,110 @@ def comments(item):
 
 def now():
     return timezone.now()
+
+
+# ---------------------------------------------------------------------------
+# Read helpers for the Work Guide pages (no writes)
+# ---------------------------------------------------------------------------
+
+SOURCES = ("me", "groups", "queues")
+
+
+def my_open_items(user):
+    """The open items assigned to ``user`` (directly, via groups, via queues), newest first.
+
+    The sources are annotated as ``source`` ("me", "groups" or "queues"). Costs
+    two small queries (the user's groups and queues) before the queryset runs.
+    """
+    from django.db.models import Case, CharField, Value, When
+
+    group_ids = list(user.groups.values_list("id", flat=True))
+    queue_ids = list(
+        Queue.objects.filter(Q(members=user) | Q(member_groups__in=group_ids)).values_list("id", flat=True).distinct()
+    )
+    mine = Q(assignee_user=user) | Q(assignee_group_id__in=group_ids) | Q(assignee_queue_id__in=queue_ids)
+    return (
+        WorkItem.objects.filter(mine, status=WorkItemStatus.OPEN)
+        .annotate(source=Case(
+            When(assignee_user=user, then=Value("me")),
+            When(assignee_group_id__in=group_ids, then=Value("groups")),
+            default=Value("queues"),
+            output_field=CharField(),
+        ))
+        .order_by("-created_at", "-id")
+    )
+
+
+def source_counts(queryset):
+    """``{"me": n, "groups": n, "queues": n, "all": n, "overdue": n}`` in one query."""
+    from django.db.models import Count
+
+    counts = queryset.order_by().aggregate(
+        all=Count("id"),
+        me=Count("id", filter=Q(source="me")),
+        groups=Count("id", filter=Q(source="groups")),
+        queues=Count("id", filter=Q(source="queues")),
+        overdue=Count("id", filter=Q(due_at__lt=timezone.now())),
+    )
+    return counts
+
+
+def stage_path(run, stage_runs=None):
+    """The stages of ``run``'s version with where the run stands: a list of dicts.
+
+    Each has ``name``, ``label`` and ``state``: ``done``, ``current``,
+    ``error``, ``upcoming`` or ``skipped`` (the run ended without entering it,
+    e.g. the other branch of a decision).
+    """
+    from orchestration.models import RunStatus, StageStatus
+    from orchestration.plan import Plan
+
+    plan = Plan.load(run.orchestration_id)
+    if stage_runs is None:
+        stage_runs = list(run.stage_runs.order_by("id"))
+    latest = {}
+    for stage_run in stage_runs:
+        latest[stage_run.stage_name] = stage_run
+    path = []
+    for element in plan.stages:
+        visit = latest.get(element.name)
+        if visit is None:
+            state = "upcoming" if run.status == RunStatus.RUNNING else "skipped"
+        elif visit.status == StageStatus.IN_PROGRESS:
+            state = "current"
+        elif visit.status == StageStatus.COMPLETED:
+            state = "done"
+        elif visit.status == StageStatus.ERROR:
+            state = "error"
+        else:
+            state = "skipped"
+        path.append({"name": element.name, "label": element.label, "state": state})
+    return path
+
+
+def record_summary(model_label, pk, limit=8):
+    """``(record, [(label, value), ...])`` for a record reference; (None, []) if it is gone."""
+    from orchestration.records import load_record
+
+    try:
+        record = load_record(model_label, pk)
+    except Exception:
+        return None, []
+    if record is None:
+        return None, []
+    facts = []
+    for model_field in record._meta.concrete_fields:
+        if model_field.primary_key or len(facts) >= limit:
+            continue
+        if getattr(model_field, "choices", None):
+            value = getattr(record, f"get_{model_field.name}_display")()
+        elif model_field.is_relation:
+            value = getattr(record, model_field.name, None)
+        else:
+            value = getattr(record, model_field.name)
+        if value in (None, ""):
+            value = "—"
+        elif isinstance(value, bool):
+            value = "Yes" if value else "No"
+        facts.append((str(model_field.verbose_name).capitalize(), value))
+    return record, facts

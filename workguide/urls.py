@@ -5,4 +5,14 @@ from . import views
 app_name = "workguide"
 urlpatterns = [
     path("", views.my_work, name="my_work"),
+    path("results/", views.my_work_results, name="my_work_results"),
+    path("items/<int:pk>/", views.item_page, name="item"),
+    path("items/<int:pk>/flow/", views.flow_panel, name="flow"),
+    path("items/<int:pk>/path/", views.item_path, name="item_path"),
+    path("items/<int:pk>/claim/", views.claim_item, name="claim"),
+    path("items/<int:pk>/unclaim/", views.unclaim_item, name="unclaim"),
+    path("items/<int:pk>/reassign/", views.reassign_item, name="reassign"),
+    path("items/<int:pk>/comments/", views.comment_item, name="comment"),
+    path("records/<str:model>/<str:pk>/", views.component, name="component"),
+    path("launch/", views.launch, name="launch"),
 ]

@@ -1,7 +1,500 @@
+"""The Work Guide pages: My Work, the item page, the screen flow panel and the record component.
+
+Every view needs a login. Items are looked up through ``services.visible_items``
+so that anyone who is neither an assignee nor a holder of
+``workguide.manage_workitem`` gets a 404 from the page, its htmx partials and
+its actions alike. Forms post with Django's CSRF token; htmx requests send it
+in the ``X-CSRFToken`` header (``hx-headers`` on ``<body>``).
+
+The screen flow panel is the part htmx swaps: Next / Back / Finish post to
+``workguide:flow`` and get the panel back, with inline errors when a screen
+does not validate. The state of a half-finished flow is stored on the work
+item after every move (``services.save_progress``), so leaving and coming
+back resumes on the same screen with the same values.
+"""
+import logging
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.contrib.auth.models import Group
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url, reswap, retarget, trigger_client_event
+
+from flows.compiled import FlowSpec
+from flows.runtime import FlowError
+from flows.screens import ACTIONS, ScreenFlowState
+
+from . import services
+from .forms import CommentForm, MyWorkFilterForm, ReassignForm
+from .models import Queue, WorkItem
+from .services import ClaimedByOther, WorkItemClosed
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 25
+CHANGED_EVENT = "workguide-changed"
+ITEM_RELATED = (
+    "run__orchestration", "flow", "step_run", "assignee_user", "assignee_group", "assignee_queue", "claimed_by",
+    "completed_by",
+)
+
+
+# ---------------------------------------------------------------------------
+# Lookups
+# ---------------------------------------------------------------------------
+
+def get_item(request, pk):
+    """The work item ``pk`` if the caller may see it, else 404 (never 403: no hint that it exists)."""
+    return get_object_or_404(services.visible_items(request.user).select_related(*ITEM_RELATED), pk=pk)
+
+
+def _ctx_of(request):
+    """Where a panel lives: on the item page or inside a record's Work Guide component."""
+    value = request.POST.get("ctx") or request.GET.get("ctx")
+    return "component" if value == "component" else "page"
+
+
+# ---------------------------------------------------------------------------
+# My Work
+# ---------------------------------------------------------------------------
+
+def _my_work(request):
+    items = services.my_open_items(request.user)
+    orchestrations = list(
+        items.order_by().values_list("run__orchestration__api_name", "run__orchestration__label").distinct()
+    )
+    choices = sorted({api: (label or api) for api, label in orchestrations}.items(), key=lambda pair: pair[1].lower())
+    form = MyWorkFilterForm(request.GET or None, orchestrations=choices)
+    filters = form.filters() if request.GET else {}
+    counts = services.source_counts(items)
+    shown = items
+    if filters.get("source"):
+        shown = shown.filter(source=filters["source"])
+    if filters.get("orchestration"):
+        shown = shown.filter(run__orchestration__api_name=filters["orchestration"])
+    if filters.get("overdue"):
+        shown = shown.filter(due_at__lt=timezone.now())
+    query = (filters.get("q") or "").strip()
+    if query:
+        from django.db.models import Q
+
+        shown = shown.filter(Q(label__icontains=query) | Q(record_label__icontains=query))
+    shown = shown.select_related("run__orchestration", "assignee_user", "assignee_group", "assignee_queue", "claimed_by")
+    page = Paginator(shown, PAGE_SIZE).get_page(request.GET.get("page"))
+    kept = {k: v for k, v in request.GET.items() if k != "page" and v not in ("", None)}
+    return {
+        "form": form,
+        "counts": counts,
+        "page": page,
+        "items": list(page.object_list),
+        "filtered": bool(kept),
+        "query_string": urlencode(kept),
+        "now": timezone.now(),
+    }
 
 
 @login_required
+@require_GET
 def my_work(request):
-    return HttpResponse("My Work")
+    return render(request, "workguide/my_work.html", _my_work(request))
+
+
+@login_required
+@require_GET
+def my_work_results(request):
+    """The results only (the list, its pager), for htmx; pushes the page's own URL."""
+    context = _my_work(request)
+    response = render(request, "workguide/_results.html", context)
+    if request.htmx:
+        url = reverse("workguide:my_work")
+        query = context["query_string"]
+        page_number = request.GET.get("page")
+        if page_number and page_number != "1":
+            query = f"{query}&page={page_number}" if query else f"page={page_number}"
+        push_url(response, f"{url}?{query}" if query else url)
+    return response
+
+
+# ---------------------------------------------------------------------------
+# The screen flow panel
+# ---------------------------------------------------------------------------
+
+def _state(item):
+    return ScreenFlowState(FlowSpec.load(item.flow_id), item.inputs, item.progress)
+
+
+def panel_context(request, item, *, form=None, state=None, notice="", done=False, ctx="page", next_items=None):
+    """What ``workguide/_panel.html`` needs for ``item`` as ``request.user`` sees it now."""
+    user = request.user
+    data = {
+        "item": item, "ctx": ctx, "done": done, "notice": notice, "form": None, "state": None,
+        "blocked": "", "problem": "", "next_items": next_items or [],
+        "claimable": item.is_open and item.assignee_type != WorkItem.USER and item.claimed_by_id is None
+        and services.is_assignee(item, user),
+    }
+    if done:
+        return data
+    if not item.is_open:
+        data["blocked"] = services._closed_message(item)
+        return data
+    if not services.can_work(item, user):
+        who = item.claimed_by.get_username() if item.claimed_by_id else "someone else"
+        data["blocked"] = (f"“{item.label}” is claimed by {who}. Only {who} can work on it now; "
+                           f"it comes back to everyone if they unclaim it.")
+        return data
+    try:
+        state = state or _state(item)
+    except FlowError as exc:
+        log.warning("work item %s: cannot show its flow: %s", item.pk, exc)
+        data["problem"] = f"This item's flow cannot be shown: {exc}"
+        return data
+    form = form or state.form()
+    form.auto_id = f"wi{item.pk}-%s"
+    _quiet_display_labels(form)
+    data.update(form=form, state=state)
+    return data
+
+
+def _quiet_display_labels(form):
+    """Display text needs no label unless the definition gave one (the spec fills in one from the name)."""
+    from flows.screens import DisplayField
+
+    for name, form_field in form.fields.items():
+        if isinstance(form_field, DisplayField) and form_field.label == name.replace("_", " ").capitalize():
+            form_field.label = ""
+
+
+def _render_panel(request, item, status=200, **kwargs):
+    return render(request, "workguide/_panel.html", {"panel": panel_context(request, item, **kwargs)}, status=status)
+
+
+@login_required
+def flow_panel(request, pk):
+    """GET: the panel as it stands (resumes the stored progress). POST: Next, Back or Finish."""
+    item = get_item(request, pk)
+    ctx = _ctx_of(request)
+    if request.method == "GET":
+        return _render_panel(request, item, ctx=ctx)
+    if request.method != "POST":
+        return HttpResponseBadRequest("GET or POST only")
+    finished, panel, status = _flow_move(request, item)
+    if finished:
+        if not request.htmx:  # the page without JavaScript: back to My Work with a message
+            messages.success(request, f"“{item.label}” is done.")
+            return redirect("workguide:my_work")
+        return _finished_response(request, item, ctx)
+    if not request.htmx:
+        return _item_page(request, pk, panel=panel, status=status)
+    return _render_panel(request, item, status=status, ctx=ctx, **panel)
+
+
+def _flow_move(request, item):
+    """Carry out Next / Back / Finish. ``(finished, panel keyword arguments, HTTP status)``."""
+    user = request.user
+    action = request.POST.get("action", "next")
+    if action not in ACTIONS:
+        return False, {"notice": f"Unknown action {action!r}."}, 400
+    if not item.is_open or not services.can_work(item, user):
+        return False, {}, 200
+    try:
+        state = _state(item)
+    except FlowError:
+        return False, {}, 200
+    result = state.submit(request.POST, action)
+    if not result.finished:
+        if result.ok and action != "back":
+            try:
+                _claim_on_start(item, user)
+            except (ClaimedByOther, WorkItemClosed):
+                item.refresh_from_db()
+                return False, {}, 409
+        if result.ok:
+            services.save_progress(item, state.progress)
+        return False, {"form": result.form, "state": state}, 200
+    if not result.ok:  # Finish found errors (possibly on an earlier screen): show that screen
+        state.finished = False
+        services.save_progress(item, state.progress)
+        return False, {"form": result.form, "state": state}, 200
+    try:
+        services.complete_work_item(item, user, state.values)
+    except ValidationError as exc:
+        state.finished = False
+        form = state.form(_bound_data(state))
+        form.is_valid()
+        for message in _messages_of(exc):
+            form.add_error(None, message)
+        return False, {"form": form, "state": state}, 200
+    except (WorkItemClosed, ClaimedByOther, PermissionDenied) as exc:
+        item.refresh_from_db()
+        return False, {"notice": str(exc)}, 409
+    log.info("work item %s completed by %s", item.pk, user.get_username())
+    return True, {}, 200
+
+
+def _bound_data(state):
+    from flows.screens import _as_data
+
+    return _as_data(state.current_screen, state.values)
+
+
+def _messages_of(exc):
+    if hasattr(exc, "message_dict"):
+        return [f"{'' if k == NON_FIELD_ERRORS else k + ': '}{m}" for k, ms in exc.message_dict.items() for m in ms]
+    return list(exc.messages)
+
+
+def _claim_on_start(item, user):
+    """A group or queue item is claimed by whoever starts filling it in, so two people never do it twice."""
+    if item.assignee_type == WorkItem.USER or item.claimed_by_id == user.pk:
+        return
+    if item.claimed_by_id is None and services.is_assignee(item, user):
+        services.claim(item, user)
+
+
+def _finished_response(request, item, ctx):
+    item.refresh_from_db()
+    if ctx == "component":
+        context = component_context(request, item.record_model, item.record_pk,
+                                    notice=f"“{item.label}” is done.")
+        response = render(request, "workguide/component.html", context)
+        retarget(response, f"#{context['dom_id']}")
+        reswap(response, "outerHTML")
+    else:
+        next_items = list(
+            services.my_open_items(request.user).filter(run_id=item.run_id).exclude(pk=item.pk)[:5]
+        )
+        response = _render_panel(request, item, ctx=ctx, done=True, next_items=next_items)
+    trigger_client_event(response, CHANGED_EVENT, {"item": item.pk})
+    return response
+
+
+# ---------------------------------------------------------------------------
+# The item page
+# ---------------------------------------------------------------------------
+
+@login_required
+@require_GET
+def item_page(request, pk):
+    return _item_page(request, pk)
+
+
+def _item_page(request, pk, panel=None, status=200):
+    item = get_item(request, pk)
+    record, facts = services.record_summary(item.record_model, item.record_pk)
+    can_manage = services.can_manage(request.user)
+    context = {
+        "item": item,
+        "record": record,
+        "record_url": _record_url(record),
+        "facts": facts,
+        "path": services.stage_path(item.run),
+        "panel": panel_context(request, item, ctx="page", **(panel or {})),
+        "comments": list(services.comments(item)),
+        "comment_form": CommentForm(),
+        "can_manage": can_manage,
+        "is_assignee": services.is_assignee(item, request.user),
+        "reassign_form": ReassignForm() if can_manage and item.is_open else None,
+        "assignee_options": _assignee_options() if can_manage and item.is_open else [],
+    }
+    return render(request, "workguide/item.html", context, status=status)
+
+
+def _record_url(record):
+    if record is None or not hasattr(record, "get_absolute_url"):
+        return ""
+    try:
+        return record.get_absolute_url()
+    except Exception:
+        return ""
+
+
+def _assignee_options(limit=200):
+    user_model = get_user_model()
+    names = [f"user:{n}" for n in user_model._default_manager.filter(is_active=True)
+             .order_by(user_model.USERNAME_FIELD).values_list(user_model.USERNAME_FIELD, flat=True)[:limit]]
+    names += [f"group:{n}" for n in Group.objects.order_by("name").values_list("name", flat=True)[:limit]]
+    names += [f"queue:{n}" for n in Queue.objects.order_by("name").values_list("name", flat=True)[:limit]]
+    return names
+
+
+@login_required
+@require_GET
+def item_path(request, pk):
+    """The run's stage path for the item page, refreshed by htmx after a step finishes."""
+    item = get_item(request, pk)
+    return render(request, "workguide/_item_path.html", {"item": item, "path": services.stage_path(item.run)})
+
+
+def _back_to_item(item):
+    return redirect("workguide:item", pk=item.pk)
+
+
+@login_required
+@require_POST
+def claim_item(request, pk):
+    item = get_item(request, pk)
+    try:
+        services.claim(item, request.user)
+        messages.success(request, f"You claimed “{item.label}”: only you can work on it until you unclaim it.")
+    except (ClaimedByOther, WorkItemClosed, PermissionDenied) as exc:
+        messages.error(request, str(exc))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return _back_to_item(item)
+
+
+@login_required
+@require_POST
+def unclaim_item(request, pk):
+    item = get_item(request, pk)
+    try:
+        services.unclaim(item, request.user)
+        messages.success(request, f"“{item.label}” is back with everyone it is assigned to.")
+    except (ClaimedByOther, PermissionDenied) as exc:
+        messages.error(request, str(exc))
+    return _back_to_item(item)
+
+
+@login_required
+@require_POST
+def reassign_item(request, pk):
+    item = get_item(request, pk)
+    if not services.can_manage(request.user):
+        raise Http404("no such work item")
+    form = ReassignForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
+        return _back_to_item(item)
+    try:
+        services.reassign(item, request.user, form.cleaned_data["assignee"])
+        messages.success(request, f"“{item.label}” now goes to {form.cleaned_data['assignee']}.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(_messages_of(exc)))
+    except (WorkItemClosed, PermissionDenied) as exc:
+        messages.error(request, str(exc))
+    return _back_to_item(item)
+
+
+@login_required
+@require_POST
+def comment_item(request, pk):
+    item = get_item(request, pk)
+    form = CommentForm(request.POST)
+    if form.is_valid():
+        try:
+            services.add_comment(item, request.user, form.cleaned_data["text"])
+            form = CommentForm()
+        except ValidationError as exc:
+            for message in _messages_of(exc):
+                form.add_error("text", message)
+    if request.htmx:
+        return render(request, "workguide/_comments.html", {
+            "item": item, "comments": list(services.comments(item)), "comment_form": form,
+        })
+    if form.errors:
+        messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
+    return _back_to_item(item)
+
+
+# ---------------------------------------------------------------------------
+# The record component
+# ---------------------------------------------------------------------------
+
+def component_context(request, record_model, record_pk, notice=""):
+    """The running orchestrations on a record and the caller's open items for it."""
+    from orchestration.models import OrchestrationRun, RunStatus, StageRun
+
+    runs = list(
+        OrchestrationRun.objects.filter(record_model=record_model, record_pk=str(record_pk), status=RunStatus.RUNNING)
+        .select_related("orchestration")
+        .prefetch_related(Prefetch("stage_runs", queryset=StageRun.objects.order_by("id")))
+        .order_by("started_at", "id")
+    )
+    paths = [{"run": run, "path": services.stage_path(run, list(run.stage_runs.all()))} for run in runs]
+    user = request.user
+    if services.can_manage(user):
+        mine = WorkItem.objects.filter(status="open")
+    else:
+        mine = services.my_open_items(user)
+    items = list(
+        mine.filter(record_model=record_model, record_pk=str(record_pk))
+        .select_related(*ITEM_RELATED).order_by("created_at", "id")
+    )
+    panels = [panel_context(request, item, ctx="component") for item in items]
+    dom_id = "wg-" + "".join(ch if ch.isalnum() else "-" for ch in f"{record_model}-{record_pk}")
+    return {
+        "paths": paths, "panels": panels, "notice": notice, "dom_id": dom_id,
+        "record_model": record_model, "record_pk": str(record_pk), "request": request, "user": user,
+    }
+
+
+@login_required
+@require_GET
+def component(request, model, pk):
+    """The Work Guide component of one record, alone (htmx refresh)."""
+    from orchestration.records import RecordError, get_model
+
+    try:
+        get_model(model)
+    except RecordError:
+        raise Http404("no such record")
+    from orchestration.records import load_record
+
+    if load_record(model, pk) is None:
+        raise Http404("no such record")
+    return render(request, "workguide/component.html", component_context(request, model, pk))
+
+
+# ---------------------------------------------------------------------------
+# The launch button's target
+# ---------------------------------------------------------------------------
+
+def may_launch(user):
+    return user.is_authenticated and (user.is_staff or user.has_perm("orchestration.launch_orchestration"))
+
+
+@login_required
+@require_POST
+def launch(request):
+    """Start an autolaunched orchestration on a record; back to where the button was, with a message."""
+    import orchestration
+    from orchestration.starts import LaunchError
+
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        back = reverse("workguide:my_work")
+    if not may_launch(request.user):
+        messages.error(request, "You may not start orchestrations (permission orchestration.launch_orchestration).")
+        return redirect(back)
+    api_name = request.POST.get("api_name", "")
+    model, pk = request.POST.get("record_model", ""), request.POST.get("record_pk", "")
+    record = {"model": model, "pk": pk} if model else None
+    try:
+        run = orchestration.launch(api_name, record=record, user=request.user)
+    except LaunchError as exc:
+        problems = "; ".join(_messages_of(exc))
+        messages.error(request, f"Could not start {api_name or 'the orchestration'}: {problems}")
+        return redirect(back)
+    except Exception:  # an engine failure must not become a 500 page
+        log.exception("launch of %s on %s:%s failed", api_name, model, pk)
+        messages.error(request, f"Could not start {api_name}: an unexpected error happened (logged).")
+        return redirect(back)
+    messages.success(request, f"Started {run.orchestration.label or api_name}.")
+    return redirect(back)
+
+
+def render_component(request, record_model, record_pk):
+    return render_to_string("workguide/component.html", component_context(request, record_model, record_pk),
+                            request=request)

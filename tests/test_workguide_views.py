@@ -1,0 +1,442 @@
+"""The Work Guide pages through Django's test client: My Work, the item page, the flow panel, actions, tags."""
+import datetime
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.template import Context, Template
+from django.test import RequestFactory
+from django.utils import timezone
+
+from orchestration.models import OrchestrationRun, RunEvent
+from tests.engine_builders import orchestration, ui
+from tests.workguide_helpers import (
+    STEP_ONE, STEP_TWO, employee, guide_orchestration, item_of, ok_flow, people, start, two_screen_flow,
+)
+from workguide import services
+from workguide.models import WorkItem
+
+pytestmark = pytest.mark.django_db
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def users():
+    return people()
+
+
+@pytest.fixture
+def run(users):
+    return start(guide_orchestration(), record=employee())
+
+
+@pytest.fixture
+def item(run):
+    return item_of(run)
+
+
+@pytest.fixture
+def alice(client, users):
+    client.force_login(users["alice"])
+    return client
+
+
+def flow_url(item):
+    return f"/workguide/items/{item.pk}/flow/"
+
+
+def post(client, item, action, data=None, **extra):
+    return client.post(flow_url(item), {"action": action, **(data or {})}, **HX, **extra)
+
+
+# ---------------------------------------------------------------------------
+# My Work
+# ---------------------------------------------------------------------------
+
+def test_login_is_required_everywhere(client, item):
+    for url in ("/workguide/", "/workguide/results/", f"/workguide/items/{item.pk}/", flow_url(item),
+                f"/workguide/items/{item.pk}/path/", "/workguide/records/demo.employee/1/"):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next="), url
+
+
+def test_my_work_lists_direct_group_and_queue_items_newest_first_with_counts(client, users):
+    record = employee()
+    start(guide_orchestration(assignee={"user": "gina"}), record=record)
+    start(guide_orchestration(assignee={"group": "crew"}), record=record)
+    start(guide_orchestration(assignee={"queue": "desk"}), record=employee("Grace", "Hopper"))
+    client.force_login(users["gina"])
+    page = client.get("/workguide/").content.decode()
+    assert page.count('class="wg-row"') == 2
+    assert page.index("Enter the details") < page.rindex("Enter the details")
+    counts = client.get("/workguide/").context["counts"]
+    assert (counts["all"], counts["me"], counts["groups"], counts["queues"]) == (2, 1, 1, 0)
+    items = client.get("/workguide/").context["items"]
+    assert items[0].created_at >= items[1].created_at and [i.source for i in items] == ["groups", "me"]
+    client.force_login(users["quentin"])  # in the desk queue through its group
+    response = client.get("/workguide/")
+    assert response.context["counts"]["queues"] == 1 and "Grace Hopper" in response.content.decode()
+
+
+def test_my_work_filters_search_and_results_partial(client, users):
+    hopper = employee("Grace", "Hopper")
+    start(guide_orchestration(api_name="hiring"), record=employee())
+    start(guide_orchestration(assignee={"group": "crew"}, api_name="other"), record=hopper)
+    overdue = start(guide_orchestration(api_name="late"), record=employee("Alan", "Turing"))
+    WorkItem.objects.filter(run=overdue).update(due_at=timezone.now() - datetime.timedelta(days=1))
+    users["gina"].groups.add(*users["alice"].groups.all())
+    users["alice"].groups.add(users["gina"].groups.get(name="crew"))
+    client.force_login(users["alice"])
+
+    def labels(query):
+        response = client.get(f"/workguide/results/?{query}", **HX)
+        assert response.status_code == 200 and "<html" not in response.content.decode()
+        return sorted(i.record_label for i in response.context["items"])
+
+    assert labels("") == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    assert labels("q=hopper") == ["Grace Hopper"]
+    assert labels("q=enter+the") == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    assert labels("source=groups") == ["Grace Hopper"]
+    assert labels("source=me") == ["Ada Lovelace", "Alan Turing"]
+    assert labels("source=queues") == []
+    assert labels("orchestration=hiring") == ["Ada Lovelace"]
+    assert labels("overdue=on") == ["Alan Turing"]
+    assert labels("source=bogus&orchestration=nope") == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    response = client.get("/workguide/results/?q=hopper", **HX)
+    assert response["HX-Push-Url"] == "/workguide/?q=hopper"
+    assert "Nothing matches" in client.get("/workguide/results/?q=zzz").content.decode()
+
+
+def test_my_work_paginates(client, users, run):
+    item = item_of(run)
+    WorkItem.objects.bulk_create([_copy(item, i) for i in range(60)])
+    client.force_login(users["alice"])
+    first = client.get("/workguide/")
+    assert len(first.context["items"]) == 25 and "Page 1 of 3" in first.content.decode()
+    third = client.get("/workguide/results/?page=3&q=copy", **HX)
+    assert len(third.context["items"]) == 10 and third["HX-Push-Url"] == "/workguide/?q=copy&page=3"
+
+
+def _copy(item, i, **extra):
+    from orchestration.models import StageRun, StepRun
+
+    stage_run = StageRun.objects.get(run=item.run, stage_name="collect")
+    step_run = StepRun.objects.create(run=item.run, stage_run=stage_run, step_name=f"copy_{i}_{stage_run.pk}", type="interactive")
+    return WorkItem(step_run=step_run, run=item.run, label=f"Copy {i}", flow_id=item.flow_id,
+                    assignee_type=item.assignee_type, assignee_user=item.assignee_user, record_label=f"Record {i}",
+                    **extra)
+
+
+def test_my_work_query_count_is_constant(client, users, run, django_assert_max_num_queries):
+    from orchestration.models import StageRun, StepRun
+
+    item = item_of(run)
+    stage_run = StageRun.objects.get(run=run, stage_name="collect")
+    client.force_login(users["alice"])
+    with django_assert_max_num_queries(10) as few:
+        client.get("/workguide/?source=me&q=e&overdue=")
+    step_runs = StepRun.objects.bulk_create(
+        [StepRun(run=run, stage_run=stage_run, step_name=f"bulk_{i}", type="interactive") for i in range(3000)]
+    )
+    if any(s.pk is None for s in step_runs):
+        step_runs = list(StepRun.objects.filter(step_name__startswith="bulk_").order_by("id"))
+    kinds = [{"assignee_type": "user", "assignee_user": users["alice"]},
+             {"assignee_type": "group", "assignee_group": users["gina"].groups.first()},
+             {"assignee_type": "queue", "assignee_queue_id": users["quinn"].work_queues.first().pk}]
+    users["alice"].groups.add(users["gina"].groups.first())
+    users["quinn"].work_queues.first().members.add(users["alice"])
+    WorkItem.objects.bulk_create([
+        WorkItem(step_run=s, run=run, label=f"Bulk {i}", flow_id=item.flow_id, record_label=f"R{i}",
+                 due_at=timezone.now() - datetime.timedelta(hours=i % 3), **kinds[i % 3])
+        for i, s in enumerate(step_runs)
+    ])
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get("/workguide/?source=me&q=e&overdue=")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get("/workguide/results/?page=7", **HX)
+    assert response.context["counts"]["all"] == 3001
+
+
+# ---------------------------------------------------------------------------
+# The item page and the flow panel
+# ---------------------------------------------------------------------------
+
+def test_item_page_shows_item_record_path_and_first_screen(alice, item):
+    response = alice.get(f"/workguide/items/{item.pk}/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Enter the details" in html and "Hire equipment" in html
+    assert 'href="/demo/employees/' in html and "Lovelace" in html  # the record summary
+    assert [s["state"] for s in response.context["path"]] == ["current", "upcoming"]
+    assert 'aria-current="step"' in html
+    assert "About the hire" in html and "Equipment for Ada Lovelace" in html
+    assert 'name="csrfmiddlewaretoken"' in html and "X-CSRFToken" in html
+    assert '<label for="wi%d-monitors">' % item.pk in html and 'aria-describedby="wi%d-monitors_helptext"' % item.pk in html
+    assert 'name="address"' not in html  # visible_if: remote is not ticked
+    assert 'value="back"' not in html  # nothing to go back to on the first screen
+
+
+def test_every_field_type_and_inline_errors(alice, item):
+    response = post(alice, item, "next", {"laptop": "windows", "monitors": "lots"})
+    html = response.content.decode()
+    assert response.status_code == 200 and "<html" not in html and 'class="wg-panel"' in html
+    assert "Select a valid choice" in html and "Enter a number." in html and 'aria-invalid="true"' in html
+    # visible_if: ticking remote makes the address appear and required
+    response = post(alice, item, "next", {**STEP_ONE, "remote": "on"})
+    assert 'name="address"' in response.content.decode() and "This field is required." in response.content.decode()
+    # screen-level validate
+    response = post(alice, item, "next", {"laptop": "mac", "monitors": "7"})
+    assert "Pick between 0 and 3 monitors." in response.content.decode()
+    item.refresh_from_db()
+    assert item.progress == {}  # nothing kept from invalid screens
+    response = post(alice, item, "next", STEP_ONE)
+    html = response.content.decode()
+    assert "Delivery" in html and 'type="date"' in html and 'type="datetime-local"' in html
+    assert 'type="email"' in html and 'type="checkbox" name="extras"' in html and "<textarea" in html
+    assert "<legend>Extras" in html
+    response = post(alice, item, "next", {"needed_by": "soon", "call_at": "later", "contact": "nope",
+                                          "extras": ["cable"]})
+    html = response.content.decode()
+    assert "Enter a valid date." in html and "Enter a valid date/time." in html
+    assert "Enter a valid email address." in html and "cable is not one of the available choices" in html
+
+
+def test_merge_fields_and_values_are_escaped(client, users):
+    run = start(guide_orchestration(), record=employee("<script>alert(1)</script>", "<b>Bold</b>"))
+    item = item_of(run)
+    client.force_login(users["alice"])
+    html = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>Bold</b>" not in html
+    html = post(client, item, "next", {"laptop": "mac", "monitors": "1"}).content.decode()
+    assert "Laptop mac for &lt;script&gt;" in html
+    html = post(client, item, "back", {"notes": "<img src=x onerror=alert(1)>"}).content.decode()
+    html = post(client, item, "next", {"laptop": "mac", "monitors": "1"}).content.decode()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_back_keeps_values_and_progress_resumes(alice, item):
+    post(alice, item, "next", {**STEP_ONE, "monitors": "2"})
+    html = post(alice, item, "back", {"needed_by": "2030-02-01", "notes": "fragile"}).content.decode()
+    assert "About the hire" in html and 'value="2.0"' in html and '<option value="mac" selected>' in html
+    item.refresh_from_db()
+    assert item.progress["screen"] == 0 and item.progress["values"]["monitors"] == 2.0
+    html = post(alice, item, "next", {**STEP_ONE, "monitors": "3"}).content.decode()
+    assert 'value="2030-02-01"' in html and "fragile" in html  # the draft typed before Back
+    # leave and come back: the item page resumes on screen two
+    html = alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "Screen 2 of 2" in html and "fragile" in html
+    html = alice.get(flow_url(item), **HX).content.decode()
+    assert "Screen 2 of 2" in html
+
+
+def test_finish_completes_the_item_and_the_run_moves_on(alice, item, run):
+    post(alice, item, "next", STEP_ONE)
+    response = post(alice, item, "finish", STEP_TWO)
+    html = response.content.decode()
+    assert response.status_code == 200 and "is done" in html
+    assert "workguide-changed" in response["HX-Trigger"]
+    review = item_of(run, "review")
+    assert f"/workguide/items/{review.pk}/" in html  # next for you in this run
+    item.refresh_from_db()
+    assert item.status == "completed" and item.completed_by.username == "alice"
+    assert item.step_run.outputs["extras"] == ["mouse"] and item.step_run.outputs["needed_by"] == "2030-01-15"
+    assert OrchestrationRun.objects.get(pk=run.pk).current_stage == "review"
+    path = alice.get(f"/workguide/items/{item.pk}/path/", **HX)
+    assert [s["state"] for s in path.context["path"]] == ["done", "current"]
+    again = post(alice, item, "finish", STEP_TWO)
+    assert again.status_code == 200 and "already completed by alice" in again.content.decode()
+
+
+def test_finish_revalidates_earlier_screens(alice, item):
+    post(alice, item, "next", STEP_ONE)
+    progress = dict(item_of(item.run).progress)
+    progress["values"] = {**progress["values"], "monitors": 9.0}  # made invalid behind the page's back
+    services.save_progress(item, progress)
+    html = post(alice, item, "finish", STEP_TWO).content.decode()
+    assert "About the hire" in html and "Pick between 0 and 3 monitors." in html
+    assert item_of(item.run).status == "open"
+
+
+def test_without_htmx_the_form_still_works(alice, item):
+    response = alice.post(flow_url(item), {"action": "next", "laptop": "mac", "monitors": "8"})
+    assert response.status_code == 200 and "<html" in response.content.decode()
+    assert "Pick between 0 and 3 monitors." in response.content.decode()
+    alice.post(flow_url(item), {"action": "next", **STEP_ONE})
+    response = alice.post(flow_url(item), {"action": "finish", **STEP_TWO})
+    assert response.status_code == 302 and response["Location"] == "/workguide/"
+    assert item_of(item.run).status == "completed"
+
+
+def test_unknown_action_is_a_clear_message(alice, item):
+    response = post(alice, item, "jump")
+    assert response.status_code == 400 and "Unknown action" in response.content.decode()
+
+
+# ---------------------------------------------------------------------------
+# Claims, two people, reassign, comments
+# ---------------------------------------------------------------------------
+
+def test_claimed_queue_item_blocks_the_others_with_a_clear_message(client, users):
+    run = start(guide_orchestration(assignee={"queue": "desk"}), record=employee())
+    item = item_of(run)
+    client.force_login(users["quinn"])
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert 'action="/workguide/items/%d/claim/"' % item.pk in page
+    response = client.post(f"/workguide/items/{item.pk}/claim/", follow=True)
+    assert "You claimed" in response.content.decode()
+    client.force_login(users["quentin"])
+    response = client.get(f"/workguide/items/{item.pk}/")
+    html = response.content.decode()
+    assert response.status_code == 200 and "is claimed by quinn" in html and 'name="action"' not in html
+    response = post(client, item, "next", STEP_ONE)
+    assert response.status_code == 200 and "is claimed by quinn" in response.content.decode()
+    response = client.post(f"/workguide/items/{item.pk}/claim/", follow=True)
+    assert "already claimed by quinn" in response.content.decode()
+    client.force_login(users["quinn"])
+    client.post(f"/workguide/items/{item.pk}/unclaim/")
+    assert item_of(run).claimed_by is None
+    kinds = list(RunEvent.objects.filter(run=run, kind__startswith="work_item_").values_list("kind", flat=True))
+    assert "work_item_claimed" in kinds and "work_item_unclaimed" in kinds
+
+
+def test_starting_a_group_item_claims_it(client, users):
+    run = start(guide_orchestration(assignee={"group": "crew"}), record=employee())
+    item = item_of(run)
+    client.force_login(users["gina"])
+    post(client, item, "next", STEP_ONE)
+    assert item_of(run).claimed_by == users["gina"]
+
+
+def test_two_people_finishing_the_same_item(client, users):
+    run = start(guide_orchestration(assignee={"queue": "desk"}), record=employee())
+    item = item_of(run)
+    second = client.__class__()
+    client.force_login(users["quinn"])
+    second.force_login(users["mona"])  # a manager may work any item
+    post(client, item, "next", STEP_ONE)
+    post(second, item, "next", STEP_ONE)
+    assert "is done" in post(client, item, "finish", STEP_TWO).content.decode()
+    response = post(second, item, "finish", STEP_TWO)
+    assert response.status_code == 200
+    assert "already completed by quinn" in response.content.decode()
+    assert item_of(run).completed_by == users["quinn"]
+
+
+def test_reassign_needs_the_permission_and_is_logged(client, users, item):
+    client.force_login(users["alice"])
+    assert "Reassign" not in client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "group:crew"}).status_code == 404
+    client.force_login(users["mona"])
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert '<datalist id="assignee-options">' in page and 'value="queue:desk"' in page
+    response = client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "team:x"}, follow=True)
+    assert "Write user:NAME" in response.content.decode()
+    response = client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "group:nobody"}, follow=True)
+    assert "no group" in response.content.decode()
+    response = client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "group:crew"}, follow=True)
+    assert "now goes to group:crew" in response.content.decode()
+    assert item_of(item.run).assignee_group.name == "crew"
+    assert RunEvent.objects.filter(run=item.run, kind="work_item_reassigned").exists()
+    client.force_login(users["alice"])
+    assert client.get(f"/workguide/items/{item.pk}/").status_code == 404
+
+
+def test_comments_are_escaped_kept_in_events_and_swapped_by_htmx(alice, item):
+    response = alice.post(f"/workguide/items/{item.pk}/comments/", {"text": "<b>hi</b>\nthere"}, **HX)
+    html = response.content.decode()
+    assert response.status_code == 200 and 'id="comments"' in html and "<html" not in html
+    assert "&lt;b&gt;hi&lt;/b&gt;<br>there" in html
+    assert RunEvent.objects.get(run=item.run, kind="comment").data["text"] == "<b>hi</b>\nthere"
+    response = alice.post(f"/workguide/items/{item.pk}/comments/", {"text": "   "}, **HX)
+    assert "This field is required." in response.content.decode()
+    response = alice.post(f"/workguide/items/{item.pk}/comments/", {"text": "plain"})
+    assert response.status_code == 302
+
+
+def test_csrf_is_enforced_on_htmx_posts(users, item):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(users["alice"])
+    assert client.post(flow_url(item), {"action": "next", **STEP_ONE}, **HX).status_code == 403
+    client.get(f"/workguide/items/{item.pk}/")
+    token = client.cookies["csrftoken"].value
+    response = client.post(flow_url(item), {"action": "next", **STEP_ONE}, HTTP_X_CSRFTOKEN=token, **HX)
+    assert response.status_code == 200 and "Delivery" in response.content.decode()
+
+
+# ---------------------------------------------------------------------------
+# The record component and the launch button
+# ---------------------------------------------------------------------------
+
+def _render(template, user, **context):
+    request = RequestFactory().get("/demo/employees/1/")
+    request.user = user
+    return Template("{% load workguide %}" + template).render(Context({"request": request, **context}))
+
+
+def test_work_guide_tag_shows_paths_and_the_callers_items(users, run, item):
+    record = run.get_record()
+    html = _render("{% work_guide record %}", users["alice"], record=record)
+    assert "Hire equipment" in html and 'class="stage-path wg-path"' in html
+    assert "Enter the details" in html and 'name="ctx" value="component"' in html and "About the hire" in html
+    outsider = _render("{% work_guide record %}", users["otto"], record=record)
+    assert "Hire equipment" in outsider and "About the hire" not in outsider
+    assert "Nothing here is waiting for you." in outsider
+    other = _render("{% work_guide record %}", users["alice"], record=employee("Nobody", "Here"))
+    assert "No orchestration is running on this record." in other
+
+
+def test_finishing_in_the_component_swaps_the_whole_component(alice, run, item):
+    post(alice, item, "next", {**STEP_ONE, "ctx": "component"})
+    response = post(alice, item, "finish", {**STEP_TWO, "ctx": "component"})
+    html = response.content.decode()
+    dom_id = f"wg-demo-employee-{run.record_pk}"
+    assert response["HX-Retarget"] == f"#{dom_id}" and response["HX-Reswap"] == "outerHTML"
+    assert f'id="{dom_id}"' in html and "is done" in html and "Review the details" in html
+    assert 'class="done"' in html and 'class="current" aria-current="step"' in html
+
+
+def test_component_partial(alice, run):
+    assert alice.get(f"/workguide/records/demo.employee/{run.record_pk}/", **HX).status_code == 200
+    assert alice.get("/workguide/records/demo.employee/999999/").status_code == 404
+    assert alice.get("/workguide/records/auth.user/1/").status_code == 404
+    assert alice.get("/workguide/records/nonsense/1/").status_code == 404
+
+
+def test_demo_employee_page_includes_the_component(alice, run, item):
+    response = alice.get(f"/demo/employees/{run.record_pk}/")
+    html = response.content.decode()
+    assert response.status_code == 200 and "About the hire" in html and "wg-component" in html
+
+
+def test_launch_button_and_view(client, users):
+    flow = ok_flow()
+    orchestration([{"name": "only", "label": "Only", "steps": [ui("do", flow.api_name, label="Do it")]}],
+                  api_name="refresh", label="Refresh things")
+    record = employee()
+    html = _render('{% launch_button "refresh" record %}', users["alice"], record=record)
+    assert html == ""  # no permission, no button
+    users["alice"].user_permissions.add(Permission.objects.get(codename="launch_orchestration"))
+    alice = User.objects.get(pk=users["alice"].pk)
+    html = _render('{% launch_button "refresh" record %}', alice, record=record)
+    assert 'action="/workguide/launch/"' in html and "Start Refresh things" in html and "csrfmiddlewaretoken" in html
+    assert 'name="record_model" value="demo.employee"' in html
+    assert _render('{% launch_button "missing" record %}', alice, record=record) == ""
+
+    client.force_login(users["otto"])
+    data = {"api_name": "refresh", "record_model": "demo.employee", "record_pk": record.pk,
+            "next": f"/demo/employees/{record.pk}/"}
+    response = client.post("/workguide/launch/", data, follow=True)
+    assert "You may not start orchestrations" in response.content.decode()
+    assert not OrchestrationRun.objects.exists()
+    client.force_login(alice)
+    response = client.post("/workguide/launch/", data)
+    assert response.status_code == 302 and response["Location"] == f"/demo/employees/{record.pk}/"
+    run = OrchestrationRun.objects.get()
+    assert run.record_pk == str(record.pk) and run.started_by == alice
+    response = client.post("/workguide/launch/", {**data, "record_pk": "424242"}, follow=True)
+    assert "Could not start refresh" in response.content.decode() and "no demo.employee with pk" in response.content.decode()
+    response = client.post("/workguide/launch/", {**data, "api_name": "nope", "next": "https://evil.example/"})
+    assert response["Location"] == "/workguide/"
+    assert client.get("/workguide/launch/").status_code == 405
