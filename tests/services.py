@@ -133,7 +133,7 @@ def pytest_report_header(config):
 def pytest_unconfigure(config):
     global _session_var_dir, _session_postgres
     if _session_postgres is not None:
-        _session_postgres.stop()
+        _session_postgres.destroy()
         _session_postgres = None
     if _session_var_dir is not None:
         shutil.rmtree(_session_var_dir, ignore_errors=True)
