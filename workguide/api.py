@@ -164,7 +164,7 @@ class WorkItemDetailSerializer(WorkItemSerializer):
 
 class CompleteSerializer(serializers.Serializer):
     values = serializers.DictField(
-        child=serializers.JSONField(allow_null=True), required=False, default=dict,
+        required=False, default=dict,
         help_text="Field name → value for every screen's fields, as the page would submit them: text, numbers, "
                   "true/false, dates as YYYY-MM-DD, date-times as ISO 8601, lists for multichoice.",
     )
