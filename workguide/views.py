@@ -173,6 +173,7 @@ def _quiet_display_labels(form):
     for name, form_field in form.fields.items():
         if isinstance(form_field, DisplayField) and form_field.label == name.replace("_", " ").capitalize():
             form_field.label = ""
+            form[name].label = ""  # the bound field may already exist (a validated form)
 
 
 def _render_panel(request, item, status=200, **kwargs):
