@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed
+# Links in mails and printed URLs follow the port unless BATON_BASE_URL is set.
+export BATON_BASE_URL ?= http://127.0.0.1:$(PORT)
 
 .PHONY: run test test-faults test-pg bench bench-quick venv migrate demo clean
 

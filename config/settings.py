@@ -126,6 +126,23 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 X_FRAME_OPTIONS = "DENY"
 
+# --- Production: HTTPS (issue 6) -------------------------------------------
+# BATON_HTTPS=true says the site is served over HTTPS (directly or behind a
+# TLS proxy). With DEBUG off it turns on secure cookies, the HTTPS redirect
+# and HSTS. Left off by default so `make run` keeps working over plain http
+# on 127.0.0.1.
+BATON_HTTPS = env.bool("BATON_HTTPS", default=False)
+if BATON_HTTPS and not DEBUG:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
 # --- Email ----------------------------------------------------------------
 _email = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(_email)
@@ -143,6 +160,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_BROKER_DIR / "queue"),
         "data_folder_out": str(_BROKER_DIR / "queue"),
         "processed_folder": str(_BROKER_DIR / "processed"),
+        "control_folder": str(_BROKER_DIR / "control"),
         "store_processed": False,
     }
 else:
@@ -219,13 +237,21 @@ BATON_STALLED_AFTER = env.int("BATON_STALLED_AFTER", default=3 * 24 * 3600)
 BATON_REMINDER_BEFORE = env.int("BATON_REMINDER_BEFORE", default=24 * 3600)
 BATON_MAX_INPUT_BYTES = env.int("BATON_MAX_INPUT_BYTES", default=256 * 1024)
 
+# --- Logging (issue 6: LOG_FORMAT=json for structured logs) -----------------
+LOG_FORMAT = env("LOG_FORMAT", default="plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise environ.ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}")
+if LOG_FORMAT == "json":
+    # Celery would otherwise replace the root handlers with its own text format.
+    CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
