@@ -10,6 +10,7 @@ from django.contrib import admin
 
 from flows.admin import DefinitionAdmin, FrozenAwareInlineMixin
 
+from .admin_tools import DiagramAdminMixin
 from .models import DecisionOutcome, Orchestration, OrchestrationRun, RunEvent, Stage, StageRun, Step, StepRun
 
 
@@ -49,7 +50,7 @@ class StageInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
 
 
 @admin.register(Orchestration)
-class OrchestrationAdmin(DefinitionAdmin):
+class OrchestrationAdmin(DiagramAdminMixin, DefinitionAdmin):
     list_display = (
         "api_name", "version", "status_text", "label", "start_type", "start_model", "created_at", "activated_at",
     )
