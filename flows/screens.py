@@ -123,6 +123,15 @@ class DateInput(forms.DateInput):
         return value or None
 
 
+class NumberInput(forms.NumberInput):
+    """Shows whole numbers without a trailing ``.0`` (values are kept as floats)."""
+
+    def format_value(self, value):
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+            value = int(value)
+        return super().format_value(value)
+
+
 def make_field(fspec, text=""):
     """The Django form field for one FieldSpec (``text`` is a display field's rendered text)."""
     common = {"label": fspec.label, "help_text": fspec.help_text, "required": fspec.required}
@@ -134,7 +143,7 @@ def make_field(fspec, text=""):
     if kind == "textarea":
         return forms.CharField(max_length=100_000, widget=forms.Textarea(attrs={"rows": 4}), **common)
     if kind == "number":
-        return forms.FloatField(widget=forms.NumberInput(attrs={"step": "any"}), **common)
+        return forms.FloatField(widget=NumberInput(attrs={"step": "any"}), **common)
     if kind == "boolean":
         return forms.BooleanField(**common)
     if kind == "date":

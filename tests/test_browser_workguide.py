@@ -47,7 +47,7 @@ def run_two_screen_flow(page, panel, screenshot_dir, prefix):
     panel.get_by_label("Notes").fill("Leave it at the desk")
     panel.get_by_role("button", name="Back").click()
     expect(panel.get_by_text("Screen 1 of 2")).to_be_visible()
-    expect(panel.get_by_label("Monitors")).to_have_value("2.0")
+    expect(panel.get_by_label("Monitors")).to_have_value("2")
     expect(panel.get_by_label("Laptop")).to_have_value("linux")
     panel.get_by_role("button", name="Next").click()
     expect(panel.get_by_label("Notes")).to_have_value("Leave it at the desk")
