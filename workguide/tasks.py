@@ -45,3 +45,11 @@ def send_work_item_mail(self, item_id, kind="new_work_item", only=None):
 
 if importlib.util.find_spec(f"{__package__}.due") is not None:  # the due-date tasks, once written
     importlib.import_module(f"{__package__}.due")
+
+
+@shared_task(name="workguide.tasks.check_due_dates", ignore_result=True)
+def check_due_dates():
+    """Beat task: due-date reminders and escalation (see ``workguide/due.py``)."""
+    from .due import check_due_dates as run_checks
+
+    return run_checks()

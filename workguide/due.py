@@ -1,0 +1,218 @@
+"""Due dates: reminders before a work item is due, escalation once it is overdue.
+
+An interactive step with ``due_in`` gives its work item a ``due_at``
+(``orchestration/steps.py``). The Celery beat task
+``workguide.tasks.check_due_dates`` (every ``BATON_DUE_CHECK_INTERVAL``
+seconds) calls ``check_due_dates()``, which
+
+* mails a **reminder** to the assignee of each open item due within
+  ``BATON_REMINDER_BEFORE`` seconds, once (``WorkItem.reminded_at``);
+* **escalates** each open item past its due time, once
+  (``WorkItem.escalated_at``):
+
+  - if the step names ``escalate_to`` ("user:NAME", "group:NAME" or
+    "queue:NAME"), the item is reassigned there (any claim is dropped), the
+    change is recorded as a ``work_item_escalated`` run event, and the new
+    assignee gets the escalation mail;
+  - otherwise (or when ``escalate_to`` names nobody who exists, which is
+    recorded in the event) the current assignee is told it is overdue: the
+    user, the group's members, or the queue's email (else its members),
+    and a ``work_item_overdue`` event is recorded.
+
+"Once" holds with several beat processes or overlapping runs: each item is
+claimed by a compare-and-set update of ``reminded_at`` / ``escalated_at``
+before anything is sent. Mail goes out after the claim commits; addresses
+that fail are handed to ``workguide.tasks.send_work_item_mail`` to retry.
+
+Pass ``now`` to test with a frozen clock.
+"""
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import WorkItem, WorkItemStatus
+from .notifications import WorkItemNotification, register
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+class _DueMail(WorkItemNotification):
+    """A due-date mail: ``<prefix>_subject.txt``, ``<prefix>_body.txt`` and ``<prefix>_body.html``."""
+
+    prefix = ""
+
+    def context(self, greeting):
+        context = super().context(greeting)
+        now = timezone.now()
+        context["due_at"] = self.item.due_at
+        context["overdue_by"] = (now - self.item.due_at) if self.item.due_at and self.item.due_at < now else None
+        context["due_in"] = (self.item.due_at - now) if self.item.due_at and self.item.due_at >= now else None
+        return context
+
+    def message(self, address, greeting, connection=None):
+        from django.core.mail import EmailMultiAlternatives
+        from django.template.loader import render_to_string
+
+        context = self.context(greeting)
+        subject = " ".join(render_to_string(f"{self.prefix}_subject.txt", context).split())
+        text = render_to_string(f"{self.prefix}_body.txt", context)
+        html = render_to_string(f"{self.prefix}_body.html", context)
+        mail = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [address], connection=connection)
+        mail.attach_alternative(html, "text/html")
+        return mail
+
+
+class DueReminder(_DueMail):
+    kind = "due_reminder"
+    prefix = "workguide/email/reminder"
+
+
+class Escalation(_DueMail):
+    kind = "escalation"
+    prefix = "workguide/email/escalation"
+
+
+register(DueReminder.kind, DueReminder)
+register(Escalation.kind, Escalation)
+
+
+def _send(item_id, kind):
+    """Send now; hand failed addresses to the retrying mail task. Never raises."""
+    from .notifications import deliver
+
+    try:
+        failed = deliver(item_id, kind)
+    except Exception:
+        log.exception("work item %s: %s mail failed", item_id, kind)
+        return
+    if failed:
+        try:
+            from .tasks import send_work_item_mail
+
+            send_work_item_mail.delay(item_id, kind, failed)
+        except Exception:
+            log.error("work item %s: %s mail not sent to %s", item_id, kind, ", ".join(failed))
+
+
+def _open_with_due():
+    return WorkItem.objects.filter(status=WorkItemStatus.OPEN, due_at__isnull=False)
+
+
+def send_reminders(now=None):
+    """Remind the assignees of items due soon. Returns how many items were reminded."""
+    now = now or timezone.now()
+    soon = now + timedelta(seconds=settings.BATON_REMINDER_BEFORE)
+    ids = list(
+        _open_with_due().filter(reminded_at__isnull=True, escalated_at__isnull=True, due_at__gt=now, due_at__lte=soon)
+        .order_by("due_at").values_list("pk", flat=True)[:BATCH]
+    )
+    count = 0
+    for item_id in ids:
+        with transaction.atomic():
+            claimed = WorkItem.objects.filter(
+                pk=item_id, status=WorkItemStatus.OPEN, reminded_at__isnull=True
+            ).update(reminded_at=now)
+            if not claimed:
+                continue  # someone else reminded it, or it closed meanwhile
+            _event(item_id, "work_item_reminder_sent", now)
+            transaction.on_commit(lambda item_id=item_id: _send(item_id, DueReminder.kind))
+        count += 1
+    return count
+
+
+def escalation_target(item):
+    """The step's ``escalate_to`` for ``item`` ("" when it has none)."""
+    from orchestration.plan import Plan
+
+    try:
+        plan = Plan.load(item.run.orchestration_id)
+        return plan.step(item.step_run.step_name).escalate_to or ""
+    except (KeyError, LookupError):
+        return ""
+
+
+def escalate_overdue(now=None):
+    """Escalate each overdue item once. Returns how many items were escalated."""
+    now = now or timezone.now()
+    ids = list(
+        _open_with_due().filter(escalated_at__isnull=True, due_at__lte=now)
+        .order_by("due_at").values_list("pk", flat=True)[:BATCH]
+    )
+    count = 0
+    for item_id in ids:
+        if _escalate(item_id, now):
+            count += 1
+    return count
+
+
+def _escalate(item_id, now):
+    from orchestration.engine import StepFailure
+
+    from .services import parse_assignee
+
+    with transaction.atomic():
+        item = (
+            WorkItem.objects.select_for_update(of=("self",))
+            .select_related("run", "step_run", "assignee_user", "assignee_group", "assignee_queue")
+            .filter(pk=item_id, status=WorkItemStatus.OPEN, escalated_at__isnull=True).first()
+        )
+        if item is None:
+            return False
+        before = item.assignee_display
+        target_text = escalation_target(item)
+        problem = ""
+        if target_text:
+            try:
+                kind, target = parse_assignee(target_text)
+            except StepFailure as exc:
+                problem = str(exc)
+                target_text = ""
+        item.escalated_at = now
+        if target_text:
+            item.assignee_type = kind
+            item.assignee_user = target if kind == WorkItem.USER else None
+            item.assignee_group = target if kind == WorkItem.GROUP else None
+            item.assignee_queue = target if kind == WorkItem.QUEUE else None
+            item.claimed_by = None
+            item.save(update_fields=["escalated_at", "assignee_type", "assignee_user", "assignee_group",
+                                     "assignee_queue", "claimed_by"])
+            _event(item, "work_item_escalated", now, before=before, after=target_text,
+                   due_at=item.due_at.isoformat())
+        else:
+            item.save(update_fields=["escalated_at"])
+            data = {"assignee": before, "due_at": item.due_at.isoformat()}
+            if problem:
+                data["escalate_to_problem"] = problem
+            _event(item, "work_item_overdue", now, **data)
+        transaction.on_commit(lambda: _send(item_id, Escalation.kind))
+    return True
+
+
+def _event(item_or_id, kind, now, **data):
+    from flows.expressions import to_json
+    from orchestration.models import RunEvent
+
+    item = item_or_id if isinstance(item_or_id, WorkItem) else (
+        WorkItem.objects.select_related("step_run").get(pk=item_or_id)
+    )
+    RunEvent.objects.create(
+        run_id=item.run_id, at=now, kind=kind, step_name=item.step_run.step_name,
+        stage_name=_stage_of(item), data=to_json({"work_item": item.pk, **data}),
+    )
+
+
+def _stage_of(item):
+    from orchestration.models import StageRun
+
+    return StageRun.objects.filter(pk=item.step_run.stage_run_id).values_list("stage_name", flat=True).first() or ""
+
+
+def check_due_dates(now=None):
+    """The beat task's work: reminders, then escalations. Returns the counts."""
+    now = now or timezone.now()
+    return {"reminded": send_reminders(now), "escalated": escalate_overdue(now)}
