@@ -21,7 +21,8 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view,
@@ -778,8 +779,8 @@ class OrchestrationViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveM
                         status=status.HTTP_201_CREATED)
 
 
+
+@csrf_exempt  # nothing to protect; a POST must get the JSON 404, not Django's HTML CSRF page
 def api_not_found(request, *args, **kwargs):
     """Any other path under /api/: a JSON 404 in the API's error shape (not Django's HTML page)."""
-    from django.http import JsonResponse
-
     return JsonResponse({"detail": "Not found.", "code": "not_found", "errors": {}}, status=404)

@@ -55,7 +55,6 @@ def queue_item(user, queue_name="desk"):
 
 def test_list_has_direct_group_and_queue_items_of_the_caller(review_item, group_item, users):
     via_queue = queue_item(users.carol)
-    via_group_queue = queue_item(users.reviewers, "group_desk") if False else None  # noqa: F841
     group_queue = Queue.objects.create(name="reviewers_desk")
     group_queue.member_groups.add(users.reviewers)
     flow = screen_flow("api_gq")
