@@ -1,0 +1,93 @@
+"""The life of a definition version: validate, activate, new version.
+
+``activate(definition)`` works for a ``flows.Flow`` and an
+``orchestration.Orchestration`` alike: it runs the validator (and, for a
+flow, the impact analysis on active orchestrations) and either raises
+``ActivationRefused`` listing every problem, or, in one transaction, makes
+the previous active version of the same api_name obsolete and this one
+active. Start triggers are told after the commit.
+"""
+from django.db import transaction
+from django.utils import timezone
+
+from flows.models import Flow
+from flows.versioning import DefinitionStatus
+
+from .models import Orchestration
+from .validation import impact_of_flow_activation, validate_flow, validate_orchestration
+
+
+class ActivationRefused(Exception):
+    """Activation was refused; ``problems`` lists why."""
+
+    def __init__(self, problems, definition=None):
+        self.problems = list(problems)
+        self.definition = definition
+        head = f"{definition.api_name} v{definition.version} cannot be activated" if definition is not None \
+            else "activation refused"
+        lines = [f"{head}:"] + [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+def validate(definition, flows=None):
+    """The validator's problems for a flow or orchestration version (empty: fine)."""
+    if isinstance(definition, Flow):
+        return validate_flow(definition)
+    if isinstance(definition, Orchestration):
+        return validate_orchestration(definition, flows=flows)
+    raise TypeError(f"not a definition: {definition!r}")
+
+
+def activation_problems(definition, flows=None, superseded=()):
+    problems = list(validate(definition, flows=flows))
+    if isinstance(definition, Flow):
+        problems += impact_of_flow_activation(definition, superseded=superseded)
+    return problems
+
+
+def _notify_triggers():
+    from . import triggers
+
+    changed = getattr(triggers, "definitions_changed", None)
+    if changed is not None:
+        changed()
+
+
+def activate(definition, user=None, *, flows=None, superseded=()):
+    """Make ``definition`` the active version of its api_name, or raise ``ActivationRefused``.
+
+    ``flows`` and ``superseded`` are for the importer (flow versions being
+    activated alongside, orchestrations being replaced in the same
+    transaction). Returns the definition.
+    """
+    model = type(definition)
+    with transaction.atomic():
+        # Lock every version of the api_name so two activations cannot race.
+        versions = list(model.objects.select_for_update().filter(api_name=definition.api_name))
+        definition.refresh_from_db(fields=["status", "activated_at"])
+        if definition.status == DefinitionStatus.ACTIVE:
+            return definition
+        problems = activation_problems(definition, flows=flows, superseded=superseded)
+        if problems:
+            raise ActivationRefused(problems, definition)
+        now = timezone.now()
+        for other in versions:
+            if other.pk != definition.pk and other.status == DefinitionStatus.ACTIVE:
+                other.status = DefinitionStatus.OBSOLETE
+                other.save(update_fields=["status", "activated_at"])
+        definition.status = DefinitionStatus.ACTIVE
+        definition.activated_at = now
+        definition.save(update_fields=["status", "activated_at"])
+        transaction.on_commit(_notify_triggers)
+    return definition
+
+
+def new_version(definition):
+    """A draft copy of ``definition`` (any status) with the next version number."""
+    if isinstance(definition, Flow):
+        from flows.spec import copy_as_new_version
+    elif isinstance(definition, Orchestration):
+        from .spec import copy_as_new_version
+    else:
+        raise TypeError(f"not a definition: {definition!r}")
+    return copy_as_new_version(definition)

@@ -1,0 +1,542 @@
+"""The activation validator for orchestrations, and impact analysis for flows.
+
+``validate_orchestration(orch)`` returns every ``Problem`` that keeps an
+orchestration version from being activated (DESIGN §5); an empty list means
+it may be activated. ``validate_flow`` (re-exported from
+``flows.validation``) does the same for a flow version, and
+``impact_of_flow_activation(flow)`` lists the active orchestrations that a
+new flow version would break.
+
+Places read ``orchestration › stage › step › what``, for example::
+
+    acc_broken › two › ship › inputs.colour: steps.collect.outputs.flavour —
+    flow acc_b_collect v1 has no output 'flavour' (has: colour)
+"""
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from flows.durations import parse_duration
+from flows.expressions import step_output_references, step_references
+from flows.models import VARIABLE_TYPES, Flow, FlowType
+from flows.validation import Problem, check_expression, check_model, place_of, validate_flow  # noqa: F401
+from flows.versioning import DefinitionStatus
+
+from .models import (
+    END, AssigneeType, Orchestration, StageExit, StageKind, StartType, StartWhen, StepEntry, StepExit, StepType,
+)
+
+# Where an expression sits decides what it may read.
+START, VALUE, CONDITION, DECISION = "start", "value", "condition", "decision"
+
+
+@dataclass
+class Site:
+    """One expression of an orchestration and where it sits."""
+
+    place: str
+    source: str
+    kind: str  # START | VALUE | CONDITION | DECISION
+    stage: object = None
+    step: object = None
+    merge: bool = False
+
+
+def _stages(orch):
+    return list(orch.stages.prefetch_related("steps", "outcomes").order_by("position", "id"))
+
+
+def _mapping_sites(base, mapping, kind, stage, step):
+    for key, source in (mapping or {}).items():
+        yield Site(f"{base}.{key}", source, kind, stage, step)
+
+
+def expression_sites(orch, stages=None):
+    """Every expression of ``orch`` as a ``Site`` (place, source, what it may read)."""
+    stages = _stages(orch) if stages is None else stages
+    if orch.start_condition:
+        yield Site(place_of(orch.api_name, "start.condition"), orch.start_condition, START)
+    for stage in stages:
+        base = place_of(orch.api_name, stage.name)
+        if stage.kind == StageKind.DECISION:
+            for i, outcome in enumerate(stage.outcomes.all()):
+                oname = f"outcomes.{outcome.name or i}"
+                if outcome.condition:
+                    yield Site(place_of(base, f"{oname}.condition"), outcome.condition, DECISION, stage)
+                yield from _mapping_sites(place_of(base, f"{oname}.inputs"), outcome.condition_flow_inputs,
+                                          DECISION, stage, None)
+            continue
+        if stage.exit_type == StageExit.CONDITION:
+            yield Site(place_of(base, "exit.condition"), stage.exit_condition, CONDITION, stage)
+        elif stage.exit_type == StageExit.EVALUATION_FLOW:
+            yield from _mapping_sites(place_of(base, "exit.inputs"), stage.exit_flow_inputs, CONDITION, stage, None)
+        for step in stage.steps.all():
+            sbase = place_of(base, step.name)
+            yield from _mapping_sites(place_of(sbase, "inputs"), step.inputs, VALUE, stage, step)
+            if step.entry_type == StepEntry.CONDITION:
+                yield Site(place_of(sbase, "entry.condition"), step.entry_condition, CONDITION, stage, step)
+            elif step.entry_type == StepEntry.EVALUATION_FLOW:
+                yield from _mapping_sites(place_of(sbase, "entry.inputs"), step.entry_flow_inputs, CONDITION, stage, step)
+            if step.exit_type == StepExit.CONDITION:
+                yield Site(place_of(sbase, "exit.condition"), step.exit_condition, CONDITION, stage, step)
+            elif step.exit_type == StepExit.EVALUATION_FLOW:
+                yield from _mapping_sites(place_of(sbase, "exit.inputs"), step.exit_flow_inputs, CONDITION, stage, step)
+            if step.assignee_type == AssigneeType.EXPR:
+                yield Site(place_of(sbase, "assignee.expr"), step.assignee, VALUE, stage, step)
+            if step.record:
+                yield Site(place_of(sbase, "record"), step.record, VALUE, stage, step)
+
+
+def _flow_desc(flow):
+    return f"flow {flow.api_name} v{flow.version}"
+
+
+def _names(items):
+    return ", ".join(sorted(items)) or "none"
+
+
+class OrchestrationValidator:
+    def __init__(self, orch, flows=None):
+        self.orch = orch
+        self.flows = dict(flows or {})
+        self.problems = []
+        self.stages = _stages(orch)
+        self.by_name = {}
+        self.steps = {}  # step name -> Step
+        self._flow_cache = {}
+
+    def add(self, place, message):
+        self.problems.append(Problem(place, message))
+
+    # -------------------------------------------------------------- flows
+    def flow(self, api_name, place, expected_type):
+        """The flow version a step would run (the active one), or None after adding a Problem."""
+        if not api_name:
+            self.add(place, "no flow given")
+            return None
+        if api_name in self.flows:
+            flow = self.flows[api_name]
+        else:
+            if api_name not in self._flow_cache:
+                self._flow_cache[api_name] = Flow.objects.filter(
+                    api_name=api_name, status=DefinitionStatus.ACTIVE
+                ).prefetch_related("variables").first()
+            flow = self._flow_cache[api_name]
+        if flow is None:
+            versions = list(Flow.objects.filter(api_name=api_name).values_list("version", "status"))
+            if versions:
+                listed = ", ".join(f"v{v} {s}" for v, s in sorted(versions))
+                self.add(place, f"flow {api_name} has no active version ({listed})")
+            else:
+                self.add(place, f"no flow named {api_name!r}")
+            return None
+        if expected_type and flow.type != expected_type:
+            self.add(place, f"{_flow_desc(flow)} is a {flow.type} flow; this needs a {expected_type} flow")
+        return flow
+
+    def check_mapping(self, place, flow, mapping):
+        inputs = {v.name: v for v in flow.input_variables()}
+        mapping = mapping or {}
+        for key in mapping:
+            if key not in inputs:
+                self.add(f"{place}.{key}", f"{_flow_desc(flow)} has no input {key!r} (has: {_names(inputs)})")
+        for name, variable in inputs.items():
+            if variable.required and variable.default is None and name not in mapping:
+                self.add(place, f"required input {name!r} of {_flow_desc(flow)} is not mapped")
+
+    def check_evaluation_flow(self, place, api_name, mapping):
+        flow = self.flow(api_name, f"{place}.evaluation_flow", FlowType.EVALUATION)
+        if flow is None:
+            return
+        outputs = {v.name: v.type for v in flow.output_variables()}
+        if outputs.get("condition_met") != "boolean":
+            self.add(f"{place}.evaluation_flow", f"{_flow_desc(flow)} has no boolean output condition_met")
+        self.check_mapping(f"{place}.inputs", flow, mapping)
+
+    # -------------------------------------------------------------- path graph
+    def build_graph(self):
+        orch = self.orch
+        if not self.stages:
+            self.add(orch.api_name, "the path is empty: add at least one stage")
+        for stage in self.stages:
+            place = place_of(orch.api_name, stage.name)
+            if not stage.name:
+                self.add(place, "a path element needs a name")
+            elif stage.name == END:
+                self.add(place, "'end' is reserved and cannot name a stage")
+            elif stage.name in self.by_name:
+                self.add(place, f"{stage.name!r} names two path elements")
+            self.by_name.setdefault(stage.name, stage)
+        self.succ = {}
+        for index, stage in enumerate(self.stages):
+            following = self.stages[index + 1].name if index + 1 < len(self.stages) else END
+            place = place_of(orch.api_name, stage.name)
+            targets = []
+            if stage.kind == StageKind.DECISION:
+                targets = [(f"outcomes.{o.name or i}.goto", o.goto) for i, o in enumerate(stage.outcomes.all())]
+                if stage.default_goto:
+                    targets.append(("default", stage.default_goto))
+            else:
+                targets = [("next", stage.next)] if stage.next else [("", following)]
+            succ = []
+            for where, target in targets:
+                if not target:
+                    continue
+                if target != END and target not in self.by_name:
+                    self.add(place_of(place, where), f"no stage or decision named {target!r} (names: {_names(self.by_name)}; or end)")
+                    continue
+                succ.append(target)
+            self.succ[stage.name] = succ
+        # Reachability from the first element.
+        self.reachable = set()
+        if self.stages:
+            todo = [self.stages[0].name]
+            while todo:
+                name = todo.pop()
+                if name in self.reachable or name == END:
+                    continue
+                self.reachable.add(name)
+                todo.extend(self.succ.get(name, []))
+        for stage in self.stages:
+            if stage.name not in self.reachable:
+                what = "decision" if stage.kind == StageKind.DECISION else "stage"
+                self.add(place_of(orch.api_name, stage.name), f"no path from the start reaches this {what}")
+        # Dominators: the elements on every path from the start to each element.
+        nodes = [s.name for s in self.stages if s.name in self.reachable]
+        preds = {n: [] for n in nodes}
+        for n in nodes:
+            for t in self.succ.get(n, []):
+                if t in preds and n not in preds[t]:
+                    preds[t].append(n)
+        self.dom = {n: set(nodes) for n in nodes}
+        if nodes:
+            self.dom[nodes[0]] = {nodes[0]}
+        changed = True
+        while changed:
+            changed = False
+            for n in nodes[1:]:
+                incoming = [self.dom[p] for p in preds[n]]
+                new = set.intersection(*incoming) | {n} if incoming else {n}
+                if new != self.dom[n]:
+                    self.dom[n], changed = new, True
+
+    # -------------------------------------------------------------- references
+    def after_closure(self, step):
+        seen, todo = set(), list(step.entry_after or []) if step.entry_type == StepEntry.AFTER else []
+        same_stage = {s.name: s for s in step.stage.steps.all()}
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in same_stage:
+                continue
+            seen.add(name)
+            other = same_stage[name]
+            if other.entry_type == StepEntry.AFTER:
+                todo.extend(other.entry_after or [])
+        return seen
+
+    def surely_before(self, site, target):
+        """None when ``target`` step has surely completed where ``site`` reads it, else why not."""
+        target_stage = target.stage
+        here = site.stage
+        if site.kind == START:
+            return "the start condition runs before any step"
+        if here is not None and target_stage.pk == here.pk:
+            if site.kind == CONDITION:
+                return None
+            if site.step is not None and target.name in self.after_closure(site.step):
+                return None
+            if site.step is not None and target.name == site.step.name:
+                return f"step {target.name} reads its own output"
+            return (f"step {target.name} runs in the same stage and is not certain to have completed "
+                    f"(add it to this step's entry.after)")
+        if here is None or here.name not in self.dom or target_stage.name not in self.dom.get(here.name, ()):
+            return (f"step {target.name} (stage {target_stage.name}) is not certain to have completed before: "
+                    f"stage {target_stage.name} is not on every path to {here.name if here else 'here'}")
+        if site.kind == VALUE:
+            if target.entry_type in (StepEntry.CONDITION, StepEntry.EVALUATION_FLOW):
+                return f"step {target.name} may never start (its entry is a condition)"
+            if target.exit_type != StepExit.STEP_COMPLETES:
+                return f"step {target.name} may end by its exit condition without outputs"
+            if target_stage.exit_type != StageExit.ALL_STEPS_COMPLETE:
+                return f"step {target.name} may be discontinued (stage {target_stage.name} exits on a condition)"
+        return None
+
+    def check_site(self, site):
+        checked = check_expression(self.problems, site.place, site.source, merge=site.merge)
+        for source in checked:
+            for name in sorted(step_references(source)):
+                if name not in self.steps:
+                    self.add(site.place, f"steps.{name} — no step named {name!r} in {self.orch.api_name}")
+            for step_name, output in step_output_references(source):
+                target = self.steps.get(step_name)
+                if target is None:
+                    continue
+                ref = f"steps.{step_name}.outputs.{output}"
+                why = self.surely_before(site, target)
+                if why:
+                    self.add(site.place, f"{ref} — {why}")
+                flow = self.step_flows.get(step_name)
+                if flow is not None:
+                    outputs = [v.name for v in flow.output_variables()]
+                    if output not in outputs:
+                        self.add(site.place, f"{ref} — {_flow_desc(flow)} has no output {output!r} (has: {_names(outputs)})")
+
+    # -------------------------------------------------------------- parts
+    def check_start(self):
+        orch = self.orch
+        place = place_of(orch.api_name, "start")
+        if orch.start_type == StartType.RECORD_TRIGGERED:
+            if not orch.start_model:
+                self.add(f"{place}.model", "a record-triggered start needs a model")
+            else:
+                check_model(self.problems, f"{place}.model", orch.start_model)
+            if orch.start_when not in StartWhen.values:
+                self.add(f"{place}.when", f"expected one of {', '.join(StartWhen.values)}, got {orch.start_when!r}")
+            if orch.only_when_changed_to_meet and not orch.start_condition:
+                self.add(f"{place}.only_when_changed_to_meet", "needs a start condition")
+            if orch.only_when_changed_to_meet and orch.start_when == StartWhen.CREATED:
+                self.add(f"{place}.only_when_changed_to_meet", "only applies to updates (when: updated or created_or_updated)")
+        elif orch.start_type == StartType.AUTOLAUNCHED:
+            for key, value in (("model", orch.start_model), ("when", orch.start_when),
+                               ("condition", orch.start_condition)):
+                if value:
+                    self.add(f"{place}.{key}", "only record-triggered starts have this")
+        else:
+            self.add(f"{place}.type", f"unknown start type {orch.start_type!r}")
+        seen = set()
+        for variable in orch.inputs or []:
+            name = variable.get("name") if isinstance(variable, dict) else None
+            vplace = place_of(orch.api_name, f"inputs.{name}")
+            if not name or not str(name).isidentifier():
+                self.add(vplace, f"{name!r} is not a valid input name")
+            elif name in seen:
+                self.add(vplace, f"input {name!r} is defined twice")
+            seen.add(name)
+            if isinstance(variable, dict) and variable.get("type", "text") not in VARIABLE_TYPES:
+                self.add(vplace, f"unknown type {variable.get('type')!r} (one of: {', '.join(VARIABLE_TYPES)})")
+        if orch.max_stage_visits < 1:
+            self.add(place_of(orch.api_name, "max_stage_visits"), "must be at least 1")
+
+    def check_assignee(self, place, kind, value):
+        if kind == AssigneeType.USER:
+            User = get_user_model()
+            if not User.objects.filter(**{User.USERNAME_FIELD: value}).exists():
+                self.add(place, f"no user named {value!r}")
+        elif kind == AssigneeType.GROUP:
+            if not Group.objects.filter(name=value).exists():
+                self.add(place, f"no group named {value!r}")
+        elif kind == AssigneeType.QUEUE:
+            from workguide.models import Queue
+
+            if not Queue.objects.filter(name=value).exists():
+                self.add(place, f"no queue named {value!r}")
+        else:
+            self.add(place, f"unknown assignee type {kind!r} (user, group, queue or expr)")
+
+    def check_stage(self, stage):
+        base = place_of(self.orch.api_name, stage.name)
+        if stage.kind == StageKind.DECISION:
+            outcomes = list(stage.outcomes.all())
+            if not outcomes:
+                self.add(base, "a decision needs at least one outcome")
+            names = set()
+            for i, outcome in enumerate(outcomes):
+                oplace = place_of(base, f"outcomes.{outcome.name or i}")
+                if not outcome.name:
+                    self.add(oplace, "an outcome needs a name")
+                elif outcome.name in names:
+                    self.add(oplace, f"outcome {outcome.name!r} is named twice")
+                names.add(outcome.name)
+                if bool(outcome.condition) == bool(outcome.condition_flow):
+                    self.add(oplace, "an outcome needs either a condition or an evaluation_flow")
+                if outcome.condition_flow:
+                    self.check_evaluation_flow(oplace, outcome.condition_flow, outcome.condition_flow_inputs)
+                if not outcome.goto:
+                    self.add(f"{oplace}.goto", "an outcome needs a goto")
+            if not stage.default_goto:
+                self.add(f"{base} › default", "a decision needs a default (a stage name or end)")
+            if stage.steps.exists():
+                self.add(base, "a decision has no steps")
+            return
+        steps = list(stage.steps.all())
+        if not steps:
+            self.add(base, "a stage needs at least one step")
+        if stage.exit_type == StageExit.EVALUATION_FLOW:
+            self.check_evaluation_flow(place_of(base, "exit"), stage.exit_flow, stage.exit_flow_inputs)
+        elif stage.exit_type == StageExit.CONDITION and not stage.exit_condition:
+            self.add(place_of(base, "exit.condition"), "an expression is required")
+        names = {s.name for s in steps}
+        for step in steps:
+            self.check_step(base, step, names)
+        self.check_after_cycles(base, steps)
+
+    def check_step(self, base, step, stage_step_names):
+        place = place_of(base, step.name)
+        expected = {StepType.INTERACTIVE: FlowType.SCREEN, StepType.BACKGROUND: FlowType.AUTOLAUNCHED}.get(step.type)
+        if expected is None:
+            self.add(place_of(place, "type"), f"unknown step type {step.type!r} (interactive or background)")
+        flow = self.step_flows.get(step.name)
+        if flow is not None:
+            self.check_mapping(place_of(place, "inputs"), flow, step.inputs)
+        if step.entry_type == StepEntry.AFTER:
+            if not step.entry_after:
+                self.add(place_of(place, "entry.after"), "name at least one step")
+            for name in step.entry_after or []:
+                if name == step.name:
+                    self.add(place_of(place, "entry.after"), f"step {name} cannot wait for itself")
+                elif name not in stage_step_names:
+                    where = (f"it is in stage {self.steps[name].stage.name}" if name in self.steps
+                             else "there is no such step")
+                    self.add(place_of(place, "entry.after"), f"{name!r} is not a step of stage {step.stage.name} ({where})")
+        elif step.entry_type == StepEntry.EVALUATION_FLOW:
+            self.check_evaluation_flow(place_of(place, "entry"), step.entry_flow, step.entry_flow_inputs)
+        elif step.entry_type == StepEntry.CONDITION and not step.entry_condition:
+            self.add(place_of(place, "entry.condition"), "an expression is required")
+        if step.exit_type == StepExit.EVALUATION_FLOW:
+            self.check_evaluation_flow(place_of(place, "exit"), step.exit_flow, step.exit_flow_inputs)
+        elif step.exit_type == StepExit.CONDITION and not step.exit_condition:
+            self.add(place_of(place, "exit.condition"), "an expression is required")
+        if step.type == StepType.INTERACTIVE:
+            if not step.assignee_type or not step.assignee:
+                self.add(place_of(place, "assignee"), "an interactive step needs an assignee (user, group, queue or expr)")
+            elif step.assignee_type != AssigneeType.EXPR:
+                self.check_assignee(place_of(place, f"assignee.{step.assignee_type}"), step.assignee_type, step.assignee)
+            if step.due_in:
+                try:
+                    parse_duration(step.due_in)
+                except ValueError as exc:
+                    self.add(place_of(place, "due_in"), str(exc))
+            if step.escalate_to:
+                kind, sep, name = step.escalate_to.partition(":")
+                if not sep or not name:
+                    self.add(place_of(place, "escalate_to"),
+                             f"{step.escalate_to!r}: write user:NAME, group:NAME or queue:NAME")
+                else:
+                    self.check_assignee(place_of(place, "escalate_to"), kind, name)
+        elif step.type == StepType.BACKGROUND:
+            for key in ("assignee", "record", "due_in", "escalate_to"):
+                if getattr(step, key):
+                    self.add(place_of(place, key), "only interactive steps have this")
+            try:
+                parse_duration(step.timeout)
+            except ValueError as exc:
+                self.add(place_of(place, "timeout"), str(exc))
+
+    def check_after_cycles(self, base, steps):
+        graph = {s.name: [n for n in (s.entry_after or []) if n != s.name]
+                 for s in steps if s.entry_type == StepEntry.AFTER}
+        state = {}
+        reported = set()
+
+        def visit(name, trail):
+            state[name] = "open"
+            for nxt in graph.get(name, []):
+                if state.get(nxt) == "open":
+                    cycle = trail[trail.index(nxt):] + [nxt] if nxt in trail else [name, nxt]
+                    key = frozenset(cycle)
+                    if key not in reported:
+                        reported.add(key)
+                        self.add(place_of(base, nxt, "entry.after"), "steps wait for each other: " + " → ".join(cycle))
+                elif state.get(nxt) is None:
+                    visit(nxt, trail + [nxt])
+            state[name] = "done"
+
+        for name in graph:
+            if state.get(name) is None:
+                visit(name, [name])
+
+    # -------------------------------------------------------------- all
+    def run(self):
+        orch = self.orch
+        self.check_start()
+        self.build_graph()
+        for stage in self.stages:
+            for step in stage.steps.all():
+                if step.name in self.steps:
+                    other = self.steps[step.name].stage.name
+                    self.add(place_of(orch.api_name, stage.name, step.name),
+                             f"step name {step.name!r} is already used in stage {other} (step names are unique in an orchestration)")
+                    continue
+                self.steps[step.name] = step
+        self.step_flows = {}
+        for stage in self.stages:
+            for step in stage.steps.all():
+                if self.steps.get(step.name) is not step:
+                    continue
+                expected = {StepType.INTERACTIVE: FlowType.SCREEN,
+                            StepType.BACKGROUND: FlowType.AUTOLAUNCHED}.get(step.type)
+                self.step_flows[step.name] = self.flow(
+                    step.flow, place_of(orch.api_name, stage.name, step.name, "flow"), expected
+                )
+        for stage in self.stages:
+            self.check_stage(stage)
+        for site in expression_sites(orch, self.stages):
+            self.check_site(site)
+        return _dedupe(self.problems)
+
+
+def _dedupe(problems):
+    seen, out = set(), []
+    for problem in problems:
+        if problem not in seen:
+            seen.add(problem)
+            out.append(problem)
+    return out
+
+
+def validate_orchestration(orch, flows=None):
+    """Every problem that keeps ``orch`` from being activated.
+
+    ``flows`` maps flow api_names to the version to check against instead of
+    the active one (the importer passes the versions it is about to activate).
+    """
+    return OrchestrationValidator(orch, flows).run()
+
+
+def impact_of_flow_activation(flow, superseded=()):
+    """Readers in active orchestrations that activating ``flow`` would break.
+
+    A reader is an expression reading ``steps.X.outputs.Y`` where step X runs
+    ``flow.api_name`` and the new version drops Y or changes its type. Steps
+    whose mapping would miss a newly required input, or whose type no longer
+    matches, are listed too. Orchestrations named in ``superseded`` (about to
+    be replaced in the same transaction) are left out.
+    """
+    problems = []
+    outputs = {v.name: v.type for v in flow.output_variables()}
+    inputs = {v.name: v for v in flow.input_variables()}
+    current = (Flow.objects.filter(api_name=flow.api_name, status=DefinitionStatus.ACTIVE)
+               .exclude(pk=flow.pk).prefetch_related("variables").first())
+    before = {v.name: v.type for v in current.output_variables()} if current else {}
+    desc = _flow_desc(flow)
+    orchestrations = (Orchestration.objects.filter(status=DefinitionStatus.ACTIVE, stages__steps__flow=flow.api_name)
+                      .exclude(api_name__in=list(superseded)).distinct())
+    for orch in orchestrations:
+        stages = _stages(orch)
+        runners = {}
+        for stage in stages:
+            for step in stage.steps.all():
+                if step.flow != flow.api_name:
+                    continue
+                runners[step.name] = step
+                place = place_of(f"{orch.api_name} v{orch.version}", stage.name, step.name)
+                expected = {StepType.INTERACTIVE: FlowType.SCREEN, StepType.BACKGROUND: FlowType.AUTOLAUNCHED}.get(step.type)
+                if expected and flow.type != expected:
+                    problems.append(Problem(place, f"runs {flow.api_name} as a {step.type} step; {desc} is a {flow.type} flow"))
+                for name, variable in inputs.items():
+                    if variable.required and variable.default is None and name not in (step.inputs or {}):
+                        problems.append(Problem(place_of(place, "inputs"), f"does not map {name!r}, which {desc} requires"))
+        if not runners:
+            continue
+        for site in expression_sites(orch, stages):
+            for step_name, output in step_output_references(site.source if isinstance(site.source, str) else ""):
+                if step_name not in runners:
+                    continue
+                ref = f"steps.{step_name}.outputs.{output}"
+                place = site.place.replace(orch.api_name, f"{orch.api_name} v{orch.version}", 1)
+                if output not in outputs:
+                    problems.append(Problem(place, f"reads {ref}, which {desc} removes (has: {_names(outputs)})"))
+                elif output in before and before[output] != outputs[output]:
+                    problems.append(Problem(place, f"reads {ref}, which {desc} retypes from {before[output]} to {outputs[output]}"))
+    return _dedupe(problems)

@@ -1,0 +1,537 @@
+"""The activation validator: one test per rule of DESIGN §5, plus impact analysis."""
+import pytest
+from django.core.management import CommandError, call_command
+
+from flows.models import Flow
+from flows.validation import Problem, validate_flow
+from orchestration.lifecycle import ActivationRefused, activate, validate
+from orchestration.models import Orchestration
+from orchestration.validation import impact_of_flow_activation, validate_orchestration
+from tests.factories import (
+    make_evaluation_flow, make_flow, make_group, make_orchestration, make_queue, make_user, stage, step, var,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def messages(problems):
+    return [str(p) for p in problems]
+
+
+def assert_problem(problems, *fragments):
+    """Some problem contains every fragment."""
+    texts = messages(problems)
+    assert any(all(f in t for f in fragments) for t in texts), "\n".join(texts) or "(no problems)"
+
+
+@pytest.fixture
+def flows():
+    """A background flow with an output, a screen flow with an output, and an evaluation flow."""
+    return {
+        "work": make_flow("v_work", inputs=[var("x", required=True)], outputs=[var("result")]),
+        "form": make_flow("v_form", type="screen", outputs=[var("answer")]),
+        "check": make_evaluation_flow("v_check"),
+    }
+
+
+def orch(*path, **extra):
+    return make_orchestration("v_orch", path=list(path), **extra)
+
+
+def test_a_sound_orchestration_has_no_problems(flows):
+    make_user("ann")
+    o = orch(
+        stage("one", step("a", "v_work", inputs={"x": '"hi"'}),
+              step("b", "v_form", type="interactive", assignee={"user": "ann"}, entry={"after": ["a"]},
+                   record="record")),
+        {"type": "decision", "name": "ok", "outcomes": [{"name": "yes", "condition": 'steps.b.outputs.answer == "y"',
+                                                           "goto": "two"}], "default": "end"},
+        stage("two", step("c", "v_work", inputs={"x": "steps.a.outputs.result + steps.b.outputs.answer"}),
+              exit={"evaluation_flow": "v_check"}),
+    )
+    assert validate_orchestration(o) == []
+
+
+def test_problem_prints_place_and_message():
+    assert str(Problem("a › b", "broken")) == "a › b: broken"
+
+
+# ---------------------------------------------------------------- expressions compile
+
+@pytest.mark.parametrize("where,build", [
+    ("inputs.x", lambda: orch(stage("one", step("a", "v_work", inputs={"x": "1 +"})))),
+    ("exit.condition", lambda: orch(stage("one", step("a", "v_work", inputs={"x": "1"}), exit={"condition": "(("}))),
+    ("entry.condition", lambda: orch(stage("one", step("a", "v_work", inputs={"x": "1"}, entry={"condition": "a ="})))),
+    ("outcomes.y.condition", lambda: orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+                                          {"type": "decision", "name": "d", "outcomes": [{"name": "y", "condition": "&&", "goto": "end"}],
+                                           "default": "end"})),
+    ("start.condition", lambda: orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+                                     start={"type": "record_triggered", "model": "demo.employee", "when": "created",
+                                            "condition": "record.status =="})),
+    ("assignee.expr", lambda: orch(stage("one", step("b", "v_form", type="interactive", assignee={"expr": '"user:" +'})))),
+    ("record", lambda: orch(stage("one", step("b", "v_form", type="interactive", assignee={"expr": '"group:x"'},
+                                              record="record.")))),
+])
+def test_every_orchestration_expression_must_compile(flows, where, build):
+    assert_problem(validate_orchestration(build()), where, "does not compile")
+
+
+@pytest.mark.parametrize("where,extra", [
+    ("field f › default", {"screens": [{"name": "s", "fields": [{"name": "f", "default": "1 +"}]}]}),
+    ("field f › visible_if", {"screens": [{"name": "s", "fields": [{"name": "f", "visible_if": "!"}]}]}),
+    ("field f › text", {"screens": [{"name": "s", "fields": [{"name": "f", "type": "display", "text": "Hi {!name +}"}]}]}),
+    ("validate.condition", {"screens": [{"name": "s", "fields": [{"name": "f"}],
+                                         "validate": {"condition": "f ==", "message": "m"}}]}),
+])
+def test_every_screen_flow_expression_must_compile(where, extra):
+    flow = make_flow("v_screen", type="screen", status="draft", **extra)
+    assert_problem(validate_flow(flow), where, "does not compile")
+
+
+@pytest.mark.parametrize("where,element", [
+    ("set.total", {"type": "assign", "set": {"total": "amount *"}}),
+    ("subject", {"type": "send_email", "to": '"a@b.c"', "subject": "Hi {!name ++}"}),
+    ("body", {"type": "send_email", "to": '"a@b.c"', "subject": "Hi", "body": "{!)}"}),
+    ("outcomes[0].condition", {"type": "decision", "outcomes": [{"condition": "x >", "goto": "end"}]}),
+    ("inputs.p", {"type": "action", "action": "nope", "inputs": {"p": "[1,"}}),
+])
+def test_every_element_expression_must_compile(where, element):
+    flow = make_flow("v_auto", status="draft", elements=[element])
+    assert_problem(validate_flow(flow), where, "does not compile")
+
+
+def test_output_value_expression_must_compile():
+    flow = make_flow("v_out", status="draft", outputs=[var("o", value="1 +")])
+    assert_problem(validate_flow(flow), "outputs.o.value", "does not compile")
+
+
+# ---------------------------------------------------------------- step output references
+
+def test_reading_a_later_stage_is_refused(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "steps.b.outputs.result"})),
+             stage("two", step("b", "v_work", inputs={"x": "1"})))
+    assert_problem(validate_orchestration(o), "v_orch › one › a › inputs.x", "steps.b.outputs.result",
+                   "not certain to have completed")
+
+
+def test_reading_a_stage_on_only_one_branch_is_refused(flows):
+    o = orch(
+        stage("one", step("a", "v_work", inputs={"x": "1"})),
+        {"type": "decision", "name": "d", "outcomes": [{"name": "y", "condition": "true", "goto": "side"}],
+         "default": "last"},
+        stage("side", step("s", "v_work", inputs={"x": "1"})),
+        stage("last", step("l", "v_work", inputs={"x": "steps.s.outputs.result + steps.a.outputs.result"})),
+    )
+    problems = validate_orchestration(o)
+    assert_problem(problems, "last › l › inputs.x", "steps.s.outputs.result", "not on every path")
+    assert not any("steps.a.outputs" in t for t in messages(problems))
+
+
+def test_rework_loop_back_does_not_make_a_later_stage_certain(flows):
+    o = orch(
+        stage("draft", step("w", "v_work", inputs={"x": "steps.r.outputs.result"})),
+        stage("review", step("r", "v_work", inputs={"x": "steps.w.outputs.result"})),
+        {"type": "decision", "name": "again", "outcomes": [{"name": "y", "condition": "steps.r.outputs.result == \"no\"",
+                                                              "goto": "draft"}], "default": "end"},
+    )
+    problems = validate_orchestration(o)
+    assert_problem(problems, "draft › w › inputs.x", "steps.r.outputs.result")
+    assert not any("review › r" in t for t in messages(problems))
+    assert not any("again" in t for t in messages(problems))
+
+
+def test_same_stage_needs_an_after_dependency(flows):
+    bad = orch(stage("one", step("a", "v_work", inputs={"x": "1"}),
+                     step("b", "v_work", inputs={"x": "steps.a.outputs.result"})))
+    assert_problem(validate_orchestration(bad), "one › b › inputs.x", "entry.after")
+    Orchestration.objects.all().delete()
+    good = orch(stage("one", step("a", "v_work", inputs={"x": "1"}), step("m", "v_work", inputs={"x": "1"},
+                                                                         entry={"after": ["a"]}),
+                      step("b", "v_work", inputs={"x": "steps.a.outputs.result"}, entry={"after": ["m"]})))
+    assert validate_orchestration(good) == []
+
+
+def test_conditions_may_read_steps_of_their_own_stage(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}),
+                   step("b", "v_work", inputs={"x": "1"}, entry={"condition": 'steps.a.outputs.result == "go"'}),
+                   exit={"condition": 'steps.b.outputs.result == "done"'}))
+    assert validate_orchestration(o) == []
+
+
+def test_a_step_that_may_not_run_is_not_certain(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, entry={"condition": "true"})),
+             stage("two", step("b", "v_work", inputs={"x": "steps.a.outputs.result"})))
+    assert_problem(validate_orchestration(o), "two › b › inputs.x", "may never start")
+
+
+def test_the_read_output_must_exist(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             stage("two", step("b", "v_work", inputs={"x": "steps.a.outputs.colour"})))
+    assert_problem(validate_orchestration(o), "v_orch › two › b › inputs.x",
+                   "steps.a.outputs.colour — flow v_work v1 has no output 'colour' (has: result)")
+
+
+def test_the_read_step_must_exist(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "steps.ghost.outputs.result"})))
+    assert_problem(validate_orchestration(o), "one › a › inputs.x", "no step named 'ghost'")
+
+
+def test_the_start_condition_cannot_read_steps(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             start={"type": "record_triggered", "model": "demo.employee", "when": "created",
+                    "condition": 'steps.a.outputs.result == "x"'})
+    assert_problem(validate_orchestration(o), "start.condition", "before any step")
+
+
+# ---------------------------------------------------------------- inputs
+
+def test_required_inputs_must_be_mapped(flows):
+    o = orch(stage("one", step("a", "v_work")))
+    assert_problem(validate_orchestration(o), "one › a › inputs", "required input 'x' of flow v_work v1 is not mapped")
+
+
+def test_required_input_with_a_default_may_be_left_out():
+    make_flow("v_def", inputs=[var("x", required=True, default="d")])
+    o = orch(stage("one", step("a", "v_def")))
+    assert validate_orchestration(o) == []
+
+
+def test_unknown_inputs_are_refused(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1", "y": "2"})))
+    assert_problem(validate_orchestration(o), "one › a › inputs.y", "has no input 'y' (has: x)")
+
+
+# ---------------------------------------------------------------- flows
+
+def test_the_flow_must_exist(flows):
+    o = orch(stage("one", step("a", "v_missing")))
+    assert_problem(validate_orchestration(o), "one › a › flow", "no flow named 'v_missing'")
+
+
+def test_the_flow_must_be_active():
+    make_flow("v_draft", status="draft")
+    o = orch(stage("one", step("a", "v_draft")))
+    assert_problem(validate_orchestration(o), "one › a › flow", "v_draft has no active version (v1 draft)")
+
+
+def test_interactive_steps_run_screen_flows_and_background_steps_autolaunched_ones(flows):
+    make_user("ann")
+    o = orch(stage("one", step("a", "v_form", inputs={}),
+                   step("b", "v_work", type="interactive", assignee={"user": "ann"}, inputs={"x": "1"})))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "one › a › flow", "is a screen flow; this needs a autolaunched flow")
+    assert_problem(problems, "one › b › flow", "is a autolaunched flow; this needs a screen flow")
+
+
+def test_conditions_need_an_evaluation_flow_with_condition_met(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}), exit={"evaluation_flow": "v_work"}))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "one › exit.evaluation_flow", "needs a evaluation flow")
+    assert_problem(problems, "one › exit.evaluation_flow", "no boolean output condition_met")
+
+
+def test_evaluation_flow_inputs_are_checked():
+    make_flow("v_work", inputs=[var("x", required=True)], outputs=["result"])
+    make_evaluation_flow("v_eval", inputs=[var("limit", "number", required=True)])
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"},
+                               exit={"evaluation_flow": "v_eval", "inputs": {"lim": "1"}})))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "one › a › exit.inputs.lim", "has no input 'lim'")
+    assert_problem(problems, "one › a › exit.inputs", "required input 'limit'")
+
+
+# ---------------------------------------------------------------- assignees
+
+@pytest.mark.parametrize("kind", ["user", "group", "queue"])
+def test_assignees_must_exist(flows, kind):
+    o = orch(stage("one", step("b", "v_form", type="interactive", assignee={kind: "nobody"})))
+    assert_problem(validate_orchestration(o), f"one › b › assignee.{kind}", f"no {kind} named 'nobody'")
+
+
+def test_existing_assignees_pass(flows):
+    make_user("ann"), make_group("managers"), make_queue("desk")
+    o = orch(stage("one", *[step(f"b{k}", "v_form", type="interactive", assignee={k: v})
+                            for k, v in (("user", "ann"), ("group", "managers"), ("queue", "desk"))]))
+    assert validate_orchestration(o) == []
+
+
+def test_interactive_steps_need_an_assignee(flows):
+    o = orch(stage("one", step("b", "v_form", type="interactive")))
+    assert_problem(validate_orchestration(o), "one › b › assignee", "needs an assignee")
+
+
+def test_escalation_target_must_exist(flows):
+    make_user("ann")
+    o = orch(stage("one", step("b", "v_form", type="interactive", assignee={"user": "ann"}, escalate_to="queue:ghost")))
+    assert_problem(validate_orchestration(o), "one › b › escalate_to", "no queue named 'ghost'")
+
+
+# ---------------------------------------------------------------- models
+
+def test_start_model_must_exist_and_be_exposed(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             start={"type": "record_triggered", "model": "demo.nothing", "when": "created"})
+    assert_problem(validate_orchestration(o), "start.model", "unknown model 'demo.nothing'")
+    Orchestration.objects.all().delete()
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             start={"type": "record_triggered", "model": "auth.user", "when": "created"})
+    assert_problem(validate_orchestration(o), "start.model", "BATON_FLOW_MODELS")
+
+
+def test_record_triggered_start_needs_when(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             start={"type": "record_triggered", "model": "demo.employee"})
+    assert_problem(validate_orchestration(o), "start.when", "expected one of")
+
+
+def test_flow_element_models_must_exist_be_exposed_and_have_the_fields():
+    flow = make_flow("v_models", status="draft", elements=[
+        {"type": "get_records", "model": "demo.ghost", "filter": {"id": "1"}, "into": "a"},
+        {"type": "get_records", "model": "auth.user", "filter": {"id": "1"}, "into": "b"},
+        {"type": "update_records", "model": "demo.employee", "filter": {"id": "1"}, "values": {"colour": '"red"'}},
+    ])
+    problems = validate_flow(flow)
+    assert_problem(problems, "elements[0].model", "unknown model 'demo.ghost'")
+    assert_problem(problems, "elements[1].model", "not exposed to flows")
+    assert_problem(problems, "elements[2].values.colour", "has no field 'colour'")
+
+
+# ---------------------------------------------------------------- path
+
+def test_next_and_goto_names_must_exist(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}), next="nowhere"),
+             {"type": "decision", "name": "d", "outcomes": [{"name": "y", "condition": "true", "goto": "gone"}],
+              "default": "lost"})
+    problems = validate_orchestration(o)
+    assert_problem(problems, "one › next", "no stage or decision named 'nowhere'")
+    assert_problem(problems, "d › outcomes.y.goto", "'gone'")
+    assert_problem(problems, "d › default", "'lost'")
+
+
+def test_unreachable_elements_are_refused(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}), next="end"),
+             stage("two", step("b", "v_work", inputs={"x": "1"})))
+    assert_problem(validate_orchestration(o), "v_orch › two", "no path from the start reaches this stage")
+
+
+def test_decisions_are_well_formed(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             {"type": "decision", "name": "d", "outcomes": [{"name": "", "goto": "end"}, {"name": "b", "goto": ""}]})
+    problems = validate_orchestration(o)
+    assert_problem(problems, "d › default", "needs a default")
+    assert_problem(problems, "d › outcomes.0", "needs a name")
+    assert_problem(problems, "outcomes.0", "either a condition or an evaluation_flow")
+    assert_problem(problems, "d › outcomes.b.goto", "needs a goto")
+
+
+def test_a_decision_without_outcomes_is_refused(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             {"type": "decision", "name": "d", "outcomes": [], "default": "end"})
+    assert_problem(validate_orchestration(o), "v_orch › d", "at least one outcome")
+
+
+def test_step_names_are_unique_in_the_orchestration(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})), stage("two", step("a", "v_work", inputs={"x": "1"})))
+    assert_problem(validate_orchestration(o), "two › a", "already used in stage one")
+
+
+def test_after_names_steps_of_the_same_stage(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             stage("two", step("b", "v_work", inputs={"x": "1"}, entry={"after": ["a", "zz"]})))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "two › b › entry.after", "'a' is not a step of stage two (it is in stage one)")
+    assert_problem(problems, "two › b › entry.after", "'zz'", "no such step")
+
+
+def test_after_dependencies_may_not_form_a_cycle(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, entry={"after": ["b"]}),
+                   step("b", "v_work", inputs={"x": "1"}, entry={"after": ["a"]})))
+    assert_problem(validate_orchestration(o), "entry.after", "wait for each other")
+
+
+def test_durations_must_parse(flows):
+    make_user("ann")
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, timeout="soon"),
+                   step("b", "v_form", type="interactive", assignee={"user": "ann"}, due_in="2 weeks")))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "one › a › timeout", "not a duration")
+    assert_problem(problems, "one › b › due_in", "not a duration")
+
+
+def test_empty_path_is_refused():
+    assert_problem(validate_orchestration(orch()), "v_orch", "path is empty")
+
+
+# ---------------------------------------------------------------- flow-internal checks
+
+def test_flow_element_gotos_must_name_labels():
+    flow = make_flow("v_goto", status="draft", elements=[
+        {"type": "decision", "outcomes": [{"condition": "true", "goto": "nowhere"}], "default": "end"},
+        {"type": "assign", "name": "here", "set": {"a": "1"}},
+    ])
+    assert_problem(validate_flow(flow), "outcomes[0].goto", "no element labelled 'nowhere'")
+
+
+def test_flow_element_labels_are_unique():
+    flow = make_flow("v_labels", status="draft", elements=[
+        {"type": "assign", "name": "a", "set": {"x": "1"}}, {"type": "assign", "name": "a", "set": {"x": "2"}}])
+    assert_problem(validate_flow(flow), "elements[1] (a)", "used twice")
+
+
+def test_variable_types_must_be_known():
+    flow = make_flow("v_types", status="draft", inputs=[var("x", "colour")])
+    assert_problem(validate_flow(flow), "inputs.x", "unknown type 'colour'")
+
+
+def test_screen_field_names_are_unique_across_screens():
+    flow = make_flow("v_fields", type="screen", status="draft", screens=[
+        {"name": "a", "fields": [{"name": "f"}]}, {"name": "b", "fields": [{"name": "f"}]}])
+    assert_problem(validate_flow(flow), "screen b › field f", "defined twice")
+
+
+def test_choice_fields_need_choices():
+    flow = make_flow("v_choice", type="screen", status="draft", screens=[
+        {"name": "a", "fields": [{"name": "c", "type": "choice"}, {"name": "m", "type": "multichoice"}]}])
+    problems = validate_flow(flow)
+    assert_problem(problems, "field c › choices", "needs choices")
+    assert_problem(problems, "field m › choices", "needs choices")
+
+
+def test_unknown_field_type_is_refused():
+    flow = make_flow("v_ftype", type="screen", status="draft", screens=[{"name": "a", "fields": [{"name": "c", "type": "slider"}]}])
+    assert_problem(validate_flow(flow), "field c", "unknown field type 'slider'")
+
+
+def test_screen_flow_outputs_need_a_field_or_a_value():
+    flow = make_flow("v_outs", type="screen", status="draft", outputs=["answer"],
+                     screens=[{"name": "a", "fields": [{"name": "other"}]}])
+    assert_problem(validate_flow(flow), "outputs.answer", "no screen field or input named 'answer'")
+
+
+def test_evaluation_flows_return_boolean_condition_met():
+    missing = make_flow("v_eval1", type="evaluation", status="draft", outputs=["other"])
+    assert_problem(validate_flow(missing), "v_eval1 › outputs", "condition_met")
+    wrong = make_flow("v_eval2", type="evaluation", status="draft", outputs=[var("condition_met", "text")])
+    assert_problem(validate_flow(wrong), "outputs.condition_met", "must be boolean")
+
+
+def test_action_elements_name_registered_actions():
+    flow = make_flow("v_act", status="draft", elements=[{"type": "action", "action": "surely_not_registered"}])
+    assert_problem(validate_flow(flow), "elements[0].action", "no flow action named 'surely_not_registered'")
+
+
+def test_http_hosts_must_be_allowed(settings):
+    settings.BATON_HTTP_ALLOWED_HOSTS = ["ok.example"]
+    flow = make_flow("v_http", status="draft", elements=[
+        {"type": "http_request", "url": "https://evil.example/x"},
+        {"type": "http_request", "url": "https://ok.example/{!id}"}])
+    problems = validate_flow(flow)
+    assert_problem(problems, "elements[0].url", "'evil.example' is not allowed")
+    assert not any("elements[1]" in t for t in messages(problems))
+
+
+# ---------------------------------------------------------------- impact analysis
+
+def _reader(flow_outputs):
+    make_flow("v_col", outputs=flow_outputs)
+    make_flow("v_use", inputs=[var("c", required=True)], outputs=["done"])
+    o = make_orchestration("v_reader", path=[
+        stage("one", step("collect", "v_col")),
+        stage("two", step("use", "v_use", inputs={"c": "steps.collect.outputs.colour"}))])
+    activate(o)
+    return o
+
+
+def test_impact_removing_a_read_output_is_refused():
+    _reader([var("colour"), var("size", "number")])
+    new = make_flow("v_col", outputs=[var("size", "number")], status="draft")
+    problems = impact_of_flow_activation(new)
+    assert_problem(problems, "v_reader v1 › two › use › inputs.c", "steps.collect.outputs.colour",
+                   "v_col v2 removes")
+    with pytest.raises(ActivationRefused) as refused:
+        activate(new)
+    assert "v_reader v1 › two › use › inputs.c" in str(refused.value)
+    new.refresh_from_db()
+    assert new.status == "draft"
+    assert Flow.objects.get(api_name="v_col", version=1).status == "active"
+
+
+def test_impact_retyping_a_read_output_is_refused():
+    _reader([var("colour")])
+    new = make_flow("v_col", outputs=[var("colour", "number")], status="draft")
+    assert_problem(impact_of_flow_activation(new), "v_reader v1 › two › use › inputs.c", "retypes from text to number")
+
+
+def test_impact_unread_changes_are_fine():
+    _reader([var("colour"), var("size", "number")])
+    new = make_flow("v_col", outputs=[var("colour"), var("weight", "number")], status="draft")
+    assert impact_of_flow_activation(new) == []
+    activate(new)
+    assert Flow.objects.get(api_name="v_col", version=1).status == "obsolete"
+
+
+def test_impact_ignores_draft_and_obsolete_orchestrations():
+    make_flow("v_col", outputs=["colour"])
+    make_flow("v_use", inputs=[var("c", required=True)])
+    make_orchestration("v_reader", path=[stage("one", step("collect", "v_col")),
+                                         stage("two", step("use", "v_use", inputs={"c": "steps.collect.outputs.colour"}))])
+    new = make_flow("v_col", outputs=["other"], status="draft")
+    assert impact_of_flow_activation(new) == []
+
+
+# ---------------------------------------------------------------- the broken mapping file (issue 2)
+
+BROKEN = """
+queues:
+  - name: acc_desk
+    member_groups: [acc_team]
+flows:
+  - api_name: acc_b_collect
+    type: screen
+    outputs: [{name: colour, type: text}]
+    screens:
+      - name: pick
+        fields: [{name: colour, type: choice, choices: [red, blue]}]
+  - api_name: acc_b_ship
+    type: autolaunched
+    inputs:
+      - {name: colour, type: text, required: true}
+      - {name: address, type: text, required: true}
+    elements:
+      - {type: assign, set: {shipped: 'true'}}
+orchestrations:
+  - api_name: acc_broken
+    start: {type: autolaunched}
+    path:
+      - name: one
+        steps:
+          - {name: collect, type: interactive, flow: acc_b_collect, assignee: {queue: acc_desk}}
+      - name: two
+        steps:
+          - name: ship
+            flow: acc_b_ship
+            inputs: {colour: 'steps.collect.outputs.flavour'}
+"""
+
+
+def test_broken_mapping_file_is_refused_and_leaves_nothing(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    with pytest.raises(CommandError) as refused:
+        call_command("import_definitions", str(path), "--activate")
+    err = capsys.readouterr().err
+    assert "nothing was imported" in str(refused.value)
+    assert "acc_broken › two › ship › inputs.colour" in err
+    assert "steps.collect.outputs.flavour — flow acc_b_collect v1 has no output 'flavour' (has: colour)" in err
+    assert "acc_broken › two › ship › inputs" in err and "required input 'address'" in err
+    assert not Flow.objects.exists()
+    assert not Orchestration.objects.exists()
+    from workguide.models import Queue
+
+    assert not Queue.objects.exists()
+
+
+def test_validate_dispatches_on_the_definition_kind(flows):
+    assert validate(flows["work"]) == []
+    o = orch(stage("one", step("a", "v_work")))
+    assert_problem(validate(o), "required input 'x'")
