@@ -177,3 +177,22 @@ def test_phone_width(page, live_server, users, screenshot_dir):
     shot(page, screenshot_dir, "phone-2-item")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375
+
+
+def test_two_people_finishing_the_same_item(page, browser, live_server, users, screenshot_dir):
+    run = start(guide_orchestration(), record=employee())
+    item = item_of(run)
+    other = browser.new_context()
+    manager = other.new_page()
+    log_in(page, live_server, "alice", f"/workguide/items/{item.pk}/")
+    page.get_by_role("button", name="Next").click()
+    log_in(manager, live_server, "mona", f"/workguide/items/{item.pk}/")  # progress is kept per item
+    expect(manager.get_by_text("Screen 2 of 2")).to_be_visible()
+    for tab in (page, manager):
+        tab.get_by_label("Needed by").fill("2030-03-01")
+    page.get_by_role("button", name="Finish").click()
+    expect(page.get_by_text("is done")).to_be_visible()
+    manager.get_by_role("button", name="Finish").click()
+    expect(manager.get_by_text("was already completed by alice")).to_be_visible()
+    shot(manager, screenshot_dir, "finish-twice-second")
+    other.close()

@@ -197,7 +197,10 @@ def flow_panel(request, pk):
         return _finished_response(request, item, ctx)
     if not request.htmx:
         return _item_page(request, pk, panel=panel, status=status)
-    return _render_panel(request, item, status=status, ctx=ctx, **panel)
+    response = _render_panel(request, item, status=status, ctx=ctx, **panel)
+    if not item.is_open:  # someone else finished it meanwhile: let the stage path catch up too
+        trigger_client_event(response, CHANGED_EVENT, {"item": item.pk})
+    return response
 
 
 def _flow_move(request, item):
@@ -219,7 +222,7 @@ def _flow_move(request, item):
                 _claim_on_start(item, user)
             except (ClaimedByOther, WorkItemClosed):
                 item.refresh_from_db()
-                return False, {}, 409
+                return False, {}, 200  # htmx swaps only 2xx: the panel explains
         if result.ok:
             services.save_progress(item, state.progress)
         return False, {"form": result.form, "state": state}, 200
@@ -238,7 +241,7 @@ def _flow_move(request, item):
         return False, {"form": form, "state": state}, 200
     except (WorkItemClosed, ClaimedByOther, PermissionDenied) as exc:
         item.refresh_from_db()
-        return False, {"notice": str(exc)}, 409
+        return False, {"notice": str(exc)}, 200
     log.info("work item %s completed by %s", item.pk, user.get_username())
     return True, {}, 200
 
