@@ -10,7 +10,7 @@ from django.utils import timezone
 from orchestration.models import OrchestrationRun, RunEvent
 from tests.engine_builders import orchestration, ui
 from tests.workguide_helpers import (
-    STEP_ONE, STEP_TWO, employee, guide_orchestration, item_of, ok_flow, people, start, two_screen_flow,
+    STEP_ONE, STEP_TWO, employee, guide_orchestration, item_of, ok_flow, people, start,
 )
 from workguide import services
 from workguide.models import WorkItem

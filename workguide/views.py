@@ -24,7 +24,6 @@ from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -498,7 +497,3 @@ def launch(request):
     messages.success(request, f"Started {run.orchestration.label or api_name}.")
     return redirect(back)
 
-
-def render_component(request, record_model, record_pk):
-    return render_to_string("workguide/component.html", component_context(request, record_model, record_pk),
-                            request=request)
