@@ -178,6 +178,20 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# --- Broker outages fail fast (issue 6) -------------------------------------
+# With the broker down, kombu would retry the connection inside apply_async
+# for up to CELERY_BROKER_CONNECTION_TIMEOUT (2 s) per message. Baton does not
+# need that: the step is already queued in the database, send_step_message
+# logs the failure and the sweeper re-sends it. One quick retry, then give up.
+# (These options only govern publishing; a worker's consumer keeps its own
+# reconnect loop, broker_connection_max_retries.)
+BATON_BROKER_FAIL_FAST_OPTIONS = {
+    "max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+}
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(BATON_BROKER_FAIL_FAST_OPTIONS)
+
 CELERY_BEAT_SCHEDULE = {
     "orchestration-sweep": {
         "task": "orchestration.tasks.sweep",

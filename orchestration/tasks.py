@@ -38,11 +38,14 @@ def backoff_seconds(attempt):
     return min(base ** max(attempt, 1), 300)
 
 
-def claim(step_run_id, task_id=""):
+def claim(step_run_id, task_id="", redelivered=False):
     """Compare-and-set ``queued`` → ``running``. Returns the StepRun, or None if someone else has it.
 
-    A message redelivered after its worker died finds the step ``running``
-    under its own task id and takes it back.
+    A message redelivered by the broker after its worker died (``redelivered``
+    in its delivery info) finds the step ``running`` under its own task id
+    and takes it back. A second copy of the same message that was merely
+    published again is not redelivered: it finds the step claimed and does
+    nothing, so the flow runs once.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -50,7 +53,7 @@ def claim(step_run_id, task_id=""):
         if step is None:
             return None
         condition = Q(status=StepStatus.QUEUED)
-        if task_id:
+        if task_id and redelivered:
             condition |= Q(status=StepStatus.RUNNING, task_id=task_id)
         timeout = _timeout_seconds(step_run_id)
         claimed = StepRun.objects.filter(condition, pk=step_run_id).update(
@@ -82,7 +85,8 @@ def _timeout_seconds(step_run_id):
 @shared_task(name="orchestration.tasks.run_step", bind=True, acks_late=True, reject_on_worker_lost=True,
              ignore_result=True)
 def run_step(self, step_run_id):
-    step_run = claim(step_run_id, self.request.id or "")
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    step_run = claim(step_run_id, self.request.id or "", redelivered=redelivered)
     if step_run is None:
         log.info("step run %s is not queued (already claimed or finished); nothing to do", step_run_id)
         return "skipped"
