@@ -32,6 +32,7 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -87,6 +88,8 @@ def api_exception_handler(exc, context):
     """DRF's handler, with Django's ValidationError as a 400 and one body shape for every error."""
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(django_errors(exc))
+    elif isinstance(exc, RecursionError):  # a value nested so deep that checking it runs out of stack
+        exc = exceptions.ParseError("The request holds values nested too deeply.")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -159,6 +162,16 @@ class ApiPagination(PageNumberPagination):
     max_page_size = 200
 
 
+class SafeJSONParser(JSONParser):
+    """DRF's JSON parser, with absurdly deep nesting a 400 instead of a RecursionError (500)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - the document is nested too deeply")
+
+
 class BatonAPIView:
     """Mixin for every Baton API view: token or session auth, our error bodies, our pagination.
 
@@ -167,6 +180,7 @@ class BatonAPIView:
     """
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
+    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
     permission_classes = [IsAuthenticated]
     pagination_class = ApiPagination
 

@@ -301,3 +301,16 @@ def test_launch_then_read_it_through_runs(approval, users):
     staff = token_client(users.staff)
     assert staff.get(f"/api/runs/{run.pk}/").json()["id"] == run.pk
     assert User.objects.filter(username="launcher").exists()
+
+
+@pytest.mark.parametrize("depth", [800, 5000, 100_000])
+def test_deeply_nested_json_is_a_400_not_a_crash(approval, users, depth):
+    body = '{"inputs": {"amount": 1, "note": %s}}' % ("[" * depth + "]" * depth)
+    response = token_client(users.launcher).post(launch_url(), body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["code"] == "parse_error"
+    assert not OrchestrationRun.objects.exists()
+
+
+def test_unsupported_media_type_is_415(approval, users):
+    response = token_client(users.launcher).post(launch_url(), "<inputs/>", content_type="application/xml")
+    assert response.status_code == 415 and response.json()["code"] == "unsupported_media_type"
