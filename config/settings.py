@@ -231,6 +231,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" field with different choices; name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "orchestration.models.runs.RunStatus",
+        "StageStatusEnum": "orchestration.models.runs.StageStatus",
+        "StepStatusEnum": "orchestration.models.runs.StepStatus",
+        "WorkItemStatusEnum": "workguide.models.WorkItemStatus",
+        "DefinitionStatusEnum": "flows.versioning.DefinitionStatus",
+    },
 }
 
 # --- Baton ----------------------------------------------------------------
