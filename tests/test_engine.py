@@ -339,3 +339,84 @@ def test_events_record_every_transition_in_order(fx):
     assert kinds == ["run_started", "stage_started", "step_queued", "step_running", "step_completed",
                      "stage_completed", "run_completed"]
     assert OrchestrationRun.objects.get(pk=run.pk).status == "completed"
+
+
+def test_evaluation_flows_drive_entry_and_decisions(fx):
+    from tests.engine_builders import active_flow
+
+    active_flow(api_name="big_enough", type="evaluation",
+                inputs=[{"name": "n", "type": "number", "required": True}],
+                outputs=[{"name": "condition_met", "type": "boolean"}],
+                elements=[{"type": "assign", "set": {"condition_met": "n > 10.0"}}])
+    noop_flow("a")
+    orch = orchestration(
+        [
+            {"name": "one", "steps": [
+                bg("always", "a"),
+                bg("gated", "a", entry={"evaluation_flow": "big_enough", "inputs": {"n": "inputs.n"}}),
+            ]},
+            {"type": "decision", "name": "route", "outcomes": [
+                {"name": "big", "evaluation_flow": "big_enough", "inputs": {"n": "inputs.n"}, "goto": "big"}],
+             "default": "end"},
+            {"name": "big", "steps": [bg("b", "a")]},
+        ],
+        inputs=[{"name": "n", "type": "number", "required": True}],
+    )
+    small = start(orch, fx, inputs={"n": 1})
+    drain(fx)
+    large = start(orch, fx, inputs={"n": 50})
+    drain(fx)
+    assert statuses(small) == {"always": "completed", "gated": "discontinued"}
+    assert statuses(large) == {"always": "completed", "gated": "completed", "b": "completed"}
+
+
+def test_step_exit_condition_completes_an_open_step_early(fx, alice):
+    screen_flow("ask")
+    noop_flow("a", outputs={"ready": ("boolean", "true")})
+    orch = orchestration([{"name": "one", "steps": [
+        bg("prep", "a"),
+        ui("wait", "ask", exit={"condition": "has(steps.prep) && steps.prep.outputs.ready"}),
+    ]}])
+    run = start(orch, fx)
+    item = WorkItem.objects.get(run=run)
+    drain(fx)
+    run.refresh_from_db()
+    item.refresh_from_db()
+    assert run.status == "completed"
+    assert statuses(run) == {"prep": "completed", "wait": "completed"}
+    assert item.status == "canceled"
+    assert RunEvent.objects.filter(run=run, kind="step_exit_condition_met", step_name="wait").exists()
+
+
+def test_a_condition_that_fails_at_run_time_errors_with_its_place(fx):
+    noop_flow("a")
+    orch = orchestration([{"name": "one", "steps": [bg("s", "a", entry={"condition": "1 / 0 == 1"})]}],
+                         api_name="bad_condition")
+    run = start(orch, fx)
+    run.refresh_from_db()
+    assert run.status == "error"
+    assert "bad_condition › one › s › entry" in run.error and "division" in run.error
+
+
+def test_sweeper_resends_steps_past_their_lease(fx, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+    from unittest import mock
+
+    from django.utils import timezone
+
+    from orchestration.tasks import sweep_stuck_steps
+
+    noop_flow("a")
+    orch = orchestration([{"name": "one", "steps": [bg("s", "a"), bg("t", "a")]}])
+    run = start(orch, fx)
+    lost, running = StepRun.objects.filter(run=run).order_by("step_name")
+    claim(running.pk, "w1")  # claimed, then its worker vanished
+    sent = []
+    later = timezone.now() + timedelta(hours=1)
+    with mock.patch("orchestration.effects.send_step_message", side_effect=lambda i, countdown=None: sent.append(i)), \
+            django_capture_on_commit_callbacks(execute=True):
+        assert sweep_stuck_steps(now=timezone.now()) == 0  # nothing is past its lease yet
+        assert sweep_stuck_steps(now=later) == 2
+    assert sorted(sent) == sorted([lost.pk, running.pk])
+    assert set(StepRun.objects.filter(run=run).values_list("status", flat=True)) == {"queued"}
+    assert RunEvent.objects.filter(run=run, kind="step_resent").count() == 2

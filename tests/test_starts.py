@@ -1,0 +1,159 @@
+"""Starts: record-triggered (signals), launch() and start_for()."""
+import pytest
+from django.contrib.auth.models import User
+
+import orchestration
+from demo.models import Employee, Opportunity
+from orchestration import triggers
+from orchestration.models import OrchestrationRun, StepRun
+from orchestration.starts import LaunchError
+from tests.engine_builders import bg, noop_flow, orchestration as make_orchestration
+
+pytestmark = pytest.mark.django_db
+
+
+def employee(**kw):
+    data = {"first_name": "Ada", "last_name": "L", "email": "ada@example.com", "status": "hired"}
+    data.update(kw)
+    return Employee.objects.create(**data)
+
+
+def watch(model, when, condition="", only_changed=False, api_name=None):
+    noop_flow("n")
+    orch = make_orchestration(
+        [{"name": "one", "steps": [bg("s", "n")]}],
+        api_name=api_name,
+        start={"type": "record_triggered", "model": model, "when": when, "condition": condition,
+               "only_when_changed_to_meet": only_changed},
+    )
+    triggers.definitions_changed()
+    return orch
+
+
+def runs_for(record):
+    return OrchestrationRun.objects.filter(record_pk=str(record.pk), record_model=record._meta.label_lower)
+
+
+def test_created_trigger_starts_on_commit_when_the_condition_holds(django_capture_on_commit_callbacks):
+    watch("demo.employee", "created", 'record.status == "hired"')
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        hired = employee()
+        assert not runs_for(hired).exists()  # nothing before commit
+        gone = employee(status="left")
+    assert len(callbacks) >= 1
+    assert runs_for(hired).count() == 1
+    assert not runs_for(gone).exists()
+    run = runs_for(hired).get()
+    assert run.status == "running" and StepRun.objects.get(run=run).status == "queued"
+
+
+def test_updated_trigger_ignores_creation_and_sees_record_prior(django_capture_on_commit_callbacks):
+    watch("demo.opportunity", "updated", 'record.stage == "approval" && record_prior.stage != "approval"')
+    with django_capture_on_commit_callbacks(execute=True):
+        opp = Opportunity.objects.create(name="Deal", account="A", stage="approval")
+    assert not runs_for(opp).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        opp.stage = "negotiation"
+        opp.save()
+        opp.stage = "approval"
+        opp.save()
+    run = runs_for(opp).get()
+    assert run.record_prior["stage"] == "negotiation"
+
+
+def test_only_when_changed_to_meet(django_capture_on_commit_callbacks):
+    watch("demo.opportunity", "created_or_updated", "record.amount > 1000.0", only_changed=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        opp = Opportunity.objects.create(name="Deal", account="A", amount=5000)  # created: meets it
+        opp.name = "Deal 2"
+        opp.save()  # still meets it: no new run
+        opp.amount = 10
+        opp.save()  # no longer meets it
+        opp.amount = 2000
+        opp.save()  # changed to meet it again: a run
+    assert runs_for(opp).count() == 2
+
+
+def test_unwatched_model_starts_nothing_and_activation_reconnects(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = employee()
+    assert not OrchestrationRun.objects.exists()
+    watch("demo.employee", "created")
+    with django_capture_on_commit_callbacks(execute=True):
+        second = employee()
+    assert runs_for(second).count() == 1 and not runs_for(first).exists()
+
+
+def test_a_failing_start_condition_starts_nothing_and_saves_the_record(django_capture_on_commit_callbacks):
+    watch("demo.employee", "created", "record.status / 0 == 1")
+    with django_capture_on_commit_callbacks(execute=True):
+        saved = employee()
+    assert Employee.objects.filter(pk=saved.pk).exists()
+    assert not OrchestrationRun.objects.exists()
+
+
+def test_start_for_covers_bulk_writes():
+    watch("demo.employee", "created_or_updated", 'record.department == "sales"')
+    Employee.objects.bulk_create([
+        Employee(first_name="A", last_name="A", email="a@x.com", department="sales"),
+        Employee(first_name="B", last_name="B", email="b@x.com", department="finance"),
+    ])
+    assert not OrchestrationRun.objects.exists()  # bulk_create sends no signals
+    started = orchestration.start_for(Employee.objects.all())
+    assert [run.record_pk for run in started] == [str(Employee.objects.get(first_name="A").pk)]
+
+
+def test_saving_the_record_rechecks_pending_conditions(django_capture_on_commit_callbacks):
+    noop_flow("n")
+    orch = make_orchestration([{"name": "one", "steps": [
+        bg("gate", "n", entry={"condition": "record.remote"}),
+    ], "exit": {"condition": "record.accounts_created"}}])
+    person = employee()
+    run = orchestration.launch(orch.api_name, record={"model": "demo.employee", "pk": person.pk})
+    assert StepRun.objects.get(run=run).status == "waiting"
+    triggers.definitions_changed()
+    with django_capture_on_commit_callbacks(execute=True):
+        person.remote = True
+        person.save()
+    assert StepRun.objects.get(run=run).status == "queued"
+    with django_capture_on_commit_callbacks(execute=True):
+        person.accounts_created = True
+        person.save()
+    run.refresh_from_db()
+    assert run.status == "completed"
+    assert StepRun.objects.get(run=run).status == "discontinued"
+
+
+def test_launch_validates_inputs_and_record_creating_nothing_on_error():
+    noop_flow("n")
+    orch = make_orchestration(
+        [{"name": "one", "steps": [bg("s", "n")]}],
+        inputs=[{"name": "amount", "type": "number", "required": True}, {"name": "note", "type": "text"}],
+        start={"type": "autolaunched"},
+    )
+    with pytest.raises(LaunchError) as err:
+        orchestration.launch(orch.api_name, inputs={"amount": "lots", "colour": "red"})
+    assert set(err.value.message_dict) == {"inputs.amount", "inputs.colour"}
+    with pytest.raises(LaunchError) as err:
+        orchestration.launch(orch.api_name, inputs={})
+    assert "inputs.amount" in err.value.message_dict
+    with pytest.raises(LaunchError) as err:
+        orchestration.launch(orch.api_name, inputs={"amount": 1}, record={"model": "auth.user", "pk": 1})
+    assert "not exposed" in str(err.value.message_dict["record"])
+    with pytest.raises(LaunchError) as err:
+        orchestration.launch(orch.api_name, inputs={"amount": 1}, record={"model": "demo.employee", "pk": 999})
+    assert "no demo.employee" in str(err.value.message_dict["record"])
+    with pytest.raises(LaunchError):
+        orchestration.launch("nothing_here")
+    assert not OrchestrationRun.objects.exists()
+    user = User.objects.create_user("u")
+    run = orchestration.launch(orch.api_name, inputs={"amount": 3}, user=user)
+    assert run.inputs == {"amount": 3.0, "note": None} and run.started_by == user
+
+
+def test_launch_refuses_a_record_of_another_model():
+    orch = watch("demo.employee", "created")
+    opp = Opportunity.objects.create(name="Deal", account="A")
+    with pytest.raises(LaunchError) as err:
+        orchestration.launch(orch.api_name, record=opp)
+    assert "runs on demo.employee" in str(err.value.message_dict["record"])
