@@ -29,9 +29,25 @@ def check_launch_inputs(orch, inputs):
     return cleaned
 
 
+def check_input_size(inputs):
+    """Refuse inputs whose JSON is larger than ``BATON_MAX_INPUT_BYTES``."""
+    import json
+
+    from django.conf import settings
+
+    limit = getattr(settings, "BATON_MAX_INPUT_BYTES", 256 * 1024)
+    try:
+        size = len(json.dumps(inputs, default=str).encode())
+    except (TypeError, ValueError, RecursionError):
+        raise LaunchError({"inputs": ["must be JSON values"]})
+    if size > limit:
+        raise LaunchError({"inputs": [f"are too large ({size} bytes; at most {limit}, setting BATON_MAX_INPUT_BYTES)"]})
+
+
 def launch(api_name, inputs=None, record=None, user=None):
     """Start a run of the active version of ``api_name``. Raises LaunchError, creating nothing, on bad input."""
     orch = active_orchestration(api_name)
+    check_input_size(inputs)
     cleaned = check_launch_inputs(orch, inputs)
     try:
         instance = resolve_record_ref(record)
