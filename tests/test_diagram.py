@@ -216,6 +216,13 @@ def test_diagram_pages_in_the_browser(page, live_server, screenshot_dir):
     page.screenshot(path=str(screenshot_dir / "monitor-run-diagram.png"), full_page=True)
     svg.screenshot(path=str(screenshot_dir / "diagram-deal-approval-run.png"))
 
+    # Live refresh: the owner finishes the revision elsewhere; the page follows within a poll or two.
+    with mock.patch("orchestration.effects.send_step_message"):
+        engine.complete_step(StepRun.objects.get(run=run, step_name="revise_deal").pk,
+                             {"revised_amount": 11000, "revised_discount": 15, "note": "smaller discount"})
+    page.locator('[data-step="revise_deal"][data-state="done"]').wait_for(timeout=15000)
+    assert page.locator('[data-step="apply_revision"][data-state="current"]').count() == 1
+
     page.goto(f"{live_server.url}/monitor/")
     assert page.locator(f'[data-run="{run.pk}"]').is_visible()
     page.screenshot(path=str(screenshot_dir / "monitor.png"), full_page=True)
