@@ -2,14 +2,16 @@
 
 Definitions share the lifecycle tools of ``flows.admin.DefinitionAdmin``:
 Validate, Activate, New version, import and export, and read-only frozen
-versions. Runs are shown read-only; operating on them (cancel, retry, skip)
-belongs to the monitor and the REST API.
+versions. Runs are shown read-only, with two operator actions (cancel the
+selected runs, retry their failed steps); skipping a step with outputs is a
+form of the monitor, linked from a run's page here.
 """
 import nested_admin
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from flows.admin import DefinitionAdmin, FrozenAwareInlineMixin
 
+from . import engine
 from .admin_tools import DiagramAdminMixin
 from .models import DecisionOutcome, Orchestration, OrchestrationRun, RunEvent, Stage, StageRun, Step, StepRun
 
@@ -112,9 +114,48 @@ class OrchestrationRunAdmin(admin.ModelAdmin):
     list_select_related = ("orchestration",)
     date_hierarchy = "started_at"
     inlines = [StageRunInline, StepRunInline, RunEventInline]
+    actions = ["cancel_runs", "retry_failed_steps"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.concrete_fields]
+        return [f.name for f in self.model._meta.concrete_fields] + ["monitor_link"]
+
+    @admin.display(description="Monitor")
+    def monitor_link(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        return format_html('<a href="{}">Open run {} in the monitor (retry, skip with outputs, cancel)</a>',
+                           reverse("monitor:run", args=[obj.pk]), obj.pk)
+
+    def has_operate_permission(self, request):
+        return request.user.has_perm("orchestration.operate_runs")
+
+    @admin.action(description="Cancel the selected runs", permissions=["operate"])
+    def cancel_runs(self, request, queryset):
+        self._operate(request, queryset, lambda run: engine.cancel_run(run.pk, user=request.user, reason="admin"),
+                      "canceled")
+
+    @admin.action(description="Retry the failed steps of the selected runs", permissions=["operate"])
+    def retry_failed_steps(self, request, queryset):
+        def retry(run):
+            failed = StepRun.objects.filter(run=run, status="error").values_list("step_name", flat=True)
+            if not failed:
+                raise engine.EngineError(f"run {run.pk} has no step in error")
+            for name in dict.fromkeys(failed):
+                engine.retry_step(run.pk, name, user=request.user)
+
+        self._operate(request, queryset, retry, "retried")
+
+    def _operate(self, request, queryset, action, done_word):
+        done = 0
+        for run in queryset:
+            try:
+                action(run)
+                done += 1
+            except engine.EngineError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        if done:
+            self.message_user(request, f"{done} run(s) {done_word}.", messages.SUCCESS)
 
     def has_add_permission(self, request):
         return False
