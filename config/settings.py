@@ -178,6 +178,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Celery's Django fix-up closes every database connection before and after
+# each task unless this is set, whatever CONN_MAX_AGE says: a new PostgreSQL
+# backend per background step. With it set, the fix-up closes them only every
+# that many tasks, and orchestration.tasks closes broken or expired ones
+# before each task as Django does per request (CONN_MAX_AGE still applies).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # --- Broker outages fail fast (issue 6) -------------------------------------
 # With the broker down, kombu would retry the connection inside apply_async
 # for up to CELERY_BROKER_CONNECTION_TIMEOUT (2 s) per message. Baton does not
@@ -258,6 +264,8 @@ BATON_LEASE_MARGIN = env.int("BATON_LEASE_MARGIN", default=30)
 BATON_STALLED_AFTER = env.int("BATON_STALLED_AFTER", default=3 * 24 * 3600)
 BATON_REMINDER_BEFORE = env.int("BATON_REMINDER_BEFORE", default=24 * 3600)
 BATON_MAX_INPUT_BYTES = env.int("BATON_MAX_INPUT_BYTES", default=256 * 1024)
+# Other processes notice an activation within this many seconds (one query per process per interval).
+BATON_TRIGGER_REFRESH = env.int("BATON_TRIGGER_REFRESH", default=5)
 
 # --- Logging (issue 6: LOG_FORMAT=json for structured logs) -----------------
 LOG_FORMAT = env("LOG_FORMAT", default="plain").strip().lower()

@@ -44,8 +44,14 @@ def screenshot_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_definition_caches():
-    """Plans and flow specs are cached by row id; a rolled-back test database reuses ids."""
+def _fresh_definition_caches(settings):
+    """Plans and flow specs are cached by row id; a rolled-back test database reuses ids.
+
+    The trigger index is re-read at most every BATON_TRIGGER_REFRESH seconds
+    when a request starts; tests turn that off so query counts are exact
+    (tests/test_starts.py covers the refresh with the interval at 0).
+    """
+    settings.BATON_TRIGGER_REFRESH = 10**9
     from flows.compiled import clear_cache
     from orchestration import plan, triggers
 
@@ -56,3 +62,23 @@ def _fresh_definition_caches():
     plan.forget()
     clear_cache()
     triggers.reset()
+
+
+@pytest.fixture
+def celery_eager():
+    """Run Celery tasks in-process for one test, then put the app back exactly as it was.
+
+    Celery's ``app.conf`` keeps explicit assignments in a ``changes`` layer
+    above the Django settings; restoring by assignment would pin a value for
+    the rest of the session, so the layer entry is removed instead.
+    """
+    from config.celery import app
+
+    had = "task_always_eager" in app.conf.changes
+    old = app.conf.changes.get("task_always_eager")
+    app.conf.task_always_eager = True
+    yield app
+    if had:
+        app.conf.changes["task_always_eager"] = old
+    else:
+        app.conf.changes.pop("task_always_eager", None)

@@ -322,30 +322,22 @@ def test_journey_launch_work_complete_run_completed(approval, users):
     assert run["events"][-1]["kind"] == "run_completed"
 
 
-def test_journey_with_a_background_step_run_eagerly(users, settings, django_capture_on_commit_callbacks):
-    from config.celery import app
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    try:
-        noop_flow("api_total", outputs={"total": ("number", "inputs_amount * 2.0")},
-                  inputs=[{"name": "inputs_amount", "type": "number"}])
-        check = screen_flow("api_check", fields=[{"name": "ok", "type": "boolean", "required": True}])
-        orchestration([
-            {"name": "check", "steps": [ui("check", check.api_name, {"user": "alice"})]},
-            {"name": "compute", "steps": [bg("total", "api_total", inputs={"inputs_amount": "inputs.amount"})]},
-        ], api_name="with_bg", inputs=[{"name": "amount", "type": "number", "required": True}])
-        with django_capture_on_commit_callbacks(execute=True):
-            run_id = token_client(users.launcher).post("/api/orchestrations/with_bg/launch/",
-                                                       {"inputs": {"amount": 4}}, format="json").json()["id"]
-        alice = token_client(users.alice)
-        item_id = alice.get(LIST).json()["results"][0]["id"]
-        with django_capture_on_commit_callbacks(execute=True):
-            assert alice.post(f"{LIST}{item_id}/complete/", {"values": {"ok": True}}, format="json").status_code == 200
-        run = token_client(users.staff).get(f"/api/runs/{run_id}/").json()
-        assert run["status"] == "completed", run
-        assert run["stages"][1]["steps"][0]["outputs"]["total"] == 8.0
-        assert OrchestrationRun.objects.get(pk=run_id).status == "completed"
-    finally:
-        app.conf.task_always_eager = previous
+def test_journey_with_a_background_step_run_eagerly(users, celery_eager, django_capture_on_commit_callbacks):
+    noop_flow("api_total", outputs={"total": ("number", "inputs_amount * 2.0")},
+              inputs=[{"name": "inputs_amount", "type": "number"}])
+    check = screen_flow("api_check", fields=[{"name": "ok", "type": "boolean", "required": True}])
+    orchestration([
+        {"name": "check", "steps": [ui("check", check.api_name, {"user": "alice"})]},
+        {"name": "compute", "steps": [bg("total", "api_total", inputs={"inputs_amount": "inputs.amount"})]},
+    ], api_name="with_bg", inputs=[{"name": "amount", "type": "number", "required": True}])
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = token_client(users.launcher).post("/api/orchestrations/with_bg/launch/",
+                                                   {"inputs": {"amount": 4}}, format="json").json()["id"]
+    alice = token_client(users.alice)
+    item_id = alice.get(LIST).json()["results"][0]["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice.post(f"{LIST}{item_id}/complete/", {"values": {"ok": True}}, format="json").status_code == 200
+    run = token_client(users.staff).get(f"/api/runs/{run_id}/").json()
+    assert run["status"] == "completed", run
+    assert run["stages"][1]["steps"][0]["outputs"]["total"] == 8.0
+    assert OrchestrationRun.objects.get(pk=run_id).status == "completed"

@@ -157,3 +157,25 @@ def test_launch_refuses_a_record_of_another_model():
     with pytest.raises(LaunchError) as err:
         orchestration.launch(orch.api_name, record=opp)
     assert "runs on demo.employee" in str(err.value.message_dict["record"])
+
+
+def test_other_processes_notice_an_activation_when_a_request_starts(settings, client,
+                                                                      django_capture_on_commit_callbacks):
+    """An activation elsewhere (no definitions_changed() here) is picked up by the next request."""
+    from django.contrib.auth.models import User
+    from orchestration.spec import orchestration_from_dict
+
+    settings.BATON_TRIGGER_REFRESH = 0
+    triggers.rebuild()
+    noop_flow("n")
+    orchestration_from_dict({"api_name": "elsewhere", "start": {"type": "record_triggered", "model": "demo.employee",
+                             "when": "created"}, "path": [{"name": "one", "steps": [bg("s", "n")]}]},
+                            status="active")
+    with django_capture_on_commit_callbacks(execute=True):
+        before = employee()
+    assert not runs_for(before).exists()  # this process has not looked yet
+    client.force_login(User.objects.create_user("someone"))
+    client.get("/workguide/")
+    with django_capture_on_commit_callbacks(execute=True):
+        after = employee()
+    assert runs_for(after).count() == 1
