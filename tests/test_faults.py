@@ -232,7 +232,7 @@ def test_duplicate_delivery_runs_the_flow_once(postgres_db, redis_server, celery
 
 @pytest.mark.timeout(900)
 def test_parallel_load_every_run_completes_and_every_stage_advances_once(postgres_db, redis_server,
-                                                                        celery_worker_process):
+                                                                        celery_worker_process, settings):
     """BATON_FAULT_RUNS runs (default 2,000) of 3 stages × 2 parallel background steps on 4 worker
     processes: every run completes, every stage is started and completed exactly once, nothing is lost,
     and no worker logs an unhandled database error."""
@@ -242,10 +242,13 @@ def test_parallel_load_every_run_completes_and_every_stage_advances_once(postgre
     from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
 
     runs_wanted = int(os.environ.get("BATON_FAULT_RUNS", "2000"))
+    # The queue holds minutes of work here: a queued lease shorter than the wait would have the sweeper
+    # re-send thousands of steps that were only waiting their turn (harmless, but it halves throughput).
+    settings.BATON_QUEUED_LEASE = 900
     orch = parallel_orchestration(stages=3, width=2, api_name="load_pipeline")
     workers = [celery_worker_process(database_url=postgres_db.url, broker_url=redis_server, concurrency=2,
                                      beat=(i == 0),
-                                     env={"BATON_SWEEP_INTERVAL": "5", "BATON_QUEUED_LEASE": "60"})
+                                     env={"BATON_SWEEP_INTERVAL": "5", "BATON_QUEUED_LEASE": "900"})
                for i in range(2)]
     started = time.monotonic()
     with publishing_to(redis_server):
