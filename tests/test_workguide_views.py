@@ -243,6 +243,9 @@ def test_finish_completes_the_item_and_the_run_moves_on(alice, item, run):
     assert OrchestrationRun.objects.get(pk=run.pk).current_stage == "review"
     path = alice.get(f"/workguide/items/{item.pk}/path/", **HX)
     assert [s["state"] for s in path.context["path"]] == ["done", "current"]
+    refreshed = path.content.decode()  # the badge and the item's actions catch up out of band
+    assert 'id="item-status" class="badge badge-completed" hx-swap-oob="true"' in refreshed
+    assert '<div id="item-reassign" hx-swap-oob="true"></div>' in refreshed
     again = post(alice, item, "finish", STEP_TWO)
     assert again.status_code == 200 and "already completed by alice" in again.content.decode()
 

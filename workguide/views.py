@@ -336,7 +336,8 @@ def _assignee_options(limit=200):
 def item_path(request, pk):
     """The run's stage path for the item page, refreshed by htmx after a step finishes."""
     item = get_item(request, pk)
-    return render(request, "workguide/_item_path.html", {"item": item, "path": services.stage_path(item.run)})
+    return render(request, "workguide/_item_path.html",
+                  {"item": item, "path": services.stage_path(item.run), "oob_status": True})
 
 
 def _back_to_item(item):
