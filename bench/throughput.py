@@ -1,0 +1,154 @@
+"""Benchmark (1), distributed throughput, and (6) the same with parked runs.
+
+Baton: an orchestration of 3 stages × 4 parallel no-op background steps,
+``RUNS`` runs launched at once (each ``start_run`` its own transaction, its
+messages published on commit) from this process, executed by one
+``celery -A config worker`` (prefork, concurrency 2). The clock runs from
+the first launch to the moment no run is left running.
+
+Baselines in the same process, on the same servers:
+
+* ``pgbench -N`` with 2 clients (one-row updates, one commit each): the
+  commit ceiling of this PostgreSQL;
+* raw Celery (``bench/celery_baseline.py``): the same shape as a chain of 3
+  chords, ``RUNS`` workflows launched at once, on a worker of the same
+  settings, results in Redis.
+
+``bench/parked.py`` (benchmark 6) reuses ``park`` and ``baton``.
+"""
+import argparse
+import os
+import re
+import subprocess
+import time
+
+from bench import common
+
+
+def baton(runs):
+    from django.db import connections
+
+    from orchestration import engine
+    from orchestration.models import OrchestrationRun
+
+    common.noop_flow()
+    orch = common.grid_orchestration()
+    worker = common.start_worker("config", name="baton-worker", env={"CELERY_BROKER_URL": common.REDIS + "/0"})
+    try:
+        with common.publishing_to(common.REDIS + "/0"):
+            # Warm up: pool processes load the plan, the flow and their connection.
+            warm = [engine.start_run(orch).pk for _ in range(4)]
+            common.wait_until(lambda: not OrchestrationRun.objects.filter(pk__in=warm, status="running").exists(),
+                              60, what="warm-up runs")
+            connections.close_all()
+            common.settle()
+            commits0, statements0 = common.db_stats()
+            polls = 0
+            with common.pg_connect(common.bench_dbname()) as poll:
+                start = time.perf_counter()
+                for _ in range(runs):
+                    engine.start_run(orch)
+                launched = time.perf_counter() - start
+                deadline = time.monotonic() + 600
+                while True:
+                    polls += 1
+                    left = poll.execute("SELECT count(*) FROM orchestration_orchestrationrun "
+                                        "WHERE status = 'running' AND orchestration_id = %s /* bench */",
+                                        (orch.pk,)).fetchone()[0]
+                    if left == 0:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{left} runs still running after 600 s")
+                    time.sleep(0.01)
+                elapsed = time.perf_counter() - start
+        bad = OrchestrationRun.objects.filter(orchestration=orch).exclude(status="completed").count()
+        connections.close_all()
+    finally:
+        worker.stop()
+    common.settle()
+    commits1, statements1 = common.db_stats()
+    steps = runs * 12
+    # The poller's connection ran `polls` autocommit statements: one commit each.
+    commits = commits1 - commits0 - polls
+    return {
+        "runs": runs, "seconds": elapsed, "launch_seconds": launched, "failed_runs": bad,
+        "runs_per_s": runs / elapsed, "steps_per_s": steps / elapsed,
+        "commits_per_step": commits / steps, "statements_per_step": (statements1 - statements0) / steps,
+    }
+
+
+def raw_celery(runs):
+    from bench import celery_baseline
+
+    worker = common.start_worker("bench.celery_baseline", name="raw-worker")
+    # Parts of a chord are published through the *current* app; in this process
+    # that is Baton's (Django's) app unless we say otherwise.
+    celery_baseline.app.set_current()
+    # Celery reads CELERY_BROKER_URL from the environment before any app setting;
+    # Django's settings have read it already, so drop it for the baseline's app.
+    os.environ.pop("CELERY_BROKER_URL", None)
+    try:
+        celery_baseline.workflow().apply_async().get(timeout=60)  # warm-up, and proof the worker is up
+        start = time.perf_counter()
+        results = [celery_baseline.workflow().apply_async() for _ in range(runs)]
+        for result in results:
+            result.get(timeout=600)
+        elapsed = time.perf_counter() - start
+    finally:
+        worker.stop()
+        from config.celery import app as baton_app
+
+        baton_app.set_current()  # Baton's shared tasks publish through the current app
+    return {"runs": runs, "seconds": elapsed, "runs_per_s": runs / elapsed, "tasks_per_s": runs * 15 / elapsed}
+
+
+def pgbench(seconds):
+    from tests.services import find_binary
+
+    info = common.pg_info()
+    with common.pg_connect() as conn:
+        conn.execute("DROP DATABASE IF EXISTS pgbench")
+        conn.execute("CREATE DATABASE pgbench")
+    base = [find_binary("pgbench"), "-h", info["host"], "-p", str(info["port"]), "-U", info["user"]]
+    subprocess.run(base + ["-i", "-s", "2", "-q", "pgbench"], check=True, capture_output=True, timeout=300)
+    out = subprocess.run(base + ["-N", "-c", "2", "-j", "2", "-T", str(seconds), "pgbench"], check=True,
+                         capture_output=True, text=True, timeout=300).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    with common.pg_connect() as conn:
+        conn.execute("DROP DATABASE pgbench WITH (FORCE)")
+    return {"tps": tps}
+
+
+def park(count):
+    from django.contrib.auth import get_user_model
+
+    common.screen_flow()
+    orch = common.waiting_orchestration()
+    user = get_user_model().objects.create_user("parked")
+    start = time.perf_counter()
+    common.insert_waiting_work(orch.pk, _flow_id("bench_screen"), count, params={"user": user.pk})
+    return time.perf_counter() - start
+
+
+def _flow_id(api_name):
+    from flows.models import Flow
+
+    return Flow.objects.get(api_name=api_name, status="active").pk
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=50 if common.QUICK else 200)
+    parser.add_argument("--only-baton", action="store_true")
+    args = parser.parse_args()
+    common.setup_django()
+    result = {}
+    if not args.only_baton:
+        result["pgbench"] = pgbench(5 if common.QUICK else 15)
+        result["celery"] = raw_celery(args.runs)
+    result["baton"] = baton(args.runs)
+    common.report(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Benchmark (4): what a record-triggered orchestration adds to ``save()``.
+
+One model, ``demo.EquipmentRequest``, in three configurations, each timed
+over updates of existing rows (autocommit, as a view would save):
+
+* **plain**: nobody watches the model (no active orchestration on it and it
+  is left out of ``BATON_FLOW_MODELS``): Baton connects no receiver;
+* **false**: an active orchestration triggered on create or update whose
+  condition is false for these saves, the model exposed to flows;
+* **true**: an active orchestration whose condition holds: every save starts
+  a run (one stage, one background step, published to Redis on commit).
+
+The configurations alternate over several rounds and the median round is
+kept, so a neighbour's load hits the three alike. Query counts per save are
+read with ``CaptureQueriesContext``.
+"""
+import statistics
+import time
+
+from bench import common
+
+MODEL = "demo.equipmentrequest"
+
+
+def main():
+    rounds, saves = (3, 300) if common.QUICK else (7, 1000)
+    common.setup_django()
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from demo.models import Employee, EquipmentRequest
+    from orchestration import triggers
+    from orchestration.models import Orchestration, OrchestrationRun
+
+    exposed = [m for m in settings.BATON_FLOW_MODELS if m.lower() != MODEL]
+    common.noop_flow()
+    start = {"type": "record_triggered", "model": MODEL, "when": "created_or_updated"}
+    false_orch = common.grid_orchestration("bench_false", stages=1, steps=1,
+                                           start={**start, "condition": 'record.item == "never"'})
+    true_orch = common.grid_orchestration("bench_true", stages=1, steps=1,
+                                          start={**start, "condition": 'record.item == "go"'})
+    employee = Employee.objects.create(first_name="A", last_name="B", email="a@b.example")
+    rows = list(EquipmentRequest.objects.bulk_create(
+        [EquipmentRequest(employee=employee, item="laptop") for _ in range(saves)]))
+
+    def configure(kind):
+        active = {"plain": [], "false": [false_orch.pk], "true": [false_orch.pk, true_orch.pk]}[kind]
+        Orchestration.objects.filter(pk__in=[false_orch.pk, true_orch.pk]).update(status="obsolete")
+        Orchestration.objects.filter(pk__in=active).update(status="active")
+        settings.BATON_FLOW_MODELS = exposed if kind == "plain" else exposed + [MODEL]
+        triggers.definitions_changed()
+
+    def timed(kind):
+        item = "go" if kind == "true" else "laptop"
+        for row in rows:
+            row.item = item
+        start_at = time.perf_counter()
+        for row in rows:
+            row.save()
+        took = (time.perf_counter() - start_at) / len(rows) * 1e6
+        # The runs just started would make every later save re-check them: end them.
+        OrchestrationRun.objects.filter(status="running").update(status="completed")
+        return took
+
+    def queries(kind):
+        row = rows[0]
+        row.item = "go" if kind == "true" else "laptop"
+        with CaptureQueriesContext(connection) as captured:
+            row.save()
+        OrchestrationRun.objects.filter(status="running").update(status="completed")
+        return len(captured)
+
+    figures = {"plain": [], "false": [], "true": []}
+    counts = {}
+    with common.publishing_to(common.REDIS + "/0"):
+        for kind in figures:  # warm-up
+            configure(kind)
+            timed(kind)
+        for _ in range(rounds):
+            for kind in figures:
+                configure(kind)
+                figures[kind].append(timed(kind))
+        for kind in figures:
+            configure(kind)
+            counts[kind] = queries(kind)
+    runs = OrchestrationRun.objects.filter(orchestration=true_orch).count()
+    common.report(
+        plain_us=statistics.median(figures["plain"]), false_us=statistics.median(figures["false"]),
+        true_us=statistics.median(figures["true"]), rounds=rounds, saves=saves, runs_started=runs,
+        plain_queries=counts["plain"], false_queries=counts["false"], true_queries=counts["true"],
+        all=figures,
+    )
+
+
+if __name__ == "__main__":
+    main()
