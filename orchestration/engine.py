@@ -45,6 +45,16 @@ The rules (DESIGN §4)
    step, or cancels the run.
 7. A run keeps the orchestration version it started on.
 8. Every transition is recorded as RunEvents (written in one batch).
+
+Round trips
+-----------
+A background step costs two transactions (the worker's claim, then the
+completion) and about nine statements; ``docs/performance.md`` has the
+figures. To keep it there a transition reads the run's state once (the run
+row, locked; its step runs joined with their stage visits) and works in
+memory from then on: the current stage, visit numbers and the flows to run
+come from what was read, unchanged rows are not written back, and steps
+started together are written together. Each place says why it is safe.
 """
 import logging
 from dataclasses import dataclass, field
@@ -94,19 +104,77 @@ class Transition:
     _record: object = None
     _record_loaded: bool = False
     _step_runs: list | None = None
+    _stage_runs: dict | None = None  # id -> StageRun, every visit that has step runs (and any opened here)
+    _active_flows: dict | None = None
+    _saved_run: tuple = ()
+    _pending_saves: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self._saved_run = self._run_fields()
 
     # -- state of the run ---------------------------------------------------
     @property
     def step_runs(self):
         if self._step_runs is None:
-            self._step_runs = list(StepRun.objects.filter(run=self.run).order_by("id"))
+            # One query for the steps *and* their stage visits: the engine then
+            # finds the current stage and visit numbers in memory instead of
+            # asking the database again in every transition.
+            self._step_runs = list(
+                StepRun.objects.filter(run=self.run).select_related("stage_run").order_by("id")
+            )
+            stage_runs = {} if self._stage_runs is None else self._stage_runs
+            for step_run in self._step_runs:
+                # One object per stage visit, so a change made through one step is seen by all.
+                step_run.stage_run = stage_runs.setdefault(step_run.stage_run_id, step_run.stage_run)
+            self._stage_runs = stage_runs
         return self._step_runs
+
+    @property
+    def stage_runs(self):
+        self.step_runs  # noqa: B018 - loads the stage visits along with the steps
+        return self._stage_runs
+
+    def stage_run_in(self, status):
+        """The latest stage visit in ``status``, from memory; a query only when not found there.
+
+        A visit of a stage without steps has no step run to be read with, so
+        it may be missing from memory: hence the fallback query.
+        """
+        found = [sr for sr in self.stage_runs.values() if sr.status == status]
+        if found:
+            return max(found, key=lambda sr: sr.pk)
+        return StageRun.objects.filter(run=self.run, status=status).order_by("-id").first()
 
     def step_runs_of(self, stage_run):
         return [s for s in self.step_runs if s.stage_run_id == stage_run.pk]
 
     def add_step_runs(self, step_runs):
         self.step_runs.extend(step_runs)
+
+    def add_stage_run(self, stage_run):
+        self.stage_runs[stage_run.pk] = stage_run
+
+    def active_flow(self, api_name):
+        """The FlowSpec of the active version of ``api_name``, as of this transition.
+
+        The active versions of every flow the plan names are read in one query
+        the first time a step starts in this transition (a stage's parallel
+        steps then cost one query, not one each). The rule "a step runs the
+        flow version active when it starts" holds: this transition is when
+        they start.
+        """
+        from flows.compiled import FlowSpec
+        from flows.models import DefinitionStatus, Flow
+
+        if self._active_flows is None:
+            names = {step.flow for step in self.plan.steps_by_name.values() if step.flow}
+            self._active_flows = dict(
+                Flow.objects.filter(api_name__in=names, status=DefinitionStatus.ACTIVE).values_list("api_name", "pk")
+            )
+        flow_id = self._active_flows.get(api_name)
+        if flow_id is None:
+            return FlowSpec.active(api_name)  # raises FlowNotFound with the reason
+        return FlowSpec.load(flow_id)
 
     def latest_step_runs(self):
         latest = {}
@@ -157,14 +225,40 @@ class Transition:
             )
         )
 
+    def save_later(self, obj, fields):
+        """Write ``obj``'s ``fields`` when the transition ends, with others of the same kind.
+
+        Steps started together (a stage's parallel steps) are written in one
+        UPDATE instead of one each. Nothing in the transition reads them back
+        from the database before then.
+        """
+        self._pending_saves.append((obj, tuple(fields)))
+
+    def _run_fields(self):
+        run = self.run
+        return (run.status, run.ended_at, run.current_stage, run.stage_visits, run.error)
+
     def flush(self):
+        if self._pending_saves:
+            groups = {}
+            for obj, fields in self._pending_saves:
+                groups.setdefault((type(obj), fields), []).append(obj)
+            self._pending_saves = []
+            for (model, fields), objs in groups.items():
+                if len(objs) == 1:
+                    objs[0].save(update_fields=fields)
+                else:
+                    model.objects.bulk_update(objs, fields)
         if self.events:
             RunEvent.objects.bulk_create(self.events)
             self.events = []
 
 
 def _locked(run_id, effects, actor):
-    run = OrchestrationRun.objects.select_for_update().select_related("orchestration").get(pk=run_id)
+    # FOR UPDATE locks only the run's row (``of=("self",)``): with the
+    # orchestration joined in, every transition of every run of a version
+    # locked that one definition row too, and parallel workers queued on it.
+    run = OrchestrationRun.objects.select_for_update(of=("self",)).select_related("orchestration").get(pk=run_id)
     return Transition(run=run, plan=Plan.load(run.orchestration_id), effects=effects or _default_effects(), actor=actor)
 
 
@@ -189,7 +283,7 @@ def start_run(orchestration, *, record=None, record_prior=None, inputs=None, use
         ctx = Transition(run=run, plan=plan, effects=effects or _default_effects(), actor=user)
         if record is not None:
             ctx._record, ctx._record_loaded = record, True
-        ctx._step_runs = []
+        ctx._step_runs, ctx._stage_runs = [], {}  # a new run has none: nothing to read
         ctx.event("run_started", version=plan.version, record=f"{run.record_model}:{run.record_pk}" if record else "",
                   inputs=run.inputs)
         _enter(ctx, plan.first)
@@ -197,15 +291,24 @@ def start_run(orchestration, *, record=None, record_prior=None, inputs=None, use
     return run
 
 
-def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source="flow"):
+def _run_of(step_run_id, run_id):
+    # A worker knows the run from its claim and passes it: that saves a query
+    # and its own commit (it ran outside the transition's transaction).
+    if run_id is None:
+        run_id = StepRun.objects.filter(pk=step_run_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        raise StepRun.DoesNotExist(f"no step run {step_run_id}")
+    return run_id
+
+
+def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source="flow", run_id=None):
     """The step's flow finished with ``outputs``. Returns True if it completed now.
 
     Returns False, recording an ``ignored`` event, if the step was no longer
-    open (a duplicate or late completion).
+    open (a duplicate or late completion). ``run_id``, when the caller knows
+    it, must be the step run's run.
     """
-    run_id = StepRun.objects.filter(pk=step_run_id).values_list("run_id", flat=True).first()
-    if run_id is None:
-        raise StepRun.DoesNotExist(f"no step run {step_run_id}")
+    run_id = _run_of(step_run_id, run_id)
     with transaction.atomic():
         ctx = _locked(run_id, effects, actor)
         step_run = _find_step_run(ctx, step_run_id)
@@ -220,9 +323,9 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
     return True
 
 
-def fail_step(step_run_id, error, traceback="", *, effects=None):
+def fail_step(step_run_id, error, traceback="", *, effects=None, run_id=None):
     """The step's flow failed for good (retries used up)."""
-    run_id = StepRun.objects.filter(pk=step_run_id).values_list("run_id", flat=True).first()
+    run_id = _run_of(step_run_id, run_id)
     with transaction.atomic():
         ctx = _locked(run_id, effects, None)
         step_run = _find_step_run(ctx, step_run_id)
@@ -345,10 +448,15 @@ def _decide(ctx, element):
 
 
 def _open_stage(ctx, element):
-    visit = StageRun.objects.filter(run=ctx.run, stage_name=element.name).count() + 1
+    if element.steps:
+        # Every earlier visit of a stage with steps was read with its step runs.
+        visit = 1 + sum(1 for sr in ctx.stage_runs.values() if sr.stage_name == element.name)
+    else:
+        visit = StageRun.objects.filter(run=ctx.run, stage_name=element.name).count() + 1
     stage_run = StageRun.objects.create(
         run=ctx.run, stage_name=element.name, position=element.position, visit=visit, started_at=ctx.now,
     )
+    ctx.add_stage_run(stage_run)
     ctx.run.stage_visits += 1
     ctx.run.current_stage = element.name
     step_runs = StepRun.objects.bulk_create(
@@ -362,7 +470,7 @@ def _open_stage(ctx, element):
 
 
 def _current_stage_run(ctx):
-    return StageRun.objects.filter(run=ctx.run, status=StageStatus.IN_PROGRESS).first()
+    return ctx.stage_run_in(StageStatus.IN_PROGRESS)
 
 
 def _progress(ctx):
@@ -494,7 +602,9 @@ def _start_step(ctx, stage_run, step_run, step):
         step_run.status = StepStatus.QUEUED
         step_run.queued_at = ctx.now
         step_run.lease_until = ctx.now + timezone.timedelta(seconds=settings.BATON_QUEUED_LEASE)
-        step_run.save(update_fields=["inputs", "flow", "started_at", "status", "queued_at", "lease_until"])
+        # Written with the stage's other starting steps at the end of the
+        # transition; the message itself leaves after commit.
+        ctx.save_later(step_run, ["inputs", "flow", "started_at", "status", "queued_at", "lease_until"])
         ctx.event("step_queued", stage_run.stage_name, step.name)
         ctx.effects.send_step(step_run)
 
@@ -522,7 +632,7 @@ def _step_error(ctx, step_run, error, traceback=""):
     step_run.lease_until = None
     step_run.save(update_fields=["status", "error", "traceback", "ended_at", "lease_until"])
     ctx.event("step_error", _stage_name(ctx, step_run), step_run.step_name, error=error)
-    stage_run = StageRun.objects.get(pk=step_run.stage_run_id)
+    stage_run = ctx.stage_runs.get(step_run.stage_run_id) or StageRun.objects.get(pk=step_run.stage_run_id)
     _stage_error(ctx, stage_run, f"step {step_run.step_name}: {error}")
 
 
@@ -544,7 +654,7 @@ def _run_error(ctx, error):
 def _errored_step(ctx, step_name):
     if ctx.run.status in (RunStatus.COMPLETED, RunStatus.CANCELED):
         raise EngineError(f"run {ctx.run.pk} is {ctx.run.status}")
-    stage_run = StageRun.objects.filter(run=ctx.run, status=StageStatus.ERROR).order_by("-id").first()
+    stage_run = ctx.stage_run_in(StageStatus.ERROR)
     if stage_run is None:
         raise EngineError(f"run {ctx.run.pk} has no stage in error")
     for step_run in ctx.step_runs_of(stage_run):
@@ -586,5 +696,9 @@ def _holds(ctx, condition, scope, place):
 
 
 def _save_run(ctx):
-    ctx.run.save(update_fields=["status", "ended_at", "current_stage", "stage_visits", "error"])
+    # Most completions change only the step (its siblings are still open):
+    # the run's row is written only when one of its own fields changed.
+    if ctx._run_fields() != ctx._saved_run:
+        ctx.run.save(update_fields=["status", "ended_at", "current_stage", "stage_visits", "error"])
+        ctx._saved_run = ctx._run_fields()
     ctx.flush()

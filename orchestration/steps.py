@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from flows.durations import parse_duration
 from flows.expressions import ExpressionError, evaluate, to_json
-from flows.compiled import FlowSpec
 from flows.models import FlowType
 
 from .engine import StepFailure
@@ -30,7 +29,7 @@ class PreparedStep:
 def prepare_step(ctx, step, step_run):
     place = ctx.place(step.stage, step.name)
     try:
-        flow = FlowSpec.active(step.flow)
+        flow = ctx.active_flow(step.flow)
     except LookupError as exc:
         raise StepFailure(f"{place}: {exc}")
     expected = FLOW_TYPE_FOR_STEP[step.type]

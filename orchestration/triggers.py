@@ -7,7 +7,14 @@ connected only for those models, plus the models runs may be about
 conditions. Activation rebuilds the index in the activating process; other
 processes notice within ``BATON_TRIGGER_REFRESH`` seconds (checked at most
 that often, at the start of a request or a task).
+
+Saving a watched record whose start condition is false costs nothing more
+than the save (benchmark 4, ``docs/performance.md``): the stored row is read
+for ``record_prior`` only when some start condition could hold, and running
+runs are looked up only for models that some version's pending conditions
+can read (see ``_sensitive_models``).
 """
+import re
 import logging
 import threading
 import time
@@ -24,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _index = {}  # "app.model" -> tuple of Plans
+_sensitive = frozenset()  # models whose saves may change a running run's pending conditions ("*": any)
 _connected = set()  # model classes with receivers
 _stamp = None  # what the index was built from
 _checked_at = 0.0
@@ -38,12 +46,50 @@ def _current_stamp():
     from .models import Orchestration
 
     rows = Orchestration.objects.filter(status="active", start_type="record_triggered").values_list("id", flat=True)
-    return tuple(sorted(rows))
+    return tuple(sorted(rows)), _sensitive_models()
+
+
+_READS_RECORD = re.compile(r"\b(record|record_prior|now)\b")
+
+
+def _sensitive_models():
+    """Models a save of which may change what a running run's pending conditions say.
+
+    Saving a record re-checks its running runs (``engine.record_changed``),
+    which costs a query on every save of every exposed model. That can only
+    matter to a run whose version has a step entry or exit condition, or a
+    stage exit condition, that reads ``record`` (or ``now``), or that is an
+    evaluation flow (which may read anything). Runs are on their version's
+    ``start_model``, or on any model when it has none ("*"). Drafts may be
+    edited at any moment, so each counts as sensitive. Two small queries over
+    the definition tables, made when the index is checked, keep the lookup
+    off the saves of models no such condition can read.
+    """
+    from django.db.models import Q
+
+    from .models import Orchestration, Stage, Step
+
+    labels = set()
+    for model in Orchestration.objects.filter(status="draft").values_list("start_model", flat=True):
+        labels.add((model or "*").lower())
+    steps = Step.objects.filter(
+        Q(entry_type__in=["condition", "evaluation_flow"]) | Q(exit_type__in=["condition", "evaluation_flow"])
+    ).values_list("stage__orchestration__start_model", "entry_type", "entry_condition", "exit_type", "exit_condition")
+    for model, entry_type, entry, exit_type, exit_ in steps:
+        if (entry_type == "evaluation_flow" or exit_type == "evaluation_flow"
+                or _READS_RECORD.search(entry or "") or _READS_RECORD.search(exit_ or "")):
+            labels.add((model or "*").lower())
+    stages = Stage.objects.exclude(exit_type="all_steps_complete").values_list(
+        "orchestration__start_model", "exit_type", "exit_condition")
+    for model, exit_type, exit_ in stages:
+        if exit_type == "evaluation_flow" or _READS_RECORD.search(exit_ or ""):
+            labels.add((model or "*").lower())
+    return frozenset(labels)
 
 
 def rebuild(force=False):
     """Read active record-triggered orchestrations and (re)connect receivers."""
-    global _stamp, _checked_at
+    global _stamp, _checked_at, _sensitive
     from .models import Orchestration
     from .plan import Plan
     from .records import model_label
@@ -54,11 +100,12 @@ def rebuild(force=False):
         if stamp == _stamp and not force:
             return
         index = {}
-        for orch in Orchestration.objects.filter(pk__in=stamp):
+        for orch in Orchestration.objects.filter(pk__in=stamp[0]):
             plan = Plan.load(orch)
             index.setdefault(plan.start_model, []).append(plan)
         _index.clear()
         _index.update({label: tuple(plans) for label, plans in index.items()})
+        _sensitive = stamp[1]
         wanted = set()
         for label in set(index) | {m.lower() for m in settings.BATON_FLOW_MODELS}:
             try:
@@ -129,8 +176,34 @@ def _ensure_index():
         rebuild()
 
 
-def _needs_prior(plans):
-    return any(p.start_when in ("updated", "created_or_updated") for p in plans)
+def _needs_prior(plans, instance):
+    """Whether the stored row must be read before this update, for ``record_prior``.
+
+    Only a plan that may start on update needs it, and only if its condition
+    could hold: a condition that does not read ``record_prior`` is tested on
+    the values being saved, and when it is false for every such plan the read
+    is skipped (the common save of a watched record: no extra query). The
+    values are those before the fields' own ``pre_save`` (``auto_now``); a
+    condition on such a field that turns true only through it would start
+    its run without ``record_prior``.
+    """
+    from .records import record_map
+
+    record = None
+    for plan in plans:
+        if plan.start_when not in ("updated", "created_or_updated"):
+            continue
+        if not plan.start_condition or "record_prior" in plan.start_condition:
+            return True
+        if record is None:
+            record = record_map(instance)
+        try:
+            if evaluate_condition(plan.start_condition, {"record": record, "record_prior": None},
+                                  f"{plan.api_name} › start.condition"):
+                return True
+        except ExpressionError:
+            return True  # post_save reports it
+    return False
 
 
 def _pre_save(sender, instance, raw=False, **kwargs):
@@ -140,7 +213,7 @@ def _pre_save(sender, instance, raw=False, **kwargs):
     from .records import model_label, record_values
 
     plans = _index.get(model_label(sender))
-    if not plans or not _needs_prior(plans):
+    if not plans or not _needs_prior(plans, instance):
         return
     prior = sender._default_manager.filter(pk=instance.pk).first()
     priors = getattr(_local, "priors", None)
@@ -198,7 +271,7 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
     if plans:
         for plan in runs_to_start(plans, instance, prior, created):
             start_on_commit(plan, instance, prior)
-    if not created and label in _flow_models():
+    if not created and label in _flow_models() and (label in _sensitive or "*" in _sensitive):
         run_ids = list(
             OrchestrationRun.objects.filter(
                 record_model=label, record_pk=str(instance.pk), status=RunStatus.RUNNING
