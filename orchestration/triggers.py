@@ -15,6 +15,7 @@ runs are looked up only for models that some version's pending conditions
 can read (see ``_sensitive_models``).
 """
 import re
+import functools
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from django.core.signals import request_started
 from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
-from flows.expressions import ExpressionError, evaluate_condition
+from flows.expressions import ExpressionError, evaluate_condition, to_cel
 
 log = logging.getLogger(__name__)
 
@@ -176,34 +177,95 @@ def _ensure_index():
         rebuild()
 
 
-def _needs_prior(plans, instance):
-    """Whether the stored row must be read before this update, for ``record_prior``.
+def _verdicts(plans, instance):
+    """``{orchestration_id: False}`` for each update-starting plan whose condition is false
+    for the values being saved, and whether the stored row must be read (``record_prior``).
 
-    Only a plan that may start on update needs it, and only if its condition
-    could hold: a condition that does not read ``record_prior`` is tested on
-    the values being saved, and when it is false for every such plan the read
-    is skipped (the common save of a watched record: no extra query). The
-    values are those before the fields' own ``pre_save`` (``auto_now``); a
-    condition on such a field that turns true only through it would start
-    its run without ``record_prior``.
+    Only a plan that may start on update needs the prior row, and only if its
+    condition could hold: a condition that does not read ``record_prior`` is
+    tested here on the values being saved, and when it is false for every
+    such plan the read is skipped (the common save of a watched record: no
+    extra query). The values are those before the fields' own ``pre_save``
+    (``auto_now``); ``post_save`` reuses a "false" only for models whose
+    fields cannot change then (``_stable_on_update``), and otherwise tests
+    again.
     """
-    from .records import record_map
-
-    record = None
+    verdicts, needs_prior = {}, False
     for plan in plans:
         if plan.start_when not in ("updated", "created_or_updated"):
             continue
         if not plan.start_condition or "record_prior" in plan.start_condition:
-            return True
-        if record is None:
-            record = record_map(instance)
+            needs_prior = True
+            continue
         try:
-            if evaluate_condition(plan.start_condition, {"record": record, "record_prior": None},
-                                  f"{plan.api_name} › start.condition"):
-                return True
+            holds = evaluate_condition(plan.start_condition, {"record": _record_for(plan.start_condition, instance)},
+                                       f"{plan.api_name} › start.condition")
         except ExpressionError:
-            return True  # post_save reports it
-    return False
+            holds = True  # post_save evaluates again and reports it
+        if holds:
+            needs_prior = True
+        else:
+            verdicts[plan.orchestration_id] = False
+    return verdicts, needs_prior
+
+
+_FIELD_REF = re.compile(r"\brecord\.([A-Za-z_]\w*)")
+_ANY_REF = re.compile(r"\brecord\b")
+
+
+@functools.lru_cache(maxsize=1024)
+def _record_fields(source):
+    """The record fields ``source`` reads as ``record.NAME``, or None if it uses ``record`` otherwise."""
+    names = _FIELD_REF.findall(source)
+    if len(_ANY_REF.findall(source)) != len(names):
+        return None
+    return tuple(sorted(set(names)))
+
+
+def _record_for(source, instance):
+    """The ``record`` map for ``source``: only the fields it reads, when it names them.
+
+    CEL converts the whole map it is given on every evaluation; a map of the
+    one or two fields a start condition reads evaluates about three times
+    faster than the whole record (measured: 11 µs → 4 µs), which is most of
+    what a watched save costs when the condition is false. A name that is
+    not a field is left out, as it is from the whole map (missing: false).
+    """
+    from django.core.exceptions import FieldDoesNotExist
+
+    from .records import record_map
+
+    names = _record_fields(source)
+    if names is None:
+        return record_map(instance)
+    values = {}
+    for name in names:
+        if name == "pk":
+            values[name] = instance.pk
+            continue
+        try:
+            f = instance._meta.get_field(name)  # by name or attname, as record_values has both
+        except FieldDoesNotExist:
+            if name == "id":
+                values[name] = instance.pk
+            continue
+        if f.concrete:
+            values[name] = getattr(instance, f.attname)
+    return to_cel(values)
+
+
+@functools.lru_cache(maxsize=None)
+def _stable_on_update(model):
+    """Whether no field of ``model`` changes its value while an update is saved
+    (no ``auto_now``, no field with a ``pre_save`` of its own other than dates')."""
+    from django.db.models import DateField, Field, TimeField
+
+    for f in model._meta.concrete_fields:
+        if getattr(f, "auto_now", False):
+            return False
+        if type(f).pre_save is not Field.pre_save and not isinstance(f, (DateField, TimeField)):
+            return False
+    return True
 
 
 def _pre_save(sender, instance, raw=False, **kwargs):
@@ -213,19 +275,34 @@ def _pre_save(sender, instance, raw=False, **kwargs):
     from .records import model_label, record_values
 
     plans = _index.get(model_label(sender))
-    if not plans or not _needs_prior(plans, instance):
+    if not plans:
+        return
+    verdicts, needs_prior = _verdicts(plans, instance)
+    if verdicts and _stable_on_update(sender):
+        # post_save need not evaluate these conditions again on the same values.
+        _state("verdicts")[(sender, instance.pk)] = verdicts
+    if not needs_prior:
         return
     prior = sender._default_manager.filter(pk=instance.pk).first()
-    priors = getattr(_local, "priors", None)
-    if priors is None:
-        priors = _local.priors = {}
-    priors[(sender, instance.pk)] = record_values(prior) if prior is not None else None
+    _state("priors")[(sender, instance.pk)] = record_values(prior) if prior is not None else None
+
+
+def _state(name):
+    value = getattr(_local, name, None)
+    if value is None:
+        value = {}
+        setattr(_local, name, value)
+    return value
 
 
 def runs_to_start(plans, instance, prior, created):
     """The plans whose start condition holds for this save."""
     from .records import record_map
 
+    plans = [p for p in plans if not (created is True and p.start_when == "updated")
+             and not (created is False and p.start_when == "created")]
+    if not plans:
+        return []  # nothing to evaluate: skip converting the record
     record = record_map(instance)
     prior_map = None
     if prior is not None:
@@ -260,18 +337,23 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
     if raw:
         return
     _ensure_index()
-    from .models import OrchestrationRun, RunStatus
     from .records import model_label
-    from .starts import start_on_commit
 
     label = model_label(sender)
     priors = getattr(_local, "priors", None) or {}
     prior = priors.pop((sender, instance.pk), None)
+    verdicts = (getattr(_local, "verdicts", None) or {}).pop((sender, instance.pk), None)
     plans = _index.get(label)
+    if plans and verdicts and created is False:
+        plans = [p for p in plans if p.orchestration_id not in verdicts]
     if plans:
+        from .starts import start_on_commit
+
         for plan in runs_to_start(plans, instance, prior, created):
             start_on_commit(plan, instance, prior)
-    if not created and label in _flow_models() and (label in _sensitive or "*" in _sensitive):
+    if not created and (label in _sensitive or "*" in _sensitive) and label in _flow_models():
+        from .models import OrchestrationRun, RunStatus
+
         run_ids = list(
             OrchestrationRun.objects.filter(
                 record_model=label, record_pk=str(instance.pk), status=RunStatus.RUNNING
