@@ -259,7 +259,10 @@ BATON_FLOW_MODELS = env.list(
 BATON_HTTP_ALLOWED_HOSTS = env.list("BATON_HTTP_ALLOWED_HOSTS", default=[])
 BATON_HTTP_TIMEOUT = env.float("BATON_HTTP_TIMEOUT", default=10.0)
 # A step left queued or running past its lease is re-sent by the sweeper.
-BATON_QUEUED_LEASE = env.int("BATON_QUEUED_LEASE", default=60)
+# A step whose message could not be published is re-sent at the next sweep;
+# one whose message is in the broker is re-sent only after this lease (a
+# message the broker itself lost). Keep it above the longest queue wait.
+BATON_QUEUED_LEASE = env.int("BATON_QUEUED_LEASE", default=600)
 BATON_LEASE_MARGIN = env.int("BATON_LEASE_MARGIN", default=30)
 BATON_STALLED_AFTER = env.int("BATON_STALLED_AFTER", default=3 * 24 * 3600)
 BATON_REMINDER_BEFORE = env.int("BATON_REMINDER_BEFORE", default=24 * 3600)

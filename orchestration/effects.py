@@ -31,7 +31,13 @@ class DjangoEffects:
 
 def send_step_message(step_run_id, countdown=None):
     """Publish the Celery message for a queued step. A broker outage is logged, not raised:
-    the step stays queued in the database and the sweeper sends it again."""
+    the step stays queued in the database and the sweeper sends it again.
+
+    A message that was published sits in the broker's queue, maybe behind a
+    long backlog, so its step keeps the long queued lease and the sweeper
+    leaves it alone. A message that could *not* be published is known to be
+    missing: its lease ends now, so the very next sweep re-sends it.
+    """
     from .tasks import run_step
 
     try:
@@ -40,4 +46,16 @@ def send_step_message(step_run_id, countdown=None):
         return result.id
     except Exception as exc:  # kombu raises OperationalError and friends when the broker is away
         log.warning("could not send step %s to the broker (%s); the sweeper will resend it", step_run_id, exc)
+        _expire_lease(step_run_id)
         return None
+
+
+def _expire_lease(step_run_id):
+    from django.utils import timezone
+
+    from .models import StepRun, StepStatus
+
+    try:
+        StepRun.objects.filter(pk=step_run_id, status=StepStatus.QUEUED).update(lease_until=timezone.now())
+    except Exception:  # the database may be away too; the lease then simply runs its course
+        log.exception("could not mark step %s for an early resend", step_run_id)

@@ -420,3 +420,26 @@ def test_sweeper_resends_steps_past_their_lease(fx, django_capture_on_commit_cal
     assert sorted(sent) == sorted([lost.pk, running.pk])
     assert set(StepRun.objects.filter(run=run).values_list("status", flat=True)) == {"queued"}
     assert RunEvent.objects.filter(run=run, kind="step_resent").count() == 2
+
+
+def test_a_failed_publish_ends_the_queued_lease_so_the_next_sweep_resends(fx, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from django.utils import timezone
+
+    from orchestration.effects import send_step_message
+
+    noop_flow("a")
+    orch = orchestration([{"name": "one", "steps": [bg("s", "a")]}])
+    run = start(orch, fx)
+    step = StepRun.objects.get(run=run)
+    assert step.lease_until > timezone.now()  # published: the long queued lease
+    with mock.patch("orchestration.tasks.run_step.apply_async", side_effect=ConnectionError("broker away")):
+        assert send_step_message(step.pk) is None
+    step.refresh_from_db()
+    assert step.lease_until <= timezone.now()
+    from orchestration.tasks import sweep_stuck_steps
+
+    with mock.patch("orchestration.effects.send_step_message") as resend, django_capture_on_commit_callbacks(execute=True):
+        assert sweep_stuck_steps() == 1
+    resend.assert_called_once_with(step.pk)
