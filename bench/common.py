@@ -269,5 +269,13 @@ def insert_waiting_work(orchestration_id, flow_id, items, *, items_per_run=1, as
                        {record_sql}, '', '{{}}', '{{}}', now() - g * interval '1 second'
                 FROM (SELECT id, run_id, row_number() OVER (ORDER BY id) AS g FROM {step_t}
                       WHERE run_id > %(base)s) t""", params)
-        cur.execute(f"ANALYZE {run_t}; ANALYZE {stage_t}; ANALYZE {step_t}; ANALYZE {item_t}")
+    vacuum(run_t, stage_t, step_t, item_t)
     return runs
+
+
+def vacuum(*tables):
+    """``VACUUM ANALYZE`` after a bulk insert: statistics for the planner, and no
+    autovacuum of a million fresh rows competing for the CPU while we measure."""
+    with pg_connect(bench_dbname()) as conn:
+        for table in tables:
+            conn.execute(f"VACUUM ANALYZE {table}")

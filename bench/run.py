@@ -154,11 +154,11 @@ def print_figures(results, quick):
         if w.get("absent"):
             print(f"  (5) skipped: {w['absent']}", flush=True)
     pk = results.get("parked")
-    if pk and t:
-        base = t["baton"]["runs_per_s"]
+    if pk:
+        base = pk["empty"]["runs_per_s"]
         ratio = pk["baton"]["runs_per_s"] / base
         rows.append(line(f"(6) throughput with {pk['parked']:,} parked runs", pk["baton"]["runs_per_s"], "runs/s",
-                         base, "empty db runs/s", ratio, ">= 0.9x", ratio >= 0.9))
+                         base, "same process, empty db", ratio, ">= 0.9x", ratio >= 0.9))
     if quick:
         print("  (quick mode: fewer runs and samples, 100,000 work items for (5) and 10,000 parked runs for (6);"
               " run `make bench` for the figures of record)", flush=True)
@@ -207,8 +207,6 @@ def main():
             "throughput": [], "engine_only": [], "latency": [], "trigger_cost": [], "workguide_scale": [],
             "parked": [],
         }
-        if "parked" in names and "throughput" not in names:
-            names = ["throughput"] + names  # (6) is a ratio to (1)
         for name in ORDER:
             if name in names:
                 results[name] = run_module(name, plans[name], pg, redis, tmp, quick, timeout=1800)
