@@ -99,15 +99,24 @@ def test_record_created_runs_background_steps_on_a_real_worker(postgres_db, redi
     assert RunEvent.objects.filter(run=run, kind="step_running").count() == 3
 
 
-def _complete_in_child(database_url_settings, step_run_id, barrier, results):
+def _complete_in_child(database_url, step_run_id, barrier, results):
+    """A separate process finishing one step: its own connection to the test's PostgreSQL database.
+
+    The database is named explicitly rather than inherited through the fork:
+    which connection a forked thread-local holds depends on what ran earlier
+    in the session (a Playwright test leaves greenlets behind).
+    """
     from django.db import connections
+
+    from tests.services import django_default_database
 
     connections.close_all()
     from orchestration import engine
     from tests.test_engine import Recorder
 
-    barrier.wait()
-    results.put(engine.complete_step(step_run_id, {}, effects=Recorder()))
+    with django_default_database(database_url):
+        barrier.wait()
+        results.put(engine.complete_step(step_run_id, {}, effects=Recorder()))
     connections.close_all()
 
 
@@ -133,7 +142,8 @@ def test_parallel_completions_advance_the_stage_exactly_once(postgres_db):
         steps = list(StepRun.objects.filter(run=run).order_by("step_name").values_list("id", flat=True))
         connections.close_all()
         barrier, results = ctx.Barrier(2), ctx.Queue()
-        children = [ctx.Process(target=_complete_in_child, args=(None, i, barrier, results)) for i in steps]
+        children = [ctx.Process(target=_complete_in_child, args=(postgres_db.url, i, barrier, results))
+                    for i in steps]
         for child in children:
             child.start()
         for child in children:
