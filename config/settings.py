@@ -263,6 +263,9 @@ BATON_HTTP_TIMEOUT = env.float("BATON_HTTP_TIMEOUT", default=10.0)
 # one whose message is in the broker is re-sent only after this lease (a
 # message the broker itself lost). Keep it above the longest queue wait.
 BATON_QUEUED_LEASE = env.int("BATON_QUEUED_LEASE", default=600)
+# A record-triggered start not done this many seconds after its record was
+# saved (the process died, the start failed) is started by the sweeper.
+BATON_START_LEASE = env.int("BATON_START_LEASE", default=60)
 BATON_LEASE_MARGIN = env.int("BATON_LEASE_MARGIN", default=30)
 BATON_STALLED_AFTER = env.int("BATON_STALLED_AFTER", default=3 * 24 * 3600)
 BATON_REMINDER_BEFORE = env.int("BATON_REMINDER_BEFORE", default=24 * 3600)

@@ -295,7 +295,10 @@ def start_run(orchestration, *, record=None, record_prior=None, inputs=None, use
     from .records import model_label
 
     plan = Plan.load(orchestration)
-    with transaction.atomic():
+    # No savepoint when a caller's transaction is already open (a pending
+    # start, a launch inside a request): nothing here catches a failure to
+    # carry on, so the caller's transaction rolls back as a whole anyway.
+    with transaction.atomic(savepoint=False):
         run = OrchestrationRun.objects.create(
             orchestration_id=plan.orchestration_id,
             record_model=model_label(record) if record is not None else "",

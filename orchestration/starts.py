@@ -1,10 +1,15 @@
 """Starting runs: on demand (``launch``) and for records (``start_for``)."""
+import logging
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 
 from . import engine
-from .models import Orchestration, OrchestrationRun, RunStatus
-from .records import RecordError, model_label, resolve_record_ref
+from .models import Orchestration, OrchestrationRun, PendingStart, RunStatus
+from .records import RecordError, load_record, model_label, resolve_record_ref
+
+log = logging.getLogger(__name__)
 
 
 class LaunchError(ValidationError):
@@ -80,13 +85,69 @@ def start_for(records):
 
 
 def start_on_commit(plan, record, prior, user=None):
-    """Start a record-triggered run once the saving transaction has committed."""
-    record_id = record.pk
-    model = type(record)
+    """Start a record-triggered run once the saving transaction has committed.
+
+    A ``PendingStart`` row is written now, inside the saving transaction, so
+    the start is as durable as the save; the run starts after commit and the
+    row goes with it (``start_pending``). Whatever stops that — a process
+    killed between commit and start, a failure while starting — leaves the
+    row for the sweeper.
+    """
+    from flows.expressions import to_json
+
+    from .records import model_label
+
+    pending = PendingStart.objects.create(
+        orchestration_id=plan.orchestration_id, record_model=model_label(record), record_pk=str(record.pk),
+        record_prior=to_json(prior) if prior is not None else None,
+    )
+    pending_id = pending.pk
 
     def start():
-        fresh = model._default_manager.filter(pk=record_id).first()
-        if fresh is not None:
-            engine.start_run(plan.orchestration_id, record=fresh, record_prior=prior, user=user)
+        try:
+            start_pending(pending_id, user=user)
+        except Exception as exc:  # the record is saved; never fail the caller for its run
+            log.exception("starting the run for pending start %s failed; the sweeper will retry", pending_id)
+            PendingStart.objects.filter(pk=pending_id).update(attempts=F("attempts") + 1, error=str(exc)[:2000])
 
     transaction.on_commit(start)
+    return pending
+
+
+def start_pending(pending_id, user=None):
+    """Start the run a ``PendingStart`` stands for and delete it, in one transaction.
+
+    Returns the run, or None when the row is gone (already started by
+    someone else) or its record no longer exists.
+    """
+    with transaction.atomic():
+        pending = PendingStart.objects.select_for_update(skip_locked=True).filter(pk=pending_id).first()
+        if pending is None:
+            return None
+        record = load_record(pending.record_model, pending.record_pk)
+        run = None
+        if record is not None:
+            run = engine.start_run(pending.orchestration_id, record=record, record_prior=pending.record_prior,
+                                   user=user)
+        pending.delete()
+    return run
+
+
+def start_leftover_pending(older_than_seconds=None, now=None):
+    """Start the runs of pending starts older than the given age (the sweeper). Returns how many."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    age = settings.BATON_START_LEASE if older_than_seconds is None else older_than_seconds
+    cutoff = (now or timezone.now()) - timedelta(seconds=age)
+    started = 0
+    for pending_id in PendingStart.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:500]:
+        try:
+            if start_pending(pending_id) is not None:
+                started += 1
+        except Exception as exc:
+            log.exception("pending start %s failed again", pending_id)
+            PendingStart.objects.filter(pk=pending_id).update(attempts=F("attempts") + 1, error=str(exc)[:2000])
+    return started

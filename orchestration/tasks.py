@@ -153,7 +153,9 @@ def schedule_retry(step_run, message, trace):
 
 @shared_task(name="orchestration.tasks.sweep", ignore_result=True)
 def sweep():
-    return sweep_stuck_steps()
+    from .starts import start_leftover_pending
+
+    return {"started": start_leftover_pending(), "resent": sweep_stuck_steps()}
 
 
 def sweep_stuck_steps(now=None):

@@ -179,3 +179,56 @@ def test_other_processes_notice_an_activation_when_a_request_starts(settings, cl
     with django_capture_on_commit_callbacks(execute=True):
         after = employee()
     assert runs_for(after).count() == 1
+
+
+def test_a_start_interrupted_after_commit_is_made_by_the_sweeper(django_capture_on_commit_callbacks):
+    """The pending start is saved with the record; if the process dies before starting the run, nothing is lost."""
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from orchestration.models import PendingStart
+    from orchestration.starts import start_leftover_pending
+
+    watch("demo.employee", "created")
+    with django_capture_on_commit_callbacks(execute=False):  # the process "dies" before on_commit runs
+        person = employee()
+    pending = PendingStart.objects.get()
+    assert (pending.record_model, pending.record_pk) == ("demo.employee", str(person.pk))
+    assert not runs_for(person).exists()
+    assert start_leftover_pending() == 0  # too young: its own process may still be starting it
+    assert start_leftover_pending(now=timezone.now() + timedelta(minutes=5)) == 1
+    assert runs_for(person).count() == 1 and not PendingStart.objects.exists()
+    assert start_leftover_pending(older_than_seconds=0) == 0  # started once only
+    call_command("orchestration_sweep", stdout=__import__("io").StringIO())
+    assert runs_for(person).count() == 1
+
+
+def test_a_failing_start_keeps_its_pending_row_and_never_fails_the_save(django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from orchestration.models import PendingStart
+    from orchestration.starts import start_leftover_pending
+
+    watch("demo.employee", "created")
+    with mock.patch("orchestration.engine.start_run", side_effect=RuntimeError("database hiccup")):
+        with django_capture_on_commit_callbacks(execute=True):
+            person = employee()
+    assert Employee.objects.filter(pk=person.pk).exists()
+    pending = PendingStart.objects.get()
+    assert pending.attempts == 1 and "hiccup" in pending.error
+    assert start_leftover_pending(older_than_seconds=0) == 1
+    assert runs_for(person).count() == 1 and not PendingStart.objects.exists()
+
+
+def test_the_pending_start_of_a_deleted_record_is_dropped(django_capture_on_commit_callbacks):
+    from orchestration.models import PendingStart
+    from orchestration.starts import start_leftover_pending
+
+    watch("demo.employee", "created")
+    with django_capture_on_commit_callbacks(execute=False):
+        person = employee()
+    person.delete()
+    assert start_leftover_pending(older_than_seconds=0) == 0
+    assert not PendingStart.objects.exists() and not OrchestrationRun.objects.exists()

@@ -3,5 +3,5 @@ from .definitions import (  # noqa: F401
     Step, StepEntry, StepExit, StepType,
 )
 from .runs import (  # noqa: F401
-    OPEN_STEP_STATUSES, OrchestrationRun, RunEvent, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
+    OPEN_STEP_STATUSES, OrchestrationRun, PendingStart, RunEvent, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
 )

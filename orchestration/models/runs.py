@@ -78,6 +78,28 @@ class OrchestrationRun(models.Model):
         return load_record(self.record_model, self.record_pk)
 
 
+class PendingStart(models.Model):
+    """A record-triggered start, written in the same transaction as the record's save.
+
+    The run itself is started right after that transaction commits, and this
+    row is deleted in the run's own transaction, so each start happens
+    exactly once. If the process dies between the two (or the start fails),
+    the row is still there and the sweeper starts the run: a saved record
+    never loses its run.
+    """
+
+    orchestration = models.ForeignKey(Orchestration, on_delete=models.CASCADE, related_name="+")
+    record_model = models.CharField(max_length=100)
+    record_pk = models.CharField(max_length=64)
+    record_prior = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"start {self.orchestration_id} for {self.record_model}:{self.record_pk}"
+
+
 class StageRun(models.Model):
     run = models.ForeignKey(OrchestrationRun, on_delete=models.CASCADE, related_name="stage_runs")
     stage_name = models.CharField(max_length=100)

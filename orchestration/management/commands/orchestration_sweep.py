@@ -1,11 +1,16 @@
 from django.core.management.base import BaseCommand
 
+from orchestration.starts import start_leftover_pending
 from orchestration.tasks import sweep_stuck_steps
 
 
 class Command(BaseCommand):
-    help = "Re-send background steps left queued or running past their lease (a lost message, a dead worker)."
+    help = (
+        "Start record-triggered runs whose start was interrupted, and re-send background steps left "
+        "queued or running past their lease (a lost message, a dead worker)."
+    )
 
     def handle(self, *args, **options):
+        started = start_leftover_pending()
         count = sweep_stuck_steps()
-        self.stdout.write(f"re-sent {count} step(s)")
+        self.stdout.write(f"started {started} pending run(s), re-sent {count} step(s)")
