@@ -9,26 +9,12 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template import engines
 from django.views.decorators.http import require_http_methods
 
 from .forms import EmployeeForm, OpportunityForm, OpportunityStageForm
 from .models import Employee, Opportunity
 
 PAGE_SIZE = 25
-
-
-def work_guide_available():
-    """True once the ``workguide`` template tag library exists.
-
-    The detail pages include the Work Guide component through
-    ``demo/_work_guide.html``; until that library is written they show a
-    placeholder instead of failing.
-    """
-    try:
-        return "workguide" in engines["django"].engine.template_libraries
-    except Exception:  # pragma: no cover - a misconfigured engine
-        return False
 
 
 def _page(request, queryset):
@@ -57,7 +43,6 @@ def employee_detail(request, pk):
     return render(request, "demo/employee_detail.html", {
         "record": record,
         "equipment": record.equipment_requests.order_by("-created_at"),
-        "work_guide_available": work_guide_available(),
     })
 
 
@@ -96,7 +81,7 @@ def opportunity_detail(request, pk):
         messages.success(request, f"{record} is now “{record.get_stage_display()}”.")
         return redirect(record)
     return render(request, "demo/opportunity_detail.html", {
-        "record": record, "form": form, "work_guide_available": work_guide_available(),
+        "record": record, "form": form,
     })
 
 

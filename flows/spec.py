@@ -10,7 +10,6 @@ The shape of ``data`` is checked by the definition file schema
 (``orchestration.definition_files``); these functions trust it.
 """
 from django.db import transaction
-from django.utils import timezone
 
 from .models import Flow, FlowElement, FlowVariable, Screen, ScreenField
 from .versioning import DefinitionStatus
@@ -138,9 +137,7 @@ def flow_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
             flow=flow, position=position, name=element.get("name") or "", type=element["type"], config=config
         )
     if status != DefinitionStatus.DRAFT:
-        flow.status = status
-        flow.activated_at = timezone.now() if status == DefinitionStatus.ACTIVE else None
-        flow.save(update_fields=["status", "activated_at"])
+        flow.set_lifecycle_status(status)
     return flow
 
 

@@ -70,6 +70,17 @@ class VersionedDefinition(models.Model):
             raise FrozenDefinition(f"{self.api_name} v{self.version} is active and cannot be deleted.")
         return super().delete(*args, **kwargs)
 
+    def set_lifecycle_status(self, status, now=None):
+        """Write ``status`` — the one change a frozen version allows — stamping ``activated_at`` when active.
+
+        An obsolete version keeps the time it was activated. No validation
+        here: activating goes through ``orchestration.lifecycle.activate``.
+        """
+        self.status = status
+        if status == DefinitionStatus.ACTIVE:
+            self.activated_at = now or timezone.now()
+        self.save(update_fields=["status", "activated_at"])
+
     @classmethod
     def next_version_number(cls, api_name):
         latest = cls.objects.filter(api_name=api_name).aggregate(m=models.Max("version"))["m"]

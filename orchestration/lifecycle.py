@@ -73,11 +73,8 @@ def activate(definition, user=None, *, flows=None, superseded=()):
         now = timezone.now()
         for other in versions:
             if other.pk != definition.pk and other.status == DefinitionStatus.ACTIVE:
-                other.status = DefinitionStatus.OBSOLETE
-                other.save(update_fields=["status", "activated_at"])
-        definition.status = DefinitionStatus.ACTIVE
-        definition.activated_at = now
-        definition.save(update_fields=["status", "activated_at"])
+                other.set_lifecycle_status(DefinitionStatus.OBSOLETE)
+        definition.set_lifecycle_status(DefinitionStatus.ACTIVE, now=now)
         transaction.on_commit(_notify_triggers)
     return definition
 

@@ -5,7 +5,6 @@ its stages, decisions, outcomes and steps as rows; ``orchestration_to_dict``
 gives the mapping back with every default left out.
 """
 from django.db import transaction
-from django.utils import timezone
 
 from flows.versioning import DefinitionStatus
 
@@ -197,9 +196,7 @@ def orchestration_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
         for spos, step in enumerate(element.get("steps") or []):
             _step_from_dict(stage, spos, step)
     if status != DefinitionStatus.DRAFT:
-        orch.status = status
-        orch.activated_at = timezone.now() if status == DefinitionStatus.ACTIVE else None
-        orch.save(update_fields=["status", "activated_at"])
+        orch.set_lifecycle_status(status)
     return orch
 
 
