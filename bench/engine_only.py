@@ -1,12 +1,18 @@
-"""Benchmark (2): the engine alone, in one process, on PostgreSQL.
+"""Benchmark (2): the engine alone, in one process, on PostgreSQL, no broker.
 
-The same orchestration as (1), 3 stages × 4 no-op background steps. Instead
-of publishing a Celery message after commit, a queued step's id goes on an
-in-process list (the engine's effects and ``transaction.on_commit`` are
-unchanged, only ``send_step_message`` is replaced); the loop then does what
-a worker does with it: ``claim`` and ``execute_claimed``. No broker, no
-second process: what is left is the engine, the flow runtime and the
-database.
+The same orchestration as (1), 3 stages × 4 no-op background steps, measured
+two ways:
+
+* **in process** (the figure of record): ``BATON_STEP_EXECUTION=in_process``.
+  A background step's flow runs inside the engine transition that starts it
+  (``engine._run_in_process``), as an engine that runs its nodes
+  synchronously does; a whole run of these no-op steps is one transaction.
+* **worker path, one process**: the default execution mode, with the Celery
+  message replaced by an in-process list (``send_step_message`` only is
+  swapped; the engine's effects and ``transaction.on_commit`` are unchanged).
+  The loop then does what a worker does with each id: ``claim`` and
+  ``execute_claimed``, i.e. two transactions per step. What is left is the
+  engine, the flow runtime and the database, without the broker and Celery.
 """
 import collections
 import time
@@ -14,29 +20,8 @@ import time
 from bench import common
 
 
-def main():
-    runs = 30 if common.QUICK else 100
-    common.setup_django()
+def measure(drive, runs):
     from django.db import connections
-
-    from orchestration import effects, engine, tasks
-
-    queue = collections.deque()
-    effects.send_step_message = lambda step_run_id, countdown=None: queue.append(step_run_id)
-
-    common.noop_flow()
-    orch = common.grid_orchestration()
-
-    def drive(count):
-        for _ in range(count):
-            engine.start_run(orch)
-        done = 0
-        while queue:
-            step_run = tasks.claim(queue.popleft(), "")
-            if step_run is not None:
-                tasks.execute_claimed(step_run)
-                done += 1
-        return done
 
     drive(3)  # warm-up: caches, connection
     connections.close_all()
@@ -49,9 +34,45 @@ def main():
     common.settle()
     commits1, statements1 = common.db_stats()
     assert steps == runs * 12, steps
-    common.report(runs=runs, steps=steps, seconds=elapsed, steps_per_s=steps / elapsed,
-                  commits_per_step=(commits1 - commits0) / steps,
-                  statements_per_step=(statements1 - statements0) / steps)
+    return {"runs": runs, "steps": steps, "seconds": elapsed, "steps_per_s": steps / elapsed,
+            "commits_per_step": (commits1 - commits0) / steps,
+            "statements_per_step": (statements1 - statements0) / steps}
+
+
+def main():
+    runs = 30 if common.QUICK else 100
+    common.setup_django()
+    from django.test import override_settings
+
+    from orchestration import effects, engine, tasks
+    from orchestration.models import OrchestrationRun, StepRun
+
+    common.noop_flow()
+    orch = common.grid_orchestration()
+
+    def in_process(count):
+        ids = [engine.start_run(orch).pk for _ in range(count)]
+        assert not OrchestrationRun.objects.filter(pk__in=ids).exclude(status="completed").exists()
+        return StepRun.objects.filter(run_id__in=ids, status="completed").count()
+
+    queue = collections.deque()
+    effects.send_step_message = lambda step_run_id, countdown=None: queue.append(step_run_id)
+
+    def worker_path(count):
+        for _ in range(count):
+            engine.start_run(orch)
+        done = 0
+        while queue:
+            step_run = tasks.claim(queue.popleft(), "")
+            if step_run is not None:
+                tasks.execute_claimed(step_run)
+                done += 1
+        return done
+
+    with override_settings(BATON_STEP_EXECUTION="in_process"):
+        inline = measure(in_process, runs * 3)
+    worker = measure(worker_path, runs)
+    common.report(**inline, worker_path=worker)
 
 
 if __name__ == "__main__":

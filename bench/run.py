@@ -119,11 +119,16 @@ def print_figures(results, quick):
     e = results.get("engine_only")
     if e:
         base = t["pgbench"]["tps"] if t else None
-        rows.append(line(f"(2) engine only, {e['runs']} runs in-process", e["steps_per_s"], "steps/s", base,
+        rows.append(line(f"(2) engine only, {e['runs']} runs, steps in process", e["steps_per_s"], "steps/s", base,
                          "pgbench tps", (e["steps_per_s"] / base) if base else None, ">= 450 steps/s",
                          e["steps_per_s"] >= 450))
         rows.append(line("(2) engine only, commits per step", e["commits_per_step"], "commits"))
         rows.append(line("(2) engine only, SQL statements per step", e["statements_per_step"], "stmts"))
+        w = e.get("worker_path")
+        if w:
+            rows.append(line(f"(2) worker path in one process, {w['runs']} runs", w["steps_per_s"], "steps/s"))
+            rows.append(line("(2) worker path, commits per step", w["commits_per_step"], "commits"))
+            rows.append(line("(2) worker path, SQL statements per step", w["statements_per_step"], "stmts"))
     lat = results.get("latency")
     if lat:
         rows.append(line(f"(3) latency p50, {lat['samples']} runs", lat["p50_ms"], "ms", lat["celery_p50_ms"],

@@ -262,6 +262,13 @@ BATON_HTTP_TIMEOUT = env.float("BATON_HTTP_TIMEOUT", default=10.0)
 # A step whose message could not be published is re-sent at the next sweep;
 # one whose message is in the broker is re-sent only after this lease (a
 # message the broker itself lost). Keep it above the longest queue wait.
+# Where background steps run: "worker" (Celery, the default) or "in_process":
+# the flow runs inside the engine's transition that starts the step, in the
+# process that made the transition (no broker, no worker; retries without
+# backoff). See docs/design.md, "Step execution".
+BATON_STEP_EXECUTION = env.str("BATON_STEP_EXECUTION", default="worker")
+if BATON_STEP_EXECUTION not in ("worker", "in_process"):
+    raise environ.ImproperlyConfigured(f"BATON_STEP_EXECUTION must be 'worker' or 'in_process', not {BATON_STEP_EXECUTION!r}")
 BATON_QUEUED_LEASE = env.int("BATON_QUEUED_LEASE", default=600)
 # A record-triggered start not done this many seconds after its record was
 # saved (the process died, the start failed) is started by the sweeper.

@@ -32,6 +32,9 @@ _cache: dict[int, "FlowSpec"] = {}
 _cache_lock = threading.Lock()
 
 
+PURE_ELEMENT_TYPES = frozenset({"assign", "decision", "get_records"})
+
+
 class FlowNotFound(LookupError):
     """No flow (or no active version of it) answers to the given name or id."""
 
@@ -149,6 +152,18 @@ class FlowSpec:
     def screen_fields(self):
         """Every field of every screen, in screen then field order."""
         return [f for screen in self.screens for f in screen.fields]
+
+    @property
+    def may_write(self):
+        """Whether running this flow can change anything outside its own variables.
+
+        ``assign``, ``decision`` and ``get_records`` only compute; records
+        written, mail, HTTP, actions and Python implementations are effects.
+        A step whose flow runs inside the engine's transaction
+        (``BATON_STEP_EXECUTION=in_process``) gets a savepoint only when this
+        is true, so that a failed attempt leaves nothing behind.
+        """
+        return bool(self.implementation) or any(e.type not in PURE_ELEMENT_TYPES for e in self.elements)
 
     def labels(self):
         """Element name -> index, for decisions."""

@@ -4,7 +4,8 @@ The engine calls these methods inside its transaction. ``DjangoEffects``
 writes work items in that same transaction (they are state) and defers
 everything that leaves the process — Celery messages, mail — to
 ``transaction.on_commit`` so nothing is sent for a transaction that rolls
-back. Tests may pass their own object with the same three methods.
+back. Tests may pass their own object with the same three methods (and,
+optionally, ``runs_steps_in_process``).
 """
 import logging
 
@@ -14,6 +15,13 @@ log = logging.getLogger(__name__)
 
 
 class DjangoEffects:
+    @property
+    def runs_steps_in_process(self):
+        """``BATON_STEP_EXECUTION=in_process``: the engine runs background flows itself, nothing is sent."""
+        from django.conf import settings
+
+        return settings.BATON_STEP_EXECUTION == "in_process"
+
     def send_step(self, step_run):
         step_run_id = step_run.pk
         transaction.on_commit(lambda: send_step_message(step_run_id))

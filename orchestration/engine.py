@@ -623,6 +623,8 @@ def _start_step(ctx, stage_run, step_run, step):
         step_run.status = StepStatus.IN_PROGRESS
         step_run.save(update_fields=["inputs", "flow", "started_at", "status"])
         ctx.event("step_started", stage_run.stage_name, step.name, assignee=prepared.assignee)
+    elif getattr(ctx.effects, "runs_steps_in_process", False):
+        _run_in_process(ctx, stage_run, step_run, step)
     else:
         from django.conf import settings
 
@@ -636,15 +638,63 @@ def _start_step(ctx, stage_run, step_run, step):
         ctx.effects.send_step(step_run)
 
 
-def _finish_step(ctx, step_run, status, outputs=None, close_items=None):
+def _run_in_process(ctx, stage_run, step_run, step):
+    """Run a background step's flow now, inside this transition (``BATON_STEP_EXECUTION=in_process``).
+
+    What a worker does after its claim, without the message and the two
+    transactions: attempts are counted and retried at once (no backoff:
+    nothing would wake the run up later), and the outcome is written with
+    the rest of the transition. A flow that can write (``FlowSpec.may_write``)
+    runs in a savepoint, so a failed attempt leaves nothing behind; a flow
+    that only computes needs none. The run's row stays locked while the flow
+    runs: this mode is for short flows (and tests, and small installations
+    without a worker), long ones belong on a worker.
+    """
+    import traceback as tb
+
+    from flows.compiled import FlowSpec
+    from flows.runtime import run_flow
+
+    spec = FlowSpec.load(step_run.flow_id)
+    step_run.status = StepStatus.RUNNING
+    while True:
+        step_run.attempts += 1
+        ctx.event("step_running", stage_run.stage_name, step.name, attempt=step_run.attempts, in_process=True)
+        try:
+            if spec.may_write:
+                with transaction.atomic():
+                    outputs = run_flow(spec, step_run.inputs, record=ctx.record)
+                ctx._record_loaded = False  # the flow may have changed the run's record: read it again
+            else:
+                outputs = run_flow(spec, step_run.inputs, record=ctx.record)
+        except Exception as exc:  # the flow failed: try again at once, or give up
+            message = str(exc) or exc.__class__.__name__
+            if step_run.attempts <= step.retries:
+                ctx.event("step_retry_scheduled", stage_run.stage_name, step.name, attempt=step_run.attempts,
+                          error=message, in_seconds=0)
+                continue
+            step_run.save(update_fields=["inputs", "flow", "started_at", "attempts"])
+            _step_error(ctx, step_run, message, tb.format_exc())
+            return
+        break
+    _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs,
+                 also=["inputs", "flow", "started_at", "attempts"])
+
+
+def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=()):
     step_run.status = status
     step_run.ended_at = ctx.now
     step_run.lease_until = None
-    fields = ["status", "ended_at", "lease_until"]
+    fields = ["status", "ended_at", "lease_until", *also]
     if outputs is not None:
         step_run.outputs = to_json(outputs)
         fields.append("outputs")
-    step_run.save(update_fields=fields)
+    if also:
+        # A step that started and ended in this transition: written at its
+        # end with the stage's others (one UPDATE when they end alike).
+        ctx.save_later(step_run, fields)
+    else:
+        step_run.save(update_fields=fields)
     if close_items and step_run.type == "interactive":
         ctx.effects.close_work_items(ctx, [step_run], "completed" if close_items == "completed" else "canceled")
     ctx.event(f"step_{status}", _stage_name(ctx, step_run), step_run.step_name,

@@ -11,7 +11,7 @@ from tests.services import REPO
 
 PROBE = ("import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({k: getattr(s, k, None) "
          "for k in ('DEBUG', 'SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE', 'SECURE_SSL_REDIRECT', 'SECURE_HSTS_SECONDS', "
-         "'LOG_FORMAT', 'CELERY_BROKER_TRANSPORT_OPTIONS')}, default=str))")
+         "'LOG_FORMAT', 'CELERY_BROKER_TRANSPORT_OPTIONS', 'BATON_STEP_EXECUTION')}, default=str))")
 
 
 def settings_with(tmp_path, **env):
@@ -37,6 +37,16 @@ def test_redis_broker_publishes_fail_fast(tmp_path):
     redis = settings_with(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:6399/0")
     options = redis["CELERY_BROKER_TRANSPORT_OPTIONS"]
     assert options["max_retries"] == 1 and options["interval_start"] == 0
+
+
+def test_step_execution_is_chosen_by_environment_and_checked(tmp_path):
+    assert settings_with(tmp_path)["BATON_STEP_EXECUTION"] == "worker"
+    assert settings_with(tmp_path, BATON_STEP_EXECUTION="in_process")["BATON_STEP_EXECUTION"] == "in_process"
+    child = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "BATON_VAR_DIR": str(tmp_path),
+             "BATON_STEP_EXECUTION": "inline"}
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=child,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "BATON_STEP_EXECUTION must be 'worker' or 'in_process', not 'inline'" in result.stderr
 
 
 def test_log_format_json_is_selected_by_environment(tmp_path):
