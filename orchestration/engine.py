@@ -631,9 +631,10 @@ def _start_step(ctx, stage_run, step_run, step):
         step_run.status = StepStatus.QUEUED
         step_run.queued_at = ctx.now
         step_run.lease_until = ctx.now + timezone.timedelta(seconds=settings.BATON_QUEUED_LEASE)
+        step_run.timeout_seconds = step.timeout_seconds
         # Written with the stage's other starting steps at the end of the
         # transition; the message itself leaves after commit.
-        ctx.save_later(step_run, ["inputs", "flow", "started_at", "status", "queued_at", "lease_until"])
+        ctx.save_later(step_run, ["inputs", "flow", "started_at", "status", "queued_at", "lease_until", "timeout_seconds"])
         ctx.event("step_queued", stage_run.stage_name, step.name)
         ctx.effects.send_step(step_run)
 

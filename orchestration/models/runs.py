@@ -142,6 +142,10 @@ class StepRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True, help_text="Queued or running past this: the sweeper re-sends.")
+    timeout_seconds = models.PositiveIntegerField(
+        default=600, help_text="The step's timeout, copied when it is queued: the claim sets the running lease "
+                               "from it without reading the definition.",
+    )
     ended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

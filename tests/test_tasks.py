@@ -1,0 +1,113 @@
+"""``orchestration/tasks.py``: the claim on PostgreSQL (one statement) and on SQLite, and connection reuse."""
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from orchestration import engine, tasks
+from orchestration.models import RunEvent, StepRun
+from tests.engine_builders import bg, noop_flow, orchestration
+
+
+class Sent:
+    def __init__(self):
+        from orchestration.effects import DjangoEffects
+
+        self.ids, self._real = [], DjangoEffects()
+
+    def send_step(self, step_run):
+        self.ids.append(step_run.pk)
+
+    def open_work_item(self, *args):
+        return self._real.open_work_item(*args)
+
+    def close_work_items(self, *args):
+        return self._real.close_work_items(*args)
+
+
+def queued_step(timeout="45s"):
+    noop_flow("claimable", outputs={"x": ("number", "1")})
+    orch = orchestration([{"name": "one", "steps": [bg("s", "claimable", timeout=timeout)]}])
+    sent = Sent()
+    run = engine.start_run(orch, effects=sent)
+    return run, StepRun.objects.get(pk=sent.ids[0])
+
+
+def check_claim(run, step):
+    assert step.timeout_seconds == 45
+    before = timezone.now()
+    claimed = tasks.claim(step.pk, "task-1")
+    assert claimed is not None and claimed.pk == step.pk
+    assert claimed.status == "running" and claimed.attempts == 1 and claimed.task_id == "task-1"
+    assert claimed.run.orchestration_id == run.orchestration_id and claimed.run_id == run.pk
+    stored = StepRun.objects.get(pk=step.pk)
+    assert (stored.status, stored.attempts, stored.task_id) == ("running", 1, "task-1")
+    # The lease is the step's timeout plus the margin (30 s by default), from the claim.
+    lease = (stored.lease_until - before).total_seconds()
+    assert 45 + 30 - 1 <= lease <= 45 + 30 + 5
+    event = RunEvent.objects.get(run=run, kind="step_running")
+    assert (event.stage_name, event.step_name) == ("one", "s")
+    assert event.data == {"attempt": 1, "task_id": "task-1", "redelivered": False}
+
+    # A second copy of the message finds it claimed: nothing happens.
+    assert tasks.claim(step.pk, "task-2") is None
+    assert RunEvent.objects.filter(run=run, kind="step_running").count() == 1
+    # The same message redelivered after its worker died takes it back.
+    again = tasks.claim(step.pk, "task-1", redelivered=True)
+    assert again is not None and again.attempts == 2
+    assert RunEvent.objects.filter(run=run, kind="step_running").last().data["redelivered"] is True
+    # A step that does not exist, or has finished, is not claimed.
+    assert tasks.claim(step.pk + 1000, "task-3") is None
+    tasks.execute_claimed(again)
+    assert StepRun.objects.get(pk=step.pk).status == "completed"
+    assert tasks.claim(step.pk, "task-1", redelivered=True) is None
+
+
+def test_claim_on_postgresql_is_one_statement(postgres_db, django_assert_num_queries):
+    assert connection.vendor == "postgresql"
+    run, step = queued_step()
+    with django_assert_num_queries(1):
+        tasks.claim(step.pk, "probe")
+    StepRun.objects.filter(pk=step.pk).update(status="queued", attempts=0, task_id="")
+    RunEvent.objects.filter(kind="step_running").delete()
+    check_claim(run, step)
+
+
+@pytest.mark.django_db
+def test_claim_on_sqlite_behaves_the_same():
+    if connection.vendor != "sqlite":
+        pytest.skip("the default database of this run is not SQLite")
+    run, step = queued_step()
+    check_claim(run, step)
+
+
+def test_a_busy_worker_skips_the_health_check_until_idle_or_after_an_error():
+    conn = mock.Mock(errors_occurred=False, close_at=None)
+    with mock.patch.object(tasks, "close_old_connections") as close_old, \
+            mock.patch.object(tasks.connections, "all", return_value=[conn]):
+        tasks._last_task_ended[0] = float("-inf")
+        tasks._recycle_connections()
+        assert close_old.call_count == 1  # the first task: the full check
+        tasks._note_task_ended()
+        tasks._recycle_connections()
+        assert close_old.call_count == 1  # just used and fine: no check
+        conn.errors_occurred = True
+        tasks._recycle_connections()
+        assert close_old.call_count == 2  # a database error since: the full check
+        conn.errors_occurred = False
+        tasks._last_task_ended[0] -= tasks.BUSY_CONNECTION_SECONDS + 0.1
+        tasks._recycle_connections()
+        assert close_old.call_count == 3  # idle for over a second: the full check
+        tasks._note_task_ended()
+        conn.close_at = 0  # past its CONN_MAX_AGE
+        tasks._recycle_connections()
+        assert close_old.call_count == 4
+
+
+def test_lease_uses_the_copied_timeout_even_if_the_plan_is_unreadable(postgres_db):
+    run, step = queued_step(timeout="45s")
+    with mock.patch("orchestration.tasks.Plan.load", side_effect=AssertionError("the claim read the plan")):
+        claimed = tasks.claim(step.pk, "t")
+    assert claimed.lease_until > timezone.now() + timedelta(seconds=60)
