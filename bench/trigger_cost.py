@@ -8,7 +8,11 @@ over updates of existing rows (autocommit, as a view would save):
 * **false**: an active orchestration triggered on create or update whose
   condition is false for these saves, the model exposed to flows;
 * **true**: an active orchestration whose condition holds: every save starts
-  a run (one stage, one background step, published to Redis on commit).
+  a run (one stage, one background step, published to Redis on commit);
+* **true, worker starts** (``BATON_RECORD_STARTS=worker``): the same, but the
+  save only writes the ``PendingStart`` row and publishes a start message;
+  a worker would start the run (none runs here: the messages wait in Redis,
+  and the work they stand for is measured by (1) and (3), not here).
 
 The configurations alternate over several rounds and the median round is
 kept, so a neighbour's load hits the three alike. Query counts per save are
@@ -45,14 +49,16 @@ def main():
         [EquipmentRequest(employee=employee, item="laptop") for _ in range(saves)]))
 
     def configure(kind):
-        active = {"plain": [], "false": [false_orch.pk], "true": [false_orch.pk, true_orch.pk]}[kind]
+        active = {"plain": [], "false": [false_orch.pk], "true": [false_orch.pk, true_orch.pk],
+                  "true_worker": [false_orch.pk, true_orch.pk]}[kind]
+        settings.BATON_RECORD_STARTS = "worker" if kind == "true_worker" else "on_commit"
         Orchestration.objects.filter(pk__in=[false_orch.pk, true_orch.pk]).update(status="obsolete")
         Orchestration.objects.filter(pk__in=active).update(status="active")
         settings.BATON_FLOW_MODELS = exposed if kind == "plain" else exposed + [MODEL]
         triggers.definitions_changed()
 
     def timed(kind):
-        item = "go" if kind == "true" else "laptop"
+        item = "go" if kind.startswith("true") else "laptop"
         for row in rows:
             row.item = item
         start_at = time.perf_counter()
@@ -65,13 +71,13 @@ def main():
 
     def queries(kind):
         row = rows[0]
-        row.item = "go" if kind == "true" else "laptop"
+        row.item = "go" if kind.startswith("true") else "laptop"
         with CaptureQueriesContext(connection) as captured:
             row.save()
         OrchestrationRun.objects.filter(status="running").update(status="completed")
         return len(captured)
 
-    figures = {"plain": [], "false": [], "true": []}
+    figures = {"plain": [], "false": [], "true": [], "true_worker": []}
     counts = {}
     with common.publishing_to(common.REDIS + "/0"):
         for kind in figures:  # warm-up
@@ -87,8 +93,10 @@ def main():
     runs = OrchestrationRun.objects.filter(orchestration=true_orch).count()
     common.report(
         plain_us=statistics.median(figures["plain"]), false_us=statistics.median(figures["false"]),
-        true_us=statistics.median(figures["true"]), rounds=rounds, saves=saves, runs_started=runs,
+        true_us=statistics.median(figures["true"]), true_worker_us=statistics.median(figures["true_worker"]),
+        rounds=rounds, saves=saves, runs_started=runs,
         plain_queries=counts["plain"], false_queries=counts["false"], true_queries=counts["true"],
+        true_worker_queries=counts["true_worker"],
         all=figures,
     )
 

@@ -269,6 +269,13 @@ BATON_HTTP_TIMEOUT = env.float("BATON_HTTP_TIMEOUT", default=10.0)
 BATON_STEP_EXECUTION = env.str("BATON_STEP_EXECUTION", default="worker")
 if BATON_STEP_EXECUTION not in ("worker", "in_process"):
     raise environ.ImproperlyConfigured(f"BATON_STEP_EXECUTION must be 'worker' or 'in_process', not {BATON_STEP_EXECUTION!r}")
+# How a record-triggered run starts after its record's transaction commits:
+# "on_commit" (the default: in the saving process, right after commit) or
+# "worker" (a Celery message; a worker starts it, so the save costs only a
+# row and a publish). Either way a PendingStart row makes the start durable.
+BATON_RECORD_STARTS = env.str("BATON_RECORD_STARTS", default="on_commit")
+if BATON_RECORD_STARTS not in ("on_commit", "worker"):
+    raise environ.ImproperlyConfigured(f"BATON_RECORD_STARTS must be 'on_commit' or 'worker', not {BATON_RECORD_STARTS!r}")
 BATON_QUEUED_LEASE = env.int("BATON_QUEUED_LEASE", default=600)
 # A record-triggered start not done this many seconds after its record was
 # saved (the process died, the start failed) is started by the sweeper.

@@ -92,6 +92,11 @@ def start_on_commit(plan, record, prior, user=None):
     row goes with it (``start_pending``). Whatever stops that — a process
     killed between commit and start, a failure while starting — leaves the
     row for the sweeper.
+
+    With ``BATON_RECORD_STARTS=worker`` the start is a Celery message
+    instead, and a worker starts the run: the saving request pays for the
+    row and the message only. If the message cannot be published, the run
+    starts here after all.
     """
     from flows.expressions import to_json
 
@@ -102,8 +107,13 @@ def start_on_commit(plan, record, prior, user=None):
         record_prior=to_json(prior) if prior is not None else None,
     )
     pending_id = pending.pk
+    user_id = getattr(user, "pk", None)
 
     def start():
+        from django.conf import settings
+
+        if settings.BATON_RECORD_STARTS == "worker" and send_start_message(pending_id, user_id):
+            return  # a worker starts it; if the message is lost, the sweeper does
         try:
             start_pending(pending_id, user=user)
         except Exception as exc:  # the record is saved; never fail the caller for its run
@@ -112,6 +122,22 @@ def start_on_commit(plan, record, prior, user=None):
 
     transaction.on_commit(start)
     return pending
+
+
+def send_start_message(pending_id, user_id=None):
+    """Publish the start of a pending run for a worker (``BATON_RECORD_STARTS=worker``). False if it could not be sent.
+
+    A broker that cannot be reached costs nothing but the attempt: the caller
+    then starts the run itself, as in ``on_commit`` mode.
+    """
+    from .tasks import start_pending_run
+
+    try:
+        start_pending_run.apply_async((pending_id, user_id))
+        return True
+    except Exception as exc:  # kombu's OperationalError and friends when the broker is away
+        log.warning("could not send pending start %s to the broker (%s); starting it here", pending_id, exc)
+        return False
 
 
 def start_pending(pending_id, user=None):

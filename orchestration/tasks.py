@@ -230,6 +230,30 @@ def schedule_retry(step_run, message, trace):
             transaction.on_commit(lambda: send_step_message(step_run.pk, countdown=delay))
 
 
+@shared_task(name="orchestration.tasks.start_pending_run", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def start_pending_run(pending_id, user_id=None):
+    """Start a record-triggered run on a worker (``BATON_RECORD_STARTS=worker``).
+
+    ``start_pending`` deletes the ``PendingStart`` row in the run's start
+    transaction, so a duplicate message finds nothing to do; a failure keeps
+    the row (and counts the attempt) for the sweeper.
+    """
+    from django.contrib.auth import get_user_model
+
+    from .models import PendingStart
+    from .starts import start_pending
+
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    try:
+        run = start_pending(pending_id, user=user)
+    except Exception as exc:
+        log.exception("starting the run for pending start %s failed; the sweeper will retry", pending_id)
+        PendingStart.objects.filter(pk=pending_id).update(attempts=F("attempts") + 1, error=str(exc)[:2000])
+        return "error"
+    return "started" if run is not None else "nothing to start"
+
+
 @shared_task(name="orchestration.tasks.sweep", ignore_result=True)
 def sweep():
     from .starts import start_leftover_pending

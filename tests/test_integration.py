@@ -76,15 +76,24 @@ def onboarding_definitions():
     )
 
 
-def test_record_created_runs_background_steps_on_a_real_worker(postgres_db, redis_server, celery_worker_process):
+@pytest.mark.parametrize("starts", ["on_commit", "worker"])
+def test_record_created_runs_background_steps_on_a_real_worker(postgres_db, redis_server, celery_worker_process,
+                                                                settings, starts):
+    """Either way a record-triggered run starts (here, or on the worker) and its steps run on the worker."""
     from demo.models import Employee
     from orchestration import triggers
-    from orchestration.models import OrchestrationRun, RunEvent
+    from orchestration.models import OrchestrationRun, PendingStart, RunEvent
 
+    settings.BATON_RECORD_STARTS = starts
     onboarding_definitions()
     triggers.definitions_changed()
-    celery_worker_process(database_url=postgres_db.url, broker_url=redis_server, concurrency=2)
-    with publishing_to(redis_server):
+    celery_worker_process(database_url=postgres_db.url, broker_url=redis_server, concurrency=2,
+                          env={"BATON_RECORD_STARTS": starts})
+    from unittest import mock
+
+    # In "worker" mode this process must not start the run itself: only the worker can have.
+    here = mock.patch("orchestration.engine.start_run", side_effect=AssertionError("started in the saving process"))
+    with publishing_to(redis_server), (here if starts == "worker" else contextlib.nullcontext()):
         employee = Employee.objects.create(first_name="Ada", last_name="L", email="ada@example.com", status="hired")
         Employee.objects.create(first_name="Not", last_name="Hired", email="n@example.com", status="left")
         run = wait_for(lambda: OrchestrationRun.objects.filter(record_pk=str(employee.pk)).first(), what="run start")
@@ -97,6 +106,7 @@ def test_record_created_runs_background_steps_on_a_real_worker(postgres_db, redi
     stages = list(run.stage_runs.order_by("id").values_list("stage_name", flat=True))
     assert stages == ["prepare", "finish"]
     assert RunEvent.objects.filter(run=run, kind="step_running").count() == 3
+    assert not PendingStart.objects.exists()
 
 
 def _complete_in_child(database_url, step_run_id, barrier, results):

@@ -232,3 +232,62 @@ def test_the_pending_start_of_a_deleted_record_is_dropped(django_capture_on_comm
     person.delete()
     assert start_leftover_pending(older_than_seconds=0) == 0
     assert not PendingStart.objects.exists() and not OrchestrationRun.objects.exists()
+
+
+def test_worker_starts_publish_a_message_and_the_task_starts_the_run_once(settings, django_capture_on_commit_callbacks):
+    """BATON_RECORD_STARTS=worker: the save writes the pending row and publishes; the worker's task starts it."""
+    from unittest import mock
+
+    from orchestration.models import PendingStart
+    from orchestration.tasks import start_pending_run
+
+    settings.BATON_RECORD_STARTS = "worker"
+    watch("demo.employee", "created", 'record.status == "hired"')
+    with mock.patch("orchestration.tasks.start_pending_run.apply_async") as publish:
+        with django_capture_on_commit_callbacks(execute=True):
+            person = employee()
+    pending = PendingStart.objects.get()
+    publish.assert_called_once_with((pending.pk, None))
+    assert not runs_for(person).exists()  # nothing started in the saving process
+    assert start_pending_run(pending.pk) == "started"
+    run = runs_for(person).get()
+    assert run.status == "running" and StepRun.objects.get(run=run).status == "queued"
+    assert not PendingStart.objects.exists()
+    assert start_pending_run(pending.pk) == "nothing to start"  # a duplicate message
+    assert runs_for(person).count() == 1
+
+
+def test_worker_starts_fall_back_to_starting_here_when_the_broker_is_away(settings, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from kombu.exceptions import OperationalError
+
+    from orchestration.models import PendingStart
+
+    settings.BATON_RECORD_STARTS = "worker"
+    watch("demo.employee", "created")
+    with mock.patch("orchestration.tasks.start_pending_run.apply_async", side_effect=OperationalError("refused")):
+        with django_capture_on_commit_callbacks(execute=True):
+            person = employee()
+    assert runs_for(person).count() == 1 and not PendingStart.objects.exists()
+
+
+def test_a_failing_worker_start_keeps_the_pending_row_for_the_sweeper(settings, django_capture_on_commit_callbacks):
+    from unittest import mock
+
+    from orchestration.models import PendingStart
+    from orchestration.starts import start_leftover_pending
+    from orchestration.tasks import start_pending_run
+
+    settings.BATON_RECORD_STARTS = "worker"
+    watch("demo.employee", "created")
+    with mock.patch("orchestration.tasks.start_pending_run.apply_async"):
+        with django_capture_on_commit_callbacks(execute=True):
+            person = employee()
+    pending = PendingStart.objects.get()
+    with mock.patch("orchestration.engine.start_run", side_effect=RuntimeError("database hiccup")):
+        assert start_pending_run(pending.pk) == "error"
+    pending.refresh_from_db()
+    assert pending.attempts == 1 and "hiccup" in pending.error
+    assert start_leftover_pending(older_than_seconds=0) == 1
+    assert runs_for(person).count() == 1
