@@ -59,7 +59,8 @@ started together are written together. Each place says why it is safe.
 import logging
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from flows.expressions import ExpressionError, evaluate, evaluate_condition, to_json
@@ -108,6 +109,7 @@ class Transition:
     _active_flows: dict | None = None
     _saved_run: tuple = ()
     _pending_saves: list = field(default_factory=list)
+    _was_open: dict = field(default_factory=dict)  # step run id -> open when read (counted stages only)
 
     def __post_init__(self):
         self._saved_run = self._run_fields()
@@ -126,6 +128,7 @@ class Transition:
             for step_run in self._step_runs:
                 # One object per stage visit, so a change made through one step is seen by all.
                 step_run.stage_run = stage_runs.setdefault(step_run.stage_run_id, step_run.stage_run)
+                self._note_open(step_run)
             self._stage_runs = stage_runs
         return self._step_runs
 
@@ -150,6 +153,12 @@ class Transition:
 
     def add_step_runs(self, step_runs):
         self.step_runs.extend(step_runs)
+        for step_run in step_runs:
+            self._note_open(step_run)
+
+    def _note_open(self, step_run):
+        if step_run.stage_run.open_steps is not None:
+            self._was_open[step_run.pk] = step_run.status in OPEN_STEP_STATUSES
 
     def add_stage_run(self, stage_run):
         self.stage_runs[stage_run.pk] = stage_run
@@ -259,9 +268,31 @@ class Transition:
                         **{model._meta.get_field(name).attname: getattr(first, model._meta.get_field(name).attname)
                            for name in fields}
                     )
+        self._write_open_counts()
         if self.events:
             RunEvent.objects.bulk_create(self.events)
             self.events = []
+
+    def _write_open_counts(self):
+        """Keep ``StageRun.open_steps`` of counted stages equal to their open steps.
+
+        Written as a difference (``open_steps + n``), never as a total: a
+        worker's counted completion (``complete_background_step``) may have
+        changed the count since this transition read its steps.
+        """
+        changes = {}
+        for step_run in self._step_runs or ():
+            was = self._was_open.get(step_run.pk)
+            if was is None:
+                continue
+            now = step_run.status in OPEN_STEP_STATUSES
+            if now != was:
+                changes[step_run.stage_run] = changes.get(step_run.stage_run, 0) + (1 if now else -1)
+                self._was_open[step_run.pk] = now
+        for stage_run, change in changes.items():
+            if change:
+                StageRun.objects.filter(pk=stage_run.pk).update(open_steps=F("open_steps") + change)
+                stage_run.open_steps += change
 
 
 def _db_value(obj, name):
@@ -348,6 +379,70 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
         _progress(ctx)
         _save_run(ctx)
     return True
+
+
+# A worker's completion of a step in a counted stage, in one autocommit
+# statement: the step (if still open), its event, and the stage's count,
+# which returns what is left open. The stage's row lock serializes these
+# counts, so exactly one completion sees 0. The step's row is updated (and
+# locked) before the stage's, as every transition does.
+_COMPLETE_COUNTED_SQL = """
+WITH done AS (
+    UPDATE orchestration_steprun AS s
+       SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb
+     WHERE s.id = %(id)s AND s.status IN ('queued', 'running')
+       AND EXISTS (SELECT 1 FROM orchestration_stagerun AS g WHERE g.id = s.stage_run_id AND g.open_steps IS NOT NULL)
+ RETURNING s.run_id, s.stage_run_id, s.step_name
+), counted AS (
+    UPDATE orchestration_stagerun AS g SET open_steps = g.open_steps - 1
+      FROM done WHERE g.id = done.stage_run_id
+ RETURNING g.open_steps, g.stage_name
+), event AS (
+    INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
+    SELECT done.run_id, %(now)s, NULL, 'step_completed', counted.stage_name, done.step_name,
+           jsonb_build_object('outputs', %(outputs)s::jsonb)
+      FROM done CROSS JOIN counted
+)
+SELECT open_steps FROM counted
+"""
+
+
+def complete_background_step(step_run_id, outputs, *, run_id, effects=None):
+    """A worker's step finished with ``outputs``. Returns True if it completed now.
+
+    In a counted stage (``ElementPlan.counts_down``: background steps that
+    start with the stage, default exits) a completion that leaves other steps
+    open changes nothing but the step and the count, so it is written in one
+    statement without the run's lock: rule 4 cannot fire while a step is
+    open, and no condition waits on it. The completion that takes the count
+    to 0 then makes the stage's transition under the lock, as ``complete_step``
+    would. Anything else — another database, another kind of stage, a step no
+    longer open (recorded as ignored there), an error in the statement — goes
+    through ``complete_step``.
+    """
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        params = {"id": step_run_id, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {}))}
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_COMPLETE_COUNTED_SQL, params)
+                row = cursor.fetchone()
+        except DatabaseError:  # a deadlock with an operator's action, say: nothing was written
+            log.warning("counted completion of step %s failed; completing it under the run's lock", step_run_id,
+                        exc_info=True)
+            row = None
+        if row is not None:
+            if row[0] <= 0:
+                _advance(run_id, effects)
+            return True
+    return complete_step(step_run_id, outputs, source="worker", run_id=run_id, effects=effects)
+
+
+def _advance(run_id, effects=None):
+    """The last open step of a counted stage completed: move the run on, under its lock."""
+    with transaction.atomic():
+        ctx = _locked(run_id, effects, None)
+        _progress(ctx)
+        _save_run(ctx)
 
 
 def fail_step(step_run_id, error, traceback="", *, effects=None, run_id=None):
@@ -482,6 +577,7 @@ def _open_stage(ctx, element):
         visit = StageRun.objects.filter(run=ctx.run, stage_name=element.name).count() + 1
     stage_run = StageRun.objects.create(
         run=ctx.run, stage_name=element.name, position=element.position, visit=visit, started_at=ctx.now,
+        open_steps=len(element.steps) if _counted(ctx, element) else None,
     )
     ctx.add_stage_run(stage_run)
     ctx.run.stage_visits += 1
@@ -494,6 +590,17 @@ def _open_stage(ctx, element):
     ctx.add_step_runs(step_runs)
     ctx.event("stage_started", element.name, visit=visit)
     return stage_run
+
+
+def _counted(ctx, element):
+    """Whether this visit of ``element`` keeps an open-steps count (see ``complete_background_step``).
+
+    Only on PostgreSQL (the counted completion is one statement there) and
+    only when steps go to workers: in-process steps end inside the
+    transition that starts them.
+    """
+    return (element.counts_down and connection.vendor == "postgresql"
+            and not getattr(ctx.effects, "runs_steps_in_process", False))
 
 
 def _current_stage_run(ctx):

@@ -92,6 +92,20 @@ class ElementPlan:
     def is_decision(self):
         return self.kind == StageKind.DECISION
 
+    @property
+    def counts_down(self):
+        """Whether this stage ends exactly when its last step ends: then completions can be counted.
+
+        True for a stage whose steps are all background steps that start with
+        the stage and end when their flow completes, with the default exit:
+        nothing about the stage can change when one of several open steps
+        completes, except that one fewer is open. Such a completion needs no
+        run lock (``engine.complete_background_step``).
+        """
+        return (not self.is_decision and bool(self.steps) and self.exit_condition is None
+                and all(s.type == "background" and s.entry == "stage_start" and s.exit_condition is None
+                        for s in self.steps))
+
     def step(self, name):
         for step in self.steps:
             if step.name == name:

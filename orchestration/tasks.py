@@ -208,7 +208,7 @@ def execute_claimed(step_run):
         log.warning("step %s (%s) failed after %s attempts: %s", step_run.pk, step.name, step_run.attempts, message)
         engine.fail_step(step_run.pk, message, trace, run_id=step_run.run_id)
         return "error"
-    engine.complete_step(step_run.pk, outputs, source="worker", run_id=step_run.run_id)
+    engine.complete_background_step(step_run.pk, outputs, run_id=step_run.run_id)
     return "completed"
 
 

@@ -109,7 +109,7 @@ def test_record_created_runs_background_steps_on_a_real_worker(postgres_db, redi
     assert not PendingStart.objects.exists()
 
 
-def _complete_in_child(database_url, step_run_id, barrier, results):
+def _complete_in_child(database_url, step_run_id, barrier, results, how="locked", run_id=None):
     """A separate process finishing one step: its own connection to the test's PostgreSQL database.
 
     The database is named explicitly rather than inherited through the fork:
@@ -126,12 +126,20 @@ def _complete_in_child(database_url, step_run_id, barrier, results):
 
     with django_default_database(database_url):
         barrier.wait()
-        results.put(engine.complete_step(step_run_id, {}, effects=Recorder()))
+        if how == "counted":  # what a worker calls: one statement, the lock only for the last step
+            results.put(engine.complete_background_step(step_run_id, {}, run_id=run_id, effects=Recorder()))
+        else:
+            results.put(engine.complete_step(step_run_id, {}, effects=Recorder()))
     connections.close_all()
 
 
-def test_parallel_completions_advance_the_stage_exactly_once(postgres_db):
-    """Two processes finish the two parallel steps of a run at the same instant, many times over."""
+@pytest.mark.parametrize("hows", [("locked", "locked"), ("counted", "counted"), ("counted", "locked")])
+def test_parallel_completions_advance_the_stage_exactly_once(postgres_db, hows):
+    """Two processes finish the two parallel steps of a run at the same instant, many times over.
+
+    Both under the run's lock (``complete_step``), both counted (a worker's
+    ``complete_background_step``), or one of each.
+    """
     from django.db import connections
 
     from orchestration import engine
@@ -152,8 +160,8 @@ def test_parallel_completions_advance_the_stage_exactly_once(postgres_db):
         steps = list(StepRun.objects.filter(run=run).order_by("step_name").values_list("id", flat=True))
         connections.close_all()
         barrier, results = ctx.Barrier(2), ctx.Queue()
-        children = [ctx.Process(target=_complete_in_child, args=(postgres_db.url, i, barrier, results))
-                    for i in steps]
+        children = [ctx.Process(target=_complete_in_child, args=(postgres_db.url, i, barrier, results, how, run.pk))
+                    for i, how in zip(steps, hows)]
         for child in children:
             child.start()
         for child in children:
@@ -163,6 +171,8 @@ def test_parallel_completions_advance_the_stage_exactly_once(postgres_db):
         assert StageRun.objects.filter(run=run, stage_name="two").count() == 1
         assert RunEvent.objects.filter(run=run, kind="stage_completed").count() == 1
         assert StepRun.objects.get(run=run, step_name="c").status == "queued"
+        assert StageRun.objects.get(run=run, stage_name="one").open_steps == 0
+        assert StageRun.objects.get(run=run, stage_name="two").open_steps == 1
 
 
 def test_worker_killed_mid_step_runs_the_step_again(postgres_db, redis_server, celery_worker_process, tmp_path):

@@ -108,6 +108,11 @@ class StageRun(models.Model):
     status = models.CharField(max_length=12, choices=StageStatus.choices, default=StageStatus.IN_PROGRESS)
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
+    open_steps = models.IntegerField(
+        null=True, blank=True,
+        help_text="Steps of this visit still open, for a stage whose steps a worker may complete without the "
+                  "run's lock (see engine.complete_background_step); empty for other stages.",
+    )
 
     class Meta:
         ordering = ["run", "started_at", "id"]

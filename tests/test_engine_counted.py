@@ -1,0 +1,121 @@
+"""Counted stages on PostgreSQL: a worker completes a step in one statement; the last one moves the run on.
+
+``engine.complete_background_step`` and ``StageRun.open_steps`` (kept by
+every transition through ``Transition._write_open_counts``).
+"""
+import pytest
+from django.db import connection
+
+from orchestration import engine
+from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
+from tests.engine_builders import bg, noop_flow, orchestration
+from tests.test_engine import Recorder
+
+
+def open_count_matches(stage_run):
+    stage_run.refresh_from_db()
+    open_rows = StepRun.objects.filter(stage_run=stage_run, status__in=["waiting", "queued", "running"]).count()
+    return stage_run.open_steps == open_rows
+
+
+@pytest.fixture
+def grid(postgres_db):
+    assert connection.vendor == "postgresql"
+    noop_flow("g", outputs={"n": ("number", "7")})
+    return orchestration([
+        {"name": "one", "steps": [bg(f"a{i}", "g") for i in range(4)]},
+        {"name": "two", "steps": [bg("b", "g", inputs={}), bg("c", "g", entry={"after": ["b"]})]},
+    ])
+
+
+def test_three_completions_are_one_statement_each_and_the_last_moves_the_run(grid, django_assert_num_queries):
+    fx = Recorder()
+    run = engine.start_run(grid, effects=fx)
+    one = StageRun.objects.get(run=run, stage_name="one")
+    assert one.open_steps == 4
+    ids = list(StepRun.objects.filter(stage_run=one).order_by("id").values_list("id", flat=True))
+    for left, step_run_id in zip((3, 2, 1), ids[:3]):
+        with django_assert_num_queries(1):
+            assert engine.complete_background_step(step_run_id, {"n": 7}, run_id=run.pk, effects=fx) is True
+        one.refresh_from_db()
+        assert one.open_steps == left and one.status == "in_progress"
+    assert not StageRun.objects.filter(run=run, stage_name="two").exists()
+    assert engine.complete_background_step(ids[3], {"n": 7}, run_id=run.pk, effects=fx) is True
+    one.refresh_from_db()
+    assert one.status == "completed" and one.open_steps == 0
+    two = StageRun.objects.get(run=run, stage_name="two")
+    assert two.open_steps is None  # an `after` step: this stage's completions take the lock
+    assert all(s.status == "completed" and s.outputs == {"n": 7} and s.ended_at and s.lease_until is None
+               for s in StepRun.objects.filter(stage_run=one))
+    events = list(RunEvent.objects.filter(run=run, kind="step_completed").values_list("stage_name", "step_name", "data"))
+    assert events == [("one", f"a{i}", {"outputs": {"n": 7}}) for i in range(4)]
+    assert RunEvent.objects.filter(run=run, kind="stage_completed").count() == 1
+    # The uncounted stage goes through complete_step; the run completes.
+    b = StepRun.objects.get(stage_run=two, step_name="b")
+    assert engine.complete_background_step(b.pk, {}, run_id=run.pk, effects=fx)
+    c = StepRun.objects.get(stage_run=two, step_name="c")
+    assert engine.complete_background_step(c.pk, {}, run_id=run.pk, effects=fx)
+    assert OrchestrationRun.objects.get(pk=run.pk).status == "completed"
+
+
+def test_a_duplicate_completion_is_ignored_and_counts_nothing(grid):
+    fx = Recorder()
+    run = engine.start_run(grid, effects=fx)
+    one = StageRun.objects.get(run=run, stage_name="one")
+    first = StepRun.objects.filter(stage_run=one).first()
+    assert engine.complete_background_step(first.pk, {}, run_id=run.pk, effects=fx) is True
+    assert engine.complete_background_step(first.pk, {}, run_id=run.pk, effects=fx) is False
+    assert RunEvent.objects.filter(run=run, kind="completion_ignored").count() == 1
+    one.refresh_from_db()
+    assert one.open_steps == 3
+
+
+def test_failure_retry_skip_and_cancel_keep_the_count_equal_to_the_open_steps(grid):
+    fx = Recorder()
+    run = engine.start_run(grid, effects=fx)
+    one = StageRun.objects.get(run=run, stage_name="one")
+    a0, a1, a2, a3 = StepRun.objects.filter(stage_run=one).order_by("id")
+    engine.complete_background_step(a0.pk, {}, run_id=run.pk, effects=fx)
+    engine.fail_step(a1.pk, "boom", run_id=run.pk, effects=fx)
+    assert open_count_matches(one) and one.open_steps == 2
+    # Completions while the run is in error are recorded (rule 6); the stage waits for the operator.
+    engine.complete_background_step(a2.pk, {}, run_id=run.pk, effects=fx)
+    engine.complete_background_step(a3.pk, {}, run_id=run.pk, effects=fx)
+    assert open_count_matches(one) and one.open_steps == 0
+    assert OrchestrationRun.objects.get(pk=run.pk).status == "error"
+    engine.retry_step(run.pk, "a1", effects=fx)
+    assert open_count_matches(one) and one.open_steps == 1
+    engine.fail_step(a1.pk, "boom again", run_id=run.pk, effects=fx)
+    assert open_count_matches(one) and one.open_steps == 0
+    engine.skip_step(run.pk, "a1", {"n": 1}, effects=fx)
+    one.refresh_from_db()
+    assert one.status == "completed" and open_count_matches(one)
+    two = StageRun.objects.get(run=run, stage_name="two")
+    assert two.status == "in_progress"
+
+    # Cancel while a counted stage is open: its steps are discontinued, the count follows.
+    other = engine.start_run(grid, effects=fx)
+    stage = StageRun.objects.get(run=other, stage_name="one")
+    engine.cancel_run(other.pk, effects=fx)
+    assert open_count_matches(stage) and stage.open_steps == 0
+
+
+def test_in_process_steps_keep_no_count(grid, settings):
+    settings.BATON_STEP_EXECUTION = "in_process"
+    run = engine.start_run(grid)
+    assert OrchestrationRun.objects.get(pk=run.pk).status == "completed"
+    assert set(StageRun.objects.filter(run=run).values_list("open_steps", flat=True)) == {None}
+
+
+@pytest.mark.django_db
+def test_sqlite_keeps_no_count_and_completes_under_the_lock():
+    if connection.vendor != "sqlite":
+        pytest.skip("the default database of this run is not SQLite")
+    noop_flow("s")
+    orch = orchestration([{"name": "one", "steps": [bg("x", "s"), bg("y", "s")]}])
+    fx = Recorder()
+    run = engine.start_run(orch, effects=fx)
+    assert StageRun.objects.get(run=run).open_steps is None
+    for step_run_id in fx.sent:
+        assert engine.complete_background_step(step_run_id, {}, run_id=run.pk, effects=fx)
+    assert OrchestrationRun.objects.get(pk=run.pk).status == "completed"
