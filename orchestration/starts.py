@@ -2,7 +2,7 @@
 import logging
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 
 from . import engine
@@ -93,10 +93,11 @@ def start_on_commit(plan, record, prior, user=None):
     killed between commit and start, a failure while starting — leaves the
     row for the sweeper.
 
-    With ``BATON_RECORD_STARTS=worker`` the start is a Celery message
-    instead, and a worker starts the run: the saving request pays for the
-    row and the message only. If the message cannot be published, the run
-    starts here after all.
+    With ``BATON_RECORD_STARTS=worker`` a worker starts the run instead. On
+    PostgreSQL the row's insert notifies the workers' listeners (migration
+    0005, ``orchestration/listener.py``): the saving request pays for the
+    row only. Elsewhere it publishes a Celery message, and if that cannot
+    be published, the run starts here after all.
     """
     from flows.expressions import to_json
 
@@ -112,8 +113,11 @@ def start_on_commit(plan, record, prior, user=None):
     def start():
         from django.conf import settings
 
-        if settings.BATON_RECORD_STARTS == "worker" and send_start_message(pending_id, user_id):
-            return  # a worker starts it; if the message is lost, the sweeper does
+        if settings.BATON_RECORD_STARTS == "worker":
+            if connection.vendor == "postgresql":
+                return  # the row's insert notified the workers (orchestration/listener.py)
+            if send_start_message(pending_id, user_id):
+                return  # a worker starts it; if the message is lost, the sweeper does
         try:
             start_pending(pending_id, user=user)
         except Exception as exc:  # the record is saved; never fail the caller for its run
