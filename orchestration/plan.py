@@ -133,6 +133,19 @@ class Plan:
         return {element.name: element for element in self.elements}
 
     @cached_property
+    def reads_record_prior(self):
+        """Whether anything in this version can read ``record_prior`` (or needs it to decide its start).
+
+        When not, a record-triggered start skips reading the stored row before
+        the save: the run would never look at it (its ``record_prior`` stays
+        empty). Any text of the plan that mentions the name counts, so the
+        answer errs towards reading.
+        """
+        if self.only_when_changed_to_meet or "record_prior" in (self.start_condition or ""):
+            return True
+        return any("record_prior" in text for text in _texts(self.elements))
+
+    @cached_property
     def steps_by_name(self):
         return {step.name: step for element in self.elements for step in element.steps}
 
@@ -256,3 +269,21 @@ def forget(orchestration_id=None):
             _CACHE.clear()
         else:
             _CACHE.pop(orchestration_id, None)
+
+
+def _texts(value):
+    """Every string inside a plan's (frozen) dataclasses, tuples and dicts."""
+    import dataclasses
+
+    if isinstance(value, str):
+        yield value
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            yield from _texts(getattr(value, f.name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(key)
+            yield from _texts(item)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _texts(item)

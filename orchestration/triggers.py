@@ -185,7 +185,8 @@ def _verdicts(plans, instance):
     condition could hold: a condition that does not read ``record_prior`` is
     tested here on the values being saved, and when it is false for every
     such plan the read is skipped (the common save of a watched record: no
-    extra query). The values are those before the fields' own ``pre_save``
+    extra query). A plan that starts but never reads ``record_prior``
+    (``Plan.reads_record_prior``) needs no read either. The values are those before the fields' own ``pre_save``
     (``auto_now``); ``post_save`` reuses a "false" only for models whose
     fields cannot change then (``_stable_on_update``), and otherwise tests
     again.
@@ -195,7 +196,8 @@ def _verdicts(plans, instance):
         if plan.start_when not in ("updated", "created_or_updated"):
             continue
         if not plan.start_condition or "record_prior" in plan.start_condition:
-            needs_prior = True
+            # It starts (or may): the row is read if the run can use it.
+            needs_prior = needs_prior or plan.reads_record_prior
             continue
         try:
             holds = evaluate_condition(plan.start_condition, {"record": _record_for(plan.start_condition, instance)},
@@ -203,7 +205,7 @@ def _verdicts(plans, instance):
         except ExpressionError:
             holds = True  # post_save evaluates again and reports it
         if holds:
-            needs_prior = True
+            needs_prior = needs_prior or plan.reads_record_prior
         else:
             verdicts[plan.orchestration_id] = False
     return verdicts, needs_prior

@@ -61,6 +61,35 @@ def test_updated_trigger_ignores_creation_and_sees_record_prior(django_capture_o
     assert run.record_prior["stage"] == "negotiation"
 
 
+def test_the_stored_row_is_read_before_an_update_only_for_orchestrations_that_read_record_prior(
+        django_capture_on_commit_callbacks, django_assert_num_queries):
+    from orchestration.plan import Plan
+
+    orch = watch("demo.opportunity", "updated", 'record.stage == "approval"')
+    assert not Plan.load(orch).reads_record_prior
+    opp = Opportunity.objects.create(name="Deal", account="A", stage="negotiation")
+    opp.stage = "approval"
+    with django_capture_on_commit_callbacks(execute=False):
+        with django_assert_num_queries(2):  # the UPDATE and the PendingStart: no SELECT of the stored row
+            opp.save()
+    from orchestration.models import PendingStart
+
+    assert PendingStart.objects.get().record_prior is None
+
+    noop_flow("reader", inputs=[{"name": "was", "type": "text"}])
+    reads = make_orchestration(
+        [{"name": "one", "steps": [bg("s", "reader", inputs={"was": "record_prior.stage"})]}],
+        start={"type": "record_triggered", "model": "demo.opportunity", "when": "updated"})
+    assert Plan.load(reads).reads_record_prior
+    triggers.definitions_changed()
+    opp.stage = "closed_won"
+    with django_capture_on_commit_callbacks(execute=True):
+        opp.save()
+    run = runs_for(opp).get(orchestration=reads)
+    assert run.record_prior["stage"] == "approval"
+    assert StepRun.objects.get(run=run).inputs == {"was": "approval"}
+
+
 def test_only_when_changed_to_meet(django_capture_on_commit_callbacks):
     watch("demo.opportunity", "created_or_updated", "record.amount > 1000.0", only_changed=True)
     with django_capture_on_commit_callbacks(execute=True):
