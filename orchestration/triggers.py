@@ -28,6 +28,8 @@ from django.db.models.signals import post_save, pre_save
 
 from flows.expressions import ExpressionError, evaluate_condition, to_cel
 
+from .records import model_label, record_map, record_values
+
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
@@ -93,7 +95,6 @@ def rebuild(force=False):
     global _stamp, _checked_at, _sensitive
     from .models import Orchestration
     from .plan import Plan
-    from .records import model_label
 
     with _lock:
         stamp = _current_stamp()
@@ -165,8 +166,6 @@ def install():
             model = apps.get_model(label)
         except (LookupError, ValueError):
             continue
-        from .records import model_label
-
         pre_save.connect(_pre_save, sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
         post_save.connect(_post_save, sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
         _connected.add(model)
@@ -233,27 +232,39 @@ def _record_for(source, instance):
     what a watched save costs when the condition is false. A name that is
     not a field is left out, as it is from the whole map (missing: false).
     """
-    from django.core.exceptions import FieldDoesNotExist
+    attnames = _attnames_for(type(instance), source)
+    if attnames is None:
+        return record_map(instance)
+    return {name: to_cel(instance.pk if attname is None else getattr(instance, attname))
+            for name, attname in attnames}
 
-    from .records import record_map
+
+@functools.lru_cache(maxsize=1024)
+def _attnames_for(model, source):
+    """``((name, attname), ...)`` for the fields ``source`` reads (attname None: the primary key), or None.
+
+    Looked up once per model and condition: on every save it cost more than
+    the evaluation itself.
+    """
+    from django.core.exceptions import FieldDoesNotExist
 
     names = _record_fields(source)
     if names is None:
-        return record_map(instance)
-    values = {}
+        return None
+    pairs = []
     for name in names:
         if name == "pk":
-            values[name] = instance.pk
+            pairs.append((name, None))
             continue
         try:
-            f = instance._meta.get_field(name)  # by name or attname, as record_values has both
+            f = model._meta.get_field(name)  # by name or attname, as record_values has both
         except FieldDoesNotExist:
             if name == "id":
-                values[name] = instance.pk
+                pairs.append((name, None))
             continue
         if f.concrete:
-            values[name] = getattr(instance, f.attname)
-    return to_cel(values)
+            pairs.append((name, f.attname))
+    return tuple(pairs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -274,8 +285,6 @@ def _pre_save(sender, instance, raw=False, **kwargs):
     if raw or instance.pk is None:
         return
     _ensure_index()
-    from .records import model_label, record_values
-
     plans = _index.get(model_label(sender))
     if not plans:
         return
@@ -299,8 +308,6 @@ def _state(name):
 
 def runs_to_start(plans, instance, prior, created):
     """The plans whose start condition holds for this save."""
-    from .records import record_map
-
     plans = [p for p in plans if not (created is True and p.start_when == "updated")
              and not (created is False and p.start_when == "created")]
     if not plans:
@@ -339,8 +346,6 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
     if raw:
         return
     _ensure_index()
-    from .records import model_label
-
     label = model_label(sender)
     priors = getattr(_local, "priors", None) or {}
     prior = priors.pop((sender, instance.pk), None)
