@@ -115,11 +115,17 @@ def rebuild(force=False):
             except (LookupError, ValueError):
                 log.warning("orchestration trigger on unknown model %s", label)
         for model in wanted - _connected:
-            pre_save.connect(_pre_save, sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
             post_save.connect(_post_save, sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
         for model in _connected - wanted:
-            pre_save.disconnect(sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
             post_save.disconnect(sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
+        # pre_save only reads the stored row for record_prior: a model none of
+        # whose orchestrations can read it gets no pre_save receiver at all.
+        for model in wanted:
+            uid = f"baton-pre-{model_label(model)}"
+            if any(p.reads_record_prior for p in index.get(model_label(model), ())):
+                pre_save.connect(_pre_save, sender=model, dispatch_uid=uid)
+            else:
+                pre_save.disconnect(sender=model, dispatch_uid=uid)
         _connected.clear()
         _connected.update(wanted)
         _stamp = stamp
@@ -142,6 +148,9 @@ def reset():
     with _lock:
         _index.clear()
         _stamp = None
+        # Until the index is read again, any model may need its stored row read before a save.
+        for model in _connected:
+            pre_save.connect(_pre_save, sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
 
 
 def refresh_if_stale(**_):
@@ -185,8 +194,9 @@ def _verdicts(plans, instance):
     tested here on the values being saved, and when it is false for every
     such plan the read is skipped (the common save of a watched record: no
     extra query). A plan that starts but never reads ``record_prior``
-    (``Plan.reads_record_prior``) needs no read either. The values are those before the fields' own ``pre_save``
-    (``auto_now``); ``post_save`` reuses a "false" only for models whose
+    (``Plan.reads_record_prior``) needs no read either, and when no plan of
+    the model reads it ``pre_save`` does nothing at all. The values are those
+    before the fields' own ``pre_save`` (``auto_now``); ``post_save`` reuses a "false" only for models whose
     fields cannot change then (``_stable_on_update``), and otherwise tests
     again.
     """
@@ -286,8 +296,8 @@ def _pre_save(sender, instance, raw=False, **kwargs):
         return
     _ensure_index()
     plans = _index.get(model_label(sender))
-    if not plans:
-        return
+    if not plans or not any(p.reads_record_prior for p in plans):
+        return  # nothing needs the stored row: post_save tests the conditions once
     verdicts, needs_prior = _verdicts(plans, instance)
     if verdicts and _stable_on_update(sender):
         # post_save need not evaluate these conditions again on the same values.
@@ -312,7 +322,6 @@ def runs_to_start(plans, instance, prior, created):
              and not (created is False and p.start_when == "created")]
     if not plans:
         return []  # nothing to evaluate: skip converting the record
-    record = record_map(instance)
     prior_map = None
     if prior is not None:
         from flows.expressions import to_cel
@@ -329,6 +338,8 @@ def runs_to_start(plans, instance, prior, created):
             continue
         place = f"{plan.api_name} › start.condition"
         try:
+            # Only the fields the condition reads, when it names them (see _record_for).
+            record = _record_for(plan.start_condition, instance)
             holds = evaluate_condition(plan.start_condition, {"record": record, "record_prior": prior_map}, place)
             if holds and plan.only_when_changed_to_meet and created is False and prior_map is not None:
                 holds = not evaluate_condition(

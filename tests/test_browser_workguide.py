@@ -26,6 +26,9 @@ def log_in(page, live_server, username, next_path=""):
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", "pw")
     page.get_by_role("button", name="Sign in").click()
+    # Wait for the page's scripts: typing before htmx has processed the page is lost
+    # (seen once under a loaded machine: the search never filtered).
+    page.wait_for_load_state("load")
 
 
 def shot(page, screenshot_dir, name):
