@@ -117,17 +117,31 @@ SELECT c.*, r.orchestration_id AS run_orchestration_id, r.record_model AS run_re
 def _claim_queued(step_run_id, task_id):
     params = {"id": step_run_id, "task_id": task_id or "", "now": timezone.now(),
               "margin": settings.BATON_LEASE_MARGIN}
-    rows = list(StepRun.objects.raw(_CLAIM_SQL, params))
-    if not rows:
-        return None
-    step_run = rows[0]
+    # A plain cursor, not ``StepRun.objects.raw``: a RawQuerySet runs its SQL
+    # again to learn the columns, and this SQL changes rows.
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        names = [column.name for column in cursor.description]
+    values = dict(zip(names, row))
+    fields = StepRun._meta.concrete_fields
+    step_run = StepRun.from_db("default", [f.attname for f in fields], [_from_db(f, values[f.attname]) for f in fields])
     # The run as far as the worker needs it (its definition and record);
     # anything else is read if asked for.
     step_run.run = OrchestrationRun.from_db(
         "default", ["id", "orchestration_id", "record_model", "record_pk"],
-        [step_run.run_id, step_run.run_orchestration_id, step_run.run_record_model, step_run.run_record_pk],
+        [step_run.run_id, values["run_orchestration_id"], values["run_record_model"], values["run_record_pk"]],
     )
     return step_run
+
+
+def _from_db(field, value):
+    """A column's value as the ORM would give it (JSON text parsed, and so on)."""
+    if hasattr(field, "from_db_value"):
+        return field.from_db_value(value, None, connection)
+    return value
 
 
 def _claim_locked(step_run_id, task_id="", redelivered=False):

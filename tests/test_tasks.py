@@ -28,8 +28,9 @@ class Sent:
 
 
 def queued_step(timeout="45s"):
-    noop_flow("claimable", outputs={"x": ("number", "1")})
-    orch = orchestration([{"name": "one", "steps": [bg("s", "claimable", timeout=timeout)]}])
+    noop_flow("claimable", inputs=[{"name": "n", "type": "number", "required": True}],
+              outputs={"x": ("number", "n + 1.0")})
+    orch = orchestration([{"name": "one", "steps": [bg("s", "claimable", timeout=timeout, inputs={"n": "41.0"})]}])
     sent = Sent()
     run = engine.start_run(orch, effects=sent)
     return run, StepRun.objects.get(pk=sent.ids[0])
@@ -42,6 +43,7 @@ def check_claim(run, step):
     assert claimed is not None and claimed.pk == step.pk
     assert claimed.status == "running" and claimed.attempts == 1 and claimed.task_id == "task-1"
     assert claimed.run.orchestration_id == run.orchestration_id and claimed.run_id == run.pk
+    assert claimed.inputs == {"n": 41} and claimed.stage_run_id == step.stage_run_id  # as the ORM reads them
     stored = StepRun.objects.get(pk=step.pk)
     assert (stored.status, stored.attempts, stored.task_id) == ("running", 1, "task-1")
     # The lease is the step's timeout plus the margin (30 s by default), from the claim.
@@ -61,15 +63,16 @@ def check_claim(run, step):
     # A step that does not exist, or has finished, is not claimed.
     assert tasks.claim(step.pk + 1000, "task-3") is None
     tasks.execute_claimed(again)
-    assert StepRun.objects.get(pk=step.pk).status == "completed"
+    done = StepRun.objects.get(pk=step.pk)
+    assert done.status == "completed" and done.outputs == {"x": 42}
     assert tasks.claim(step.pk, "task-1", redelivered=True) is None
 
 
 def test_claim_on_postgresql_is_one_statement(postgres_db, django_assert_num_queries):
     assert connection.vendor == "postgresql"
     run, step = queued_step()
-    with django_assert_num_queries(1):
-        tasks.claim(step.pk, "probe")
+    with django_assert_num_queries(1):  # and the statement runs once: it changes rows
+        assert tasks.claim(step.pk, "probe") is not None
     StepRun.objects.filter(pk=step.pk).update(status="queued", attempts=0, task_id="")
     RunEvent.objects.filter(kind="step_running").delete()
     check_claim(run, step)
