@@ -106,7 +106,9 @@ def print_figures(results, quick):
         rows.append(line("(1) pgbench -N, 2 clients (commit ceiling)", p["tps"], "tps"))
         rows.append(line("(1) raw Celery chords", c["runs_per_s"], "runs/s", None, "", None))
         rows.append(line("(1) raw Celery chords, tasks", c["tasks_per_s"], "tasks/s"))
-        ratio = b["runs_per_s"] / c["runs_per_s"]
+        ratio = t.get("ratio", b["runs_per_s"] / c["runs_per_s"])
+        if len(t.get("ratios", [])) > 1:
+            print("  (1) Baton / raw Celery per round: " + ", ".join(f"{r:.2f}x" for r in t["ratios"]), flush=True)
         rows.append(line(f"(1) Baton throughput, {b['runs']} runs", b["runs_per_s"], "runs/s", c["runs_per_s"],
                          "celery runs/s", ratio, ">= 1.0x celery", ratio >= 1.0))
         rows.append(line("(1) Baton steps", b["steps_per_s"], "steps/s", c["tasks_per_s"], "celery tasks/s",
