@@ -86,6 +86,10 @@ def baton(runs):
 def raw_celery(runs):
     from bench import celery_baseline
 
+    # A Baton round before this one reset kombu's process-wide pools, closing the
+    # baseline app's cached producer pool with them: make it build new ones.
+    celery_baseline.app._pool = None
+    celery_baseline.app.amqp._producer_pool = None
     worker = common.start_worker("bench.celery_baseline", name="raw-worker")
     # Parts of a chord are published through the *current* app; in this process
     # that is Baton's (Django's) app unless we say otherwise.
