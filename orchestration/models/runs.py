@@ -159,9 +159,12 @@ class StepRun(models.Model):
             models.UniqueConstraint(fields=["stage_run", "step_name"], name="steprun_one_per_stage_visit"),
         ]
         indexes = [
-            models.Index(
-                fields=["lease_until"], condition=Q(status__in=["queued", "running"]), name="steprun_lease_open"
-            ),
+            # For the sweeper (lease_until < now). Only queued and running steps
+            # have a lease, so the condition is on the lease itself and not on the
+            # status: with a status condition PostgreSQL would also pick this index
+            # for the claim (WHERE id = … AND status = 'queued') and scan every
+            # queued step and its dead entries instead of one primary-key look-up.
+            models.Index(fields=["lease_until"], condition=Q(lease_until__isnull=False), name="steprun_lease_set"),
             models.Index(fields=["run", "step_name"], name="steprun_run_step"),
         ]
 
