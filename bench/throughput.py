@@ -26,6 +26,9 @@ import time
 
 from bench import common
 
+RUN_TABLES = ("orchestration_orchestrationrun", "orchestration_stagerun", "orchestration_steprun",
+              "orchestration_runevent", "orchestration_pendingstart", "workguide_workitem")
+
 
 def baton(runs):
     from django.db import connections
@@ -46,6 +49,9 @@ def baton(runs):
             warm = [engine.start_run(orch).pk for _ in range(4)]
             common.wait_until(lambda: not OrchestrationRun.objects.filter(pk__in=warm, status="running").exists(),
                               60, what="warm-up runs")
+            # Start from the same state each time: the dead rows an earlier
+            # measurement left would otherwise be vacuumed during this one.
+            common.vacuum(*RUN_TABLES)
             connections.close_all()
             common.settle()
             commits0, statements0 = common.db_stats()
