@@ -276,6 +276,9 @@ def insert_waiting_work(orchestration_id, flow_id, items, *, items_per_run=1, as
 def vacuum(*tables):
     """``VACUUM ANALYZE`` after a bulk insert: statistics for the planner, and no
     autovacuum of a million fresh rows competing for the CPU while we measure."""
-    with pg_connect(bench_dbname()) as conn:
+    from django.db import connection
+
+    # The database Django is using now (bench/workguide_scale.py switches between two).
+    with pg_connect(connection.settings_dict["NAME"] or bench_dbname()) as conn:
         for table in tables:
             conn.execute(f"VACUUM ANALYZE {table}")
