@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 
 from demo.models import Employee, EquipmentRequest
 from orchestration import engine
-from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
+from orchestration.models import RunEvent, StageRun, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration, screen_flow, ui
 from workguide.models import WorkItem
 

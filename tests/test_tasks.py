@@ -9,31 +9,16 @@ from django.utils import timezone
 from orchestration import engine, tasks
 from orchestration.models import RunEvent, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
-
-
-class Sent:
-    def __init__(self):
-        from orchestration.effects import DjangoEffects
-
-        self.ids, self._real = [], DjangoEffects()
-
-    def send_step(self, step_run):
-        self.ids.append(step_run.pk)
-
-    def open_work_item(self, *args):
-        return self._real.open_work_item(*args)
-
-    def close_work_items(self, *args):
-        return self._real.close_work_items(*args)
+from tests.test_engine import Recorder
 
 
 def queued_step(timeout="45s"):
     noop_flow("claimable", inputs=[{"name": "n", "type": "number", "required": True}],
               outputs={"x": ("number", "n + 1.0")})
     orch = orchestration([{"name": "one", "steps": [bg("s", "claimable", timeout=timeout, inputs={"n": "41.0"})]}])
-    sent = Sent()
+    sent = Recorder()
     run = engine.start_run(orch, effects=sent)
-    return run, StepRun.objects.get(pk=sent.ids[0])
+    return run, StepRun.objects.get(pk=sent.sent[0])
 
 
 def check_claim(run, step):
