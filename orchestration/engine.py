@@ -381,29 +381,39 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
     return True
 
 
-# A worker's completion of a step in a counted stage, in one autocommit
-# statement: the step (if still open), its event, and the stage's count,
-# which returns what is left open. The stage's row lock serializes these
-# counts, so exactly one completion sees 0. The step's row is updated (and
-# locked) before the stage's, as every transition does.
+# A worker's completion of a step in a counted stage that leaves another
+# step open, in one autocommit statement. Locks are taken in the order every
+# transition takes them, the step's row and then its stage's: the step is
+# locked and re-checked open (``target``), the stage's count goes down only
+# if another step stays open (``open_steps > 1``, re-checked under the
+# stage row's lock, so of two completions racing for the last two steps one
+# sees 1 and stops), and only then are the step and its event written. The
+# last open step is completed by ``complete_step``: its completion and the
+# stage's transition stay one transaction, so no state "every step done,
+# stage still running" can outlive a worker that dies in between.
 _COMPLETE_COUNTED_SQL = """
-WITH done AS (
-    UPDATE orchestration_steprun AS s
-       SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb
+WITH target AS (
+    SELECT s.id, s.stage_run_id FROM orchestration_steprun AS s
      WHERE s.id = %(id)s AND s.status IN ('queued', 'running')
-       AND EXISTS (SELECT 1 FROM orchestration_stagerun AS g WHERE g.id = s.stage_run_id AND g.open_steps IS NOT NULL)
- RETURNING s.run_id, s.stage_run_id, s.step_name
+       FOR UPDATE
 ), counted AS (
     UPDATE orchestration_stagerun AS g SET open_steps = g.open_steps - 1
-      FROM done WHERE g.id = done.stage_run_id
- RETURNING g.open_steps, g.stage_name
+      FROM target
+     WHERE g.id = target.stage_run_id AND g.open_steps > 1
+ RETURNING g.id, g.open_steps, g.stage_name
+), done AS (
+    UPDATE orchestration_steprun AS s
+       SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb
+      FROM counted
+     WHERE s.id = %(id)s AND s.stage_run_id = counted.id
+ RETURNING s.run_id, s.step_name
 ), event AS (
     INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
     SELECT done.run_id, %(now)s, NULL, 'step_completed', counted.stage_name, done.step_name,
            jsonb_build_object('outputs', %(outputs)s::jsonb)
       FROM done CROSS JOIN counted
 )
-SELECT open_steps FROM counted
+SELECT counted.open_steps FROM counted CROSS JOIN done
 """
 
 
@@ -411,14 +421,14 @@ def complete_background_step(step_run_id, outputs, *, run_id, effects=None):
     """A worker's step finished with ``outputs``. Returns True if it completed now.
 
     In a counted stage (``ElementPlan.counts_down``: background steps that
-    start with the stage, default exits) a completion that leaves other steps
-    open changes nothing but the step and the count, so it is written in one
-    statement without the run's lock: rule 4 cannot fire while a step is
-    open, and no condition waits on it. The completion that takes the count
-    to 0 then makes the stage's transition under the lock, as ``complete_step``
-    would. Anything else — another database, another kind of stage, a step no
-    longer open (recorded as ignored there), an error in the statement — goes
-    through ``complete_step``.
+    start with the stage, default exits) a completion that leaves another
+    step open changes nothing but the step and the count, so it is written in
+    one statement without the run's lock: rule 4 cannot fire while a step is
+    open, and no condition waits on it. Everything else goes through
+    ``complete_step`` under the lock: the last open step of the stage (its
+    completion moves the run on), another database, another kind of stage, a
+    step no longer open (recorded as ignored there), an error in the
+    statement.
     """
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         params = {"id": step_run_id, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {}))}
@@ -431,18 +441,8 @@ def complete_background_step(step_run_id, outputs, *, run_id, effects=None):
                         exc_info=True)
             row = None
         if row is not None:
-            if row[0] <= 0:
-                _advance(run_id, effects)
             return True
     return complete_step(step_run_id, outputs, source="worker", run_id=run_id, effects=effects)
-
-
-def _advance(run_id, effects=None):
-    """The last open step of a counted stage completed: move the run on, under its lock."""
-    with transaction.atomic():
-        ctx = _locked(run_id, effects, None)
-        _progress(ctx)
-        _save_run(ctx)
 
 
 def fail_step(step_run_id, error, traceback="", *, effects=None, run_id=None):

@@ -1,4 +1,4 @@
-"""Counted stages on PostgreSQL: a worker completes a step in one statement; the last one moves the run on.
+"""Counted stages on PostgreSQL: a worker completes a step in one statement; the last one, under the lock, moves the run on.
 
 ``engine.complete_background_step`` and ``StageRun.open_steps`` (kept by
 every transition through ``Transition._write_open_counts``).
@@ -40,6 +40,16 @@ def test_three_completions_are_one_statement_each_and_the_last_moves_the_run(gri
         one.refresh_from_db()
         assert one.open_steps == left and one.status == "in_progress"
     assert not StageRun.objects.filter(run=run, stage_name="two").exists()
+    # The statement refuses the last open step: its completion and the stage's
+    # transition must be one transaction (complete_step), never "all done, stage open".
+    from django.utils import timezone
+
+    with connection.cursor() as cursor:
+        cursor.execute(engine._COMPLETE_COUNTED_SQL, {"id": ids[3], "now": timezone.now(), "outputs": "{}"})
+        assert cursor.fetchone() is None
+    assert StepRun.objects.get(pk=ids[3]).status == "queued"
+    one.refresh_from_db()
+    assert one.open_steps == 1
     assert engine.complete_background_step(ids[3], {"n": 7}, run_id=run.pk, effects=fx) is True
     one.refresh_from_db()
     assert one.status == "completed" and one.open_steps == 0
