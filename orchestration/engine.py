@@ -280,6 +280,8 @@ class Transition:
         worker's counted completion (``complete_background_step``) may have
         changed the count since this transition read its steps.
         """
+        if not self._was_open:
+            return  # no counted stage in this transition: nothing to walk
         changes = {}
         for step_run in self._step_runs or ():
             was = self._was_open.get(step_run.pk)

@@ -118,11 +118,7 @@ def start_on_commit(plan, record, prior, user=None):
                 return  # the row's insert notified the workers (orchestration/listener.py)
             if send_start_message(pending_id, user_id):
                 return  # a worker starts it; if the message is lost, the sweeper does
-        try:
-            start_pending(pending_id, user=user)
-        except Exception as exc:  # the record is saved; never fail the caller for its run
-            log.exception("starting the run for pending start %s failed; the sweeper will retry", pending_id)
-            PendingStart.objects.filter(pk=pending_id).update(attempts=F("attempts") + 1, error=str(exc)[:2000])
+        try_start_pending(pending_id, user=user)  # the record is saved; never fail the caller for its run
 
     transaction.on_commit(start)
     return pending
@@ -142,6 +138,22 @@ def send_start_message(pending_id, user_id=None):
     except Exception as exc:  # kombu's OperationalError and friends when the broker is away
         log.warning("could not send pending start %s to the broker (%s); starting it here", pending_id, exc)
         return False
+
+
+def try_start_pending(pending_id, user=None):
+    """``start_pending``, but a failure is logged and counted on the row (for the sweeper), never raised.
+
+    Returns the run, None when there was nothing to start, or ``FAILED``.
+    """
+    try:
+        return start_pending(pending_id, user=user)
+    except Exception as exc:
+        log.exception("starting the run for pending start %s failed; the sweeper will retry", pending_id)
+        PendingStart.objects.filter(pk=pending_id).update(attempts=F("attempts") + 1, error=str(exc)[:2000])
+        return FAILED
+
+
+FAILED = object()
 
 
 def start_pending(pending_id, user=None):
@@ -174,10 +186,6 @@ def start_leftover_pending(older_than_seconds=None, now=None):
     cutoff = (now or timezone.now()) - timedelta(seconds=age)
     started = 0
     for pending_id in PendingStart.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:500]:
-        try:
-            if start_pending(pending_id) is not None:
-                started += 1
-        except Exception as exc:
-            log.exception("pending start %s failed again", pending_id)
-            PendingStart.objects.filter(pk=pending_id).update(attempts=F("attempts") + 1, error=str(exc)[:2000])
+        if try_start_pending(pending_id) not in (None, FAILED):
+            started += 1
     return started

@@ -255,15 +255,11 @@ def start_pending_run(pending_id, user_id=None):
     """
     from django.contrib.auth import get_user_model
 
-    from .models import PendingStart
-    from .starts import start_pending
+    from .starts import FAILED, try_start_pending
 
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
-    try:
-        run = start_pending(pending_id, user=user)
-    except Exception as exc:
-        log.exception("starting the run for pending start %s failed; the sweeper will retry", pending_id)
-        PendingStart.objects.filter(pk=pending_id).update(attempts=F("attempts") + 1, error=str(exc)[:2000])
+    run = try_start_pending(pending_id, user=user)
+    if run is FAILED:
         return "error"
     return "started" if run is not None else "nothing to start"
 
