@@ -47,9 +47,9 @@ def test_pages_and_partials(client, users, assignee, who, allowed):
     # My Work lists the item only for its assignees (a manager's My Work is their own work too)
     listed = item.pk in [i.pk for i in client.get("/workguide/results/", **HX).context["items"]]
     assert listed == (allowed and who != "mona")
-    # the record component shows the item's form only to those who may work it
+    # the record component: only those with an item on the record see it (and the item's form); 404 for others
     component = client.get(f"/workguide/records/demo.employee/{run.record_pk}/", **HX)
-    assert component.status_code == 200
+    assert component.status_code == (200 if allowed else 404)
     assert ("About the hire" in component.content.decode()) == allowed
     # actions
     posts = [
@@ -83,3 +83,97 @@ def test_completed_items_stay_visible_read_only_to_their_assignee(client, users)
     client.force_login(users["alice"])
     html = client.get(f"/workguide/items/{item.pk}/").content.decode()
     assert "already completed by alice" in html and 'name="action"' not in html
+
+
+# ---------------------------------------------------------------------------
+# Run progress on a record: /workguide/records/<model>/<pk>/ and {% work_guide record %}
+# ---------------------------------------------------------------------------
+
+def _tag(user, record):
+    from django.contrib.auth.models import User
+    from django.template import Context, Template
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/demo/")
+    request.user = User.objects.get(pk=user.pk)  # fresh: no cached permissions
+    return Template("{% load workguide %}{% work_guide record %}").render(Context({"request": request,
+                                                                                  "record": record}))
+
+
+def _grant(user, codename):
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+def test_an_outsider_learns_nothing_about_a_records_runs_or_whether_it_exists(client, users):
+    """No item on the record, no view_runs: the same 404 for a record with runs, one without, one that
+    does not exist and a model that is not a record model; the tag renders nothing at all."""
+    busy = employee()
+    start(guide_orchestration(), record=busy)
+    idle = employee("Idle", "Person")
+    client.force_login(users["otto"])
+    answers = [client.get(url, **HX) for url in (
+        f"/workguide/records/demo.employee/{busy.pk}/", f"/workguide/records/demo.employee/{idle.pk}/",
+        "/workguide/records/demo.employee/987654/", "/workguide/records/auth.user/1/",
+        "/workguide/records/nonsense/1/",
+    )]
+    assert [a.status_code for a in answers] == [404] * 5
+    assert len({a.content for a in answers}) == 1
+    assert _tag(users["otto"], busy) == "" and _tag(users["otto"], idle) == ""
+
+
+def test_view_runs_sees_every_running_orchestration_on_a_record(client, users):
+    record = employee()
+    start(guide_orchestration(), record=record)
+    start(guide_orchestration(assignee={"group": "crew"}, api_name="other_hire"), record=record)
+    viewer = _grant(users["otto"], "view_runs")
+    client.force_login(viewer)
+    response = client.get(f"/workguide/records/demo.employee/{record.pk}/", **HX)
+    assert response.status_code == 200
+    assert response.content.decode().count('class="stage-path wg-path"') == 2
+    assert "About the hire" not in response.content.decode()  # seeing runs is not working their items
+    assert client.get("/workguide/records/demo.employee/987654/", **HX).status_code == 404
+    assert _tag(viewer, record).count('class="stage-path wg-path"') == 2
+
+
+def test_an_assignee_sees_only_the_runs_they_have_an_item_in(client, users):
+    record = employee()
+    start(guide_orchestration(), record=record)  # alice's
+    start(guide_orchestration(assignee={"group": "crew"}), record=record)  # gina's group: not alice's business
+    client.force_login(users["alice"])
+    response = client.get(f"/workguide/records/demo.employee/{record.pk}/", **HX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('class="stage-path wg-path"') == 1 and html.count("About the hire") == 1
+    assert _tag(users["alice"], record).count('class="stage-path wg-path"') == 1
+    # an item of another run on another record gives nothing here
+    assert client.get(f"/workguide/records/demo.employee/{employee('Else', 'Where').pk}/", **HX).status_code == 404
+
+
+def test_a_closed_item_still_shows_its_runs_path(client, users):
+    """'Has an item' means any item the user may see, open or closed: finishing one's step keeps the path."""
+    record = employee()
+    run = start(guide_orchestration(second_assignee={"group": "crew"}), record=record)
+    item = item_of(run)
+    item.complete(users["alice"], {**STEP_ONE, "monitors": 1, "needed_by": "2030-01-01"})
+    client.force_login(users["alice"])
+    response = client.get(f"/workguide/records/demo.employee/{record.pk}/", **HX)
+    html = response.content.decode()
+    assert response.status_code == 200 and 'class="current" aria-current="step"' in html and "Review" in html
+    assert "Nothing here is waiting for you." in html
+
+
+def test_an_item_given_to_someone_else_no_longer_shows_the_run(client, users):
+    from workguide import services
+
+    record = employee()
+    run = start(guide_orchestration(), record=record)
+    client.force_login(users["alice"])
+    url = f"/workguide/records/demo.employee/{record.pk}/"
+    assert client.get(url, **HX).status_code == 200
+    services.reassign(item_of(run), users["mona"], "user:quinn")
+    assert client.get(url, **HX).status_code == 404
+    client.force_login(users["quinn"])
+    assert client.get(url, **HX).status_code == 200

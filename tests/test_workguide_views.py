@@ -384,9 +384,12 @@ def test_work_guide_tag_shows_paths_and_the_callers_items(users, run, item):
     assert "Hire equipment" in html and 'class="stage-path wg-path"' in html
     assert "Enter the details" in html and 'name="ctx" value="component"' in html and "About the hire" in html
     outsider = _render("{% work_guide record %}", users["otto"], record=record)
-    assert "Hire equipment" in outsider and "About the hire" not in outsider
-    assert "Nothing here is waiting for you." in outsider
-    other = _render("{% work_guide record %}", users["alice"], record=employee("Nobody", "Here"))
+    assert outsider == ""  # neither an item here nor orchestration.view_runs: nothing about the runs
+    viewer = User.objects.create_user("vera")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_runs"))
+    seen = _render("{% work_guide record %}", User.objects.get(pk=viewer.pk), record=record)
+    assert "Hire equipment" in seen and "About the hire" not in seen and "Nothing here is waiting for you." in seen
+    other = _render("{% work_guide record %}", User.objects.get(pk=viewer.pk), record=employee("Nobody", "Here"))
     assert "No orchestration is running on this record." in other
 
 

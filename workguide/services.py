@@ -125,6 +125,36 @@ def visible_items(user):
     return WorkItem.objects.filter(assignee_q(user))
 
 
+def can_view_runs(user):
+    """Staff, superusers and holders of ``orchestration.view_runs`` / ``operate_runs`` see every run."""
+    from orchestration.api import can_view_runs as api_rule
+
+    return api_rule(user)
+
+
+def record_items(user, record_model, record_pk):
+    """The items ``user`` may see (open or closed) that concern a record: the item's own record or its run's."""
+    record_pk = str(record_pk)
+    return visible_items(user).filter(
+        Q(record_model=record_model, record_pk=record_pk)
+        | Q(run__record_model=record_model, run__record_pk=record_pk)
+    )
+
+
+def may_see_record_runs(user, record_model, record_pk):
+    """May ``user`` see the Work Guide of a record (its runs' stage paths)?
+
+    Those who may see runs, and those who have an item there: one they may
+    see now (assigned to them, their group or their queue, or any item for a
+    manager), open or already closed, so that finishing one's step does not
+    hide the path it just moved. Nobody else learns whether the record has
+    runs, or even exists.
+    """
+    if not user.is_authenticated:
+        return False
+    return can_view_runs(user) or record_items(user, record_model, record_pk).exists()
+
+
 def is_assignee(item, user):
     if not user.is_authenticated:
         return False

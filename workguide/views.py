@@ -416,17 +416,24 @@ def comment_item(request, pk):
 # ---------------------------------------------------------------------------
 
 def component_context(request, record_model, record_pk, notice=""):
-    """The running orchestrations on a record and the caller's open items for it."""
+    """The running orchestrations on a record and the caller's open items for it.
+
+    Who may see runs gets every running orchestration; anyone else only the
+    runs in which they have an item (``services.record_items``), and nothing
+    about the others. Callers check ``services.may_see_record_runs`` first.
+    """
     from orchestration.models import OrchestrationRun, RunStatus, StageRun
 
+    user = request.user
+    runs = OrchestrationRun.objects.filter(record_model=record_model, record_pk=str(record_pk), status=RunStatus.RUNNING)
+    if not services.can_view_runs(user):
+        runs = runs.filter(pk__in=services.record_items(user, record_model, record_pk).values("run_id"))
     runs = list(
-        OrchestrationRun.objects.filter(record_model=record_model, record_pk=str(record_pk), status=RunStatus.RUNNING)
-        .select_related("orchestration")
+        runs.select_related("orchestration")
         .prefetch_related(Prefetch("stage_runs", queryset=StageRun.objects.order_by("id")))
         .order_by("started_at", "id")
     )
     paths = [{"run": run, "path": services.stage_path(run, list(run.stage_runs.all()))} for run in runs]
-    user = request.user
     if services.can_manage(user):
         mine = WorkItem.objects.filter(status="open")
     else:
@@ -446,9 +453,17 @@ def component_context(request, record_model, record_pk, notice=""):
 @login_required
 @require_GET
 def component(request, model, pk):
-    """The Work Guide component of one record, alone (htmx refresh)."""
+    """The Work Guide component of one record, alone (htmx refresh).
+
+    404 for whoever may not see the record's runs (``services.may_see_record_runs``),
+    before anything else is looked at: such a caller gets the same answer
+    for a record with runs, one without, one that does not exist and a
+    model that is not a record model.
+    """
     from orchestration.records import RecordError, get_model
 
+    if not services.may_see_record_runs(request.user, model, pk):
+        raise Http404("no such record")
     try:
         get_model(model)
     except RecordError:

@@ -5,7 +5,10 @@
 ``{% work_guide record %}``
     The Work Guide component for a record page: the stage path of every
     running orchestration on ``record`` and the caller's open work items for
-    it, each with its screen flow completable in place (htmx).
+    it, each with its screen flow completable in place (htmx). Renders
+    nothing for a user who neither may see runs nor has an item on the
+    record; a user with items but without ``orchestration.view_runs`` sees
+    only the runs their items belong to.
 
 ``{% launch_button "api_name" record [label="..."] %}``
     A CSRF-protected POST form that starts the autolaunched orchestration
@@ -32,11 +35,16 @@ def work_guide(context, record):
 
     from ..views import component_context
 
+    from ..services import may_see_record_runs
+
     request = _request(context)
     if request is None or record is None or getattr(record, "pk", None) is None:
         return ""
+    label = model_label(record)
+    if not may_see_record_runs(request.user, label, record.pk):
+        return ""  # nothing, not even "no orchestration is running": that too would tell
     return render_to_string(
-        "workguide/component.html", component_context(request, model_label(record), record.pk), request=request
+        "workguide/component.html", component_context(request, label, record.pk), request=request
     )
 
 
