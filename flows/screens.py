@@ -93,6 +93,34 @@ class DisplayField(forms.Field):
         return self.widget.text
 
 
+class MultiChoiceField(forms.MultipleChoiceField):
+    """A multichoice: each option at most once, so never more values than there are options.
+
+    The count is checked before anything else, so a submission of thousands
+    of values is refused at once instead of each being looked up among the
+    choices. Both the pages and the API's completion validate through here.
+    """
+
+    def validate(self, value):
+        limit = len(self.choices)
+        if len(value) > limit:
+            raise ValidationError(
+                "Choose at most %(limit)d option(s); %(count)d were sent.",
+                code="too_many", params={"limit": limit, "count": len(value)},
+            )
+        seen, repeated = set(), []
+        for choice in value:
+            if choice in seen and choice not in repeated:
+                repeated.append(choice)
+            seen.add(choice)
+        if repeated:
+            raise ValidationError(
+                "Each option can be chosen once; chosen more than once: %(values)s.",
+                code="duplicate", params={"values": ", ".join(f"“{v}”" for v in repeated)},
+            )
+        super().validate(value)
+
+
 def _html_datetime(value):
     if isinstance(value, datetime.datetime):
         return timezone.localtime(value).strftime("%Y-%m-%dT%H:%M") if timezone.is_aware(value) else value.strftime(
@@ -156,9 +184,7 @@ def make_field(fspec, text=""):
             pairs = [("", "---------")] + pairs
         return forms.ChoiceField(choices=pairs, **common)
     if kind == "multichoice":
-        return forms.MultipleChoiceField(
-            choices=fspec.choice_pairs(), widget=forms.CheckboxSelectMultiple, **common
-        )
+        return MultiChoiceField(choices=fspec.choice_pairs(), widget=forms.CheckboxSelectMultiple, **common)
     if kind == "email":
         return forms.EmailField(**common)
     raise FlowError(f"field {fspec.name!r} has an unknown type {kind!r}")
@@ -535,5 +561,5 @@ class ScreenFlowState:
 
 __all__ = [
     "ScreenForm", "ScreenFlowState", "SubmitResult", "validate_all", "compute_outputs", "make_field",
-    "flow_scope", "DisplayField", "DisplayWidget",
+    "flow_scope", "DisplayField", "DisplayWidget", "MultiChoiceField",
 ]

@@ -206,6 +206,29 @@ def test_complete_refuses_shapes_no_page_can_send(review_item, users):
     assert review_item.status == "open"
 
 
+def test_complete_refuses_repeated_multichoice_values_and_changes_nothing(users):
+    flow = screen_flow("api_extras", fields=[
+        {"name": "extras", "type": "multichoice", "label": "Extras", "choices": ["mouse", "dock", "screen"]}])
+    from orchestration import engine
+
+    run = engine.start_run(orchestration([{"name": "s", "steps": [ui("pick", flow.api_name, {"user": "alice"})]}]))
+    item = WorkItem.objects.get(run=run)
+    client = token_client(users.alice)
+    for extras, message in [
+        (["mouse"] * 10_000, "Choose at most 3 option(s); 10000 were sent."),
+        (["mouse", "dock", "mouse"], "Each option can be chosen once; chosen more than once: “mouse”."),
+    ]:
+        response = client.post(url(item, "complete"), {"values": {"extras": extras}}, format="json")
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"] == {"extras": [message]}
+        item.refresh_from_db()
+        assert item.status == "open" and item.step_run.status == "in_progress" and item.step_run.outputs == {}
+    response = client.post(url(item, "complete"), {"values": {"extras": ["dock", "mouse"]}}, format="json")
+    assert response.status_code == 200, response.content
+    item.refresh_from_db()
+    assert item.step_run.outputs == {"extras": ["dock", "mouse"]}
+
+
 def test_complete_twice_is_a_409_naming_who(review_item, users):
     client = token_client(users.alice)
     assert client.post(url(review_item, "complete"), {"values": {"decision": "approve"}},

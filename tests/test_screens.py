@@ -7,7 +7,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import QueryDict
 
 from flows.runtime import FlowError
-from flows.screens import DisplayField, ScreenFlowState, ScreenForm, validate_all
+from flows.screens import DisplayField, MultiChoiceField, ScreenFlowState, ScreenForm, validate_all
 from tests.flow_builders import autolaunched, field, screen, screen_flow, var
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def test_every_field_type_builds_the_right_form_field():
     kinds = {name: type(f) for name, f in form.fields.items()}
     assert kinds == {
         "t": forms.CharField, "ta": forms.CharField, "n": forms.FloatField, "b": forms.BooleanField,
-        "d": forms.DateField, "dt": forms.DateTimeField, "c": forms.ChoiceField, "mc": forms.MultipleChoiceField,
+        "d": forms.DateField, "dt": forms.DateTimeField, "c": forms.ChoiceField, "mc": MultiChoiceField,
         "e": forms.EmailField, "hello": DisplayField,
     }
     assert isinstance(form.fields["ta"].widget, forms.Textarea)
@@ -265,3 +265,22 @@ def test_preview_recomputes_visibility_without_errors():
     preview = state.preview({"show": "on"})
     assert "x" in preview.fields and not preview.is_bound and preview.initial["show"] is True
     assert state.values == {} and state.index == 0
+
+
+@pytest.mark.parametrize("chosen,message", [
+    (["mouse"] * 10_000, "Choose at most 3 option(s); 10000 were sent."),
+    (["mouse", "dock", "screen", "mouse"], "Choose at most 3 option(s); 4 were sent."),
+    (["mouse", "dock", "mouse"], "Each option can be chosen once; chosen more than once: “mouse”."),
+    (["dock", "dock", "mouse", "mouse"], "Choose at most 3 option(s); 4 were sent."),
+    (["dock", "dock", "mouse"], "Each option can be chosen once; chosen more than once: “dock”."),
+])
+def test_multichoice_refuses_duplicates_and_more_values_than_options(chosen, message):
+    spec = screen_flow(screen("s", field("mc", "multichoice", choices=["mouse", "screen", "dock"])))
+    outputs, errors = validate_all(spec, {}, {"mc": chosen})
+    assert outputs is None and errors == {"mc": [message]}
+    data = QueryDict(mutable=True)
+    data.setlist("mc", chosen)
+    form = form_for(spec, data)
+    assert not form.is_valid() and form.errors == {"mc": [message]}
+    outputs, errors = validate_all(spec, {}, {"mc": ["dock", "mouse", "screen"]})
+    assert errors == {} and outputs["mc"] == ["dock", "mouse", "screen"]

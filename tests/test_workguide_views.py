@@ -250,6 +250,23 @@ def test_finish_completes_the_item_and_the_run_moves_on(alice, item, run):
     assert again.status_code == 200 and "already completed by alice" in again.content.decode()
 
 
+@pytest.mark.parametrize("extras,message", [
+    (["mouse"] * 900, "Choose at most 2 option(s); 900 were sent."),  # a form post carries at most 1,000 fields
+    (["mouse", "dock", "mouse"], "Choose at most 2 option(s); 3 were sent."),
+    (["mouse", "mouse"], "Each option can be chosen once; chosen more than once: “mouse”."),
+])
+def test_finish_refuses_repeated_multichoice_values_and_changes_nothing(alice, item, extras, message):
+    post(alice, item, "next", STEP_ONE)
+    before = item_of(item.run).progress
+    response = post(alice, item, "finish", {**STEP_TWO, "extras": extras})
+    html = response.content.decode()
+    assert response.status_code == 200 and "Screen 2 of 2" in html
+    assert response.context["panel"]["form"].errors == {"extras": [message]}
+    assert "Please correct the marked field." in html
+    after = item_of(item.run)
+    assert after.status == "open" and after.step_run.status == "in_progress" and after.progress == before
+
+
 def test_finish_revalidates_earlier_screens(alice, item):
     post(alice, item, "next", STEP_ONE)
     progress = dict(item_of(item.run).progress)
