@@ -153,9 +153,13 @@ def escalate_overdue(now=None):
 def _escalate(item_id, now):
     from orchestration.engine import StepFailure
 
-    from .services import parse_assignee
+    from .services import lock_run, parse_assignee
 
     with transaction.atomic():
+        run_id = WorkItem.objects.filter(pk=item_id).values_list("run_id", flat=True).first()
+        if run_id is None:
+            return False
+        lock_run(run_id)  # the run before the item and its event, as the engine does (see lock_run)
         item = (
             WorkItem.objects.select_for_update(of=("self",))
             .select_related("run", "step_run", "assignee_user", "assignee_group", "assignee_queue")

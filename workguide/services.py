@@ -177,8 +177,27 @@ def can_work(item, user):
 # Actions on an item
 # ---------------------------------------------------------------------------
 
-def _lock_item(item_id):
-    return WorkItem.objects.select_for_update().select_related("run").get(pk=item_id)
+def lock_run(run_id):
+    """Lock the run's row, as every engine transition does first (call inside a transaction).
+
+    Lock order: the run, then its work items. The engine locks the run and
+    then writes the run's items (``cancel_run`` cancels them, a completion
+    closes them); an action here that took the item first and the run
+    second would hold what a concurrent transition needs next while waiting
+    for what it holds, a deadlock PostgreSQL breaks by failing one side.
+    Writing a RunEvent counts as taking the run too: its foreign key check
+    takes a share lock on the run row, which the engine's lock excludes. So
+    every action that locks or writes an item and logs, takes the run first.
+    """
+    from orchestration.models import OrchestrationRun
+
+    list(OrchestrationRun.objects.select_for_update(of=("self",)).filter(pk=run_id).values_list("pk"))
+
+
+def _lock_item(item):
+    """``item`` afresh, locked after its run (``lock_run``); only the item's own row (``of``)."""
+    lock_run(item.run_id)
+    return WorkItem.objects.select_for_update(of=("self",)).get(pk=item.pk)
 
 
 def complete_work_item(item, user, values):
@@ -203,12 +222,12 @@ def complete_work_item(item, user, values):
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
-        fresh = _lock_item(item.pk)
+        fresh = _lock_item(item)
         if fresh.status != WorkItemStatus.OPEN:
             raise WorkItemClosed(_closed_message(fresh))
         if fresh.claimed_by_id and fresh.claimed_by_id != user.pk and not can_manage(user):
             raise ClaimedByOther(f"{fresh.label} is claimed by {fresh.claimed_by}")
-        done = engine.complete_step(fresh.step_run_id, outputs, actor=user, source="work_item")
+        done = engine.complete_step(fresh.step_run_id, outputs, actor=user, source="work_item", run_id=fresh.run_id)
         if not done:
             raise WorkItemClosed(_closed_message(fresh))
     item.refresh_from_db()
@@ -244,6 +263,7 @@ def claim(item, user):
     if not is_assignee(item, user):
         raise PermissionDenied("not your work item")
     with transaction.atomic():
+        lock_run(item.run_id)  # the event below takes the run: take it first (see lock_run)
         updated = WorkItem.objects.filter(pk=item.pk, status=WorkItemStatus.OPEN, claimed_by__isnull=True).update(
             claimed_by=user
         )
@@ -261,7 +281,7 @@ def claim(item, user):
 
 def unclaim(item, user):
     with transaction.atomic():
-        fresh = _lock_item(item.pk)
+        fresh = _lock_item(item)
         if fresh.claimed_by_id is None:
             return fresh
         if fresh.claimed_by_id != user.pk and not can_manage(user):
@@ -282,7 +302,7 @@ def reassign(item, user, assignee):
     except StepFailure as exc:
         raise ValidationError({"assignee": [str(exc)]})
     with transaction.atomic():
-        fresh = _lock_item(item.pk)
+        fresh = _lock_item(item)
         if fresh.status != WorkItemStatus.OPEN:
             raise WorkItemClosed(_closed_message(fresh))
         before = fresh.assignee_display

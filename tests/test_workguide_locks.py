@@ -1,0 +1,194 @@
+"""Work item actions and engine transitions on PostgreSQL: locks in one order, so no deadlock.
+
+Every engine transition (``cancel_run``, a step's completion, ...) locks the
+run's row first and then writes the run's work items. A work item action
+(complete, claim, unclaim, reassign) that locked the item first and the run
+second (or wrote a RunEvent, whose foreign key takes a share lock on the run
+row) could hold one lock each with a concurrent cancel: a deadlock, which
+PostgreSQL breaks by failing one of them. ``workguide.services`` locks the
+run first.
+
+Each thread below has its own database connection (Django's connections are
+per thread; ``postgres_db`` points them all at the test's database).
+"""
+import datetime
+import os
+import random
+import threading
+import time
+
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+from django.db import connection, connections
+from django.utils import timezone
+
+from orchestration import engine
+from orchestration.effects import DjangoEffects
+from orchestration.models import OrchestrationRun, StepRun
+from tests.engine_builders import orchestration, ui
+from tests.workguide_helpers import ok_flow
+from workguide import due, services
+from workguide.models import WorkItem
+
+ROUNDS = int(os.environ.get("BATON_LOCK_ROUNDS", "60"))
+
+
+@pytest.fixture
+def setting(postgres_db):
+    """alice (in group crew), mona (manager); an orchestration of two one-step stages, given to crew."""
+    assert connection.vendor == "postgresql"
+    alice = User.objects.create_user("alice")
+    crew = Group.objects.create(name="crew")
+    alice.groups.add(crew)
+    mona = User.objects.create_user("mona")
+    mona.user_permissions.add(Permission.objects.get(codename="manage_workitem"))
+    User.objects.create_user("quinn")
+    flow = ok_flow()
+    orch = orchestration([
+        {"name": "first", "steps": [ui("first", flow.api_name, {"group": "crew"})]},
+        {"name": "second", "steps": [ui("second", flow.api_name, {"group": "crew"})]},
+    ])
+    return {"alice": alice, "mona": User.objects.get(pk=mona.pk), "orch": orch}
+
+
+def in_thread(target, results, key, barrier=None):
+    """Run ``target`` on a thread of its own (its own connection); keep its result or exception."""
+    def body():
+        try:
+            if barrier is not None:
+                barrier.wait(10)
+            results[key] = target()
+        except BaseException as exc:  # noqa: BLE001 - the test inspects what each side got
+            results[key] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread
+
+
+class PausingEffects(DjangoEffects):
+    """Stops the transition where it holds the run's lock and is about to cancel the work items."""
+
+    def __init__(self):
+        self.paused = threading.Event()
+        self.go = threading.Event()
+
+    def close_work_items(self, ctx, step_runs, status):
+        self.paused.set()
+        assert self.go.wait(20), "never released"
+        super().close_work_items(ctx, step_runs, status)
+
+
+def waiting_on_a_lock(database):
+    with database.connect(autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()[0]
+
+
+def _wait_until(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+ACTIONS = {
+    "complete": lambda item, s: services.complete_work_item(item, s["alice"], {"ok": True}),
+    "claim": lambda item, s: services.claim(item, s["alice"]),
+    "unclaim": lambda item, s: services.unclaim(item, s["alice"]),
+    "reassign": lambda item, s: services.reassign(item, s["mona"], "user:quinn"),
+    "escalate": lambda item, s: due._escalate(item.pk, timezone.now()),  # the beat task's overdue escalation
+}
+
+
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_an_action_arriving_while_a_cancel_holds_the_run_waits_for_it_instead_of_deadlocking(
+        setting, postgres_db, action):
+    """Deterministic: the cancel holds the run's lock and is about to cancel the item when the action
+    (or the beat task's escalation of an overdue item) starts. The action must wait for the run (taking nothing the cancel needs), then find the item
+    canceled. Locking the item first, it would hold what the cancel needs next: a deadlock."""
+    run = engine.start_run(setting["orch"])
+    item = WorkItem.objects.get(run=run)
+    WorkItem.objects.filter(pk=item.pk).update(due_at=timezone.now() - datetime.timedelta(days=1))
+    if action == "unclaim":
+        services.claim(item, setting["alice"])
+    item = WorkItem.objects.select_related("claimed_by", "assignee_queue").get(pk=item.pk)
+    effects = PausingEffects()
+    results = {}
+    canceler = in_thread(lambda: engine.cancel_run(run.pk, effects=effects), results, "cancel")
+    assert effects.paused.wait(10), results
+    worker = in_thread(lambda: ACTIONS[action](item, setting), results, "action")
+    assert _wait_until(lambda: waiting_on_a_lock(postgres_db) >= 1), "the action did not wait on a lock"
+    effects.go.set()
+    canceler.join(20)
+    worker.join(20)
+    assert not canceler.is_alive() and not worker.is_alive()
+    assert results["cancel"] is None, f"cancel_run failed: {results['cancel']!r}"
+    if action == "unclaim":  # unclaiming needs no open item: it simply happens after the cancel
+        assert isinstance(results["action"], WorkItem), repr(results["action"])
+    elif action == "escalate":  # no longer open: nothing to escalate
+        assert results["action"] is False, repr(results["action"])
+    else:
+        assert isinstance(results["action"], services.WorkItemClosed), repr(results["action"])
+    run.refresh_from_db()
+    item.refresh_from_db()
+    assert run.status == "canceled" and item.status == "canceled"
+    assert item.assignee_group.name == "crew" and item.escalated_at is None  # refused actions changed nothing
+    assert StepRun.objects.get(pk=item.step_run_id).status == "discontinued"
+
+
+def test_completing_items_while_their_runs_are_canceled_never_deadlocks(setting):
+    """ROUNDS runs (BATON_LOCK_ROUNDS, default 60): on each, one thread completes the first item while
+    another cancels the run, released together (each after a small random delay, so either may go
+    first). Every round must end one of the two consistent ways; any other ending is collected and
+    reported with the count of rounds it happened in."""
+    runs = [engine.start_run(setting["orch"]) for _ in range(ROUNDS)]
+    outcomes = {"completed then canceled": 0, "canceled first": 0}
+    problems = []
+    rng = random.Random(12)
+    for run in runs:
+        item = WorkItem.objects.select_related("claimed_by").get(run=run)
+        results = {}
+        barrier = threading.Barrier(2)
+        delays = (rng.random() * 0.004, rng.random() * 0.004)
+
+        def complete(item=item, delay=delays[0]):
+            time.sleep(delay)
+            return services.complete_work_item(item, setting["alice"], {"ok": True})
+
+        def cancel(run_id=run.pk, delay=delays[1]):
+            time.sleep(delay)
+            return engine.cancel_run(run_id)
+
+        threads = [in_thread(complete, results, "complete", barrier), in_thread(cancel, results, "cancel", barrier)]
+        for thread in threads:
+            thread.join(30)
+        assert not any(t.is_alive() for t in threads), f"run {run.pk}: a thread hangs"
+        if results["cancel"] is not None:
+            problems.append(f"run {run.pk}: cancel_run failed: {results['cancel']!r}")
+            continue
+        run.refresh_from_db()
+        items = {i.step_run.step_name: i for i in WorkItem.objects.filter(run=run).select_related("step_run")}
+        first = items["first"]
+        if isinstance(results["complete"], WorkItem):
+            # the completion went first: the step completed, the run moved on, the cancel closed stage two
+            assert first.status == "completed" and first.completed_by_id == setting["alice"].pk
+            assert first.step_run.status == "completed" and first.step_run.outputs == {"ok": True}
+            assert items["second"].status == "canceled" and items["second"].step_run.status == "discontinued"
+            outcomes["completed then canceled"] += 1
+        elif isinstance(results["complete"], services.WorkItemClosed):
+            assert first.status == "canceled" and first.step_run.status == "discontinued"
+            assert set(items) == {"first"}
+            outcomes["canceled first"] += 1
+        else:
+            problems.append(f"run {run.pk}: the completion failed: {results['complete']!r}")
+            continue
+        assert run.status == "canceled"
+    print(f"lock order rounds: {outcomes}, problems: {len(problems)}")
+    assert not problems, f"{len(problems)} of {ROUNDS} rounds failed; the first: {problems[0]}"
+    assert sum(outcomes.values()) == ROUNDS
