@@ -258,6 +258,9 @@ BATON_FLOW_MODELS = env.list(
 # Hosts that http_request elements may call.
 BATON_HTTP_ALLOWED_HOSTS = env.list("BATON_HTTP_ALLOWED_HOSTS", default=[])
 BATON_HTTP_TIMEOUT = env.float("BATON_HTTP_TIMEOUT", default=10.0)
+# Hosts from BATON_HTTP_ALLOWED_HOSTS that may resolve to a loopback, private or
+# link-local address (an intranet service); all others must resolve to public ones.
+BATON_HTTP_ALLOW_PRIVATE_HOSTS = env.list("BATON_HTTP_ALLOW_PRIVATE_HOSTS", default=[])
 # A step left queued or running past its lease is re-sent by the sweeper.
 # A step whose message could not be published is re-sent at the next sweep;
 # one whose message is in the broker is re-sent only after this lease (a
