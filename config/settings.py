@@ -21,7 +21,23 @@ env = environ.Env(
 )
 
 DEBUG = env("DEBUG")
-SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
+# The built-in key is public (it is in this file): it signs sessions, password
+# reset links and CSRF tokens only while DEBUG is on. With DEBUG off Baton
+# refuses to start without SECRET_KEY rather than run on it. `make` targets
+# and the test suite set a development key of their own.
+SECRET_KEY = env("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off Baton will not run on the built-in development key: set "
+            "SECRET_KEY in the environment to a long random value, e.g. the output of "
+            "python -c 'from django.core.management.utils import get_random_secret_key as k; print(k())' "
+            "(keep it secret and the same on every web and worker process), or set DEBUG=true on a development "
+            "machine."
+        )
+    SECRET_KEY = "dev-only-insecure-key-change-me-in-production-0123456789"
 ALLOWED_HOSTS = env("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -152,7 +168,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 # javascript: URL or an injected <script> does not run. Inline styles stay
 # allowed: the admin, django-nested-admin, htmx's indicator style and Swagger
 # UI set them. A site that serves assets from elsewhere adds the origin here.
-CSP_REPORT_URI = env("CSP_REPORT_URI", default="")
+BATON_CSP_REPORT_URI = env("BATON_CSP_REPORT_URI", default="")
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -165,7 +181,7 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": [SELF],
         "form-action": [SELF],
         "frame-ancestors": [NONE],
-        **({"report-uri": [CSP_REPORT_URI]} if CSP_REPORT_URI else {}),
+        **({"report-uri": [BATON_CSP_REPORT_URI]} if BATON_CSP_REPORT_URI else {}),
     },
 }
 
