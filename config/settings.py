@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "csp",
+    "axes",
     "flows",
     "orchestration",
     "workguide",
@@ -74,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes asks: it answers a locked-out sign-in with its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -136,6 +139,28 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "login"
+
+# --- Sign-in throttling (django-axes) --------------------------------------
+# After BATON_LOGIN_FAILURE_LIMIT failed sign-ins for one username, or from one
+# address, within BATON_LOGIN_COOLOFF_MINUTES, further attempts for it are
+# refused (the right password too) with the page registration/locked_out.html
+# (HTTP 429) until the cool-off ends or an administrator runs
+# `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS` / `axes_reset`.
+# Both the site's sign-in page and the admin's go through it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("BATON_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("BATON_LOGIN_COOLOFF_MINUTES", default=15))
+# Each entry is counted on its own: by username, and by address.
+AXES_LOCKOUT_PARAMETERS = env.list("BATON_LOGIN_LOCKOUT_BY", default=["username", "ip_address"])
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = False  # a success from one account must not clear the count against another
+AXES_VERBOSE = False
+# Behind a TLS proxy every request comes from the proxy: take the client's
+# address from the X-Forwarded-For entry that proxy added.
+AXES_CLIENT_IP_CALLABLE = "config.middleware.client_ip_address"
 LOGIN_REDIRECT_URL = "workguide:my_work"
 LOGOUT_REDIRECT_URL = "login"
 

@@ -83,3 +83,100 @@ def test_the_monitor_pauses_polling_without_an_eval_filter(client, operator, fai
         page = client.get(url).content.decode()
         assert "data-poll-pause-while=" in page and "monitor/poll.js" in page
         assert "[!document" not in page  # an htmx filter: run through Function(), refused by the policy
+
+
+# ------------------------------------------------------------------ sign-in throttling
+
+LOGIN = "/accounts/login/"
+
+
+@pytest.fixture
+def people(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return {name: User.objects.create_user(name, password=f"{name}-right") for name in ("ann", "bob", "cid")}
+
+
+def sign_in(client, username, password, address="10.0.0.1", path=LOGIN):
+    return client.post(path, {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def signed_in_as(client):
+    from django.contrib.auth import get_user
+
+    return get_user(client).get_username() or None
+
+
+def test_thirty_wrong_passwords_then_the_right_one_is_refused(client, people):
+    from axes.models import AccessAttempt
+
+    for attempt in range(30):
+        response = sign_in(client, "ann", f"guess-{attempt}")
+        assert response.status_code in (200, 429)
+    response = sign_in(client, "ann", "ann-right")
+    assert response.status_code == 429
+    page = response.content.decode()
+    assert "Sign-in paused" in page and "Too many failed sign-ins for <strong>ann</strong>" in page
+    assert "0:15:00" in page  # the cool-off, from BATON_LOGIN_COOLOFF_MINUTES
+    assert signed_in_as(client) is None
+    assert AccessAttempt.objects.filter(username="ann").exists()
+
+
+def test_the_lockout_starts_at_the_limit(client, people, settings):
+    for attempt in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert sign_in(client, "ann", "wrong").status_code == 200  # the form again, with its error
+    assert sign_in(client, "ann", "wrong").status_code == 429
+    assert sign_in(client, "ann", "ann-right").status_code == 429
+
+
+def test_a_locked_user_stays_locked_from_another_address_and_others_are_unaffected(client, people):
+    for _ in range(5):
+        sign_in(client, "ann", "wrong", address="10.0.0.1")
+    assert sign_in(client, "ann", "ann-right", address="10.9.9.9").status_code == 429
+    response = sign_in(client, "bob", "bob-right", address="10.9.9.9")
+    assert response.status_code == 302 and signed_in_as(client) == "bob"
+
+
+def test_one_address_trying_many_users_is_locked(client, people):
+    for name in ("ann", "bob", "cid", "dan", "eve"):
+        sign_in(client, name, "Summer2026!", address="10.0.0.66")  # password spraying
+    assert sign_in(client, "cid", "cid-right", address="10.0.0.66").status_code == 429
+    assert sign_in(client, "cid", "cid-right", address="10.0.0.7").status_code == 302  # cid was tried only once
+
+
+def test_the_admin_sign_in_is_throttled_too(client, people):
+    people["ann"].is_staff = True
+    people["ann"].save()
+    for _ in range(5):
+        sign_in(client, "ann", "wrong", path="/admin/login/")
+    assert sign_in(client, "ann", "ann-right", path="/admin/login/").status_code == 429
+    assert signed_in_as(client) is None
+
+
+def test_an_administrator_unlocks_and_the_cool_off_ends(client, people):
+    from datetime import timedelta
+
+    from axes.models import AccessAttempt
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    for _ in range(5):
+        sign_in(client, "ann", "wrong", address="10.0.0.1")
+    call_command("axes_reset_username", "ann", stdout=__import__("io").StringIO())
+    call_command("axes_reset_ip", "10.0.0.1", stdout=__import__("io").StringIO())
+    assert sign_in(client, "ann", "ann-right").status_code == 302
+    client.logout()
+    for _ in range(5):
+        sign_in(client, "bob", "wrong", address="10.0.0.2")
+    assert sign_in(client, "bob", "bob-right", address="10.0.0.2").status_code == 429
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=16))
+    assert sign_in(client, "bob", "bob-right", address="10.0.0.2").status_code == 302
+
+
+def test_behind_a_proxy_the_address_is_the_one_the_proxy_added(rf, settings):
+    from config.middleware import client_ip_address
+
+    request = rf.get("/", REMOTE_ADDR="10.0.0.254", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.9")
+    settings.SECURE_PROXY_SSL_HEADER = None
+    assert client_ip_address(request) == "10.0.0.254"  # not behind a proxy: the header is anyone's
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert client_ip_address(request) == "203.0.113.9"
