@@ -180,3 +180,31 @@ def test_behind_a_proxy_the_address_is_the_one_the_proxy_added(rf, settings):
     assert client_ip_address(request) == "10.0.0.254"  # not behind a proxy: the header is anyone's
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     assert client_ip_address(request) == "203.0.113.9"
+
+
+# ------------------------------------------------------------------ oversized API bodies
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize("auth", ["token", "session"])
+def test_an_oversized_api_body_gets_the_json_error(client, settings, content_type, auth):
+    import json
+
+    from rest_framework.authtoken.models import Token
+
+    from orchestration.models import OrchestrationRun
+
+    user = User.objects.create_superuser("api-root", password="pw")
+    noop_flow("sec_big")
+    orchestration([{"name": "one", "steps": [bg("s", "sec_big")]}], api_name="sec_big_launch")
+    headers = {}
+    if auth == "token":
+        headers["HTTP_AUTHORIZATION"] = f"Token {Token.objects.create(user=user).key}"
+    else:
+        client.force_login(user)
+    body = json.dumps({"inputs": {"note": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)}})
+    response = client.post("/api/orchestrations/sec_big_launch/launch/", body, content_type=content_type, **headers)
+    assert response.status_code == 413 and response["Content-Type"] == "application/json"  # before: HTML 400
+    assert response.json() == {
+        "detail": "The request body is larger than 2,621,440 bytes, the most the API accepts.",
+        "code": "request_too_large", "errors": {}}
+    assert OrchestrationRun.objects.count() == 0
