@@ -55,7 +55,7 @@ def loopback_server():
     clear_cache()
 
 
-def calling(url_expression_input=True):
+def calling():
     """A flow that GETs the URL given as its input ``url``."""
     return autolaunched({"type": "http_request", "url": "{!url}", "into": "r", "timeout": 5},
                         {"type": "assign", "set": {"status": "r.status"}},
