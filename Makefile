@@ -6,6 +6,12 @@ PORT   ?= 8000
 STAMP  := $(VENV)/.installed
 # Links in mails and printed URLs follow the port unless BATON_BASE_URL is set.
 export BATON_BASE_URL ?= http://127.0.0.1:$(PORT)
+# Settings refuse DEBUG off without SECRET_KEY. The make targets (a laptop
+# demo, the tests, the benchmark) use a random key made once per checkout in
+# var/dev-secret-key unless SECRET_KEY is set; production sets its own.
+ifndef SECRET_KEY
+export SECRET_KEY := $(shell test -s var/dev-secret-key || { mkdir -p var && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > var/dev-secret-key; }; cat var/dev-secret-key)
+endif
 
 .PHONY: run test test-faults test-pg bench bench-quick venv migrate demo clean
 

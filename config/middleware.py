@@ -20,3 +20,20 @@ class DatabaseUnavailableMiddleware:
             response["Retry-After"] = "5"
             return response
         return None
+
+
+def client_ip_address(request):
+    """The client's address for sign-in throttling (django-axes).
+
+    Behind a TLS proxy (``BEHIND_TLS_PROXY=true``) REMOTE_ADDR is the proxy's
+    own address, the same for everyone; the last X-Forwarded-For entry is the
+    one the proxy added, so a client cannot choose it. Elsewhere the header is
+    ignored: anyone may send it.
+    """
+    from django.conf import settings
+
+    if settings.SECURE_PROXY_SSL_HEADER:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if forwarded:
+            return forwarded[-1]
+    return request.META.get("REMOTE_ADDR")

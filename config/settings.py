@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("BATON_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -20,7 +21,23 @@ env = environ.Env(
 )
 
 DEBUG = env("DEBUG")
-SECRET_KEY = env("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
+# The built-in key is public (it is in this file): it signs sessions, password
+# reset links and CSRF tokens only while DEBUG is on. With DEBUG off Baton
+# refuses to start without SECRET_KEY rather than run on it. `make` targets
+# and the test suite set a development key of their own.
+SECRET_KEY = env("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off Baton will not run on the built-in development key: set "
+            "SECRET_KEY in the environment to a long random value, e.g. the output of "
+            "python -c 'from django.core.management.utils import get_random_secret_key as k; print(k())' "
+            "(keep it secret and the same on every web and worker process), or set DEBUG=true on a development "
+            "machine."
+        )
+    SECRET_KEY = "dev-only-insecure-key-change-me-in-production-0123456789"
 ALLOWED_HOSTS = env("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -38,6 +55,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "csp",
+    "axes",
     "flows",
     "orchestration",
     "workguide",
@@ -46,6 +65,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -55,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes asks: it answers a locked-out sign-in with its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -117,6 +139,28 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "login"
+
+# --- Sign-in throttling (django-axes) --------------------------------------
+# After BATON_LOGIN_FAILURE_LIMIT failed sign-ins for one username, or from one
+# address, within BATON_LOGIN_COOLOFF_MINUTES, further attempts for it are
+# refused (the right password too) with the page registration/locked_out.html
+# (HTTP 429) until the cool-off ends or an administrator runs
+# `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS` / `axes_reset`.
+# Both the site's sign-in page and the admin's go through it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("BATON_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("BATON_LOGIN_COOLOFF_MINUTES", default=15))
+# Each entry is counted on its own: by username, and by address.
+AXES_LOCKOUT_PARAMETERS = env.list("BATON_LOGIN_LOCKOUT_BY", default=["username", "ip_address"])
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = False  # a success from one account must not clear the count against another
+AXES_VERBOSE = False
+# Behind a TLS proxy every request comes from the proxy: take the client's
+# address from the X-Forwarded-For entry that proxy added.
+AXES_CLIENT_IP_CALLABLE = "config.middleware.client_ip_address"
 LOGIN_REDIRECT_URL = "workguide:my_work"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -142,6 +186,29 @@ if BATON_HTTPS and not DEBUG:
     SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# --- Content-Security-Policy (django-csp) on every response ----------------
+# Scripts only from this site's static files: no inline script, no eval (the
+# monitor's polling pause is static/monitor/poll.js, not an htmx filter), so a
+# javascript: URL or an injected <script> does not run. Inline styles stay
+# allowed: the admin, django-nested-admin, htmx's indicator style and Swagger
+# UI set them. A site that serves assets from elsewhere adds the origin here.
+BATON_CSP_REPORT_URI = env("BATON_CSP_REPORT_URI", default="")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        **({"report-uri": [BATON_CSP_REPORT_URI]} if BATON_CSP_REPORT_URI else {}),
+    },
+}
 
 # --- Email ----------------------------------------------------------------
 _email = env.email_url("EMAIL_URL", default="consolemail://")
@@ -258,6 +325,9 @@ BATON_FLOW_MODELS = env.list(
 # Hosts that http_request elements may call.
 BATON_HTTP_ALLOWED_HOSTS = env.list("BATON_HTTP_ALLOWED_HOSTS", default=[])
 BATON_HTTP_TIMEOUT = env.float("BATON_HTTP_TIMEOUT", default=10.0)
+# Hosts from BATON_HTTP_ALLOWED_HOSTS that may resolve to a loopback, private or
+# link-local address (an intranet service); all others must resolve to public ones.
+BATON_HTTP_ALLOW_PRIVATE_HOSTS = env.list("BATON_HTTP_ALLOW_PRIVATE_HOSTS", default=[])
 # A step left queued or running past its lease is re-sent by the sweeper.
 # A step whose message could not be published is re-sent at the next sweep;
 # one whose message is in the broker is re-sent only after this lease (a

@@ -67,7 +67,6 @@ import decimal
 import json
 import math
 import re
-import urllib.parse
 
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ValidationError
@@ -81,6 +80,7 @@ from orchestration.records import RecordError, get_model, record_map, record_ref
 
 from .actions import UnknownAction, get_action, resolve_implementation
 from .compiled import FlowSpec, VariableSpec, thaw
+from .http import HostPolicy, RefusedURL, check_url, open_session
 from .durations import parse_duration
 from .expressions import ExpressionError, evaluate, evaluate_condition, render_merge, to_cel, to_json
 
@@ -588,17 +588,11 @@ class _Run:
         if method not in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}:
             self.fail(f"method {method!r} is not allowed")
         url = self.merge(self.cfg("url", required=True), "url").strip()
-        parsed = urllib.parse.urlsplit(url)
-        host = (parsed.hostname or "").lower()
-        if parsed.scheme not in {"http", "https"} or not host:
-            self.fail(f"refused {url!r}: only http and https URLs with a host may be called")
-        allowed = {h.strip().lower() for h in getattr(settings, "BATON_HTTP_ALLOWED_HOSTS", []) if h.strip()}
-        netloc = parsed.netloc.rpartition("@")[2].lower()
-        if host not in allowed and netloc not in allowed:
-            self.fail(
-                f"refused {url!r}: host {host!r} is not in BATON_HTTP_ALLOWED_HOSTS "
-                f"({', '.join(sorted(allowed)) or 'empty'})"
-            )
+        policy = HostPolicy.from_settings()
+        try:
+            check_url(url, policy)
+        except RefusedURL as exc:
+            self.fail(str(exc))
         default_timeout = float(getattr(settings, "BATON_HTTP_TIMEOUT", 10.0))
         timeout = self.cfg("timeout", default_timeout)
         if isinstance(timeout, str):
@@ -619,7 +613,7 @@ class _Run:
             else:
                 kwargs["json"] = to_json(body)
         try:
-            with requests.request(
+            with open_session(policy) as session, session.request(
                 method, url, headers=headers, timeout=float(timeout), allow_redirects=False, stream=True, **kwargs
             ) as response:
                 content = b""
@@ -632,6 +626,8 @@ class _Run:
                 content_type = response.headers.get("Content-Type", "")
         except FlowError:
             raise
+        except RefusedURL as exc:
+            self.fail(str(exc), cause=exc)
         except requests.Timeout as exc:
             self.fail(f"{method} {url} timed out after {timeout} s", cause=exc)
         except requests.RequestException as exc:

@@ -6,14 +6,15 @@ fine). Each problem names its place, e.g.
 The orchestration validator (``orchestration.validation``) reuses
 ``Problem`` and ``check_expression``.
 """
+import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.utils.module_loading import import_string
 
 from .expressions import ExpressionError, compile_expression, merge_fields
+from .http import HostPolicy, RefusedURL, check_url
 from .models import ELEMENT_TYPES, FIELD_TYPES, VARIABLE_TYPES, FlowType, FlowVariable
 
 SEP = " › "
@@ -268,10 +269,7 @@ def _check_element(problems, flow, index, element, labels):
         if needs("url"):
             url = config["url"]
             check_expression(problems, f"{eplace}.url", url, merge=True)
-            host = urlsplit(str(url).split("{!", 1)[0]).hostname if isinstance(url, str) else None
-            allowed = set(getattr(settings, "BATON_HTTP_ALLOWED_HOSTS", []))
-            if host and "{!" not in str(url).split("//", 1)[-1].split("/", 1)[0] and host not in allowed:
-                problems.append(Problem(f"{eplace}.url", f"host {host!r} is not allowed (setting BATON_HTTP_ALLOWED_HOSTS)"))
+            _check_fixed_url(problems, f"{eplace}.url", url)
         for key, value in (config.get("headers") or {}).items():
             check_expression(problems, f"{eplace}.headers.{key}", value, merge=True)
         if config.get("body"):
@@ -283,6 +281,24 @@ def _check_element(problems, flow, index, element, labels):
             if config["action"] not in registered_actions():
                 problems.append(Problem(f"{eplace}.action", f"no flow action named {config['action']!r} is registered"))
         _check_map_of_expressions(problems, f"{eplace}.inputs", config.get("inputs"))
+
+
+def _check_fixed_url(problems, place, url):
+    """Check the part of an http_request URL written in the definition with the
+    rules used at run time. A host made by a merge field is checked when the
+    element runs."""
+    if not isinstance(url, str):
+        return
+    fixed = url.split("{!", 1)[0]
+    if "{!" in url and not re.search(r"//[^/?#]*[/?#]", fixed):
+        return
+    try:
+        check_url(fixed, HostPolicy.from_settings())
+    except RefusedURL as exc:
+        if exc.host_not_allowed:
+            problems.append(Problem(place, f"host {exc.host_not_allowed!r} is not allowed (setting BATON_HTTP_ALLOWED_HOSTS)"))
+        else:
+            problems.append(Problem(place, str(exc)))
 
 
 def _check_elements(problems, flow):

@@ -19,6 +19,7 @@ import json
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
 from django.http import Http404, JsonResponse
@@ -84,8 +85,25 @@ def django_errors(exc):
     return {api_settings.NON_FIELD_ERRORS_KEY: [str(m) for m in exc.messages]}
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "request_too_large"
+
+
+def _size_limit_error(exc):
+    """Django's refusal of an oversized body (raised while DRF reads it) as an
+    API error; left alone, it becomes Django's HTML 400 page."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return RequestTooLarge(f"The request body is larger than {limit:,} bytes, the most the API accepts.")
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return exceptions.ParseError(f"The request has too many form fields or files: {exc}")
+    return exc
+
+
 def api_exception_handler(exc, context):
     """DRF's handler, with Django's ValidationError as a 400 and one body shape for every error."""
+    exc = _size_limit_error(exc)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(django_errors(exc))
     elif isinstance(exc, RecursionError):  # a value nested so deep that checking it runs out of stack

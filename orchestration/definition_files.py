@@ -13,6 +13,7 @@ version of each api_name, else its latest), so that importing an export
 gives the same definitions back.
 """
 import re
+import reprlib
 from dataclasses import dataclass, field
 
 import jsonschema
@@ -55,16 +56,82 @@ class LineList(list):
     item_lines = None
 
 
+# A few hundred bytes of anchors and aliases can stand for billions of nodes
+# (a "billion laughs"); nesting a few thousand levels deep overflows Python's
+# stack. What aliases may repeat, and how deep a document may nest, is capped.
+MAX_ALIAS_NODES = 10_000  # nodes repeated by aliases, over the whole document
+MAX_ALIAS_CHARACTERS = 1_000_000  # text repeated by aliases, over the whole document
+MAX_NESTING = 64  # mappings and lists inside each other
+
+
+class DocumentRefused(yaml.MarkedYAMLError):
+    """Valid YAML this loader will not expand (too many aliases, too deep)."""
+
+
 class LineLoader(yaml.SafeLoader):
     """A safe loader that records lines, reports duplicate keys, and reads YAML 1.2 booleans.
 
     ``yes``/``no``/``on``/``off`` stay text (an outcome may be named ``yes``),
-    and dates stay text (variables store them as ISO text anyway).
+    and dates stay text (variables store them as ISO text anyway). Aliases and
+    nesting are limited (``MAX_ALIAS_NODES``, ``MAX_ALIAS_CHARACTERS``,
+    ``MAX_NESTING``) while the document is composed, before anything is built.
     """
 
     def __init__(self, stream):
         super().__init__(stream)
         self.duplicate_keys = []
+        self.depth = 0
+        self.open_anchors = set()  # anchors of nodes still being composed
+        self.alias_nodes = 0
+        self.alias_characters = 0
+        self.node_sizes = {}  # id(node) -> (nodes, characters) it stands for
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._count_alias(event)
+            return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise DocumentRefused(problem=f"nested more than {MAX_NESTING} levels deep", problem_mark=event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self.open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+            self.open_anchors.discard(anchor)
+
+    def _count_alias(self, event):
+        if event.anchor in self.open_anchors:
+            raise DocumentRefused(problem=f"alias *{event.anchor} refers to a node that contains it",
+                                  problem_mark=event.start_mark)
+        node = self.anchors.get(event.anchor)
+        if node is None:
+            return  # the composer reports the undefined alias
+        nodes, characters = self._size(node)
+        self.alias_nodes += nodes
+        self.alias_characters += characters
+        if self.alias_nodes > MAX_ALIAS_NODES or self.alias_characters > MAX_ALIAS_CHARACTERS:
+            raise DocumentRefused(
+                problem=f"aliases repeat more than {MAX_ALIAS_NODES:,} nodes or {MAX_ALIAS_CHARACTERS:,} characters "
+                        f"(alias *{event.anchor} here)",
+                problem_mark=event.start_mark,
+            )
+
+    def _size(self, node):
+        known = self.node_sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.ScalarNode):
+            size = (1, len(node.value))
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+            sizes = [self._size(child) for child in children]
+            size = (1 + sum(n for n, _ in sizes), sum(c for _, c in sizes))
+        self.node_sizes[id(node)] = size
+        return size
 
 
 _BOOL, _TIMESTAMP = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp"
@@ -87,7 +154,7 @@ def _construct_map(loader, node):
             line = key_node.start_mark.line + 1
             if key in data.key_lines:
                 loader.duplicate_keys.append(Problem(
-                    f"line {line}", f"key {key!r} appears twice in one mapping (first on line {data.key_lines[key]})"
+                    f"line {line}", f"key {_short(key)} appears twice in one mapping (first on line {data.key_lines[key]})"
                 ))
             else:
                 data.key_lines[key] = line
@@ -118,6 +185,8 @@ def load_yaml(text):
         what = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         message = f"not valid YAML: {context + ', ' if context else ''}{what}"
+        if isinstance(exc, DocumentRefused):
+            message = f"refused: {what}"
         return None, [Problem(where, message)]
     finally:
         loader.dispose()
@@ -310,13 +379,27 @@ def _json_type(value):
     return type(value).__name__
 
 
+# Problems quote the value they are about, shortened: a value may be large
+# (a long text, or a list made of aliases), and the message is printed whole.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 5, 5, 80, 80
+
+
+def _short(value):
+    return _SHORT.repr(value)
+
+
+def _short_text(text, limit=300):
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
+
+
 def _describe(error):
     """``(extra path, message)`` for a jsonschema error, in plain words."""
     validator, instance, schema = error.validator, error.instance, error.schema
     if validator == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         extras = [k for k in instance if k not in schema.get("properties", {})]
-        return [([key], f"unknown key {key!r} (allowed: {', '.join(allowed)})") for key in extras]
+        return [([key], f"unknown key {_short(key)} (allowed: {', '.join(allowed)})") for key in extras]
     if validator == "required":
         missing = [k for k in error.validator_value if k not in instance]
         return [([], f"missing required key {k!r}") for k in missing]
@@ -326,23 +409,23 @@ def _describe(error):
         names = {"string": "text", "object": "a mapping", "array": "a list", "integer": "a whole number",
                  "number": "a number", "boolean": "true or false"}
         wanted = " or ".join(names.get(w, w) for w in wanted.split(" or "))
-        return [([], f"expected {wanted}, got {_json_type(instance)} {instance!r}")]
+        return [([], f"expected {wanted}, got {_json_type(instance)} {_short(instance)}")]
     if validator == "enum":
-        return [([], f"{instance!r} is not one of: {', '.join(map(str, error.validator_value))}")]
+        return [([], f"{_short(instance)} is not one of: {', '.join(map(str, error.validator_value))}")]
     if validator == "const":
-        return [([], f"expected {error.validator_value!r}, got {instance!r}")]
+        return [([], f"expected {error.validator_value!r}, got {_short(instance)}")]
     if validator == "oneOf":
         keys = [k for sub in error.validator_value for k in sub.get("required", [])]
         return [([], f"give exactly one of: {', '.join(keys)}")]
     if validator == "pattern":
-        return [([], f"{instance!r} does not match the expected form ({error.validator_value})")]
+        return [([], f"{_short(instance)} does not match the expected form ({error.validator_value})")]
     if validator in ("minItems", "minLength", "minProperties"):
         return [([], "must not be empty")]
     if validator == "maxProperties":
         return [([], f"give only one of: {', '.join(schema.get('properties', {}))}")]
     if validator == "dependentSchemas":
         return [([], "inputs go with evaluation_flow")]
-    return [([], error.message)]
+    return [([], _short_text(error.message))]
 
 
 def check_shape(data):

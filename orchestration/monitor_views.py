@@ -84,11 +84,17 @@ def operator_required(view):
     return wrapped
 
 
-def _back(request, default):
+def _next_url(request, default):
+    """The ``next`` parameter if it is a URL on this site, else ``default``:
+    never another host, never ``javascript:`` or any other scheme."""
     target = request.POST.get("next") or request.GET.get("next")
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        return HttpResponseRedirect(target)
-    return HttpResponseRedirect(default)
+        return target
+    return default
+
+
+def _back(request, default):
+    return HttpResponseRedirect(_next_url(request, default))
 
 
 def _wants_partial(request):
@@ -426,7 +432,7 @@ def step_skip(request, run_id, step_name):
         status = 200
     return render(request, "monitor/skip.html", {
         "run": run, "step_name": step_name, "form": form, "flow_spec": spec,
-        "next": request.POST.get("next") or request.GET.get("next") or _run_url(run.pk),
+        "next": _next_url(request, _run_url(run.pk)),
         "can_operate": can_operate(request.user),
     }, status=status)
 

@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -115,6 +116,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
         os.makedirs(os.path.join(_session_var_dir, "static"), exist_ok=True)
         # Django's live_server with Playwright's sync API (see conftest.py).
         os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        # Settings refuse DEBUG off without SECRET_KEY; the suite, and the
+        # workers and commands it starts, share a key of its own.
+        os.environ.setdefault("SECRET_KEY", "baton-test-suite-only-" + secrets.token_urlsafe(32))
     if os.environ.get("BATON_TEST_POSTGRES") == "1" and _session_postgres is None:
         if not find_binary("initdb"):
             raise pytest.UsageError("BATON_TEST_POSTGRES=1 but PostgreSQL's initdb is not installed")

@@ -414,3 +414,64 @@ def test_the_documented_example_imports_and_activates(ann):
     example = text.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     report = import_document(example, activate=True)
     assert [o.status for o in report.orchestrations] == ["active"]
+
+
+# ------------------------------------------------------------------ hostile YAML
+
+def alias_bomb(levels, width=9):
+    """A few hundred bytes whose aliases stand for width**levels strings."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * width)}]" for n in range(1, levels)]
+    lines.append(f"flows: [{{api_name: *l{levels - 1}, type: autolaunched}}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_by_the_import_command_without_expanding(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb(6))  # 531,441 strings once expanded
+    assert len(bomb.read_bytes()) < 400
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="1 problem in .*nothing was imported"):
+        call_command("import_definitions", str(bomb), stderr=err)
+    message = err.getvalue()
+    assert "line 5" in message and "aliases repeat more than 10,000 nodes" in message, message
+    assert len(message) < 500, len(message)  # before: the expanded list, quoted whole
+    assert Flow.objects.count() == 0
+
+
+def test_deep_nesting_is_refused_with_its_line(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("queues: []\nflows: " + "[" * 5000 + "]" * 5000 + "\n")
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="nothing was imported"):  # before: a raw RecursionError
+        call_command("import_definitions", str(deep), stderr=err)
+    assert "line 2" in err.getvalue() and "nested more than 64 levels deep" in err.getvalue(), err.getvalue()
+
+
+def test_an_alias_inside_its_own_anchor_is_refused():
+    problems = problems_of("flows: &loop [*loop]\n")
+    assert has(problems, "line 1", "alias *loop refers to a node that contains it")
+
+
+def test_a_value_quoted_in_a_problem_is_shortened():
+    problems = problems_of(f"flows: [{{api_name: [{', '.join(['x' * 50] * 200)}], type: autolaunched}}]\n")
+    text = "\n".join(str(p) for p in problems)
+    assert "expected text, got a list" in text and len(text) < 600, text
+
+
+def test_a_few_aliases_still_work():
+    small = "a: &a {x: [1, 2, 3]}\nb: [*a, *a, *a]\n"
+    data, problems = load_yaml(small)
+    assert problems == [] and data["b"] == [{"x": [1, 2, 3]}] * 3
+
+
+def test_an_alias_bomb_uploaded_to_the_admin_import_gets_a_short_answer(admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("bomb.yaml", alias_bomb(6).encode(), content_type="application/yaml")
+    response = admin_client.post("/admin/flows/flow/import/", {"file": upload})
+    assert response.status_code == 400
+    [problem] = response.context["problems"]
+    assert "line 5" in problem and "aliases repeat more than" in problem, problem
+    assert len(response.content) < 50_000, len(response.content)  # before: megabytes of the expanded list
+    assert Flow.objects.count() == 0

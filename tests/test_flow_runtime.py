@@ -328,6 +328,7 @@ def http_server(settings):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     settings.BATON_HTTP_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.BATON_HTTP_ALLOW_PRIVATE_HOSTS = ["127.0.0.1"]  # a test server on loopback, allowed on purpose
     _Handler.seen.clear()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()

@@ -92,3 +92,29 @@ def test_procfile_names_web_worker_and_beat():
     assert "gunicorn config.wsgi" in processes["web"] and "WEB_CONCURRENCY" in processes["web"]
     assert "celery -A config worker" in processes["worker"]
     assert "celery -A config beat" in processes["beat"]
+
+
+def _start(tmp_path, command, **env):
+    """Run ``manage.py COMMAND`` with only ``env`` deciding DEBUG and SECRET_KEY."""
+    child = {k: v for k, v in os.environ.items()
+             if not k.startswith(("PYTEST_", "CELERY_", "DATABASE_URL")) and k not in ("SECRET_KEY", "DEBUG")}
+    child.update(DJANGO_SETTINGS_MODULE="config.settings", BATON_VAR_DIR=str(tmp_path), **env)
+    return subprocess.run([sys.executable, "manage.py", *command], cwd=REPO, env=child, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_debug_off_without_a_secret_key_refuses_to_start(tmp_path):
+    for command in (["check"], ["check", "--deploy"], ["migrate", "--noinput"]):
+        result = _start(tmp_path, command)  # DEBUG is off by default
+        assert result.returncode != 0, result.stdout
+        assert "SECRET_KEY is not set" in result.stderr and "get_random_secret_key" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr.split("ImproperlyConfigured")[-1]
+    assert not (tmp_path / "baton.sqlite3").exists()  # migrate stopped before touching the database
+
+
+def test_a_secret_key_or_debug_lets_it_start(tmp_path):
+    key = "k" + "x8Hq2-Lz" * 8
+    assert _start(tmp_path, ["check"], SECRET_KEY=key).returncode == 0
+    assert _start(tmp_path, ["check"], DEBUG="true").returncode == 0
+    deploy = _start(tmp_path, ["check", "--deploy"], SECRET_KEY="short")
+    assert "security.W009" in deploy.stdout + deploy.stderr  # a weak key is now warned about
