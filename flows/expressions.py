@@ -15,6 +15,13 @@ crashes its process. So:
 * the child's memory is capped, this process waits for its answer without
   holding the interpreter lock and stops it after a deadline, and a result
   with a text or lists too large is refused in the child;
+* only an expression whose cost is bounded by its shape runs in this
+  process, through the same function (``cel_worker.answer``): no loop
+  (``map``, ``filter``, ``all``, ``exists``, ``exists_one``), at most
+  ``INLINE_DEPTH`` levels, and small inputs (``INLINE_BUDGET``). Without a
+  loop, CEL's work and what it builds grow at most with the square of the
+  node count times the size of what it reads, so these finish in
+  microseconds and spare the round trip;
 * whatever goes wrong (a binding panic, a crash, a timeout) comes back as
   an ``ExpressionError`` naming the place.
 
@@ -89,15 +96,37 @@ class Limits:
     flow_max_elements: int
 
 
+_limits_in_force = []  # the Limits read last; emptied when a setting changes (tests)
+
+
 def limits():
     """The expression limits in force: each setting if given, else its default."""
+    if _limits_in_force:
+        return _limits_in_force[0]
     from django.conf import settings
 
     if settings.configured:
         values = [getattr(settings, name, default) for name, default in LIMIT_DEFAULTS.items()]
     else:  # a script without Django settings (bench/cel_compare.py)
         values = list(LIMIT_DEFAULTS.values())
-    return Limits(*values)
+    current = Limits(*values)
+    if settings.configured:
+        _limits_in_force[:] = [current]
+    return current
+
+
+def _forget_limits(setting, **kwargs):
+    if setting in LIMIT_DEFAULTS:
+        _limits_in_force.clear()
+
+
+def _listen_for_setting_changes():
+    from django.core.signals import setting_changed
+
+    setting_changed.connect(_forget_limits, dispatch_uid="flows.expressions.limits")
+
+
+_listen_for_setting_changes()
 
 
 # ---------------------------------------------------------------------------
@@ -116,6 +145,7 @@ TOKEN = re.compile(
     re.X,
 )
 LITERAL_NAMES = {"true", "false", "null"}
+LOOP_MACROS = {"map", "filter", "all", "exists", "exists_one"}
 RELATIONS = {"==", "!=", "<", "<=", ">", ">=", "in"}
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 
@@ -127,6 +157,7 @@ class Shape:
     depth: int
     nodes: int
     names: frozenset
+    loops: bool  # calls a macro that iterates (map, filter, all, exists, exists_one)
 
 
 class _TooLarge(Exception):
@@ -312,14 +343,15 @@ def _measure(source, max_length, max_depth, max_nodes):
     if depth > max_depth:
         return None, (f"it nests {depth} levels deep; the limit is {max_depth} "
                       "(setting BATON_CEL_MAX_DEPTH)")
-    return Shape(depth, parser.nodes, frozenset(parser.names)), ""
+    loops = any(kind == "name" and text in LOOP_MACROS for kind, text in tokens)
+    return Shape(depth, parser.nodes, frozenset(parser.names), loops), ""
 
 
-def expression_shape(source, place=""):
+def expression_shape(source, place="", current=None):
     """The ``Shape`` of ``source``, or ExpressionError naming ``place`` when it is over a limit."""
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("empty expression", place, source or "")
-    current = limits()
+    current = current or limits()
     shape, refused = _measure(source, current.max_length, current.max_depth, current.max_nodes)
     if shape is None:
         shown = source if len(source) <= 80 else source[:60] + "…"
@@ -500,10 +532,30 @@ def _ask(op, source, scope, place, current):
     return reply
 
 
+# In this process: at most this deep (the binding recurses once per level;
+# it was measured to handle 10,000), and at most this much work, counted as
+# nodes² × (characters and values read + 1).
+INLINE_DEPTH = 32
+INLINE_BUDGET = 1_000_000
+_inline_programs = {}
+
+
+def _inline(request):
+    import cel
+
+    from . import cel_worker
+
+    return cel_worker.answer(cel, _inline_programs, request)
+
+
 @functools.lru_cache(maxsize=4096)
-def _compile_problem(source, max_memory_mb):
+def _compile_problem(source, inline):
     """What the binding says about ``source`` (``""``: it compiles); cached, as compiling is pure."""
-    kind, message = _ask("compile", source, {}, "", limits())
+    current = limits()
+    if inline:
+        kind, message = _inline(("compile", source, {}, current.max_string, current.max_items))
+    else:
+        kind, message = _ask("compile", source, {}, "", current)
     return message if kind == "compile" else ""
 
 
@@ -513,7 +565,7 @@ def compile_expression(source, place=""):
     Returns its ``Shape``. Activation and import checks call this.
     """
     shape = expression_shape(source, place)
-    problem = _compile_problem(source, limits().max_memory_mb)
+    problem = _compile_problem(source, shape.depth <= INLINE_DEPTH)
     if problem:
         raise ExpressionError(f"{source!r} does not compile: {problem}", place, source)
     return shape
@@ -541,19 +593,45 @@ def _plain(value):
     raise TypeError(f"a {kind.__name__} value cannot be read by an expression")
 
 
+def _input_size(values, cap):
+    """Characters and values in ``values`` (a dict), counted up to just past ``cap``."""
+    pending, size = list(values.values()), 0
+    while pending and size <= cap:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str or kind is bytes:
+            size += len(item)
+        elif kind is dict or isinstance(item, dict):
+            size += len(item) + 1
+            pending.extend(item.values())
+        elif kind is list or isinstance(item, (list, tuple)):
+            size += len(item) + 1
+            pending.extend(item)
+        elif isinstance(item, (str, bytes)):
+            size += len(item)
+        else:
+            size += 1
+    return size
+
+
 def evaluate(source, scope, place=""):
     """The value of ``source`` over ``scope``; ExpressionError naming ``place`` on any failure.
 
     The one call into CEL: whatever the binding does (an error, a panic, a
     crash, running out of time or memory) ends here as an ExpressionError.
     """
-    shape = expression_shape(source, place)
-    # Only the names it reads travel to the evaluator, as plain values.
-    try:
-        names = {name: _plain(scope[name]) for name in shape.names if name in scope}
-    except TypeError as exc:
-        raise ExpressionError(f"{source!r} failed: {exc}", place, source) from None
-    kind, value = _ask("eval", source, names, place, limits())
+    current = limits()
+    shape = expression_shape(source, place, current)
+    names = {name: scope[name] for name in shape.names if name in scope}  # only what it reads
+    budget = INLINE_BUDGET // (shape.nodes * shape.nodes or 1)
+    if not shape.loops and shape.depth <= INLINE_DEPTH and _input_size(names, budget) < budget:
+        kind, value = _inline(("eval", source, names, current.max_string, current.max_items))
+    else:
+        try:
+            names = {name: _plain(value) for name, value in names.items()}
+        except TypeError as exc:
+            raise ExpressionError(f"{source!r} failed: {exc}", place, source) from None
+        kind, value = _ask("eval", source, names, place, current)
     if kind == "ok":
         return from_cel(value)
     if kind == "compile":
