@@ -22,6 +22,8 @@ CASES = [
     ('"user:" + record.owner', {"record": {"owner": "bob"}}, "user:bob"),
     ("has(record.manager) ? record.manager : 0", {"record": {"manager": 7}}, 7),
     ("1 + 2 * 3", {}, 7),
+    # A loop: Baton evaluates it in its bounded child process (a round trip).
+    ("inputs.items.exists(i, i > 2)", {"inputs": {"items": [1, 2, 3]}}, True),
 ]
 
 
@@ -41,7 +43,10 @@ def main():
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import cel
+    from django.conf import settings
 
+    if not settings.configured:
+        settings.configure()  # the limits' defaults, as in a project that sets none
     from flows.expressions import evaluate
 
     try:
