@@ -565,7 +565,10 @@ def compile_expression(source, place=""):
     Returns its ``Shape``. Activation and import checks call this.
     """
     shape = expression_shape(source, place)
-    problem = _compile_problem(source, shape.depth <= INLINE_DEPTH)
+    try:
+        problem = _compile_problem(source, shape.depth <= INLINE_DEPTH)
+    except ExpressionError as exc:  # the evaluator failed (could not start, timed out): say where
+        raise ExpressionError(exc.detail, place, source) from None
     if problem:
         raise ExpressionError(f"{source!r} does not compile: {problem}", place, source)
     return shape
