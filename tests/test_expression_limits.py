@@ -372,3 +372,23 @@ def test_validate_flow_reports_every_limit_with_its_place():
     problems = [str(p) for p in validate_flow(flow)]
     assert any(p.startswith("limits › elements[0] (deep).set.x: ") and "BATON_CEL_MAX_DEPTH" in p for p in problems)
     assert any(p.startswith("limits › elements[1].subject: ") and "BATON_CEL_MAX_LENGTH" in p for p in problems)
+
+
+@pytest.mark.django_db
+def test_an_imported_definition_over_a_limit_is_refused_naming_the_place_and_nothing_is_stored():
+    from flows.models import Flow
+    from orchestration.definition_files import DefinitionFileError, import_document
+
+    document = textwrap.dedent(f"""\
+        flows:
+          - api_name: big_sum
+            type: autolaunched
+            outputs: [{{name: total, type: number}}]
+            elements:
+              - {{type: assign, name: add, set: {{total: '{SUM_20000}'}}}}
+    """)
+    with pytest.raises(DefinitionFileError) as refused:
+        import_document(document, activate=True)
+    problems = [str(p) for p in refused.value.problems]
+    assert any("big_sum › elements[0] (add).set.total" in p and "BATON_CEL_MAX_LENGTH" in p for p in problems), problems
+    assert not Flow.objects.filter(api_name="big_sum").exists()
