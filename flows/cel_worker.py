@@ -1,4 +1,8 @@
-"""The child process that runs CEL for ``flows.expressions``; nothing else imports the binding.
+"""The one function that calls the CEL binding (``answer``), and the child process that runs it.
+
+``flows.expressions`` calls ``answer`` in its own process only for
+expressions whose cost their shape bounds (no loop, shallow, small inputs);
+everything else it sends here.
 
 Started as ``python cel_worker.py MEMORY_MB`` by ``flows.expressions``, it
 answers requests on its standard input and output until that input closes

@@ -1,13 +1,13 @@
-"""Expressions: CEL, checked and cached by source text, evaluated over plain maps in a bounded child process.
+"""Expressions: CEL, checked against limits, cached by source text, evaluated over plain maps.
 
 Every place a definition computes something goes through here. Nothing is
 ever ``eval``-ed or rendered as a Django template. The CEL itself is the
-compiled ``common-expression-language`` binding (module ``cel``), but this
-process never calls it: ``flows/cel_worker.py`` does, in a child process
-(one per concurrent evaluation, kept and reused). Measured (docs/design.md):
-the binding keeps the interpreter lock for a whole evaluation, has no
-iteration budget and no bound on what it builds, and a deep expression
-crashes its process. So:
+compiled ``common-expression-language`` binding (module ``cel``), called
+only by ``cel_worker.answer``: in a child process (``flows/cel_worker.py``,
+one per concurrent evaluation, kept and reused) or, for expressions that
+cannot run long, in this one. Measured (docs/design.md): the binding keeps
+the interpreter lock for a whole evaluation, has no iteration budget and no
+bound on what it builds, and a deep expression crashes its process. So:
 
 * before anything reaches the binding, an expression's length, parse-tree
   depth and node count are checked here (``expression_shape``), at
@@ -528,6 +528,9 @@ def _ask(op, source, scope, place, current):
     except Exception as exc:  # a reply that does not unpickle: the rest of that stream is not trusted
         evaluator.stop()
         raise ExpressionError(f"{source!r} failed: its result cannot be read ({exc})", place, source) from None
+    except BaseException:  # interrupted while waiting (a task's time limit): its reply may still come
+        evaluator.stop()
+        raise
     _pool.give_back(evaluator)
     return reply
 
