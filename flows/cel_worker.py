@@ -18,8 +18,8 @@ refused before it is sent.
 Frames are a 4-byte big-endian length and a pickle. Request:
 ``(op, source, scope, max_string, max_items)`` with op ``"compile"`` or
 ``"eval"``; reply: ``("ok", value)`` or ``(kind, message)`` where kind is
-``"compile"`` (does not compile), ``"missing"`` (a missing map key or
-variable) or ``"error"``.
+``"compile"`` (does not compile), ``"missing"`` (a missing map key: a
+condition counts it as false) or ``"error"``.
 """
 import os
 import pickle
