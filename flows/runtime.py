@@ -32,7 +32,10 @@ Scope
 Elements run in order; a ``decision`` takes the first outcome whose
     condition holds (``goto`` an element name or ``end``), else its
     ``default`` (omitted: the next element). A run may execute at most
-    ``MAX_STEPS`` elements (loops included).
+    ``BATON_FLOW_MAX_ELEMENTS`` elements (loops included; default 10,000),
+    and every expression runs under the limits of ``flows.expressions``
+    (a value an expression builds is bounded there, so a loop doubling a
+    text fails at the limit instead of growing until the process dies).
 
 Outputs
     Each declared output is, in order of preference: its ``value``
@@ -82,9 +85,8 @@ from .actions import UnknownAction, get_action, resolve_implementation
 from .compiled import FlowSpec, VariableSpec, thaw
 from .http import HostPolicy, RefusedURL, check_url, open_session
 from .durations import parse_duration
-from .expressions import ExpressionError, evaluate, evaluate_condition, render_merge, to_cel, to_json
+from .expressions import ExpressionError, evaluate, evaluate_condition, limits, render_merge, to_cel, to_json
 
-MAX_STEPS = 10_000
 MAX_RECORDS = 1000
 MAX_UPDATE = 1000
 MAX_RESPONSE_BYTES = 1_000_000
@@ -386,11 +388,13 @@ class _Run:
         elements = self.spec.elements
         labels = self.spec.labels()
         index, steps = 0, 0
+        max_elements = limits().flow_max_elements
         while 0 <= index < len(elements):
             steps += 1
             self.element = elements[index]
-            if steps > MAX_STEPS:
-                self.fail(f"ran more than {MAX_STEPS} elements; is there a loop that never ends?")
+            if steps > max_elements:
+                self.fail(f"ran more than {max_elements} elements; is there a loop that never ends? "
+                          "(setting BATON_FLOW_MAX_ELEMENTS)")
             handler = getattr(self, f"do_{self.element.type}", None)
             if handler is None:
                 self.fail(f"unknown element type {self.element.type!r}")
