@@ -422,7 +422,7 @@ def test_action_elements_name_registered_actions():
 
 def test_http_hosts_must_be_allowed(settings):
     settings.BATON_HTTP_ALLOWED_HOSTS = ["ok.example"]
-    flow = make_flow("v_http", status="draft", elements=[
+    flow = make_flow("v_http", status="draft", inputs=[var("id")], elements=[
         {"type": "http_request", "url": "https://evil.example/x"},
         {"type": "http_request", "url": "https://ok.example/{!id}"}])
     problems = validate_flow(flow)
