@@ -19,7 +19,7 @@ from django.contrib.auth.models import Group
 
 from flows.durations import parse_duration
 from flows.expressions import step_output_references, step_references
-from flows.names import TYPE_NAMES, reads
+from flows.names import TYPE_NAMES, reads, tested_paths
 from flows.models import VARIABLE_TYPES, Flow, FlowType
 from flows.validation import Problem, check_expression, check_model, place_of, validate_flow  # noqa: F401
 from flows.versioning import DefinitionStatus
@@ -277,8 +277,6 @@ class OrchestrationValidator:
         if site.kind == VALUE:
             if target.entry_type in (StepEntry.CONDITION, StepEntry.EVALUATION_FLOW):
                 return f"step {target.name} may never start (its entry is a condition)"
-            if target.exit_type != StepExit.STEP_COMPLETES:
-                return f"step {target.name} may end by its exit condition without outputs"
             if target_stage.exit_type != StageExit.ALL_STEPS_COMPLETE:
                 return f"step {target.name} may be discontinued (stage {target_stage.name} exits on a condition)"
         return None
@@ -342,12 +340,19 @@ class OrchestrationValidator:
             for name in sorted(step_references(source)):
                 if name not in self.steps:
                     self.add(site.place, f"steps.{name} — no step named {name!r} in {self.orch.api_name}")
+            tested = tested_paths(source)
             for step_name, output in step_output_references(source):
                 target = self.steps.get(step_name)
                 if target is None:
                     continue
                 ref = f"steps.{step_name}.outputs.{output}"
                 why = self.surely_before(site, target)
+                if (why is None and site.kind == VALUE and target.exit_type != StepExit.STEP_COMPLETES
+                        and ("steps", step_name, "outputs", output) not in tested):
+                    # A step withdrawn by its exit condition completes with no
+                    # outputs, and its readers still run (docs/definitions.md).
+                    why = (f"step {step_name} may end by its exit condition without outputs: "
+                           f"read it as has({ref}) ? {ref} : <default>")
                 if why:
                     self.add(site.place, f"{ref} — {why}")
                 flow = self.step_flows.get(step_name)
