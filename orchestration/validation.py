@@ -209,6 +209,7 @@ class OrchestrationValidator:
                     continue
                 succ.append(target)
             self.succ[stage.name] = succ
+        self.check_decision_cycles()
         # Reachability from the first element.
         self.reachable = set()
         if self.stages:
@@ -241,6 +242,33 @@ class OrchestrationValidator:
                 new = set.intersection(*incoming) | {n} if incoming else {n}
                 if new != self.dom[n]:
                     self.dom[n], changed = new, True
+
+    def check_decision_cycles(self):
+        """Refuse decisions that can go to each other without entering a stage.
+
+        Nothing changes between two decisions (no step runs), so a run that
+        goes round such a cycle once goes round it forever.
+        """
+        decisions = {s.name for s in self.stages if s.kind == StageKind.DECISION}
+        edges = {d: [t for t in self.succ.get(d, []) if t in decisions] for d in decisions}
+        state, reported = {}, set()
+
+        def visit(name, trail):
+            state[name] = "open"
+            for nxt in edges[name]:
+                if state.get(nxt) == "open":
+                    cycle = trail[trail.index(nxt):] + [nxt]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        self.add(place_of(self.orch.api_name, nxt),
+                                 "decisions go to each other without entering a stage: " + " → ".join(cycle))
+                elif state.get(nxt) is None:
+                    visit(nxt, trail + [nxt])
+            state[name] = "done"
+
+        for stage in self.stages:
+            if stage.name in decisions and state.get(stage.name) is None:
+                visit(stage.name, [stage.name])
 
     # -------------------------------------------------------------- references
     def after_closure(self, step):

@@ -654,3 +654,35 @@ def test_a_later_stage_reading_a_withdrawn_step_needs_has_too(flows):
     o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, exit={"condition": "true"})),
              stage("two", step("c", "v_work", inputs={"x": "steps.a.outputs.result"})))
     assert_problem(validate_orchestration(o), "v_orch › two › c › inputs.x", "may end by its exit condition")
+
+
+# ---------------------------------------------------------------- decision cycles (issue 12, point 2)
+
+def test_decisions_that_go_to_each_other_are_refused(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             {"type": "decision", "name": "ping", "outcomes": [{"name": "y", "condition": "true", "goto": "pong"}],
+              "default": "end"},
+             {"type": "decision", "name": "pong", "outcomes": [{"name": "y", "condition": "true", "goto": "ping"}],
+              "default": "one"})
+    problems = validate_orchestration(o)
+    assert_problem(problems, "v_orch › ping", "decisions go to each other without entering a stage: ping → pong → ping")
+    with pytest.raises(ActivationRefused):
+        activate(o)
+    o.refresh_from_db()
+    assert o.status == "draft"
+
+
+def test_a_decision_going_to_itself_is_refused(flows):
+    o = orch({"type": "decision", "name": "d", "outcomes": [{"name": "y", "condition": "false", "goto": "d"}],
+              "default": "one"},
+             stage("one", step("a", "v_work", inputs={"x": "1"})))
+    assert_problem(validate_orchestration(o), "v_orch › d", "without entering a stage: d → d")
+
+
+def test_a_loop_through_a_stage_is_not_a_decision_cycle(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             {"type": "decision", "name": "d1", "outcomes": [{"name": "y", "condition": "true", "goto": "d2"}],
+              "default": "end"},
+             {"type": "decision", "name": "d2", "outcomes": [{"name": "y", "condition": "true", "goto": "one"}],
+              "default": "end"})
+    assert validate_orchestration(o) == []
