@@ -21,7 +21,7 @@ def _slug(text):
     return re.sub(r"[^a-z0-9]+", "", (text or "").lower())
 
 
-@flows.action("provision_accounts")
+@flows.action("provision_accounts", returns=("username", "mailbox", "accounts"))
 def provision_accounts(first_name, last_name, email):
     """Create the directory account and mailbox for a new hire (simulated)."""
     username = f"{_slug(first_name)[:1]}{_slug(last_name)}" or _slug(email.split("@")[0])
@@ -30,7 +30,7 @@ def provision_accounts(first_name, last_name, email):
     return {"username": username, "mailbox": mailbox, "accounts": ["directory", "mail", "chat"]}
 
 
-@flows.action("book_courier")
+@flows.action("book_courier", returns=("tracking_number",))
 def book_courier(employee_id, laptop_model=None, accessories=None):
     """Book a courier for the equipment (simulated): returns a tracking number."""
     items = [i for i in [laptop_model, *(accessories or [])] if i]
@@ -40,7 +40,7 @@ def book_courier(employee_id, laptop_model=None, accessories=None):
     return {"tracking_number": tracking}
 
 
-@flows.action("user_contact")
+@flows.action("user_contact", returns=("assignee", "email", "username"))
 def user_contact(user_id=None, fallback=""):
     """Who a user id is: ``assignee`` ("user:NAME", else ``fallback``), ``email``, ``username``."""
     user = None

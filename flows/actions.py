@@ -19,10 +19,17 @@ class UnknownAction(LookupError):
     pass
 
 
-def action(name):
-    """Register ``fn`` as the flow action ``name``."""
+def action(name, returns=None):
+    """Register ``fn`` as the flow action ``name``.
+
+    ``returns`` lists the keys of the dict it returns: the activation check
+    then knows which flow variables the action sets. Without it, a flow that
+    calls the action cannot have its names checked (any name might be set).
+    """
 
     def register(fn):
+        if returns is not None:
+            fn.baton_returns = tuple(returns)
         previous = _ACTIONS.get(name)
         if previous is not None and previous is not fn and _qualname(previous) != _qualname(fn):
             raise ValueError(f"flow action {name!r} is already registered by {_qualname(previous)}")

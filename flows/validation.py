@@ -369,4 +369,102 @@ def validate_flow(flow):
         elif met[0].type != "boolean":
             problems.append(Problem(place_of(flow.api_name, "outputs.condition_met"),
                                     f"condition_met must be boolean, not {met[0].type}"))
+    _check_flow_names(problems, flow, variables)
     return problems
+
+
+# ---------------------------------------------------------------------------
+# Names in scope
+# ---------------------------------------------------------------------------
+
+def _flow_expression_sites(flow, variables):
+    """``(place, source, merge)`` for every expression of ``flow``, placed as the checks above place them."""
+    for variable in variables:
+        if variable.direction == FlowVariable.OUTPUT and variable.value:
+            yield place_of(flow.api_name, f"outputs.{variable.name}") + ".value", variable.value, False
+    for screen in flow.screens.all():
+        splace = place_of(flow.api_name, f"screen {screen.name}")
+        for field in screen.fields.all():
+            fplace = place_of(splace, f"field {field.name}")
+            if field.type == "display" and field.text:
+                yield f"{fplace} › text", field.text, True
+            if field.default:
+                yield f"{fplace} › default", field.default, False
+            if field.visible_if:
+                yield f"{fplace} › visible_if", field.visible_if, False
+        if screen.validate:
+            yield f"{splace} › validate.condition", screen.validate, False
+    for index, element in enumerate(flow.elements.all()):
+        config = element.config or {}
+        eplace = place_of(flow.api_name, f"elements[{index}]" + (f" ({element.name})" if element.name else ""))
+        for key in ("set", "filter", "values", "inputs"):
+            if isinstance(config.get(key), dict):
+                for name, source in config[key].items():
+                    yield f"{eplace}.{key}.{name}", source, False
+        for i, outcome in enumerate(config.get("outcomes") or [] if element.type == "decision" else []):
+            if isinstance(outcome, dict) and outcome.get("condition"):
+                yield f"{eplace}.outcomes[{i}].condition", outcome["condition"], False
+        if element.type == "send_email":
+            yield f"{eplace}.to", config.get("to"), False
+            yield f"{eplace}.subject", config.get("subject"), True
+            yield f"{eplace}.body", config.get("body"), True
+        elif element.type == "http_request":
+            yield f"{eplace}.url", config.get("url"), True
+            for key, value in (config.get("headers") or {}).items() if isinstance(config.get("headers"), dict) else ():
+                yield f"{eplace}.headers.{key}", value, True
+            yield f"{eplace}.body", config.get("body"), False
+
+
+def flow_scope_names(flow, variables):
+    """The bare names a run of ``flow`` may have in scope (``flows.runtime`` and ``flows.screens``).
+
+    A screen flow sees ``now``, its inputs and its input fields. Other flows
+    see ``now``, the run's ``record``, their inputs, and every variable a run
+    may set: assign targets, ``into`` targets, the declared outputs and the
+    keys a called action returns. None when that cannot be known: the flow
+    calls an action that does not declare what it returns
+    (``@flows.action(name, returns=...)``), or is implemented in Python.
+    """
+    names = {"now"} | {v.name for v in variables if v.direction == FlowVariable.INPUT}
+    if flow.type == FlowType.SCREEN:
+        for screen in flow.screens.all():
+            names |= {f.name for f in screen.fields.all() if f.type != "display"}
+        return names
+    if flow.implementation:
+        return None
+    from .actions import import_action_modules, registered_actions
+
+    names |= {"record"} | {v.name for v in variables if v.direction == FlowVariable.OUTPUT}
+    for element in flow.elements.all():
+        config = element.config or {}
+        if element.type == "action":
+            if config.get("action") not in registered_actions():
+                try:
+                    import_action_modules()
+                except Exception:  # reported where the action is checked
+                    pass
+            returns = getattr(registered_actions().get(config.get("action")), "baton_returns", None)
+            if returns is None:
+                return None
+            names |= set(returns)
+        if element.type == "assign" and isinstance(config.get("set"), dict):
+            names |= set(config["set"])
+        if isinstance(config.get("into"), str):
+            names.add(config["into"])
+    return names
+
+
+def _check_flow_names(problems, flow, variables):
+    from .expressions import merge_fields
+    from .names import TYPE_NAMES, reads
+
+    in_scope = flow_scope_names(flow, variables)
+    if in_scope is None:
+        return
+    for place, source, merge in _flow_expression_sites(flow, variables):
+        if not isinstance(source, str):
+            continue
+        for expression in (merge_fields(source) if merge else [source]):
+            for name in sorted({read.name for read in reads(expression)}):
+                if name not in in_scope and name not in TYPE_NAMES:
+                    problems.append(Problem(place, f"{name} — not in scope (names: {', '.join(sorted(in_scope))})"))

@@ -529,6 +529,11 @@ def skip_step(run_id, step_name, outputs=None, *, user=None, effects=None):
 
 def _enter(ctx, name):
     """Go to element ``name`` and on through decisions and finished stages."""
+    # Decisions taken since the last stage. Nothing changes between two
+    # decisions, so passing more decisions than the plan has means they go
+    # round for ever (activation refuses such a cycle; this guards versions
+    # that were never validated). The run errs instead of looping.
+    decisions_taken = []
     while True:
         if ctx.run.status != RunStatus.RUNNING:
             return
@@ -543,6 +548,11 @@ def _enter(ctx, name):
             _run_error(ctx, f"{ctx.place()}: the path names {name!r}, which is not an element of this version")
             return
         if element.is_decision:
+            decisions_taken.append(element.name)
+            if len(decisions_taken) > len(ctx.plan.elements):
+                _run_error(ctx, f"{ctx.place(element.name)}: decisions go round without entering a stage "
+                                f"({' → '.join(decisions_taken[:len(ctx.plan.elements) + 1])}); the run stops here")
+                return
             try:
                 name = _decide(ctx, element)
             except Exception as exc:  # an expression or evaluation flow failed
@@ -553,6 +563,7 @@ def _enter(ctx, name):
             _run_error(ctx, f"{ctx.place(element.name)}: the run entered stages more than "
                             f"{ctx.plan.max_stage_visits} times (max_stage_visits); a loop does not end")
             return
+        decisions_taken = []
         stage_run = _open_stage(ctx, element)
         following = _progress_stage(ctx, stage_run, element)
         if following is None:

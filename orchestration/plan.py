@@ -146,6 +146,36 @@ class Plan:
         return any("record_prior" in text for text in _texts(self.elements))
 
     @cached_property
+    def reads_record(self):
+        """Whether an expression of this version reads ``record``: then a run needs one to start."""
+        from flows.names import free_names
+
+        return any("record" in free_names(text) for text in self.expressions())
+
+    def expressions(self):
+        """The text of every CEL expression of this version (conditions, mappings, assignees, records)."""
+        def of_condition(condition):
+            if condition is not None:
+                if condition.expression:
+                    yield condition.expression
+                yield from (v for v in condition.flow_inputs.values() if isinstance(v, str))
+
+        if self.start_condition:
+            yield self.start_condition
+        for element in self.elements:
+            yield from of_condition(element.exit_condition)
+            for outcome in element.outcomes:
+                yield from of_condition(outcome.condition)
+            for step in element.steps:
+                yield from (v for v in step.inputs.values() if isinstance(v, str))
+                yield from of_condition(step.entry_condition)
+                yield from of_condition(step.exit_condition)
+                if step.assignee_type == "expr" and step.assignee:
+                    yield step.assignee
+                if step.record:
+                    yield step.record
+
+    @cached_property
     def steps_by_name(self):
         return {step.name: step for element in self.elements for step in element.steps}
 

@@ -17,7 +17,15 @@ touching the database:
   again, as in a real run;
 * a decision takes the first outcome whose condition holds, else its default;
 * entering stages more than ``max_stage_visits`` times stops the walk, as it
-  would put a real run in error.
+  would put a real run in error;
+* the inputs are checked and cleaned as a launch cleans them, and every
+  expression a real run evaluates is evaluated: a starting step's input
+  mapping (then checked against its flow's inputs), its assignee and record
+  expressions and its exit condition (one that holds at once ends the step
+  with no outputs, as in a run). The first failure stops the walk with its
+  place. A missing key that only comes from what the dry run made up (no
+  record given, a step completing with no outputs given) is noted on the
+  step instead: with real data it may be there.
 
 ``outputs`` maps a step name to its outputs: a dict, or a list of dicts used
 one per visit of the step (the last one repeats), so a loop can be walked
@@ -52,6 +60,7 @@ class SimStep:
     group: int
     detail: str
     outputs: dict
+    notes: list = field(default_factory=list)  # what could not be evaluated without the data a run has
 
 
 @dataclass
@@ -150,6 +159,8 @@ class Simulation:
                     out.append(f"         - {step.name} [{step.detail}]")
                     if step.outputs:
                         out.append(f"             outputs {json.dumps(step.outputs, sort_keys=True, default=str)}")
+                    for note in step.notes:
+                        out.append(f"             not evaluated: {note}")
             for name, reason in entry.not_started:
                 out.append(f"         × {name} does not start: {reason}")
             if entry.exit:
@@ -191,6 +202,9 @@ class _Walk:
 
         self.plan = plan
         self.record_value = (record_map(record) if record is not None else None) or {}
+        # Whether the walk stands in for data a run would have (no record; a
+        # step's outputs not given): a missing key may then be the dry run's.
+        self.made_up = record is None
         self.inputs = inputs or {}
         self.outputs = outputs or {}
         self.now = now or timezone.now()
@@ -220,6 +234,8 @@ class _Walk:
         return bool(evaluate_flow(condition.flow, flow_inputs))
 
     def outputs_for(self, step_name):
+        if step_name not in self.outputs:
+            self.made_up = True
         given = self.outputs.get(step_name, {})
         visit = self.step_visits.get(step_name, 0)
         self.step_visits[step_name] = visit + 1
@@ -231,6 +247,43 @@ class _Walk:
 
     def place(self, *parts):
         return " › ".join([self.plan.api_name, *[p for p in parts if p]])
+
+    def value(self, source, scope, place, notes):
+        """Evaluate ``source`` as a run would; (True, value), or (False, None) after noting a made-up miss."""
+        try:
+            return True, evaluate(source, scope, place)
+        except ExpressionError as exc:
+            if exc.missing_key and self.made_up:
+                notes.append(f"{place}: {exc.detail}")
+                return False, None
+            raise
+
+    def start_step(self, element, step):
+        """What a run evaluates when ``step`` starts (``steps.prepare_step``). Returns notes, or raises."""
+        from flows.compiled import FlowSpec
+        from flows.runtime import check_inputs
+
+        place = self.place(element.name, step.name)
+        scope = self.scope()
+        notes, inputs, complete = [], {}, True
+        for name, expression in step.inputs.items():
+            ok, value = self.value(expression, scope, f"{place} › inputs.{name}", notes)
+            complete = complete and ok
+            if ok:
+                inputs[name] = to_json(value)
+        if complete and step.flow:
+            try:
+                spec = FlowSpec.active(step.flow)
+            except LookupError as exc:
+                raise ExpressionError(str(exc), place) from None
+            _, errors = check_inputs(spec, inputs)
+            if errors:
+                raise ExpressionError("; ".join(f"inputs.{n}: {m}" for n, m in errors.items()), place)
+        if step.is_interactive and step.assignee_type == "expr" and step.assignee:
+            self.value(step.assignee, scope, f"{place} › assignee", notes)
+        if step.is_interactive and step.record:
+            self.value(step.record, scope, f"{place} › record", notes)
+        return notes
 
     def run_stage(self, element, sim):
         visit = self.stage_visits.get(element.name, 0) + 1
@@ -256,8 +309,12 @@ class _Walk:
                 group += 1
                 for step in ready:
                     waiting.remove(step)
+                    notes = self.start_step(element, step)
                     outs = to_json(self.outputs_for(step.name))
-                    entry.steps.append(SimStep(step.name, step.label, step.type, group, _step_detail(step), outs))
+                    detail = _step_detail(step)
+                    if step.exit_condition and self.holds(step.exit_condition, self.place(element.name, step.name, "exit")):
+                        outs, detail = {}, detail + "; ended by its exit condition at once (no outputs)"
+                    entry.steps.append(SimStep(step.name, step.label, step.type, group, detail, outs, notes))
                     self.completed[step.name] = outs
             if element.exit_condition:
                 if self.holds(element.exit_condition, self.place(element.name, "exit")):
@@ -299,9 +356,17 @@ def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None)
     """Walk the path of ``orchestration`` (a model instance, id or Plan) in memory. Returns a ``Simulation``."""
     plan = orchestration if isinstance(orchestration, Plan) else Plan.from_model(_orch(orchestration))
     status = getattr(orchestration, "status", "") if not isinstance(orchestration, (int, Plan)) else ""
-    walk = _Walk(plan, record, inputs, outputs, now)
+    from flows.runtime import check_variables
+
+    # The inputs as a launch would clean them (types converted, defaults applied).
+    cleaned, input_errors = check_variables(list(plan.inputs), inputs or {})
+    walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now)
     sim = Simulation(plan.api_name, plan.version, status or "version", walk.record_ref, dict(inputs or {}),
                      sorted(outputs or {}))
+    if input_errors:
+        sim.result, sim.message = "error", "a launch would refuse these inputs: " + "; ".join(
+            f"inputs.{name}: {message}" for name, message in input_errors.items())
+        return sim
     name = plan.first
     total_visits = 0
     hops = 0

@@ -7,6 +7,7 @@ from django.db.models import F
 
 from . import engine
 from .models import Orchestration, OrchestrationRun, PendingStart, RunStatus
+from .plan import Plan
 from .records import RecordError, load_record, model_label, resolve_record_ref
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ def launch(api_name, inputs=None, record=None, user=None):
         raise LaunchError({"record": exc.messages})
     if instance is not None and orch.start_model and model_label(instance) != orch.start_model.lower():
         raise LaunchError({"record": [f"{api_name} runs on {orch.start_model} records, not {model_label(instance)}"]})
+    if instance is None and Plan.load(orch).reads_record:
+        # Its expressions read ``record``: without one the run would stop in error at once.
+        what = f"a {orch.start_model} record" if orch.start_model else "a record"
+        raise LaunchError({"record": [f"{api_name} reads record in its expressions: give {what} {{model, pk}}"]})
     return engine.start_run(orch, record=instance, inputs=cleaned, user=user)
 
 

@@ -19,6 +19,7 @@ from django.contrib.auth.models import Group
 
 from flows.durations import parse_duration
 from flows.expressions import step_output_references, step_references
+from flows.names import TYPE_NAMES, reads, tested_paths
 from flows.models import VARIABLE_TYPES, Flow, FlowType
 from flows.validation import Problem, check_expression, check_model, place_of, validate_flow  # noqa: F401
 from flows.versioning import DefinitionStatus
@@ -29,6 +30,25 @@ from .models import (
 
 # Where an expression sits decides what it may read.
 START, VALUE, CONDITION, DECISION = "start", "value", "condition", "decision"
+
+# The names a run's expressions see (DESIGN §3), and the keys of those that are fixed maps.
+SCOPE_NAMES = ("inputs", "now", "record", "record_prior", "run", "steps")
+RUN_KEYS = ("id", "orchestration", "started_at", "started_by", "version")
+STEP_KEYS = ("outputs", "status")
+
+
+def record_field_names(model):
+    """The keys ``record`` has for a record of ``model`` (``orchestration.records.record_values``)."""
+    names = {"id", "pk"}
+    for field in model._meta.concrete_fields:
+        names.add(field.attname)
+        names.add(field.name)
+    return names
+
+
+def reads_record(sources):
+    """Whether any of the expression ``sources`` reads ``record`` (so a run needs one)."""
+    return any(read.name == "record" for source in sources if isinstance(source, str) for read in reads(source))
 
 
 @dataclass
@@ -105,6 +125,7 @@ class OrchestrationValidator:
         self.by_name = {}
         self.steps = {}  # step name -> Step
         self._flow_cache = {}
+        self._record_fields = None
 
     def add(self, place, message):
         self.problems.append(Problem(place, message))
@@ -188,6 +209,7 @@ class OrchestrationValidator:
                     continue
                 succ.append(target)
             self.succ[stage.name] = succ
+        self.check_decision_cycles()
         # Reachability from the first element.
         self.reachable = set()
         if self.stages:
@@ -220,6 +242,33 @@ class OrchestrationValidator:
                 new = set.intersection(*incoming) | {n} if incoming else {n}
                 if new != self.dom[n]:
                     self.dom[n], changed = new, True
+
+    def check_decision_cycles(self):
+        """Refuse decisions that can go to each other without entering a stage.
+
+        Nothing changes between two decisions (no step runs), so a run that
+        goes round such a cycle once goes round it forever.
+        """
+        decisions = {s.name for s in self.stages if s.kind == StageKind.DECISION}
+        edges = {d: [t for t in self.succ.get(d, []) if t in decisions] for d in decisions}
+        state, reported = {}, set()
+
+        def visit(name, trail):
+            state[name] = "open"
+            for nxt in edges[name]:
+                if state.get(nxt) == "open":
+                    cycle = trail[trail.index(nxt):] + [nxt]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        self.add(place_of(self.orch.api_name, nxt),
+                                 "decisions go to each other without entering a stage: " + " → ".join(cycle))
+                elif state.get(nxt) is None:
+                    visit(nxt, trail + [nxt])
+            state[name] = "done"
+
+        for stage in self.stages:
+            if stage.name in decisions and state.get(stage.name) is None:
+                visit(stage.name, [stage.name])
 
     # -------------------------------------------------------------- references
     def after_closure(self, step):
@@ -256,24 +305,82 @@ class OrchestrationValidator:
         if site.kind == VALUE:
             if target.entry_type in (StepEntry.CONDITION, StepEntry.EVALUATION_FLOW):
                 return f"step {target.name} may never start (its entry is a condition)"
-            if target.exit_type != StepExit.STEP_COMPLETES:
-                return f"step {target.name} may end by its exit condition without outputs"
             if target_stage.exit_type != StageExit.ALL_STEPS_COMPLETE:
                 return f"step {target.name} may be discontinued (stage {target_stage.name} exits on a condition)"
         return None
 
+    def record_fields(self):
+        """(what the record is, the keys ``record`` may have) for this orchestration's runs.
+
+        A record-triggered orchestration runs on records of its start model;
+        an autolaunched one may be launched on a record of any model exposed
+        to flows, so a field is known if one of those models has it.
+        """
+        if self._record_fields is None:
+            from django.apps import apps
+
+            from .records import allowed_models
+
+            label = (self.orch.start_model or "").lower()
+            if label:
+                try:
+                    models = [apps.get_model(label)]
+                except (LookupError, ValueError):
+                    models = []  # reported by check_start
+                what = f"model {label}"
+            else:
+                models = []
+                for allowed in sorted(allowed_models()):
+                    try:
+                        models.append(apps.get_model(allowed))
+                    except (LookupError, ValueError):
+                        continue
+                what = "any model exposed to flows (BATON_FLOW_MODELS)"
+            fields = set().union(*(record_field_names(m) for m in models)) if models else None
+            self._record_fields = (what, fields)
+        return self._record_fields
+
+    def check_names(self, site, source):
+        """Every name ``source`` reads must be in a run's scope, with the keys it reads."""
+        declared = [v.get("name") for v in self.orch.inputs or [] if isinstance(v, dict)]
+        for read in reads(source):
+            name, path = read.name, read.path
+            if name in TYPE_NAMES:
+                continue
+            if name not in SCOPE_NAMES:
+                self.add(site.place, f"{name} — not in scope (an expression here reads {', '.join(SCOPE_NAMES)})")
+            elif name == "inputs" and len(path) > 1 and path[1] not in declared:
+                self.add(site.place, f"inputs.{path[1]} — {self.orch.api_name} declares no input {path[1]!r} "
+                                     f"(inputs: {_names(n for n in declared if n)})")
+            elif name in ("record", "record_prior") and len(path) > 1:
+                what, fields = self.record_fields()
+                if fields is not None and path[1] not in fields:
+                    self.add(site.place, f"{name}.{path[1]} — {what} has no field {path[1]!r}")
+            elif name == "run" and len(path) > 1 and path[1] not in RUN_KEYS:
+                self.add(site.place, f"run.{path[1]} — a run has no {path[1]!r} (has: {', '.join(RUN_KEYS)})")
+            elif name == "steps" and len(path) > 2 and path[2] not in STEP_KEYS:
+                self.add(site.place, f"{read.text} — a step has no {path[2]!r} (has: {', '.join(STEP_KEYS)})")
+
     def check_site(self, site):
         checked = check_expression(self.problems, site.place, site.source, merge=site.merge)
         for source in checked:
+            self.check_names(site, source)
             for name in sorted(step_references(source)):
                 if name not in self.steps:
                     self.add(site.place, f"steps.{name} — no step named {name!r} in {self.orch.api_name}")
+            tested = tested_paths(source)
             for step_name, output in step_output_references(source):
                 target = self.steps.get(step_name)
                 if target is None:
                     continue
                 ref = f"steps.{step_name}.outputs.{output}"
                 why = self.surely_before(site, target)
+                if (why is None and site.kind == VALUE and target.exit_type != StepExit.STEP_COMPLETES
+                        and ("steps", step_name, "outputs", output) not in tested):
+                    # A step withdrawn by its exit condition completes with no
+                    # outputs, and its readers still run (docs/definitions.md).
+                    why = (f"step {step_name} may end by its exit condition without outputs: "
+                           f"read it as has({ref}) ? {ref} : <default>")
                 if why:
                     self.add(site.place, f"{ref} — {why}")
                 flow = self.step_flows.get(step_name)

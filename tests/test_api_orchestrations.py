@@ -314,3 +314,14 @@ def test_deeply_nested_json_is_a_400_not_a_crash(approval, users, depth):
 def test_unsupported_media_type_is_415(approval, users):
     response = token_client(users.launcher).post(launch_url(), "<inputs/>", content_type="application/xml")
     assert response.status_code == 415 and response.json()["code"] == "unsupported_media_type"
+
+
+def test_launching_without_the_record_its_expressions_read_is_400_and_stores_nothing(users):
+    """Issue 12, point 7: the demo's equipment_refresh maps record.id into its steps."""
+    from tests.demo_definitions import import_demo_definitions
+
+    import_demo_definitions()
+    response = token_client(users.launcher).post(launch_url("equipment_refresh"), {"inputs": {}}, format="json")
+    assert response.status_code == 400, response.content
+    assert "equipment_refresh reads record in its expressions" in response.json()["errors"]["record"][0]
+    assert not OrchestrationRun.objects.exists() and not RunEvent.objects.exists()

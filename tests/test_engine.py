@@ -443,3 +443,24 @@ def test_a_failed_publish_ends_the_queued_lease_so_the_next_sweep_resends(fx, dj
     with mock.patch("orchestration.effects.send_step_message") as resend, django_capture_on_commit_callbacks(execute=True):
         assert sweep_stuck_steps() == 1
     resend.assert_called_once_with(step.pk)
+
+
+def test_decisions_that_go_round_without_a_stage_error_the_run(fx):
+    """Issue 12, point 2: a version that was never validated (built active here) cannot hang the process."""
+    noop_flow("a")
+    path = [
+        {"type": "decision", "name": "ping", "outcomes": [{"name": "on", "condition": "true", "goto": "pong"}],
+         "default": "work"},
+        {"type": "decision", "name": "pong", "outcomes": [{"name": "back", "condition": "true", "goto": "ping"}],
+         "default": "work"},
+        {"name": "work", "steps": [bg("w", "a")]},
+    ]
+    orch = orchestration(path)
+    run = start(orch, fx)
+    run.refresh_from_db()
+    assert run.status == "error"
+    assert run.error.startswith(f"{orch.api_name} › ")
+    assert "decisions go round without entering a stage (ping → pong → ping → pong)" in run.error
+    assert not StageRun.objects.filter(run=run).exists()
+    kinds = list(RunEvent.objects.filter(run=run).values_list("kind", flat=True))
+    assert kinds.count("decision_taken") == 3 and kinds[-1] == "run_error"

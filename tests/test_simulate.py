@@ -166,3 +166,52 @@ def test_parse_outputs_rejects_bad_pairs():
     with pytest.raises(SimulationError):
         parse_outputs(["=1"])
     assert parse_outputs(["a={}", " ", 'b=[{"x": 1}]']) == {"a": {}, "b": [{"x": 1}]}
+
+
+def test_a_step_input_that_fails_in_a_run_fails_the_dry_run_with_its_place():
+    """Issue 12, point 15: the dry run evaluates the step inputs the run evaluates, with the same inputs."""
+    from orchestration import starts
+
+    noop_flow("div_s", inputs=[{"name": "x", "type": "number"}])
+    orch = orchestration([{"name": "one", "steps": [bg("s", "div_s", inputs={"x": "double(10 / int(inputs.d))"})]}],
+                         api_name="divider", inputs=[{"name": "d", "type": "number", "required": True}])
+    result = simulate(orch, inputs={"d": 0})
+    assert result.result == "error", result.text()
+    assert result.message.startswith("divider › one › s › inputs.x: ")
+    assert "division by zero" in result.message and "a real run would stop in error here" in result.message
+    assert simulate(orch, inputs={"d": 2}).result == "completed"
+    run = starts.launch("divider", inputs={"d": 0})  # the real run fails at the same place
+    run.refresh_from_db()
+    assert run.status == "error" and "divider › one › s › inputs.x" in run.error
+
+
+def test_the_dry_run_checks_inputs_as_a_launch_does_and_mapped_values_against_the_flow():
+    noop_flow("typed_s", inputs=[{"name": "n", "type": "number"}])
+    orch = orchestration([{"name": "one", "steps": [bg("s", "typed_s", inputs={"n": '"not a number"'}),
+                                                    bg("t", "typed_s", inputs={"n": "inputs.d"})]}],
+                         api_name="typed", inputs=[{"name": "d", "type": "number", "required": True}])
+    refused = simulate(orch, inputs={})
+    assert refused.result == "error" and "a launch would refuse these inputs: inputs.d" in refused.message
+    result = simulate(orch, inputs={"d": "4"})
+    assert result.result == "error" and result.message.startswith("typed › one › s: inputs.n")
+
+
+def test_a_miss_that_comes_from_outputs_not_given_is_noted_not_an_error(demo):
+    orch = Orchestration.objects.get(api_name="deal_approval", status="active")
+    result = simulate(orch, outputs={"manager_review": {"decision": "approve"}})
+    assert result.result == "completed", result.text()
+    finalize = next(e for e in result.entries if e.name == "finalize")
+    assert any("no such key" in note for step in finalize.steps for note in step.notes)
+    assert "not evaluated: deal_approval › finalize" in result.text()
+
+
+def test_a_step_whose_exit_condition_holds_at_once_completes_without_outputs():
+    noop_flow("quick_s", outputs={"n": ("number", "1")})
+    orch = orchestration([{"name": "one", "steps": [bg("a", "quick_s", exit={"condition": "true"})]},
+                          {"type": "decision", "name": "d", "outcomes": [
+                              {"name": "got", "condition": "has(steps.a.outputs.n)", "goto": "end"}],
+                           "default": "end"}], api_name="quick")
+    result = simulate(orch, outputs={"a": {"n": 5}})
+    assert result.entries[0].steps[0].outputs == {}
+    assert "ended by its exit condition" in result.entries[0].steps[0].detail
+    assert result.decisions == [("d", "default", "end")]

@@ -320,3 +320,20 @@ def test_a_failing_worker_start_keeps_the_pending_row_for_the_sweeper(settings, 
     assert pending.attempts == 1 and "hiccup" in pending.error
     assert start_leftover_pending(older_than_seconds=0) == 1
     assert runs_for(person).count() == 1
+
+
+def test_launch_refuses_to_start_without_the_record_its_expressions_read():
+    """Issue 12, point 7: a run that reads record and has none would stop in error at once."""
+    noop_flow("n", inputs=[{"name": "who", "type": "text"}])
+    reader = make_orchestration([{"name": "one", "steps": [bg("s", "n", inputs={"who": "record.first_name"})]}],
+                                start={"type": "autolaunched"})
+    with pytest.raises(LaunchError) as err:
+        orchestration.launch(reader.api_name)
+    assert list(err.value.message_dict) == ["record"]
+    assert f"{reader.api_name} reads record in its expressions" in err.value.message_dict["record"][0]
+    assert not OrchestrationRun.objects.exists()
+    run = orchestration.launch(reader.api_name, record=employee())
+    assert run.status != "error"
+    plain = make_orchestration([{"name": "one", "steps": [bg("s", "n", inputs={"who": '"x"'})]}],
+                               start={"type": "autolaunched"})
+    assert orchestration.launch(plain.api_name).status != "error"

@@ -422,7 +422,7 @@ def test_action_elements_name_registered_actions():
 
 def test_http_hosts_must_be_allowed(settings):
     settings.BATON_HTTP_ALLOWED_HOSTS = ["ok.example"]
-    flow = make_flow("v_http", status="draft", elements=[
+    flow = make_flow("v_http", status="draft", inputs=[var("id")], elements=[
         {"type": "http_request", "url": "https://evil.example/x"},
         {"type": "http_request", "url": "https://ok.example/{!id}"}])
     problems = validate_flow(flow)
@@ -535,3 +535,154 @@ def test_validate_dispatches_on_the_definition_kind(flows):
     assert validate(flows["work"]) == []
     o = orch(stage("one", step("a", "v_work")))
     assert_problem(validate(o), "required input 'x'")
+
+
+# ---------------------------------------------------------------- names in scope (issue 12, point 13)
+
+EMPLOYEE_START = {"type": "record_triggered", "model": "demo.employee", "when": "created"}
+
+
+@pytest.mark.parametrize("expression, fragments", [
+    ("nosuchname", ["nosuchname — not in scope"]),
+    ("inputs.nosuch", ["inputs.nosuch — v_orch declares no input 'nosuch' (inputs: reason)"]),
+    ('inputs["nosuch"]', ["inputs.nosuch — v_orch declares no input 'nosuch'"]),
+    ("record.nosuchfield", ["record.nosuchfield — model demo.employee has no field 'nosuchfield'"]),
+    ("record_prior.nosuchfield", ["record_prior.nosuchfield — model demo.employee has no field"]),
+    ("run.nosuch", ["run.nosuch — a run has no 'nosuch'"]),
+    ('[1].map(x, x + y)[0] > 0 ? "a" : "b"', ["y — not in scope"]),
+])
+def test_names_out_of_scope_are_refused_with_their_place(flows, expression, fragments):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": expression})),
+             start=EMPLOYEE_START, inputs=[var("reason")])
+    assert_problem(validate_orchestration(o), "v_orch › one › a › inputs.x", *fragments)
+
+
+@pytest.mark.parametrize("expression", [
+    'record.first_name + " " + inputs.reason',
+    "string(record.manager_id) + string(record.manager) + string(record.pk) + string(record.id)",
+    'has(record_prior.status) ? record_prior.status : "new"',
+    '[1, 2].map(x, x * 2).exists(y, y > 2) ? string(run.id) : "z"',
+    'inputs.reason.endsWith("x") ? "y" : string(now) + string(type(1) == int)',
+    '"record.nosuch inputs.nosuch nosuchname"',
+])
+def test_names_in_scope_pass(flows, expression):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": expression})),
+             start=EMPLOYEE_START, inputs=[var("reason")])
+    assert validate_orchestration(o) == []
+
+
+def test_names_are_checked_in_conditions_and_decisions_too(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, entry={"condition": "inputs.missing"}),
+                   exit={"condition": "record.nope"}),
+             {"type": "decision", "name": "d", "outcomes": [{"name": "y", "condition": "wat", "goto": "end"}],
+              "default": "end"},
+             start={**EMPLOYEE_START, "condition": "record.nothere"})
+    problems = validate_orchestration(o)
+    assert_problem(problems, "v_orch › one › a › entry.condition", "inputs.missing")
+    assert_problem(problems, "v_orch › one › exit.condition", "record.nope")
+    assert_problem(problems, "v_orch › d › outcomes.y.condition", "wat — not in scope")
+    assert_problem(problems, "v_orch › start.condition", "record.nothere")
+
+
+def test_an_autolaunched_orchestration_reads_fields_of_any_exposed_model(flows):
+    good = orch(stage("one", step("a", "v_work", inputs={"x": "record.first_name + record.name"})))
+    assert validate_orchestration(good) == []
+    Orchestration.objects.all().delete()
+    bad = orch(stage("one", step("a", "v_work", inputs={"x": "record.nosuchfield"})))
+    assert_problem(validate_orchestration(bad), "one › a › inputs.x",
+                   "record.nosuchfield — any model exposed to flows (BATON_FLOW_MODELS) has no field 'nosuchfield'")
+
+
+def test_activation_refuses_an_out_of_scope_name_and_leaves_the_draft(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "inputs.nosuch"})))
+    with pytest.raises(ActivationRefused):
+        activate(o)
+    o.refresh_from_db()
+    assert o.status == "draft"
+
+
+@pytest.mark.parametrize("extra, place", [
+    ({"elements": [{"type": "assign", "set": {"out": "nosuchname + 1"}}]}, "elements[0].set.out"),
+    ({"elements": [{"type": "decision", "outcomes": [{"condition": "ghost", "goto": "end"}]}]},
+     "elements[0].outcomes[0].condition"),
+    ({"elements": [{"type": "send_email", "to": '"a@b.c"', "subject": "Hi {!ghost}"}]}, "elements[0].subject"),
+    ({"type": "screen", "screens": [{"name": "s", "fields": [{"name": "f", "type": "text", "visible_if": "ghost"}]}]},
+     "screen s › field f › visible_if"),
+    ({"type": "screen", "screens": [{"name": "s", "fields": [{"name": "t", "type": "display", "text": "{!ghost}"}]}]},
+     "screen s › field t › text"),
+])
+def test_flow_expressions_may_only_read_flow_variables(extra, place):
+    flow = make_flow("v_names", status="draft", inputs=[var("a")], **extra)
+    assert_problem(validate_flow(flow), f"v_names › {place}", "ghost" if "ghost" in str(extra) else "nosuchname",
+                   "not in scope")
+
+
+def test_flow_expressions_see_inputs_fields_assignments_into_targets_and_action_results():
+    flow = make_flow("v_names_ok", status="draft", inputs=[var("a")], outputs=[var("o")], elements=[
+        {"type": "assign", "set": {"b": "a + string(now)"}},
+        {"type": "get_records", "model": "demo.employee", "filter": {"first_name": "b"}, "into": "found",
+         "first": True},
+        {"type": "action", "action": "user_contact", "inputs": {"user_id": "found.id"}},
+        {"type": "assign", "set": {"o": "email + username + b + (record == null ? '' : 'r')"}},
+        {"type": "assign", "set": {"c": "[1].map(x, x)"}},
+    ])
+    assert validate_flow(flow) == []
+    screen = make_flow("v_names_screen", type="screen", status="draft", inputs=[var("a")], screens=[
+        {"name": "s", "fields": [{"name": "f", "type": "text", "default": "a"},
+                                 {"name": "g", "type": "text", "visible_if": "f != ''"}]}])
+    assert validate_flow(screen) == []
+
+
+# ---------------------------------------------------------------- withdrawn steps (issue 12, point 14)
+
+def test_reading_outputs_of_a_step_with_an_exit_condition_needs_has(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, exit={"condition": "true"}),
+                   step("b", "v_work", inputs={"x": "steps.a.outputs.result"}, entry={"after": ["a"]})))
+    assert_problem(validate_orchestration(o), "v_orch › one › b › inputs.x", "steps.a.outputs.result",
+                   "may end by its exit condition without outputs", "has(steps.a.outputs.result)")
+
+
+def test_a_has_guard_makes_the_read_of_a_withdrawn_step_safe(flows):
+    guarded = 'has(steps.a.outputs.result) ? steps.a.outputs.result : "none"'
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, exit={"condition": "true"}),
+                   step("b", "v_work", inputs={"x": guarded}, entry={"after": ["a"]})),
+             stage("two", step("c", "v_work", inputs={"x": guarded})))
+    assert validate_orchestration(o) == []
+
+
+def test_a_later_stage_reading_a_withdrawn_step_needs_has_too(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, exit={"condition": "true"})),
+             stage("two", step("c", "v_work", inputs={"x": "steps.a.outputs.result"})))
+    assert_problem(validate_orchestration(o), "v_orch › two › c › inputs.x", "may end by its exit condition")
+
+
+# ---------------------------------------------------------------- decision cycles (issue 12, point 2)
+
+def test_decisions_that_go_to_each_other_are_refused(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             {"type": "decision", "name": "ping", "outcomes": [{"name": "y", "condition": "true", "goto": "pong"}],
+              "default": "end"},
+             {"type": "decision", "name": "pong", "outcomes": [{"name": "y", "condition": "true", "goto": "ping"}],
+              "default": "one"})
+    problems = validate_orchestration(o)
+    assert_problem(problems, "v_orch › ping", "decisions go to each other without entering a stage: ping → pong → ping")
+    with pytest.raises(ActivationRefused):
+        activate(o)
+    o.refresh_from_db()
+    assert o.status == "draft"
+
+
+def test_a_decision_going_to_itself_is_refused(flows):
+    o = orch({"type": "decision", "name": "d", "outcomes": [{"name": "y", "condition": "false", "goto": "d"}],
+              "default": "one"},
+             stage("one", step("a", "v_work", inputs={"x": "1"})))
+    assert_problem(validate_orchestration(o), "v_orch › d", "without entering a stage: d → d")
+
+
+def test_a_loop_through_a_stage_is_not_a_decision_cycle(flows):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             {"type": "decision", "name": "d1", "outcomes": [{"name": "y", "condition": "true", "goto": "d2"}],
+              "default": "end"},
+             {"type": "decision", "name": "d2", "outcomes": [{"name": "y", "condition": "true", "goto": "one"}],
+              "default": "end"})
+    assert validate_orchestration(o) == []

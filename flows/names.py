@@ -1,0 +1,146 @@
+"""The names a CEL expression reads, for scope checks at activation.
+
+The ``cel`` bindings we evaluate with expose no syntax tree: a compiled
+program lists its variables, but mixes in the variables that macros bind
+(``x`` in ``items.map(x, x.price)``) and says nothing of the fields read
+from them. So this module reads the expression's tokens itself, only to
+answer one question: which dotted paths of free names does it read?
+
+``reads(source)`` returns one ``Read`` per occurrence of a free name, with
+the path that follows it (``record.email`` → ``("record", "email")``;
+``inputs["a b"]`` → ``("inputs", "a b")``) up to the first method call,
+computed index or operator, and whether that path is the argument of
+``has()``. String literals are skipped whole; macro variables are bound in
+their own argument list; function names (``size(x)``) and method names
+(``x.size()``) are not reads. An expression that does not tokenize gives no
+reads: it does not compile either, and that is reported elsewhere.
+"""
+import re
+from dataclasses import dataclass
+
+# Macros whose first argument(s) name a variable bound in the rest of the call.
+BINDING_MACROS = {"all", "exists", "exists_one", "map", "filter", "transformList", "transformMap",
+                  "transformMapEntry", "sortBy"}
+KEYWORDS = {"true", "false", "null", "in"}
+# Type names CEL knows as values (``type(x) == int``).
+TYPE_NAMES = {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type",
+              "google"}
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<string>[rRbB]{0,2}(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
+  | (?P<number>(?:0[xX][0-9a-fA-F]+|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)[uU]?)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<punct>\?\.|&&|\|\||==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
+    """,
+    re.X | re.S,
+)
+
+
+@dataclass(frozen=True)
+class Read:
+    path: tuple  # ("record", "email")
+    in_has: bool  # the path is exactly the argument of has()
+
+    @property
+    def name(self):
+        return self.path[0]
+
+    @property
+    def text(self):
+        return ".".join(self.path)
+
+
+def _tokens(source):
+    tokens, pos = [], 0
+    while pos < len(source):
+        match = _TOKEN.match(source, pos)
+        if match is None:
+            return None
+        pos = match.end()
+        kind = match.lastgroup
+        if kind != "space":
+            tokens.append((kind, match.group()))
+    return tokens
+
+
+def _string_value(text):
+    """The value of a plain string literal token (no escapes handled beyond the quotes), or None."""
+    body = text.lstrip("rRbB")
+    if text[:1] in "bB" or text[1:2] in "bB":
+        return None
+    for quote in ('"""', "'''", '"', "'"):
+        if body.startswith(quote) and body.endswith(quote) and len(body) >= 2 * len(quote):
+            inner = body[len(quote):-len(quote)]
+            return inner if "\\" not in inner else None
+    return None
+
+
+def reads(source):
+    """Every free name ``source`` reads, with its dotted path (see the module's doc)."""
+    tokens = _tokens(source or "")
+    if not tokens:
+        return []
+    out = []
+    # A stack of (closing bracket, names bound inside). A macro's "(" binds its variable(s).
+    frames = [(None, frozenset())]
+    i, n = 0, len(tokens)
+
+    def kind(k):
+        return tokens[k][0] if 0 <= k < n else None
+
+    def text(k):
+        return tokens[k][1] if 0 <= k < n else None
+
+    while i < n:
+        k, t = tokens[i]
+        if k == "punct" and t in "([{":
+            bound = frames[-1][1]
+            if t == "(" and kind(i - 1) == "ident" and text(i - 2) in (".", "?.") and text(i - 1) in BINDING_MACROS:
+                names = []
+                j = i + 1
+                while kind(j) == "ident" and text(j + 1) == "," and len(names) < 2:
+                    names.append(text(j))
+                    j += 2
+                bound = bound | frozenset(names)
+                frames.append((")", bound))
+                # Skip the binders themselves: they are declarations, not reads.
+                i += 1 + 2 * len(names)
+                continue
+            frames.append(({"(": ")", "[": "]", "{": "}"}[t], bound))
+        elif k == "punct" and t in ")]}":
+            if len(frames) > 1:
+                frames.pop()
+        elif k == "ident":
+            after_dot = text(i - 1) in (".", "?.")
+            is_call = text(i + 1) == "("
+            if not after_dot and not is_call and t not in KEYWORDS and t not in frames[-1][1]:
+                path = [t]
+                j = i + 1
+                while True:
+                    if text(j) in (".", "?.") and kind(j + 1) == "ident" and text(j + 2) != "(":
+                        path.append(text(j + 1))
+                        j += 2
+                    elif (text(j) == "[" and kind(j + 1) == "string" and text(j + 2) == "]"
+                          and _string_value(text(j + 1)) is not None):
+                        path.append(_string_value(text(j + 1)))
+                        j += 3
+                    else:
+                        break
+                in_has = text(i - 1) == "(" and text(i - 2) == "has" and text(i - 3) not in (".", "?.") and text(j) == ")"
+                out.append(Read(tuple(path), in_has))
+                i = j
+                continue
+        i += 1
+    return out
+
+
+def free_names(source):
+    """The set of free top-level names ``source`` reads."""
+    return {read.name for read in reads(source)}
+
+
+def tested_paths(source):
+    """The paths ``source`` tests with ``has()``."""
+    return {read.path for read in reads(source) if read.in_has}
