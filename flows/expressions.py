@@ -299,7 +299,7 @@ class _ShapeParser:
         return 1
 
 
-def _tokens(source):
+def tokens(source):
     """CEL's tokens of ``source``. A character CEL does not have is a token of its own: the binding names it."""
     tokens, at = [], 0
     while at < len(source):
@@ -321,9 +321,9 @@ def _measure(source, max_length, max_depth, max_nodes):
     if len(source) > max_length:
         return None, (f"it is {len(source):,} characters long; the limit is {max_length:,} "
                       "(setting BATON_CEL_MAX_LENGTH)")
-    tokens = _tokens(source)
+    found = tokens(source)
     nesting = deepest = 0
-    for kind, text in tokens:
+    for kind, text in found:
         if text in OPENERS:
             nesting += 1
             deepest = max(deepest, nesting)
@@ -332,7 +332,7 @@ def _measure(source, max_length, max_depth, max_nodes):
     if deepest > max_depth:
         return None, (f"its brackets nest {deepest} deep; the limit is {max_depth} levels "
                       "(setting BATON_CEL_MAX_DEPTH)")
-    parser = _ShapeParser(tokens, max_nodes)
+    parser = _ShapeParser(found, max_nodes)
     try:
         depth = parser.expr()
     except _TooLarge:
@@ -343,7 +343,7 @@ def _measure(source, max_length, max_depth, max_nodes):
     if depth > max_depth:
         return None, (f"it nests {depth} levels deep; the limit is {max_depth} "
                       "(setting BATON_CEL_MAX_DEPTH)")
-    loops = any(kind == "name" and text in LOOP_MACROS for kind, text in tokens)
+    loops = any(kind == "name" and text in LOOP_MACROS for kind, text in found)
     return Shape(depth, parser.nodes, frozenset(parser.names), loops), ""
 
 

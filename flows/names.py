@@ -3,7 +3,8 @@
 The ``cel`` bindings we evaluate with expose no syntax tree: a compiled
 program lists its variables, but mixes in the variables that macros bind
 (``x`` in ``items.map(x, x.price)``) and says nothing of the fields read
-from them. So this module reads the expression's tokens itself, only to
+from them. So this module walks the expression's tokens (the one tokenizer of
+`flows.expressions`), only to
 answer one question: which dotted paths of free names does it read?
 
 ``reads(source)`` returns one ``Read`` per occurrence of a free name, with
@@ -15,8 +16,9 @@ their own argument list; function names (``size(x)``) and method names
 (``x.size()``) are not reads. An expression that does not tokenize gives no
 reads: it does not compile either, and that is reported elsewhere.
 """
-import re
 from dataclasses import dataclass
+
+from flows.expressions import tokens
 
 # Macros whose first argument(s) name a variable bound in the rest of the call.
 BINDING_MACROS = {"all", "exists", "exists_one", "map", "filter", "transformList", "transformMap",
@@ -25,18 +27,6 @@ KEYWORDS = {"true", "false", "null", "in"}
 # Type names CEL knows as values (``type(x) == int``).
 TYPE_NAMES = {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type",
               "google"}
-
-_TOKEN = re.compile(
-    r"""
-    (?P<space>\s+)
-  | (?P<string>[rRbB]{0,2}(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"))
-  | (?P<number>(?:0[xX][0-9a-fA-F]+|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)[uU]?)
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<punct>\?\.|&&|\|\||==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
-    """,
-    re.X | re.S,
-)
-
 
 @dataclass(frozen=True)
 class Read:
@@ -53,16 +43,12 @@ class Read:
 
 
 def _tokens(source):
-    tokens, pos = [], 0
-    while pos < len(source):
-        match = _TOKEN.match(source, pos)
-        if match is None:
-            return None
-        pos = match.end()
-        kind = match.lastgroup
-        if kind != "space":
-            tokens.append((kind, match.group()))
-    return tokens
+    """CEL's tokens (one tokenizer for the whole project: ``flows.expressions.tokens``), or None
+    when a character CEL does not have makes the expression untokenizable."""
+    found = tokens(source)
+    if any(kind == "other" for kind, _ in found):
+        return None
+    return found
 
 
 def _string_value(text):
@@ -95,12 +81,12 @@ def reads(source):
 
     while i < n:
         k, t = tokens[i]
-        if k == "punct" and t in "([{":
+        if k == "op" and t in "([{":
             bound = frames[-1][1]
-            if t == "(" and kind(i - 1) == "ident" and text(i - 2) in (".", "?.") and text(i - 1) in BINDING_MACROS:
+            if t == "(" and kind(i - 1) == "name" and text(i - 2) in (".", "?.") and text(i - 1) in BINDING_MACROS:
                 names = []
                 j = i + 1
-                while kind(j) == "ident" and text(j + 1) == "," and len(names) < 2:
+                while kind(j) == "name" and text(j + 1) == "," and len(names) < 2:
                     names.append(text(j))
                     j += 2
                 bound = bound | frozenset(names)
@@ -109,17 +95,17 @@ def reads(source):
                 i += 1 + 2 * len(names)
                 continue
             frames.append(({"(": ")", "[": "]", "{": "}"}[t], bound))
-        elif k == "punct" and t in ")]}":
+        elif k == "op" and t in ")]}":
             if len(frames) > 1:
                 frames.pop()
-        elif k == "ident":
+        elif k == "name":
             after_dot = text(i - 1) in (".", "?.")
             is_call = text(i + 1) == "("
             if not after_dot and not is_call and t not in KEYWORDS and t not in frames[-1][1]:
                 path = [t]
                 j = i + 1
                 while True:
-                    if text(j) in (".", "?.") and kind(j + 1) == "ident" and text(j + 2) != "(":
+                    if text(j) in (".", "?.") and kind(j + 1) == "name" and text(j + 2) != "(":
                         path.append(text(j + 1))
                         j += 2
                     elif (text(j) == "[" and kind(j + 1) == "string" and text(j + 2) == "]"
