@@ -69,7 +69,6 @@ import math
 import re
 import urllib.parse
 
-from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
@@ -77,6 +76,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from orchestration.conf import baton_settings
 from orchestration.records import RecordError, get_model, record_map, record_reference, resolve_record_ref
 
 from .actions import UnknownAction, get_action, resolve_implementation
@@ -592,14 +592,14 @@ class _Run:
         host = (parsed.hostname or "").lower()
         if parsed.scheme not in {"http", "https"} or not host:
             self.fail(f"refused {url!r}: only http and https URLs with a host may be called")
-        allowed = {h.strip().lower() for h in getattr(settings, "BATON_HTTP_ALLOWED_HOSTS", []) if h.strip()}
+        allowed = {h.strip().lower() for h in baton_settings.BATON_HTTP_ALLOWED_HOSTS if h.strip()}
         netloc = parsed.netloc.rpartition("@")[2].lower()
         if host not in allowed and netloc not in allowed:
             self.fail(
                 f"refused {url!r}: host {host!r} is not in BATON_HTTP_ALLOWED_HOSTS "
                 f"({', '.join(sorted(allowed)) or 'empty'})"
             )
-        default_timeout = float(getattr(settings, "BATON_HTTP_TIMEOUT", 10.0))
+        default_timeout = float(baton_settings.BATON_HTTP_TIMEOUT)
         timeout = self.cfg("timeout", default_timeout)
         if isinstance(timeout, str):
             try:

@@ -9,9 +9,10 @@ The orchestration validator (``orchestration.validation``) reuses
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.utils.module_loading import import_string
+
+from orchestration.conf import baton_settings
 
 from .expressions import ExpressionError, compile_expression, merge_fields
 from .models import ELEMENT_TYPES, FIELD_TYPES, VARIABLE_TYPES, FlowType, FlowVariable
@@ -80,7 +81,7 @@ def check_expression(problems, place, source, *, merge=False, required=True):
 
 
 def allowed_models():
-    return {label.lower() for label in getattr(settings, "BATON_FLOW_MODELS", [])}
+    return {label.lower() for label in baton_settings.BATON_FLOW_MODELS}
 
 
 def check_model(problems, place, label):
@@ -269,7 +270,7 @@ def _check_element(problems, flow, index, element, labels):
             url = config["url"]
             check_expression(problems, f"{eplace}.url", url, merge=True)
             host = urlsplit(str(url).split("{!", 1)[0]).hostname if isinstance(url, str) else None
-            allowed = set(getattr(settings, "BATON_HTTP_ALLOWED_HOSTS", []))
+            allowed = set(baton_settings.BATON_HTTP_ALLOWED_HOSTS)
             if host and "{!" not in str(url).split("//", 1)[-1].split("/", 1)[0] and host not in allowed:
                 problems.append(Problem(f"{eplace}.url", f"host {host!r} is not allowed (setting BATON_HTTP_ALLOWED_HOSTS)"))
         for key, value in (config.get("headers") or {}).items():

@@ -22,10 +22,10 @@ CHANNEL = "baton_pending_start"
 
 
 def enabled():
-    from django.conf import settings
+    from .conf import baton_settings
     from django.db import connection
 
-    return settings.BATON_RECORD_STARTS == "worker" and connection.vendor == "postgresql"
+    return baton_settings.BATON_RECORD_STARTS == "worker" and connection.vendor == "postgresql"
 
 
 class PendingStartListener:

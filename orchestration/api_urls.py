@@ -1,0 +1,68 @@
+"""The REST API (``api/`` in ``orchestration.urls``): resources from a router, the OpenAPI schema and Swagger UI.
+
+The schema (``api/schema/``) and the docs page (``api/docs/``, assets served
+locally by drf-spectacular-sidecar) are public; everything else needs a token
+or a session. Names are in the ``baton_api`` namespace (``baton_api:run-list``).
+"""
+from django.templatetags.static import static
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from workguide.api import WorkItemViewSet
+
+from .api import OrchestrationViewSet, RunViewSet, api_not_found
+
+# The schema's title and enum names are Baton's, whatever the host's
+# SPECTACULAR_SETTINGS say (a host may have none).
+SCHEMA_SETTINGS = {
+    "TITLE": "Baton API",
+    "DESCRIPTION": "Launch orchestrations, follow runs, and work the Work Guide.",
+    "VERSION": "1.0.0",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" field with different choices; name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "orchestration.models.runs.RunStatus",
+        "StageStatusEnum": "orchestration.models.runs.StageStatus",
+        "StepStatusEnum": "orchestration.models.runs.StepStatus",
+        "WorkItemStatusEnum": "workguide.models.WorkItemStatus",
+        "DefinitionStatusEnum": "flows.versioning.DefinitionStatus",
+    },
+}
+
+
+class SchemaView(SpectacularAPIView):
+    custom_settings = SCHEMA_SETTINGS
+    permission_classes = []
+    authentication_classes = []
+
+
+class DocsView(SpectacularSwaggerView):
+    """Swagger UI with its assets from drf-spectacular-sidecar (no CDN), whatever SWAGGER_UI_DIST says."""
+
+    title = SCHEMA_SETTINGS["TITLE"]
+    url_name = "baton_api:schema"
+    permission_classes = []
+    authentication_classes = []
+
+    @staticmethod
+    def _swagger_ui_resource(filename):
+        return static(f"drf_spectacular_sidecar/swagger-ui-dist/{filename}")
+
+    @staticmethod
+    def _swagger_ui_favicon():
+        return static("drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png")
+
+
+app_name = "baton_api"
+router = SimpleRouter()
+router.register("orchestrations", OrchestrationViewSet, basename="orchestration")
+router.register("runs", RunViewSet, basename="run")
+router.register("work-items", WorkItemViewSet, basename="work-item")
+
+urlpatterns = [
+    path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", DocsView.as_view(), name="api-docs"),
+    path("", include(router.urls)),
+    re_path(r"^", api_not_found),
+]
