@@ -22,8 +22,9 @@ CHANNEL = "baton_pending_start"
 
 
 def enabled():
-    from .conf import baton_settings
     from django.db import connection
+
+    from .conf import baton_settings
 
     return baton_settings.BATON_RECORD_STARTS == "worker" and connection.vendor == "postgresql"
 

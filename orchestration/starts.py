@@ -179,8 +179,9 @@ def start_leftover_pending(older_than_seconds=None, now=None):
     """Start the runs of pending starts older than the given age (the sweeper). Returns how many."""
     from datetime import timedelta
 
-    from .conf import baton_settings
     from django.utils import timezone
+
+    from .conf import baton_settings
 
     age = baton_settings.BATON_START_LEASE if older_than_seconds is None else older_than_seconds
     cutoff = (now or timezone.now()) - timedelta(seconds=age)
