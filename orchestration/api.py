@@ -23,7 +23,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view,
@@ -186,8 +185,6 @@ class BatonAPIView:
     parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
     permission_classes = [IsAuthenticated]
     pagination_class = ApiPagination
-    # drf-spectacular describes Baton's views whatever the host's DEFAULT_SCHEMA_CLASS is.
-    schema = AutoSchema()
 
     def get_exception_handler(self):
         return api_exception_handler

@@ -11,15 +11,22 @@ from rest_framework.routers import SimpleRouter
 
 from workguide.api import WorkItemViewSet
 
-from .api import OrchestrationViewSet, RunViewSet, api_not_found
+from .api import BatonAPIView, OrchestrationViewSet, RunViewSet, api_not_found
 
-# The schema's title and enum names are Baton's, whatever the host's
-# SPECTACULAR_SETTINGS say (a host may have none).
+
+def baton_endpoints_only(endpoints):
+    """drf-spectacular preprocessing hook: the schema describes Baton's API, not the host's own DRF views."""
+    return [endpoint for endpoint in endpoints if issubclass(getattr(endpoint[3], "cls", object), BatonAPIView)]
+
+
+# The schema's title, enum names and contents are Baton's, whatever the
+# host's SPECTACULAR_SETTINGS say (a host may have none).
 SCHEMA_SETTINGS = {
     "TITLE": "Baton API",
     "DESCRIPTION": "Launch orchestrations, follow runs, and work the Work Guide.",
     "VERSION": "1.0.0",
     "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["orchestration.api_urls.baton_endpoints_only"],
     # Several models have a "status" field with different choices; name each set.
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "orchestration.models.runs.RunStatus",

@@ -83,6 +83,26 @@ def check_templates(app_configs=None, **kwargs):
 
 
 @register()
+def check_rest_framework(app_configs=None, **kwargs):
+    # drf-spectacular's decorators on Baton's views build on DEFAULT_SCHEMA_CLASS
+    # when they are imported; another class there breaks the API's schema.
+    from django.utils.module_loading import import_string
+    from drf_spectacular.openapi import AutoSchema
+
+    name = (getattr(settings, "REST_FRAMEWORK", None) or {}).get("DEFAULT_SCHEMA_CLASS")
+    try:
+        schema_class = import_string(name) if isinstance(name, str) else name
+        ok = isinstance(schema_class, type) and issubclass(schema_class, AutoSchema)
+    except ImportError:
+        ok = False
+    if ok:
+        return []
+    return [Error(f"Baton's API schema needs drf-spectacular's AutoSchema; REST_FRAMEWORK['DEFAULT_SCHEMA_CLASS'] is {name!r}.",
+                  hint='Set REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema", ...}.',
+                  id="baton.E006")]
+
+
+@register()
 def check_baton_settings(app_configs=None, **kwargs):
     errors = []
     for name, setting in conf.SETTINGS.items():
