@@ -3,9 +3,11 @@
 They run with every management command (``manage.py check``, ``migrate``,
 ``runserver``) and name the missing app, middleware or setting.
 """
+from urllib.parse import urlsplit
+
 from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 from . import conf
 
@@ -110,6 +112,16 @@ def check_baton_settings(app_configs=None, **kwargs):
         if setting.choices and value not in setting.choices:
             errors.append(Error(f"{name} is {value!r}.", hint=f"Set {name} to one of {', '.join(map(repr, setting.choices))}.",
                                 id="baton.E004"))
+    base = urlsplit(str(conf.baton_settings.BATON_BASE_URL or ""))
+    if base.scheme not in ("http", "https") or not base.netloc:
+        errors.append(Error(f"BATON_BASE_URL is {conf.baton_settings.BATON_BASE_URL!r}; mail links need a scheme and host.",
+                            hint='Set BATON_BASE_URL to the site\'s address, for example "https://intranet.example.com".',
+                            id="baton.E007"))
+    elif base.path.strip("/"):
+        errors.append(Warning(f"BATON_BASE_URL's path {base.path!r} is not used: mail links take only scheme and host "
+                              "from it, and their path from your URLconf.",
+                              hint="Drop the path; if your server mounts the site under a sub-path, set FORCE_SCRIPT_NAME.",
+                              id="baton.W001"))
     models = conf.baton_settings.BATON_FLOW_MODELS
     if isinstance(models, str) or not isinstance(models, (list, tuple)):
         return [*errors, Error(f"BATON_FLOW_MODELS must be a list of \"app_label.model\" names, not {models!r}.",

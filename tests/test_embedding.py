@@ -109,6 +109,13 @@ def test_bad_baton_settings_are_named(settings):
     ]
     settings.BATON_FLOW_MODELS = "demo.employee"
     assert [e.id for e in checks.check_baton_settings()] == ["baton.E004", "baton.E005"]
+    settings.BATON_STEP_EXECUTION = "worker"
+    settings.BATON_FLOW_MODELS = []
+    settings.BATON_BASE_URL = "intranet.example.com"
+    assert [e.id for e in checks.check_baton_settings()] == ["baton.E007"]
+    settings.BATON_BASE_URL = "https://intranet.example.com/baton/"
+    (warning,) = checks.check_baton_settings()
+    assert warning.id == "baton.W001" and "FORCE_SCRIPT_NAME" in warning.hint
 
 
 # --- URLs under a prefix --------------------------------------------------------

@@ -57,7 +57,7 @@ class Command(BaseCommand):
         # whitenoise warns on every start when STATIC_ROOT does not exist.
         if getattr(settings, "STATIC_ROOT", None):
             Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
-        settings_module = os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings")
+        settings_module = os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE
         celery_app = baton_settings.BATON_CELERY_APP or settings_module.rpartition(".")[0] or settings_module
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "PYTHONUNBUFFERED": "1"}
         address = f"{options['host']}:{options['port']}"
