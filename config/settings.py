@@ -265,16 +265,10 @@ BATON_BROKER_FAIL_FAST_OPTIONS = {
 if not CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS.update(BATON_BROKER_FAIL_FAST_OPTIONS)
 
-CELERY_BEAT_SCHEDULE = {
-    "orchestration-sweep": {
-        "task": "orchestration.tasks.sweep",
-        "schedule": timedelta(seconds=env.int("BATON_SWEEP_INTERVAL", default=30)),
-    },
-    "workguide-due-dates": {
-        "task": "workguide.tasks.check_due_dates",
-        "schedule": timedelta(seconds=env.int("BATON_DUE_CHECK_INTERVAL", default=300)),
-    },
-}
+# Baton's apps add the sweeper and the due-date checks to beat themselves
+# (orchestration/celery_hooks.py); these set their intervals, 0 turns one off.
+BATON_SWEEP_INTERVAL = env.int("BATON_SWEEP_INTERVAL", default=30)
+BATON_DUE_CHECK_INTERVAL = env.int("BATON_DUE_CHECK_INTERVAL", default=300)
 
 # --- REST ---------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -9,7 +9,8 @@ import importlib
 import logging
 
 from django.apps import apps
-from django.conf import settings
+
+from orchestration.conf import baton_settings
 
 log = logging.getLogger(__name__)
 _ACTIONS = {}
@@ -63,7 +64,7 @@ def import_action_modules():
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise
-    for dotted in getattr(settings, "BATON_ACTION_MODULES", []):
+    for dotted in baton_settings.BATON_ACTION_MODULES:
         importlib.import_module(dotted)
 
 

@@ -47,6 +47,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from orchestration.conf import SETTINGS, baton_settings
+
 MERGE_FIELD = re.compile(r"\{!(.*?)\}", re.S)
 STEP_OUTPUT_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)\s*\.\s*outputs\s*\.\s*([A-Za-z_]\w*)")
 STEP_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)")
@@ -72,16 +74,17 @@ class ExpressionError(Exception):
 # Limits
 # ---------------------------------------------------------------------------
 
-LIMIT_DEFAULTS = {
-    "BATON_CEL_MAX_LENGTH": 4000,  # characters of one expression
-    "BATON_CEL_MAX_DEPTH": 32,  # levels of its parse tree
-    "BATON_CEL_MAX_NODES": 1000,  # nodes of its parse tree
-    "BATON_CEL_MAX_STRING": 1_000_000,  # characters of a text in a result
-    "BATON_CEL_MAX_ITEMS": 100_000,  # values in all the lists and maps of a result
-    "BATON_CEL_MAX_SECONDS": 1.0,  # one evaluation, then the evaluator is stopped
-    "BATON_CEL_MAX_MEMORY_MB": 512,  # address space of an evaluator process
-    "BATON_FLOW_MAX_ELEMENTS": 10_000,  # elements one flow run executes, loops included
-}
+# The settings behind ``Limits``, in its fields' order; defaults and docs in orchestration/conf.py.
+LIMIT_SETTINGS = (
+    "BATON_CEL_MAX_LENGTH",
+    "BATON_CEL_MAX_DEPTH",
+    "BATON_CEL_MAX_NODES",
+    "BATON_CEL_MAX_STRING",
+    "BATON_CEL_MAX_ITEMS",
+    "BATON_CEL_MAX_SECONDS",
+    "BATON_CEL_MAX_MEMORY_MB",
+    "BATON_FLOW_MAX_ELEMENTS",
+)
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,9 @@ def limits():
     from django.conf import settings
 
     if settings.configured:
-        values = [getattr(settings, name, default) for name, default in LIMIT_DEFAULTS.items()]
+        values = [getattr(baton_settings, name) for name in LIMIT_SETTINGS]
     else:  # a script without Django settings (bench/cel_compare.py)
-        values = list(LIMIT_DEFAULTS.values())
+        values = [SETTINGS[name].default for name in LIMIT_SETTINGS]
     current = Limits(*values)
     if settings.configured:
         _limits_in_force[:] = [current]
@@ -116,7 +119,7 @@ def limits():
 
 
 def _forget_limits(setting, **kwargs):
-    if setting in LIMIT_DEFAULTS:
+    if setting in LIMIT_SETTINGS:
         _limits_in_force.clear()
 
 

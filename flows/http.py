@@ -34,6 +34,8 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import connection as urllib3_connection
 from urllib3.util import parse_url
 
+from orchestration.conf import baton_settings
+
 SCHEMES = ("http", "https")
 # Characters that parsers disagree on or that have no place in a host:
 # backslash (WHATWG reads it as "/", RFC 3986 parsers do not), blanks and
@@ -60,10 +62,8 @@ class HostPolicy:
 
     @classmethod
     def from_settings(cls):
-        from django.conf import settings
-
         def names(setting):
-            return frozenset(h.strip().lower() for h in getattr(settings, setting, []) or [] if h.strip())
+            return frozenset(h.strip().lower() for h in getattr(baton_settings, setting) or [] if h.strip())
 
         return cls(names("BATON_HTTP_ALLOWED_HOSTS"), names("BATON_HTTP_ALLOW_PRIVATE_HOSTS"))
 

@@ -71,7 +71,6 @@ import json
 import math
 import re
 
-from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
@@ -79,6 +78,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from orchestration.conf import baton_settings
 from orchestration.records import RecordError, get_model, record_map, record_reference, resolve_record_ref
 
 from .actions import UnknownAction, get_action, resolve_implementation
@@ -597,7 +597,7 @@ class _Run:
             check_url(url, policy)
         except RefusedURL as exc:
             self.fail(str(exc))
-        default_timeout = float(getattr(settings, "BATON_HTTP_TIMEOUT", 10.0))
+        default_timeout = float(baton_settings.BATON_HTTP_TIMEOUT)
         timeout = self.cfg("timeout", default_timeout)
         if isinstance(timeout, str):
             try:

@@ -9,9 +9,10 @@ The orchestration validator (``orchestration.validation``) reuses
 import re
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.utils.module_loading import import_string
+
+from orchestration.conf import baton_settings
 
 from .expressions import ExpressionError, compile_expression, merge_fields
 from .http import HostPolicy, RefusedURL, check_url
@@ -81,7 +82,7 @@ def check_expression(problems, place, source, *, merge=False, required=True):
 
 
 def allowed_models():
-    return {label.lower() for label in getattr(settings, "BATON_FLOW_MODELS", [])}
+    return {label.lower() for label in baton_settings.BATON_FLOW_MODELS}
 
 
 def check_model(problems, place, label):

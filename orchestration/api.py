@@ -1,6 +1,6 @@
 """REST API for orchestrations and runs (DRF), plus what every Baton API view shares.
 
-Endpoints (mounted under ``/api/`` by ``config/api_urls.py``):
+Endpoints (mounted under ``api/`` by ``orchestration/api_urls.py``):
 
 - ``GET  orchestrations/``                       active versions (``?status=`` for others)
 - ``GET  orchestrations/{api_name}/``            the active version with its path
@@ -41,6 +41,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from flows.versioning import DefinitionStatus
 
+from .conf import baton_settings
 from .models import Orchestration, OrchestrationRun, RunEvent, RunStatus, StageRun, StepRun
 
 # ---------------------------------------------------------------------------
@@ -175,7 +176,8 @@ def error_responses(*codes, examples=()):
 class ApiPagination(PageNumberPagination):
     """``{count, next, previous, results}``; ``?page=``, ``?page_size=`` (at most 200)."""
 
-    page_size = settings.REST_FRAMEWORK.get("PAGE_SIZE", 50)
+    # Read when a request is paginated, not at import: a host may set no REST_FRAMEWORK at all.
+    page_size = property(lambda self: api_settings.PAGE_SIZE or 50)
     page_size_query_param = "page_size"
     max_page_size = 200
 
@@ -253,7 +255,7 @@ def can_launch(user):
 
 
 def max_input_bytes():
-    return getattr(settings, "BATON_MAX_INPUT_BYTES", 256 * 1024)
+    return baton_settings.BATON_MAX_INPUT_BYTES
 
 
 def check_size(name, value):

@@ -6,6 +6,8 @@ class OrchestrationConfig(AppConfig):
     verbose_name = "Orchestration"
 
     def ready(self):
-        from . import triggers
+        from . import celery_hooks, checks, triggers  # noqa: F401 (checks registers the system checks)
 
         triggers.install()
+        celery_hooks.join_beat("orchestration-sweep", "orchestration.tasks.sweep", "BATON_SWEEP_INTERVAL")
+        celery_hooks.add_worker_steps()

@@ -18,9 +18,9 @@ class DjangoEffects:
     @property
     def runs_steps_in_process(self):
         """``BATON_STEP_EXECUTION=in_process``: the engine runs background flows itself, nothing is sent."""
-        from django.conf import settings
+        from .conf import baton_settings
 
-        return settings.BATON_STEP_EXECUTION == "in_process"
+        return baton_settings.BATON_STEP_EXECUTION == "in_process"
 
     def send_step(self, step_run):
         step_run_id = step_run.pk

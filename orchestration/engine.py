@@ -746,11 +746,11 @@ def _start_step(ctx, stage_run, step_run, step):
     elif getattr(ctx.effects, "runs_steps_in_process", False):
         _run_in_process(ctx, stage_run, step_run, step)
     else:
-        from django.conf import settings
+        from .conf import baton_settings
 
         step_run.status = StepStatus.QUEUED
         step_run.queued_at = ctx.now
-        step_run.lease_until = ctx.now + timezone.timedelta(seconds=settings.BATON_QUEUED_LEASE)
+        step_run.lease_until = ctx.now + timezone.timedelta(seconds=baton_settings.BATON_QUEUED_LEASE)
         step_run.timeout_seconds = step.timeout_seconds
         # Written with the stage's other starting steps at the end of the
         # transition; the message itself leaves after commit.

@@ -22,10 +22,11 @@ CHANNEL = "baton_pending_start"
 
 
 def enabled():
-    from django.conf import settings
     from django.db import connection
 
-    return settings.BATON_RECORD_STARTS == "worker" and connection.vendor == "postgresql"
+    from .conf import baton_settings
+
+    return baton_settings.BATON_RECORD_STARTS == "worker" and connection.vendor == "postgresql"
 
 
 class PendingStartListener:

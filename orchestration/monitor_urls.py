@@ -1,4 +1,4 @@
-"""URLs of the run monitor, under /monitor/ (namespace ``monitor``)."""
+"""URLs of the run monitor, under ``monitor/`` in ``orchestration.urls`` (namespace ``monitor``)."""
 from django.urls import path
 
 from . import monitor_views

@@ -21,7 +21,6 @@ import json
 from datetime import timedelta
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -35,6 +34,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from . import engine
+from .conf import baton_settings
 from .models import (
     Orchestration, OrchestrationRun, RunEvent, RunStatus, Stage, StageKind, StageStatus, StepRun, StepStatus,
 )
@@ -227,7 +227,7 @@ def stalled_items(now=None, limit=STALLED_LIMIT):
     from workguide.models import WorkItem, WorkItemStatus
 
     now = now or timezone.now()
-    threshold = now - timedelta(seconds=settings.BATON_STALLED_AFTER)
+    threshold = now - timedelta(seconds=baton_settings.BATON_STALLED_AFTER)
     items = WorkItem.objects.filter(status=WorkItemStatus.OPEN).filter(
         Q(created_at__lt=threshold) | Q(due_at__lt=now)
     )
@@ -264,7 +264,7 @@ def _list_context(request):
         "runs": page.object_list,
         "stalled": stalled,
         "stalled_total": stalled_total,
-        "stalled_after": timedelta(seconds=settings.BATON_STALLED_AFTER),
+        "stalled_after": timedelta(seconds=baton_settings.BATON_STALLED_AFTER),
         "stats": orchestration_stats(),
         "query": query.urlencode(),
         "now": now,

@@ -5,10 +5,11 @@ text. Runs may only be about models listed in ``BATON_FLOW_MODELS`` (the
 same list that bounds what flows may read and write).
 """
 from django.apps import apps
-from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 
 from flows.expressions import to_cel
+
+from .conf import baton_settings
 
 
 class RecordError(ValidationError):
@@ -21,7 +22,7 @@ def model_label(model_or_instance):
 
 
 def allowed_models():
-    return {label.lower() for label in getattr(settings, "BATON_FLOW_MODELS", [])}
+    return {label.lower() for label in baton_settings.BATON_FLOW_MODELS}
 
 
 def get_model(label, *, require_allowed=True):

@@ -39,9 +39,9 @@ def check_input_size(inputs):
     """Refuse inputs whose JSON is larger than ``BATON_MAX_INPUT_BYTES``."""
     import json
 
-    from django.conf import settings
+    from .conf import baton_settings
 
-    limit = getattr(settings, "BATON_MAX_INPUT_BYTES", 256 * 1024)
+    limit = baton_settings.BATON_MAX_INPUT_BYTES
     try:
         size = len(json.dumps(inputs, default=str).encode())
     except (TypeError, ValueError, RecursionError):
@@ -116,9 +116,9 @@ def start_on_commit(plan, record, prior, user=None):
     user_id = getattr(user, "pk", None)
 
     def start():
-        from django.conf import settings
+        from .conf import baton_settings
 
-        if settings.BATON_RECORD_STARTS == "worker":
+        if baton_settings.BATON_RECORD_STARTS == "worker":
             if connection.vendor == "postgresql":
                 return  # the row's insert notified the workers (orchestration/listener.py)
             if send_start_message(pending_id, user_id):
@@ -184,10 +184,11 @@ def start_leftover_pending(older_than_seconds=None, now=None):
     """Start the runs of pending starts older than the given age (the sweeper). Returns how many."""
     from datetime import timedelta
 
-    from django.conf import settings
     from django.utils import timezone
 
-    age = settings.BATON_START_LEASE if older_than_seconds is None else older_than_seconds
+    from .conf import baton_settings
+
+    age = baton_settings.BATON_START_LEASE if older_than_seconds is None else older_than_seconds
     cutoff = (now or timezone.now()) - timedelta(seconds=age)
     started = 0
     for pending_id in PendingStart.objects.filter(created_at__lt=cutoff).values_list("id", flat=True)[:500]:

@@ -17,12 +17,12 @@ from datetime import timedelta
 
 from celery import shared_task
 from celery.signals import task_postrun, task_prerun
-from django.conf import settings
 from django.db import close_old_connections, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from . import engine
+from .conf import baton_settings
 from .models import OrchestrationRun, RunEvent, StepRun, StepStatus
 from .plan import Plan
 
@@ -72,7 +72,7 @@ def ping():
 
 def backoff_seconds(attempt):
     """Exponential backoff between attempts: 2, 4, 8... seconds, at most 5 minutes."""
-    base = getattr(settings, "BATON_RETRY_BACKOFF", 2)
+    base = baton_settings.BATON_RETRY_BACKOFF
     return min(base ** max(attempt, 1), 300)
 
 
@@ -116,7 +116,7 @@ SELECT c.*, r.orchestration_id AS run_orchestration_id, r.record_model AS run_re
 
 def _claim_queued(step_run_id, task_id):
     params = {"id": step_run_id, "task_id": task_id or "", "now": timezone.now(),
-              "margin": settings.BATON_LEASE_MARGIN}
+              "margin": baton_settings.BATON_LEASE_MARGIN}
     # A plain cursor, not ``StepRun.objects.raw``: a RawQuerySet runs its SQL
     # again to learn the columns, and this SQL changes rows.
     with connection.cursor() as cursor:
@@ -176,7 +176,7 @@ def _claim_locked(step_run_id, task_id="", redelivered=False):
             timeout, stage = step.timeout_seconds, step.stage
         except KeyError:
             timeout, stage = 600, ""
-        lease_until = now + timedelta(seconds=timeout + settings.BATON_LEASE_MARGIN)
+        lease_until = now + timedelta(seconds=timeout + baton_settings.BATON_LEASE_MARGIN)
         condition = Q(status=StepStatus.QUEUED)
         if task_id and redelivered:
             condition |= Q(status=StepStatus.RUNNING, task_id=task_id)
@@ -234,7 +234,7 @@ def schedule_retry(step_run, message, trace):
     with transaction.atomic():
         updated = StepRun.objects.filter(pk=step_run.pk, status=StepStatus.RUNNING).update(
             status=StepStatus.QUEUED, task_id="", error=message, traceback=trace,
-            lease_until=now + timedelta(seconds=delay + settings.BATON_QUEUED_LEASE),
+            lease_until=now + timedelta(seconds=delay + baton_settings.BATON_QUEUED_LEASE),
         )
         if updated:
             RunEvent.objects.create(
@@ -282,7 +282,7 @@ def sweep_stuck_steps(now=None):
         with transaction.atomic():
             updated = StepRun.objects.filter(pk=step_run_id, status=status, lease_until__lt=now).update(
                 status=StepStatus.QUEUED, task_id="",
-                lease_until=now + timedelta(seconds=settings.BATON_QUEUED_LEASE),
+                lease_until=now + timedelta(seconds=baton_settings.BATON_QUEUED_LEASE),
             )
             if not updated:
                 continue

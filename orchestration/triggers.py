@@ -21,13 +21,13 @@ import threading
 import time
 
 from django.apps import apps
-from django.conf import settings
 from django.core.signals import request_started
 from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
 from flows.expressions import ExpressionError, evaluate_condition, to_cel
 
+from .conf import baton_settings
 from .records import model_label, record_map, record_values
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def rebuild(force=False):
         _index.update({label: tuple(plans) for label, plans in index.items()})
         _sensitive = stamp[1]
         wanted = set()
-        for label in set(index) | {m.lower() for m in settings.BATON_FLOW_MODELS}:
+        for label in set(index) | {m.lower() for m in baton_settings.BATON_FLOW_MODELS}:
             try:
                 wanted.add(apps.get_model(label))
             except (LookupError, ValueError):
@@ -154,7 +154,7 @@ def reset():
 
 
 def refresh_if_stale(**_):
-    interval = getattr(settings, "BATON_TRIGGER_REFRESH", 5)
+    interval = baton_settings.BATON_TRIGGER_REFRESH
     if time.monotonic() - _checked_at >= interval:
         try:
             rebuild()
@@ -170,7 +170,7 @@ def install():
     task_prerun.connect(refresh_if_stale, dispatch_uid="baton-trigger-refresh-task", weak=False)
     # Connect receivers for the models runs may be about, so the first save after
     # start-up is seen even before the index is read.
-    for label in settings.BATON_FLOW_MODELS:
+    for label in baton_settings.BATON_FLOW_MODELS:
         try:
             model = apps.get_model(label)
         except (LookupError, ValueError):
@@ -388,4 +388,4 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
 
 
 def _flow_models():
-    return {m.lower() for m in settings.BATON_FLOW_MODELS}
+    return {m.lower() for m in baton_settings.BATON_FLOW_MODELS}

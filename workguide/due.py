@@ -33,6 +33,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from orchestration.conf import baton_settings
+
 from .models import WorkItem, WorkItemStatus
 from .notifications import WorkItemNotification, register
 
@@ -106,7 +108,7 @@ def _open_with_due():
 def send_reminders(now=None):
     """Remind the assignees of items due soon. Returns how many items were reminded."""
     now = now or timezone.now()
-    soon = now + timedelta(seconds=settings.BATON_REMINDER_BEFORE)
+    soon = now + timedelta(seconds=baton_settings.BATON_REMINDER_BEFORE)
     ids = list(
         _open_with_due().filter(reminded_at__isnull=True, escalated_at__isnull=True, due_at__gt=now, due_at__lte=soon)
         .order_by("due_at").values_list("pk", flat=True)[:BATCH]

@@ -13,9 +13,11 @@ calls ``notify_new_work_item`` from ``transaction.on_commit``) through the
 Celery task ``workguide.tasks.send_work_item_mail``, which retries with
 backoff when the mail server fails. Nothing here ever raises into the caller:
 a step is never held up or rolled back by mail. The link in each mail is
-absolute (``settings.BATON_BASE_URL``) and goes through login to the item.
+absolute (scheme and host from ``BATON_BASE_URL``, the path from ``reverse()``,
+so any URL prefix works) and goes through login to the item.
 """
 import logging
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -23,12 +25,17 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from orchestration.conf import baton_settings
+
 log = logging.getLogger(__name__)
 
 
 def item_link(item_or_id):
     pk = getattr(item_or_id, "pk", item_or_id)
-    return f"{settings.BATON_BASE_URL.rstrip('/')}{reverse('workguide:item', args=[pk])}"
+    # BATON_BASE_URL gives only scheme and host: the path, with the prefix the
+    # host mounted Baton's urls under, is reverse()'s.
+    base = urlsplit(baton_settings.BATON_BASE_URL)
+    return f"{base.scheme}://{base.netloc}{reverse('workguide:item', args=[pk])}"
 
 
 class WorkItemNotification:

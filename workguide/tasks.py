@@ -17,13 +17,14 @@ import importlib.util
 import logging
 
 from celery import shared_task
-from django.conf import settings
+
+from orchestration.conf import baton_settings
 
 log = logging.getLogger(__name__)
 
 
 def _max_retries():
-    return int(getattr(settings, "BATON_MAIL_RETRIES", 5))
+    return int(baton_settings.BATON_MAIL_RETRIES)
 
 
 @shared_task(bind=True, name="workguide.tasks.send_work_item_mail", max_retries=None, ignore_result=True)

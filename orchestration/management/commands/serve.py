@@ -3,8 +3,10 @@
 Used by ``make run``. Starts two child processes with this process's
 environment:
 
-* ``celery -A config worker -B`` (beat embedded, so the sweeper runs),
-  concurrency 2 by default;
+* ``celery -A APP worker -B`` (beat embedded, so the sweeper runs),
+  concurrency 2 by default. APP is ``BATON_CELERY_APP``, by default the
+  package of ``DJANGO_SETTINGS_MODULE`` (``mysite`` for ``mysite.settings``,
+  where Django's Celery pattern puts ``mysite/celery.py``);
 * ``manage.py runserver HOST:PORT --noreload``.
 
 Ctrl-C or SIGTERM is forwarded to both, and the command waits for them to
@@ -19,8 +21,12 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from orchestration.conf import baton_settings
 
 PR_SET_PDEATHSIG = 1
 
@@ -45,16 +51,20 @@ class Command(BaseCommand):
                             help="seconds to wait for a child before killing it")
 
     def handle(self, *args, **options):
-        base_dir = settings.BASE_DIR
+        # The project's directory: where manage.py is (this site's settings also name it BASE_DIR).
+        base_dir = Path(getattr(settings, "BASE_DIR", None) or Path(sys.argv[0]).resolve().parent)
+        var_dir = Path(getattr(settings, "VAR_DIR", None) or base_dir)
         # whitenoise warns on every start when STATIC_ROOT does not exist.
-        settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
-               "PYTHONUNBUFFERED": "1"}
+        if getattr(settings, "STATIC_ROOT", None):
+            Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+        settings_module = os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE
+        celery_app = baton_settings.BATON_CELERY_APP or settings_module.rpartition(".")[0] or settings_module
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "PYTHONUNBUFFERED": "1"}
         address = f"{options['host']}:{options['port']}"
         commands = {
             "worker": [
-                sys.executable, "-m", "celery", "-A", "config", "worker", "-B",
-                "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
+                sys.executable, "-m", "celery", "-A", celery_app, "worker", "-B",
+                "--schedule", str(var_dir / "celerybeat-schedule"),
                 "--concurrency", str(options["concurrency"]), "--loglevel", options["loglevel"],
                 "--without-heartbeat", "--without-gossip", "--without-mingle",
             ],
@@ -77,7 +87,8 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Baton is serving on http://{address}/"), ending="\n")
             self.stdout.write(f"  web pid {children['web'].pid}, worker pid {children['worker'].pid} "
                               f"(celery, beat embedded, concurrency {options['concurrency']})")
-            self.stdout.write("  broker: " + _redact(settings.CELERY_BROKER_URL) + "; Ctrl-C stops both.")
+            self.stdout.write("  broker: " + _redact(getattr(settings, "CELERY_BROKER_URL", "") or "(Celery's default)")
+                              + "; Ctrl-C stops both.")
             self.stdout.flush()
 
             failed = None

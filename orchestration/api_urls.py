@@ -1,0 +1,79 @@
+"""The REST API (``api/`` in ``orchestration.urls``): resources from a router, the OpenAPI schema and Swagger UI.
+
+The schema (``api/schema/``) and the docs page (``api/docs/``, assets served
+locally by drf-spectacular-sidecar) are public; everything else needs a token
+or a session. Names are in the ``baton_api`` namespace (``baton_api:run-list``).
+"""
+from django.templatetags.static import static
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.routers import SimpleRouter
+
+from workguide.api import WorkItemViewSet
+
+from .api import BatonAPIView, OrchestrationViewSet, RunViewSet, api_not_found
+
+
+def baton_endpoints_only(endpoints):
+    """drf-spectacular preprocessing hook: the schema describes Baton's API, not the host's own DRF views."""
+    return [endpoint for endpoint in endpoints if issubclass(getattr(endpoint[3], "cls", object), BatonAPIView)]
+
+
+# The schema's title, enum names and contents are Baton's, whatever the
+# host's SPECTACULAR_SETTINGS say (a host may have none).
+SCHEMA_SETTINGS = {
+    "TITLE": "Baton API",
+    "DESCRIPTION": "Launch orchestrations, follow runs, and work the Work Guide.",
+    "VERSION": "1.0.0",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["orchestration.api_urls.baton_endpoints_only"],
+    # Several models have a "status" field with different choices; name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "orchestration.models.runs.RunStatus",
+        "StageStatusEnum": "orchestration.models.runs.StageStatus",
+        "StepStatusEnum": "orchestration.models.runs.StepStatus",
+        "WorkItemStatusEnum": "workguide.models.WorkItemStatus",
+        "DefinitionStatusEnum": "flows.versioning.DefinitionStatus",
+    },
+}
+
+
+class SchemaView(SpectacularAPIView):
+    custom_settings = SCHEMA_SETTINGS
+    permission_classes = []
+    authentication_classes = []
+
+
+class DocsView(SpectacularSwaggerSplitView):
+    """Swagger UI with its assets from drf-spectacular-sidecar (no CDN), whatever SWAGGER_UI_DIST says.
+
+    The split view serves its start-up script as a file (``?script``), so the
+    page needs no inline script under the Content-Security-Policy.
+    """
+
+    title = SCHEMA_SETTINGS["TITLE"]
+    url_name = "baton_api:schema"
+    permission_classes = []
+    authentication_classes = []
+
+    @staticmethod
+    def _swagger_ui_resource(filename):
+        return static(f"drf_spectacular_sidecar/swagger-ui-dist/{filename}")
+
+    @staticmethod
+    def _swagger_ui_favicon():
+        return static("drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png")
+
+
+app_name = "baton_api"
+router = SimpleRouter()
+router.register("orchestrations", OrchestrationViewSet, basename="orchestration")
+router.register("runs", RunViewSet, basename="run")
+router.register("work-items", WorkItemViewSet, basename="work-item")
+
+urlpatterns = [
+    path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", DocsView.as_view(), name="api-docs"),
+    path("", include(router.urls)),
+    re_path(r"^", api_not_found),
+]

@@ -1,0 +1,1 @@
+"""The Work Guide: work items, My Work, the record-page component, due dates and mails."""
