@@ -80,7 +80,9 @@ def check_expression(problems, place, source, *, merge=False, required=True):
 
 
 def allowed_models():
-    return {label.lower() for label in getattr(settings, "BATON_FLOW_MODELS", [])}
+    from orchestration.records import allowed_models as listed
+
+    return listed()  # the setting may name fields too (orchestration/records.py)
 
 
 def check_model(problems, place, label):

@@ -2,11 +2,18 @@
 
 An in-memory index maps each watched model (``app_label.model``) to the
 plans of active record-triggered orchestrations on it. Signal receivers are
-connected only for those models, plus the models runs may be about
-(``BATON_FLOW_MODELS``) so that saving a record re-checks its runs' pending
-conditions. Activation rebuilds the index in the activating process; other
-processes notice within ``BATON_TRIGGER_REFRESH`` seconds (checked at most
-that often, at the start of a request or a task).
+connected only for the models an orchestration may watch or a run may be
+about: those of ``BATON_FLOW_MODELS`` (activation refuses any other start
+model) and any model the index names.
+
+The index is never stale at a save. Every change to an orchestration, stage
+or step bumps a one-row counter in its own transaction
+(``TriggerIndexVersion``); every save of a connected model reads that
+counter first (``pre_save``, one single-row query) and rebuilds the index
+when it moved. So a save that commits after an activation committed, in any
+process, sees that activation: its run (and ``PendingStart``) is written in
+the save's transaction. A save that read the counter before the activation
+committed is a save that came before it.
 
 Saving a watched record whose start condition is false costs nothing more
 than the save (benchmark 4, ``docs/performance.md``): the stored row is read
@@ -18,17 +25,14 @@ import re
 import functools
 import logging
 import threading
-import time
 
 from django.apps import apps
-from django.conf import settings
-from django.core.signals import request_started
-from django.db import transaction
-from django.db.models.signals import post_save, pre_save
+from django.db import connection, transaction
+from django.db.models.signals import post_delete, post_save, pre_save
 
 from flows.expressions import ExpressionError, evaluate_condition, to_cel
 
-from .records import model_label, record_map, record_values
+from .records import allowed_models, exposed_attnames, model_label, record_map, record_values
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +41,33 @@ _index = {}  # "app.model" -> tuple of Plans
 _sensitive = frozenset()  # models whose saves may change a running run's pending conditions ("*": any)
 _connected = set()  # model classes with receivers
 _stamp = None  # what the index was built from
-_checked_at = 0.0
+_version = None  # the stored TriggerIndexVersion it was built at (None: not built)
 _local = threading.local()
+
+_VERSION_TABLE = "orchestration_triggerindexversion"
+_READ_VERSION = f"SELECT value FROM {_VERSION_TABLE} WHERE id = 1"
+# One statement on SQLite and PostgreSQL alike, even when a flushed test database lost the row.
+_BUMP_VERSION = (f"INSERT INTO {_VERSION_TABLE} (id, value) VALUES (1, 1) "
+                 f"ON CONFLICT (id) DO UPDATE SET value = {_VERSION_TABLE}.value + 1")
+
+
+def stored_version():
+    """The committed (or, inside a transaction, this transaction's) trigger index version."""
+    with connection.cursor() as cursor:
+        cursor.execute(_READ_VERSION)
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+def bump_version(**_):
+    """Move the trigger index version on, in the current transaction: every process rebuilds at its next save."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BUMP_VERSION)
 
 
 def watchers_for(label):
+    """The active plans watching ``label``, from an index checked to be current."""
+    _ensure_index()
     return _index.get(label, ())
 
 
@@ -90,16 +116,23 @@ def _sensitive_models():
     return frozenset(labels)
 
 
-def rebuild(force=False):
-    """Read active record-triggered orchestrations and (re)connect receivers."""
-    global _stamp, _checked_at, _sensitive
+def rebuild(force=False, version=None):
+    """Read active record-triggered orchestrations and (re)connect receivers.
+
+    ``version`` is the stored version just read (else it is read here),
+    always before the definitions: a bump in between makes the next save
+    rebuild again, never keep an index older than its version says.
+    """
+    global _stamp, _sensitive, _version
     from .models import Orchestration
     from .plan import Plan
 
     with _lock:
+        if version is None:
+            version = stored_version()
         stamp = _current_stamp()
-        _checked_at = time.monotonic()
         if stamp == _stamp and not force:
+            _version = version
             return
         index = {}
         for orch in Orchestration.objects.filter(pk__in=stamp[0]):
@@ -109,68 +142,67 @@ def rebuild(force=False):
         _index.update({label: tuple(plans) for label, plans in index.items()})
         _sensitive = stamp[1]
         wanted = set()
-        for label in set(index) | {m.lower() for m in settings.BATON_FLOW_MODELS}:
+        for label in set(index) | allowed_models():
             try:
                 wanted.add(apps.get_model(label))
             except (LookupError, ValueError):
                 log.warning("orchestration trigger on unknown model %s", label)
         for model in wanted - _connected:
             post_save.connect(_post_save, sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
+            # pre_save checks the index version (and reads the stored row for record_prior when needed).
+            pre_save.connect(_pre_save, sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
         for model in _connected - wanted:
             post_save.disconnect(sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
-        # pre_save only reads the stored row for record_prior: a model none of
-        # whose orchestrations can read it gets no pre_save receiver at all.
-        for model in wanted:
-            uid = f"baton-pre-{model_label(model)}"
-            if any(p.reads_record_prior for p in index.get(model_label(model), ())):
-                pre_save.connect(_pre_save, sender=model, dispatch_uid=uid)
-            else:
-                pre_save.disconnect(sender=model, dispatch_uid=uid)
+            pre_save.disconnect(sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
         _connected.clear()
         _connected.update(wanted)
         _stamp = stamp
+        _version = version
 
 
 def definitions_changed():
-    """Called after an activation commits."""
+    """Called after an activation commits (or by code that changed definitions with ``QuerySet.update``).
+
+    Bumps the version for the other processes too: an activation through
+    ``lifecycle.activate`` has bumped it already, in its transaction, as
+    every save of a definition row does; a second bump costs nothing but a
+    rebuild elsewhere.
+    """
     from flows.compiled import clear_cache
 
     from .plan import forget
 
     forget()
     clear_cache()
+    bump_version()
     rebuild(force=True)
 
 
 def reset():
     """Forget the index (tests): the next save reads it again."""
-    global _stamp
+    global _stamp, _version
     with _lock:
         _index.clear()
         _stamp = None
-        # Until the index is read again, any model may need its stored row read before a save.
-        for model in _connected:
-            pre_save.connect(_pre_save, sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
-
-
-def refresh_if_stale(**_):
-    interval = getattr(settings, "BATON_TRIGGER_REFRESH", 5)
-    if time.monotonic() - _checked_at >= interval:
-        try:
-            rebuild()
-        except Exception:  # never break a request because the index could not be read
-            log.exception("could not refresh the trigger index")
+        _version = None
 
 
 def install():
-    """Connect the refresh hooks; the index itself is built lazily (no queries at import)."""
-    request_started.connect(refresh_if_stale, dispatch_uid="baton-trigger-refresh")
-    from celery.signals import task_prerun
+    """Connect the receivers; the index itself is built lazily (no queries at import).
 
-    task_prerun.connect(refresh_if_stale, dispatch_uid="baton-trigger-refresh-task", weak=False)
-    # Connect receivers for the models runs may be about, so the first save after
-    # start-up is seen even before the index is read.
-    for label in settings.BATON_FLOW_MODELS:
+    The models of ``BATON_FLOW_MODELS`` are the only ones an orchestration
+    may start on, so connecting them now means no watched save goes unseen,
+    whenever the orchestration watching it was activated. A change to a
+    definition row bumps the index version in its own transaction.
+    """
+    from .models import Orchestration, Stage, Step
+    from .records import check_flow_models
+
+    check_flow_models()  # a mistake in the setting stops start-up, not a save later
+    for model in (Orchestration, Stage, Step):
+        post_save.connect(bump_version, sender=model, dispatch_uid=f"baton-version-{model_label(model)}")
+        post_delete.connect(bump_version, sender=model, dispatch_uid=f"baton-version-del-{model_label(model)}")
+    for label in allowed_models():
         try:
             model = apps.get_model(label)
         except (LookupError, ValueError):
@@ -181,8 +213,10 @@ def install():
 
 
 def _ensure_index():
-    if _stamp is None:
-        rebuild()
+    """Rebuild the index if any process changed a definition since it was built: one single-row read."""
+    version = stored_version()
+    if version != _version:
+        rebuild(version=version)
 
 
 def _verdicts(plans, instance):
@@ -240,9 +274,10 @@ def _record_for(source, instance):
     one or two fields a start condition reads evaluates about three times
     faster than the whole record (measured: 11 µs → 4 µs), which is most of
     what a watched save costs when the condition is false. A name that is
-    not a field is left out, as it is from the whole map (missing: false).
+    not an exposed field is left out, as it is from the whole map (missing:
+    false).
     """
-    attnames = _attnames_for(type(instance), source)
+    attnames = _attnames_for(exposed_attnames(instance), source)
     if attnames is None:
         return record_map(instance)
     return {name: to_cel(instance.pk if attname is None else getattr(instance, attname))
@@ -250,31 +285,17 @@ def _record_for(source, instance):
 
 
 @functools.lru_cache(maxsize=1024)
-def _attnames_for(model, source):
-    """``((name, attname), ...)`` for the fields ``source`` reads (attname None: the primary key), or None.
+def _attnames_for(exposed, source):
+    """``((name, attname), ...)`` of the ``exposed`` pairs (``records.exposed_attnames``) that ``source``
+    reads, or None when it reads ``record`` otherwise than by name.
 
     Looked up once per model and condition: on every save it cost more than
     the evaluation itself.
     """
-    from django.core.exceptions import FieldDoesNotExist
-
     names = _record_fields(source)
     if names is None:
         return None
-    pairs = []
-    for name in names:
-        if name == "pk":
-            pairs.append((name, None))
-            continue
-        try:
-            f = model._meta.get_field(name)  # by name or attname, as record_values has both
-        except FieldDoesNotExist:
-            if name == "id":
-                pairs.append((name, None))
-            continue
-        if f.concrete:
-            pairs.append((name, f.attname))
-    return tuple(pairs)
+    return tuple(pair for pair in exposed if pair[0] in names)
 
 
 @functools.lru_cache(maxsize=None)
@@ -292,9 +313,11 @@ def _stable_on_update(model):
 
 
 def _pre_save(sender, instance, raw=False, **kwargs):
-    if raw or instance.pk is None:
+    if raw:
         return
-    _ensure_index()
+    _ensure_index()  # the one check per save that the index is current (post_save relies on it)
+    if instance.pk is None:
+        return
     plans = _index.get(model_label(sender))
     if not plans or not any(p.reads_record_prior for p in plans):
         return  # nothing needs the stored row: post_save tests the conditions once
@@ -356,7 +379,8 @@ def runs_to_start(plans, instance, prior, created):
 def _post_save(sender, instance, created, raw=False, **kwargs):
     if raw:
         return
-    _ensure_index()
+    if _version is None:  # pre_save was not connected when this save began
+        _ensure_index()
     label = model_label(sender)
     priors = getattr(_local, "priors", None) or {}
     prior = priors.pop((sender, instance.pk), None)
@@ -369,7 +393,7 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
 
         for plan in runs_to_start(plans, instance, prior, created):
             start_on_commit(plan, instance, prior)
-    if not created and (label in _sensitive or "*" in _sensitive) and label in _flow_models():
+    if not created and (label in _sensitive or "*" in _sensitive) and label in allowed_models():
         from .models import OrchestrationRun, RunStatus
 
         run_ids = list(
@@ -386,6 +410,3 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
 
             transaction.on_commit(recheck)
 
-
-def _flow_models():
-    return {m.lower() for m in settings.BATON_FLOW_MODELS}

@@ -45,13 +45,7 @@ def screenshot_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_definition_caches(settings):
-    """Plans and flow specs are cached by row id; a rolled-back test database reuses ids.
-
-    The trigger index is re-read at most every BATON_TRIGGER_REFRESH seconds
-    when a request starts; tests turn that off so query counts are exact
-    (tests/test_starts.py covers the refresh with the interval at 0).
-    """
-    settings.BATON_TRIGGER_REFRESH = 10**9
+    """Plans and flow specs are cached by row id; a rolled-back test database reuses ids."""
     from flows.compiled import clear_cache
     from orchestration import plan, triggers
 
