@@ -294,6 +294,11 @@ BATON_LEASE_MARGIN = env.int("BATON_LEASE_MARGIN", default=30)
 BATON_STALLED_AFTER = env.int("BATON_STALLED_AFTER", default=3 * 24 * 3600)
 BATON_REMINDER_BEFORE = env.int("BATON_REMINDER_BEFORE", default=24 * 3600)
 BATON_MAX_INPUT_BYTES = env.int("BATON_MAX_INPUT_BYTES", default=256 * 1024)
+# Each process checks its record-trigger index against the database before a save of a
+# watched model at most this often (seconds; 0: before every save, one query each), and an
+# activation returns only after this long, so that every save begun afterwards, in any
+# process, sees it. Give every process the same value.
+BATON_TRIGGER_CHECK_INTERVAL = env.float("BATON_TRIGGER_CHECK_INTERVAL", default=0.25)
 
 # --- Logging (issue 6: LOG_FORMAT=json for structured logs) -----------------
 LOG_FORMAT = env("LOG_FORMAT", default="plain").strip().lower()

@@ -51,6 +51,8 @@ def _notify_triggers():
     changed = getattr(triggers, "definitions_changed", None)
     if changed is not None:
         changed()
+        # Return only when every process's next save will see this activation (orchestration/triggers.py).
+        triggers.wait_until_seen()
 
 
 def activate(definition, user=None, *, flows=None, superseded=()):

@@ -6,14 +6,19 @@ connected only for the models an orchestration may watch or a run may be
 about: those of ``BATON_FLOW_MODELS`` (activation refuses any other start
 model) and any model the index names.
 
-The index is never stale at a save. Every change to an orchestration, stage
-or step bumps a one-row counter in its own transaction
-(``TriggerIndexVersion``); every save of a connected model reads that
-counter first (``pre_save``, one single-row query) and rebuilds the index
-when it moved. So a save that commits after an activation committed, in any
-process, sees that activation: its run (and ``PendingStart``) is written in
-the save's transaction. A save that read the counter before the activation
-committed is a save that came before it.
+No save misses an activation that came before it. Every change to an
+orchestration, stage or step bumps a one-row counter in its own transaction
+(``TriggerIndexVersion``). Before a save of a connected model (``pre_save``)
+the index is checked against that counter, and rebuilt when it moved,
+unless it was checked less than ``BATON_TRIGGER_CHECK_INTERVAL`` seconds
+ago (0.25; 0: before every save). ``lifecycle.activate`` returns only that
+long after its commit (``wait_until_seen``), so once it has returned, every
+save begun in any process checks the counter after the commit and starts
+the run. A save concurrent with the activation (begun before it returned)
+has no order with it: it may start a run or not, never half of one. The
+interval keeps the check off most saves (one single-row read per process
+per interval instead of one per save: a read cost as much as the save
+itself, benchmark 4).
 
 Saving a watched record whose start condition is false costs nothing more
 than the save (benchmark 4, ``docs/performance.md``): the stored row is read
@@ -25,6 +30,7 @@ import re
 import functools
 import logging
 import threading
+import time
 
 from django.apps import apps
 from django.db import connection, transaction
@@ -42,6 +48,7 @@ _sensitive = frozenset()  # models whose saves may change a running run's pendin
 _connected = set()  # model classes with receivers
 _stamp = None  # what the index was built from
 _version = None  # the stored TriggerIndexVersion it was built at (None: not built)
+_checked_at = 0.0  # time.monotonic() when the stored version was last read (taken before the read)
 _local = threading.local()
 
 _VERSION_TABLE = "orchestration_triggerindexversion"
@@ -212,11 +219,40 @@ def install():
         _connected.add(model)
 
 
+def _check_interval():
+    from django.conf import settings
+
+    return getattr(settings, "BATON_TRIGGER_CHECK_INTERVAL", 0.25)
+
+
 def _ensure_index():
-    """Rebuild the index if any process changed a definition since it was built: one single-row read."""
+    """Rebuild the index if a definition changed anywhere, checked at most once per interval.
+
+    The time is taken before the read: the read then sees at least every
+    commit made before that time, which is what ``wait_until_seen`` counts on.
+    """
+    global _checked_at
+    now = time.monotonic()
+    if _version is not None and now - _checked_at < _check_interval():
+        return
     version = stored_version()
+    _checked_at = now
     if version != _version:
         rebuild(version=version)
+
+
+def wait_until_seen():
+    """Wait until every process checks the index version again before its next save.
+
+    Called after an activation commits: each process checks at most
+    ``BATON_TRIGGER_CHECK_INTERVAL`` seconds apart, so once that long has
+    passed (plus a margin for clocks ticking at slightly different rates)
+    any save that begins anywhere reads a version at least as new as the
+    activation. The interval is the same setting in every process.
+    """
+    interval = _check_interval()
+    if interval > 0:
+        time.sleep(interval * 1.01 + 0.01)
 
 
 def _verdicts(plans, instance):

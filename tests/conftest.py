@@ -45,7 +45,12 @@ def screenshot_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_definition_caches(settings):
-    """Plans and flow specs are cached by row id; a rolled-back test database reuses ids."""
+    """Plans and flow specs are cached by row id; a rolled-back test database reuses ids.
+
+    The trigger index is checked before every save (interval 0), so query
+    counts do not depend on timing and activations do not wait.
+    """
+    settings.BATON_TRIGGER_CHECK_INTERVAL = 0
     from flows.compiled import clear_cache
     from orchestration import plan, triggers
 

@@ -224,6 +224,29 @@ def test_an_activation_by_update_elsewhere_is_seen_once_the_version_moves(django
     assert runs_for(somebody).count() == 1
 
 
+def test_the_index_is_checked_at_most_once_per_interval_and_activation_waits_that_long(
+        settings, django_capture_on_commit_callbacks, django_assert_num_queries):
+    from unittest import mock
+
+    from orchestration import lifecycle
+    from orchestration.spec import orchestration_from_dict
+
+    settings.BATON_TRIGGER_CHECK_INTERVAL = 3600
+    with django_capture_on_commit_callbacks(execute=True):
+        employee()  # reads the version: the index was never built
+    opp = Opportunity.objects.create(name="Deal", account="A")
+    with django_assert_num_queries(1):  # the UPDATE only: checked less than an interval ago
+        opp.save()
+    noop_flow("n")
+    draft = orchestration_from_dict({"api_name": "later", "start": {"type": "record_triggered",
+                                     "model": "demo.employee", "when": "created"},
+                                     "path": [{"name": "one", "steps": [bg("s", "n")]}]}, status="draft")
+    with mock.patch("orchestration.triggers.time.sleep") as sleep:
+        with django_capture_on_commit_callbacks(execute=True):
+            lifecycle.activate(draft)
+    assert sleep.call_args.args[0] >= 3600  # returns only once every process has checked again
+
+
 def test_a_start_interrupted_after_commit_is_made_by_the_sweeper(django_capture_on_commit_callbacks):
     """The pending start is saved with the record; if the process dies before starting the run, nothing is lost."""
     from datetime import timedelta

@@ -3,8 +3,11 @@
 Process A (a subprocess) builds its trigger index by saving a record, then
 this process activates an orchestration on that model, then A saves a
 matching record: its run must exist. Before the index version was checked
-on every save, A kept its old index (refreshed only when a request or a
+before saves, A kept its old index (refreshed only when a request or a
 task began) and the save started nothing: no run, no ``PendingStart``.
+
+Both processes use the same ``BATON_TRIGGER_CHECK_INTERVAL``; A checks at
+most that often, and ``activate`` returns only after it.
 """
 import os
 import subprocess
@@ -37,9 +40,13 @@ print("saved", hire("after").pk, flush=True)
 """
 
 
-def test_a_save_in_a_process_with_an_older_index_starts_the_run_activated_elsewhere(postgres_db, tmp_path):
+@pytest.mark.parametrize("interval", [0.5, 0])
+def test_a_save_in_a_process_with_an_older_index_starts_the_run_activated_elsewhere(postgres_db, tmp_path, settings,
+                                                                                   interval):
+    settings.BATON_TRIGGER_CHECK_INTERVAL = interval
     env = {**os.environ, "DATABASE_URL": postgres_db.url, "DJANGO_SETTINGS_MODULE": "config.settings",
-           "BATON_VAR_DIR": str(tmp_path), "BATON_RECORD_STARTS": "on_commit", "LOG_LEVEL": "WARNING"}
+           "BATON_VAR_DIR": str(tmp_path), "BATON_RECORD_STARTS": "on_commit", "LOG_LEVEL": "WARNING",
+           "BATON_TRIGGER_CHECK_INTERVAL": str(interval)}
     env.pop("CELERY_BROKER_URL", None)  # the embedded broker under tmp_path
     process_a = subprocess.Popen([sys.executable, "-c", PROCESS_A], cwd=REPO, env=env, text=True,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
