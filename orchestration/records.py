@@ -67,14 +67,28 @@ class _Selection:
         self.exclude = tuple(exclude)
 
 
-def _setting_key():
-    """What the exposure depends on, hashable: the two settings as written (tests change them)."""
-    return (repr(getattr(settings, "BATON_FLOW_MODELS", ())),
-            repr(getattr(settings, "BATON_SECRET_FIELDS", DEFAULT_SECRET_FIELDS)))
+_last_key = [None, None, None]  # the two setting objects last seen, and their key
+
+
+def setting_key():
+    """What the exposure depends on, hashable: the two settings as written (tests change them).
+
+    Asked on every watched save, so the text is made again only when either
+    setting is another object than last time (settings are replaced, not
+    changed in place).
+    """
+    flow_models = getattr(settings, "BATON_FLOW_MODELS", ())
+    secret = getattr(settings, "BATON_SECRET_FIELDS", DEFAULT_SECRET_FIELDS)
+    seen = _last_key
+    if seen[0] is flow_models and seen[1] is secret:
+        return seen[2]
+    key = (repr(flow_models), repr(secret))
+    _last_key[:] = [flow_models, secret, key]
+    return key
 
 
 def _selections():
-    return _parse_flow_models(_setting_key()[0])
+    return _parse_flow_models(setting_key()[0])
 
 
 @functools.lru_cache(maxsize=16)
@@ -161,12 +175,15 @@ def exposed_fields(model):
     field the model lacks or one that is secret.
     """
     return tuple(name for name, _ in _exposed_pairs(model if isinstance(model, type) else type(model),
-                                                    _setting_key()))
+                                                    setting_key()))
 
 
-def exposed_attnames(model):
-    """``((name, attname), ...)`` of ``exposed_fields(model)`` (attname None: the primary key)."""
-    return _exposed_pairs(model if isinstance(model, type) else type(model), _setting_key())
+def exposed_attnames(model, key=None):
+    """``((name, attname), ...)`` of ``exposed_fields(model)`` (attname None: the primary key).
+
+    ``key`` is ``setting_key()``, when the caller has it already.
+    """
+    return _exposed_pairs(model if isinstance(model, type) else type(model), key or setting_key())
 
 
 @functools.lru_cache(maxsize=256)

@@ -38,7 +38,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 
 from flows.expressions import ExpressionError, evaluate_condition, to_cel
 
-from .records import allowed_models, exposed_attnames, model_label, record_map, record_values
+from .records import allowed_models, exposed_attnames, model_label, record_map, record_values, setting_key
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def _record_for(source, instance):
     not an exposed field is left out, as it is from the whole map (missing:
     false).
     """
-    attnames = _attnames_for(exposed_attnames(instance), source)
+    attnames = _attnames_for(type(instance), setting_key(), source)
     if attnames is None:
         return record_map(instance)
     return {name: to_cel(instance.pk if attname is None else getattr(instance, attname))
@@ -321,17 +321,18 @@ def _record_for(source, instance):
 
 
 @functools.lru_cache(maxsize=1024)
-def _attnames_for(exposed, source):
-    """``((name, attname), ...)`` of the ``exposed`` pairs (``records.exposed_attnames``) that ``source``
-    reads, or None when it reads ``record`` otherwise than by name.
+def _attnames_for(model, key, source):
+    """``((name, attname), ...)`` of the exposed fields of ``model`` (``records.exposed_attnames``, ``key``
+    being ``records.setting_key()``) that ``source`` reads, or None when it reads ``record`` otherwise
+    than by name.
 
-    Looked up once per model and condition: on every save it cost more than
-    the evaluation itself.
+    Looked up once per model, settings and condition: on every save it cost
+    more than the evaluation itself.
     """
     names = _record_fields(source)
     if names is None:
         return None
-    return tuple(pair for pair in exposed if pair[0] in names)
+    return tuple(pair for pair in exposed_attnames(model, key) if pair[0] in names)
 
 
 @functools.lru_cache(maxsize=None)
