@@ -33,6 +33,7 @@ import threading
 import time
 
 from django.apps import apps
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
@@ -220,8 +221,6 @@ def install():
 
 
 def _check_interval():
-    from django.conf import settings
-
     return getattr(settings, "BATON_TRIGGER_CHECK_INTERVAL", 0.25)
 
 
