@@ -194,3 +194,35 @@ def test_flows_cannot_touch_a_field_the_entry_leaves_out(settings):
     with pytest.raises(FlowError, match="'last_name': field of demo.employee not exposed"):
         run_flow(autolaunched(element), {})
     assert Employee.objects.get().last_name == "L"
+
+
+def test_a_secret_field_named_in_the_environment_stops_start_up(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.services import REPO
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "BATON_VAR_DIR": str(tmp_path),
+           "BATON_FLOW_MODELS": "demo.employee,auth.user:username,password"}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "BATON_FLOW_MODELS entry 'auth.user': field 'password' is secret" in result.stderr
+
+
+def test_activation_names_a_hidden_field_in_a_record_element(users_exposed):
+    from flows.validation import validate_flow
+    from tests.flow_builders import make_flow
+
+    flow = make_flow(elements=[
+        {"type": "get_records", "model": "auth.user", "filter": {"username": '"ada"', "password": '"x"'},
+         "into": "found"},
+        {"type": "update_records", "model": "auth.user", "filter": {"username": '"ada"'},
+         "values": {"last_login": "now", "password": '"x"'}},
+    ])
+    problems = [str(p) for p in validate_flow(flow)]
+    hidden = [p for p in problems if "not exposed to flows" in p]
+    assert len(hidden) == 2 and all("'password' of auth.user" in p for p in hidden)
+    assert any("filter.password" in p for p in hidden) and any("values.password" in p for p in hidden)
