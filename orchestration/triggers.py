@@ -131,7 +131,7 @@ def rebuild(force=False, version=None):
     always before the definitions: a bump in between makes the next save
     rebuild again, never keep an index older than its version says.
     """
-    global _stamp, _sensitive, _version
+    global _index, _stamp, _sensitive, _version
     from .models import Orchestration
     from .plan import Plan
 
@@ -146,8 +146,8 @@ def rebuild(force=False, version=None):
         for orch in Orchestration.objects.filter(pk__in=stamp[0]):
             plan = Plan.load(orch)
             index.setdefault(plan.start_model, []).append(plan)
-        _index.clear()
-        _index.update({label: tuple(plans) for label, plans in index.items()})
+        # One assignment: a save in another thread sees the old index or the new one, never half of one.
+        _index = {label: tuple(plans) for label, plans in index.items()}
         _sensitive = stamp[1]
         wanted = set()
         for label in set(index) | allowed_models():
@@ -188,9 +188,9 @@ def definitions_changed():
 
 def reset():
     """Forget the index (tests): the next save reads it again."""
-    global _stamp, _version
+    global _index, _stamp, _version
     with _lock:
-        _index.clear()
+        _index = {}
         _stamp = None
         _version = None
 
@@ -229,15 +229,17 @@ def _ensure_index():
 
     The time is taken before the read: the read then sees at least every
     commit made before that time, which is what ``wait_until_seen`` counts on.
+    It is recorded only once the index reflects that read, so another thread
+    never skips its check on the strength of a rebuild still under way.
     """
     global _checked_at
     now = time.monotonic()
     if _version is not None and now - _checked_at < _check_interval():
         return
     version = stored_version()
-    _checked_at = now
     if version != _version:
         rebuild(version=version)
+    _checked_at = max(_checked_at, now)
 
 
 def wait_until_seen():
