@@ -34,6 +34,7 @@ import functools
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
+from django.core.signals import setting_changed
 
 from flows.expressions import to_cel
 
@@ -48,8 +49,7 @@ class RecordError(ValidationError):
 
 
 def model_label(model_or_instance):
-    meta = model_or_instance._meta
-    return f"{meta.app_label}.{meta.model_name}"
+    return model_or_instance._meta.label_lower  # "app_label.model_name", cached by Django
 
 
 def allowed_models():
@@ -67,24 +67,33 @@ class _Selection:
         self.exclude = tuple(exclude)
 
 
-_last_key = [None, None, None]  # the two setting objects last seen, and their key
+_key = None  # setting_key()'s answer until the settings change
 
 
 def setting_key():
-    """What the exposure depends on, hashable: the two settings as written (tests change them).
+    """What the exposure depends on, hashable: the two settings as written.
 
-    Asked on every watched save, so the text is made again only when either
-    setting is another object than last time (settings are replaced, not
-    changed in place).
+    Asked on every watched save, so it is kept until ``forget_settings``:
+    Django's ``setting_changed`` (``override_settings``, pytest's
+    ``settings``) and ``triggers.definitions_changed()`` call it. Reading
+    the settings object on every save cost more than the rest of the answer.
     """
-    flow_models = getattr(settings, "BATON_FLOW_MODELS", ())
-    secret = getattr(settings, "BATON_SECRET_FIELDS", DEFAULT_SECRET_FIELDS)
-    seen = _last_key
-    if seen[0] is flow_models and seen[1] is secret:
-        return seen[2]
-    key = (repr(flow_models), repr(secret))
-    _last_key[:] = [flow_models, secret, key]
+    global _key
+    key = _key
+    if key is None:
+        key = _key = (repr(getattr(settings, "BATON_FLOW_MODELS", ())),
+                      repr(getattr(settings, "BATON_SECRET_FIELDS", DEFAULT_SECRET_FIELDS)))
     return key
+
+
+def forget_settings(setting=None, **_):
+    """Read ``BATON_FLOW_MODELS`` and ``BATON_SECRET_FIELDS`` again when next needed."""
+    global _key
+    if setting in (None, "BATON_FLOW_MODELS", "BATON_SECRET_FIELDS"):
+        _key = None
+
+
+setting_changed.connect(forget_settings, dispatch_uid="baton-records-settings")
 
 
 def _selections():

@@ -34,6 +34,7 @@ import time
 
 from django.apps import apps
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
@@ -131,16 +132,20 @@ def rebuild(force=False, version=None):
     always before the definitions: a bump in between makes the next save
     rebuild again, never keep an index older than its version says.
     """
-    global _index, _stamp, _sensitive, _version
+    global _index, _stamp, _sensitive, _version, _checked_at
     from .models import Orchestration
     from .plan import Plan
 
     with _lock:
+        read_at = None
         if version is None:
+            read_at = time.monotonic()
             version = stored_version()
         stamp = _current_stamp()
         if stamp == _stamp and not force:
             _version = version
+            if read_at is not None:
+                _checked_at = max(_checked_at, read_at)
             return
         index = {}
         for orch in Orchestration.objects.filter(pk__in=stamp[0]):
@@ -166,6 +171,8 @@ def rebuild(force=False, version=None):
         _connected.update(wanted)
         _stamp = stamp
         _version = version
+        if read_at is not None:  # as _ensure_index: recorded once the index reflects the read
+            _checked_at = max(_checked_at, read_at)
 
 
 def definitions_changed():
@@ -179,9 +186,12 @@ def definitions_changed():
     from flows.compiled import clear_cache
 
     from .plan import forget
+    from .records import forget_settings
 
     forget()
     clear_cache()
+    forget_settings()  # settings assigned at run time (the benchmark does) count from here
+    _forget_interval()
     bump_version()
     rebuild(force=True)
 
@@ -189,6 +199,7 @@ def definitions_changed():
 def reset():
     """Forget the index (tests): the next save reads it again."""
     global _index, _stamp, _version
+    _forget_interval()
     with _lock:
         _index = {}
         _stamp = None
@@ -220,8 +231,24 @@ def install():
         _connected.add(model)
 
 
+_interval = None  # BATON_TRIGGER_CHECK_INTERVAL, read once (reading settings on every save cost more than the check)
+
+
 def _check_interval():
-    return getattr(settings, "BATON_TRIGGER_CHECK_INTERVAL", 0.25)
+    global _interval
+    interval = _interval
+    if interval is None:
+        interval = _interval = getattr(settings, "BATON_TRIGGER_CHECK_INTERVAL", 0.25)
+    return interval
+
+
+def _forget_interval(setting=None, **_):
+    global _interval
+    if setting in (None, "BATON_TRIGGER_CHECK_INTERVAL"):
+        _interval = None
+
+
+setting_changed.connect(_forget_interval, dispatch_uid="baton-trigger-interval")
 
 
 def _ensure_index():
@@ -426,10 +453,11 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
     plans = _index.get(label)
     if plans and verdicts and created is False:
         plans = [p for p in plans if p.orchestration_id not in verdicts]
-    if plans:
+    chosen = runs_to_start(plans, instance, prior, created) if plans else ()
+    if chosen:
         from .starts import start_on_commit
 
-        for plan in runs_to_start(plans, instance, prior, created):
+        for plan in chosen:
             start_on_commit(plan, instance, prior)
     if not created and (label in _sensitive or "*" in _sensitive) and label in allowed_models():
         from .models import OrchestrationRun, RunStatus
