@@ -313,8 +313,18 @@ BATON_BASE_URL = env("BATON_BASE_URL", default="http://127.0.0.1:8000").rstrip("
 BATON_ACTION_MODULES = [m for m in env.list("BATON_ACTION_MODULES", default=[]) if m]
 # Models that flows may read and write (get_records, create_record,
 # update_records) and that runs may be started on. "app_label.model", lower case.
+# Each entry "app_label.model" exposes every field of the model but secret ones;
+# "app_label.model:name,name" only those names; "app_label.model:-name,-name" all
+# but those (orchestration/records.py; a dict form is accepted in settings too).
 BATON_FLOW_MODELS = env.list(
     "BATON_FLOW_MODELS", default=["demo.employee", "demo.opportunity", "demo.equipmentrequest"]
+)
+# Words that make a field secret: never in a record map, record_prior, or a flow's
+# get/create/update, whatever BATON_FLOW_MODELS lists. "password" is secret always.
+BATON_SECRET_FIELDS = env.list(
+    "BATON_SECRET_FIELDS",
+    default=["password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "access_key",
+             "session_key", "otp"],
 )
 # Hosts that http_request elements may call.
 BATON_HTTP_ALLOWED_HOSTS = env.list("BATON_HTTP_ALLOWED_HOSTS", default=[])
@@ -348,8 +358,11 @@ BATON_LEASE_MARGIN = env.int("BATON_LEASE_MARGIN", default=30)
 BATON_STALLED_AFTER = env.int("BATON_STALLED_AFTER", default=3 * 24 * 3600)
 BATON_REMINDER_BEFORE = env.int("BATON_REMINDER_BEFORE", default=24 * 3600)
 BATON_MAX_INPUT_BYTES = env.int("BATON_MAX_INPUT_BYTES", default=256 * 1024)
-# Other processes notice an activation within this many seconds (one query per process per interval).
-BATON_TRIGGER_REFRESH = env.int("BATON_TRIGGER_REFRESH", default=5)
+# Each process checks its record-trigger index against the database before a save of a
+# watched model at most this often (seconds; 0: before every save, one query each), and an
+# activation returns only after this long, so that every save begun afterwards, in any
+# process, sees it. Give every process the same value.
+BATON_TRIGGER_CHECK_INTERVAL = env.float("BATON_TRIGGER_CHECK_INTERVAL", default=0.25)
 
 # --- Logging (issue 6: LOG_FORMAT=json for structured logs) -----------------
 LOG_FORMAT = env("LOG_FORMAT", default="plain").strip().lower()

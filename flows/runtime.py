@@ -59,7 +59,8 @@ Errors
     as ``__cause__``).
 
 Security: ``get_records``/``create_record``/``update_records`` reach only
-models in ``BATON_FLOW_MODELS`` and only their concrete fields (no ``__``
+models in ``BATON_FLOW_MODELS`` and only their exposed fields
+(``orchestration.records.exposed_fields``: never a password or secret; no ``__``
 lookups); ``http_request`` calls only hosts in ``BATON_HTTP_ALLOWED_HOSTS``,
 over http or https, without following redirects, with a timeout.
 """
@@ -71,7 +72,7 @@ import json
 import math
 import re
 
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
@@ -79,7 +80,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from orchestration.conf import baton_settings
-from orchestration.records import RecordError, get_model, record_map, record_reference, resolve_record_ref
+from orchestration.records import (
+    RecordError, exposed_fields, get_model, record_map, record_reference, resolve_record_ref,
+)
 
 from .actions import UnknownAction, get_action, resolve_implementation
 from .compiled import FlowSpec, VariableSpec, thaw
@@ -477,6 +480,9 @@ class _Run:
         field = next((f for f in model._meta.concrete_fields if name in (f.name, f.attname)), None)
         if field is None:
             self.fail(f"{what} {name!r}: {model._meta.label_lower} has no such field")
+        if field.attname not in exposed_fields(model):
+            self.fail(f"{what} {name!r}: field of {model._meta.label_lower} not exposed to flows "
+                      f"(settings BATON_FLOW_MODELS, BATON_SECRET_FIELDS)")
         return field
 
     def evaluated_map(self, model, key, what):

@@ -56,7 +56,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from .compiled import FlowSpec
-from .expressions import ExpressionError, evaluate, evaluate_condition, render_merge, to_cel, to_json
+from .expressions import ExpressionError, evaluate, evaluate_condition, render_merge, to_json
 from .runtime import FlowError, as_spec, check_inputs, check_variables, format_errors, scope_value
 
 ACTIONS = ("next", "back", "finish")

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from django.core.exceptions import FieldDoesNotExist
 from django.utils.module_loading import import_string
 
-from orchestration.conf import baton_settings
 
 from .expressions import ExpressionError, compile_expression, merge_fields
 from .http import HostPolicy, RefusedURL, check_url
@@ -82,7 +81,9 @@ def check_expression(problems, place, source, *, merge=False, required=True):
 
 
 def allowed_models():
-    return {label.lower() for label in baton_settings.BATON_FLOW_MODELS}
+    from orchestration.records import allowed_models as listed
+
+    return listed()  # the setting may name fields too (orchestration/records.py)
 
 
 def check_model(problems, place, label):
@@ -104,6 +105,8 @@ def check_model(problems, place, label):
 
 
 def _check_model_fields(problems, place, model, names):
+    from orchestration.records import exposed_fields
+
     for name in names:
         base = str(name).split("__", 1)[0]
         if base == "pk":
@@ -114,6 +117,10 @@ def _check_model_fields(problems, place, model, names):
             attnames = {getattr(f, "attname", None) for f in model._meta.concrete_fields}
             if base not in attnames:
                 problems.append(Problem(f"{place}.{name}", f"model {model._meta.label_lower} has no field {base!r}"))
+                continue
+        if base not in exposed_fields(model):  # a password, a secret, or a field the model's entry leaves out
+            problems.append(Problem(f"{place}.{name}", f"field {base!r} of {model._meta.label_lower} is not exposed "
+                                                       f"to flows (settings BATON_FLOW_MODELS, BATON_SECRET_FIELDS)"))
 
 
 def _check_variables(problems, flow, variables, direction):

@@ -63,6 +63,13 @@ SETTINGS = {
         "Hosts of BATON_HTTP_ALLOWED_HOSTS that may resolve to a loopback, private or link-local address "
         "(an intranet service allowed on purpose); every other host must resolve to public addresses only.",
     ),
+    "BATON_SECRET_FIELDS": Setting(
+        ("password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "access_key",
+         "session_key", "otp"),
+        "Words that make a field secret wherever they stand as whole _-separated parts of its name "
+        "(reset_token, user_api_key); secret fields never reach record maps, run rows or flows, whatever "
+        "BATON_FLOW_MODELS says. A field named password is always secret.",
+    ),
     # --- Expression limits (docs/operations.md, "Security") --------------------
     "BATON_CEL_MAX_LENGTH": Setting(4000, "Characters in one CEL expression; longer ones are refused at activation."),
     "BATON_CEL_MAX_DEPTH": Setting(32, "Levels of one expression's parse tree; deeper ones are refused at activation."),
@@ -95,8 +102,11 @@ SETTINGS = {
     ),
     "BATON_LEASE_MARGIN": Setting(30, "Seconds added to a running step's timeout before the sweeper takes it back."),
     "BATON_RETRY_BACKOFF": Setting(2, "Base of a failed background step's exponential retry delay, in seconds."),
-    "BATON_TRIGGER_REFRESH": Setting(
-        5, "Seconds within which other processes notice an activation or deactivation (one query per interval)."
+    "BATON_TRIGGER_CHECK_INTERVAL": Setting(
+        0.25,
+        "Seconds between a process's checks that its record-trigger index is current (one query at most "
+        "per interval, before a watched save); activating an orchestration waits this long, so every save "
+        "begun after activate() returned sees it, in any process. 0 checks before every save.",
     ),
     "BATON_MAX_INPUT_BYTES": Setting(256 * 1024, "Largest JSON (bytes) accepted as a run's inputs or a step's outputs."),
     # --- Celery beat ----------------------------------------------------------

@@ -7,6 +7,8 @@ flow, the impact analysis on active orchestrations) and either raises
 the previous active version of the same api_name obsolete and this one
 active. Start triggers are told after the commit.
 """
+import functools
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -45,12 +47,15 @@ def activation_problems(definition, flows=None, superseded=()):
     return problems
 
 
-def _notify_triggers():
+def _notify_triggers(wait=False):
     from . import triggers
 
     changed = getattr(triggers, "definitions_changed", None)
     if changed is not None:
         changed()
+        if wait:
+            # Return only when every process's next save sees this activation (orchestration/triggers.py).
+            triggers.wait_until_seen()
 
 
 def activate(definition, user=None, *, flows=None, superseded=()):
@@ -75,7 +80,7 @@ def activate(definition, user=None, *, flows=None, superseded=()):
             if other.pk != definition.pk and other.status == DefinitionStatus.ACTIVE:
                 other.set_lifecycle_status(DefinitionStatus.OBSOLETE)
         definition.set_lifecycle_status(DefinitionStatus.ACTIVE, now=now)
-        transaction.on_commit(_notify_triggers)
+        transaction.on_commit(functools.partial(_notify_triggers, wait=isinstance(definition, Orchestration)))
     return definition
 
 

@@ -5,6 +5,7 @@ read a ``Plan`` instead of querying stage and step rows. Active and obsolete
 versions cannot change, so their plans are cached per version id; drafts are
 always read fresh.
 """
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from threading import Lock
@@ -176,6 +177,24 @@ class Plan:
                     yield step.record
 
     @cached_property
+    def record_prior_fields(self):
+        """The fields of ``record_prior`` this version reads, as ``record_prior.NAME``; None when
+        some text uses the name otherwise (whole, or by index): then every exposed field is kept.
+
+        A run's ``record_prior`` (and its pending start's) stores only these:
+        a field nothing reads is not copied into run rows.
+        """
+        names = set()
+        for text in (self.start_condition or "", *_texts(self.elements)):
+            if "record_prior" not in text:
+                continue
+            named = _PRIOR_FIELD.findall(text)
+            if len(_PRIOR_ANY.findall(text)) != len(named):
+                return None
+            names.update(named)
+        return tuple(sorted(names))
+
+    @cached_property
     def steps_by_name(self):
         return {step.name: step for element in self.elements for step in element.steps}
 
@@ -299,6 +318,10 @@ def forget(orchestration_id=None):
             _CACHE.clear()
         else:
             _CACHE.pop(orchestration_id, None)
+
+
+_PRIOR_FIELD = re.compile(r"\brecord_prior\.([A-Za-z_]\w*)")
+_PRIOR_ANY = re.compile(r"\brecord_prior\b")
 
 
 def _texts(value):

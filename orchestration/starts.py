@@ -110,7 +110,7 @@ def start_on_commit(plan, record, prior, user=None):
 
     pending = PendingStart.objects.create(
         orchestration_id=plan.orchestration_id, record_model=model_label(record), record_pk=str(record.pk),
-        record_prior=to_json(prior) if prior is not None else None,
+        record_prior=to_json(prior_to_store(plan, prior)) if prior is not None else None,
     )
     pending_id = pending.pk
     user_id = getattr(user, "pk", None)
@@ -127,6 +127,18 @@ def start_on_commit(plan, record, prior, user=None):
 
     transaction.on_commit(start)
     return pending
+
+
+def prior_to_store(plan, prior):
+    """The part of ``prior`` (the exposed fields before the save) that ``plan`` reads as ``record_prior``.
+
+    The pending start and the run keep only these, so a field no expression
+    of the version reads is never copied into their rows (or the API).
+    """
+    names = plan.record_prior_fields
+    if names is None:
+        return prior
+    return {name: value for name, value in prior.items() if name in names}
 
 
 def send_start_message(pending_id, user_id=None):

@@ -2,11 +2,23 @@
 
 An in-memory index maps each watched model (``app_label.model``) to the
 plans of active record-triggered orchestrations on it. Signal receivers are
-connected only for those models, plus the models runs may be about
-(``BATON_FLOW_MODELS``) so that saving a record re-checks its runs' pending
-conditions. Activation rebuilds the index in the activating process; other
-processes notice within ``BATON_TRIGGER_REFRESH`` seconds (checked at most
-that often, at the start of a request or a task).
+connected only for the models an orchestration may watch or a run may be
+about: those of ``BATON_FLOW_MODELS`` (activation refuses any other start
+model) and any model the index names.
+
+No save misses an activation that came before it. Every change to an
+orchestration, stage or step bumps a one-row counter in its own transaction
+(``TriggerIndexVersion``). Before a save of a connected model (``pre_save``)
+the index is checked against that counter, and rebuilt when it moved,
+unless it was checked less than ``BATON_TRIGGER_CHECK_INTERVAL`` seconds
+ago (0.25; 0: before every save). ``lifecycle.activate`` returns only that
+long after its commit (``wait_until_seen``), so once it has returned, every
+save begun in any process checks the counter after the commit and starts
+the run. A save concurrent with the activation (begun before it returned)
+has no order with it: it may start a run or not, never half of one. The
+interval keeps the check off most saves (one single-row read per process
+per interval instead of one per save: a read cost as much as the save
+itself, benchmark 4).
 
 Saving a watched record whose start condition is false costs nothing more
 than the save (benchmark 4, ``docs/performance.md``): the stored row is read
@@ -21,14 +33,14 @@ import threading
 import time
 
 from django.apps import apps
-from django.core.signals import request_started
-from django.db import transaction
-from django.db.models.signals import post_save, pre_save
+from django.core.signals import setting_changed
+from django.db import connection, transaction
+from django.db.models.signals import post_delete, post_save, pre_save
 
 from flows.expressions import ExpressionError, evaluate_condition, to_cel
 
 from .conf import baton_settings
-from .records import model_label, record_map, record_values
+from .records import allowed_models, exposed_attnames, model_label, record_map, record_values, setting_key
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +49,34 @@ _index = {}  # "app.model" -> tuple of Plans
 _sensitive = frozenset()  # models whose saves may change a running run's pending conditions ("*": any)
 _connected = set()  # model classes with receivers
 _stamp = None  # what the index was built from
-_checked_at = 0.0
+_version = None  # the stored TriggerIndexVersion it was built at (None: not built)
+_checked_at = 0.0  # time.monotonic() when the stored version was last read (taken before the read)
 _local = threading.local()
+
+_VERSION_TABLE = "orchestration_triggerindexversion"
+_READ_VERSION = f"SELECT value FROM {_VERSION_TABLE} WHERE id = 1"
+# One statement on SQLite and PostgreSQL alike, even when a flushed test database lost the row.
+_BUMP_VERSION = (f"INSERT INTO {_VERSION_TABLE} (id, value) VALUES (1, 1) "
+                 f"ON CONFLICT (id) DO UPDATE SET value = {_VERSION_TABLE}.value + 1")
+
+
+def stored_version():
+    """The committed (or, inside a transaction, this transaction's) trigger index version."""
+    with connection.cursor() as cursor:
+        cursor.execute(_READ_VERSION)
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+def bump_version(**_):
+    """Move the trigger index version on, in the current transaction: every process rebuilds at its next save."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BUMP_VERSION)
 
 
 def watchers_for(label):
+    """The active plans watching ``label``, from an index checked to be current."""
+    _ensure_index()
     return _index.get(label, ())
 
 
@@ -90,87 +125,103 @@ def _sensitive_models():
     return frozenset(labels)
 
 
-def rebuild(force=False):
-    """Read active record-triggered orchestrations and (re)connect receivers."""
-    global _stamp, _checked_at, _sensitive
+def rebuild(force=False, version=None):
+    """Read active record-triggered orchestrations and (re)connect receivers.
+
+    ``version`` is the stored version just read (else it is read here),
+    always before the definitions: a bump in between makes the next save
+    rebuild again, never keep an index older than its version says.
+    """
+    global _index, _stamp, _sensitive, _version, _checked_at
     from .models import Orchestration
     from .plan import Plan
 
     with _lock:
+        read_at = None
+        if version is None:
+            read_at = time.monotonic()
+            version = stored_version()
         stamp = _current_stamp()
-        _checked_at = time.monotonic()
         if stamp == _stamp and not force:
+            _version = version
+            if read_at is not None:
+                _checked_at = max(_checked_at, read_at)
             return
         index = {}
         for orch in Orchestration.objects.filter(pk__in=stamp[0]):
             plan = Plan.load(orch)
             index.setdefault(plan.start_model, []).append(plan)
-        _index.clear()
-        _index.update({label: tuple(plans) for label, plans in index.items()})
+        # One assignment: a save in another thread sees the old index or the new one, never half of one.
+        _index = {label: tuple(plans) for label, plans in index.items()}
         _sensitive = stamp[1]
         wanted = set()
-        for label in set(index) | {m.lower() for m in baton_settings.BATON_FLOW_MODELS}:
+        for label in set(index) | allowed_models():
             try:
                 wanted.add(apps.get_model(label))
             except (LookupError, ValueError):
                 log.warning("orchestration trigger on unknown model %s", label)
         for model in wanted - _connected:
             post_save.connect(_post_save, sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
+            # pre_save checks the index version (and reads the stored row for record_prior when needed).
+            pre_save.connect(_pre_save, sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
         for model in _connected - wanted:
             post_save.disconnect(sender=model, dispatch_uid=f"baton-post-{model_label(model)}")
-        # pre_save only reads the stored row for record_prior: a model none of
-        # whose orchestrations can read it gets no pre_save receiver at all.
-        for model in wanted:
-            uid = f"baton-pre-{model_label(model)}"
-            if any(p.reads_record_prior for p in index.get(model_label(model), ())):
-                pre_save.connect(_pre_save, sender=model, dispatch_uid=uid)
-            else:
-                pre_save.disconnect(sender=model, dispatch_uid=uid)
+            pre_save.disconnect(sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
         _connected.clear()
         _connected.update(wanted)
         _stamp = stamp
+        _version = version
+        if read_at is not None:  # as _ensure_index: recorded once the index reflects the read
+            _checked_at = max(_checked_at, read_at)
 
 
 def definitions_changed():
-    """Called after an activation commits."""
+    """Called after an activation commits (or by code that changed definitions with ``QuerySet.update``).
+
+    Bumps the version for the other processes too: an activation through
+    ``lifecycle.activate`` has bumped it already, in its transaction, as
+    every save of a definition row does; a second bump costs nothing but a
+    rebuild elsewhere.
+    """
     from flows.compiled import clear_cache
 
     from .plan import forget
+    from .records import forget_settings
 
     forget()
     clear_cache()
+    forget_settings()  # settings assigned at run time (the benchmark does) count from here
+    _forget_interval()
+    bump_version()
     rebuild(force=True)
 
 
 def reset():
     """Forget the index (tests): the next save reads it again."""
-    global _stamp
+    global _index, _stamp, _version
+    _forget_interval()
     with _lock:
-        _index.clear()
+        _index = {}
         _stamp = None
-        # Until the index is read again, any model may need its stored row read before a save.
-        for model in _connected:
-            pre_save.connect(_pre_save, sender=model, dispatch_uid=f"baton-pre-{model_label(model)}")
-
-
-def refresh_if_stale(**_):
-    interval = baton_settings.BATON_TRIGGER_REFRESH
-    if time.monotonic() - _checked_at >= interval:
-        try:
-            rebuild()
-        except Exception:  # never break a request because the index could not be read
-            log.exception("could not refresh the trigger index")
+        _version = None
 
 
 def install():
-    """Connect the refresh hooks; the index itself is built lazily (no queries at import)."""
-    request_started.connect(refresh_if_stale, dispatch_uid="baton-trigger-refresh")
-    from celery.signals import task_prerun
+    """Connect the receivers; the index itself is built lazily (no queries at import).
 
-    task_prerun.connect(refresh_if_stale, dispatch_uid="baton-trigger-refresh-task", weak=False)
-    # Connect receivers for the models runs may be about, so the first save after
-    # start-up is seen even before the index is read.
-    for label in baton_settings.BATON_FLOW_MODELS:
+    The models of ``BATON_FLOW_MODELS`` are the only ones an orchestration
+    may start on, so connecting them now means no watched save goes unseen,
+    whenever the orchestration watching it was activated. A change to a
+    definition row bumps the index version in its own transaction.
+    """
+    from .models import Orchestration, Stage, Step
+    from .records import check_flow_models
+
+    check_flow_models()  # a mistake in the setting stops start-up, not a save later
+    for model in (Orchestration, Stage, Step):
+        post_save.connect(bump_version, sender=model, dispatch_uid=f"baton-version-{model_label(model)}")
+        post_delete.connect(bump_version, sender=model, dispatch_uid=f"baton-version-del-{model_label(model)}")
+    for label in allowed_models():
         try:
             model = apps.get_model(label)
         except (LookupError, ValueError):
@@ -180,9 +231,56 @@ def install():
         _connected.add(model)
 
 
+_interval = None  # BATON_TRIGGER_CHECK_INTERVAL, read once (reading settings on every save cost more than the check)
+
+
+def _check_interval():
+    global _interval
+    interval = _interval
+    if interval is None:
+        interval = _interval = baton_settings.BATON_TRIGGER_CHECK_INTERVAL
+    return interval
+
+
+def _forget_interval(setting=None, **_):
+    global _interval
+    if setting in (None, "BATON_TRIGGER_CHECK_INTERVAL"):
+        _interval = None
+
+
+setting_changed.connect(_forget_interval, dispatch_uid="baton-trigger-interval")
+
+
 def _ensure_index():
-    if _stamp is None:
-        rebuild()
+    """Rebuild the index if a definition changed anywhere, checked at most once per interval.
+
+    The time is taken before the read: the read then sees at least every
+    commit made before that time, which is what ``wait_until_seen`` counts on.
+    It is recorded only once the index reflects that read, so another thread
+    never skips its check on the strength of a rebuild still under way.
+    """
+    global _checked_at
+    now = time.monotonic()
+    if _version is not None and now - _checked_at < _check_interval():
+        return
+    version = stored_version()
+    if version != _version:
+        rebuild(version=version)
+    _checked_at = max(_checked_at, now)
+
+
+def wait_until_seen():
+    """Wait until every process checks the index version again before its next save.
+
+    Called after an activation commits: each process checks at most
+    ``BATON_TRIGGER_CHECK_INTERVAL`` seconds apart, so once that long has
+    passed (plus a margin for clocks ticking at slightly different rates)
+    any save that begins anywhere reads a version at least as new as the
+    activation. The interval is the same setting in every process.
+    """
+    interval = _check_interval()
+    if interval > 0:
+        time.sleep(interval * 1.01 + 0.01)
 
 
 def _verdicts(plans, instance):
@@ -240,9 +338,10 @@ def _record_for(source, instance):
     one or two fields a start condition reads evaluates about three times
     faster than the whole record (measured: 11 µs → 4 µs), which is most of
     what a watched save costs when the condition is false. A name that is
-    not a field is left out, as it is from the whole map (missing: false).
+    not an exposed field is left out, as it is from the whole map (missing:
+    false).
     """
-    attnames = _attnames_for(type(instance), source)
+    attnames = _attnames_for(type(instance), setting_key(), source)
     if attnames is None:
         return record_map(instance)
     return {name: to_cel(instance.pk if attname is None else getattr(instance, attname))
@@ -250,31 +349,18 @@ def _record_for(source, instance):
 
 
 @functools.lru_cache(maxsize=1024)
-def _attnames_for(model, source):
-    """``((name, attname), ...)`` for the fields ``source`` reads (attname None: the primary key), or None.
+def _attnames_for(model, key, source):
+    """``((name, attname), ...)`` of the exposed fields of ``model`` (``records.exposed_attnames``, ``key``
+    being ``records.setting_key()``) that ``source`` reads, or None when it reads ``record`` otherwise
+    than by name.
 
-    Looked up once per model and condition: on every save it cost more than
-    the evaluation itself.
+    Looked up once per model, settings and condition: on every save it cost
+    more than the evaluation itself.
     """
-    from django.core.exceptions import FieldDoesNotExist
-
     names = _record_fields(source)
     if names is None:
         return None
-    pairs = []
-    for name in names:
-        if name == "pk":
-            pairs.append((name, None))
-            continue
-        try:
-            f = model._meta.get_field(name)  # by name or attname, as record_values has both
-        except FieldDoesNotExist:
-            if name == "id":
-                pairs.append((name, None))
-            continue
-        if f.concrete:
-            pairs.append((name, f.attname))
-    return tuple(pairs)
+    return tuple(pair for pair in exposed_attnames(model, key) if pair[0] in names)
 
 
 @functools.lru_cache(maxsize=None)
@@ -292,9 +378,11 @@ def _stable_on_update(model):
 
 
 def _pre_save(sender, instance, raw=False, **kwargs):
-    if raw or instance.pk is None:
+    if raw:
         return
-    _ensure_index()
+    _ensure_index()  # the one check per save that the index is current (post_save relies on it)
+    if instance.pk is None:
+        return
     plans = _index.get(model_label(sender))
     if not plans or not any(p.reads_record_prior for p in plans):
         return  # nothing needs the stored row: post_save tests the conditions once
@@ -356,7 +444,8 @@ def runs_to_start(plans, instance, prior, created):
 def _post_save(sender, instance, created, raw=False, **kwargs):
     if raw:
         return
-    _ensure_index()
+    if _version is None:  # pre_save was not connected when this save began
+        _ensure_index()
     label = model_label(sender)
     priors = getattr(_local, "priors", None) or {}
     prior = priors.pop((sender, instance.pk), None)
@@ -364,12 +453,13 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
     plans = _index.get(label)
     if plans and verdicts and created is False:
         plans = [p for p in plans if p.orchestration_id not in verdicts]
-    if plans:
+    chosen = runs_to_start(plans, instance, prior, created) if plans else ()
+    if chosen:
         from .starts import start_on_commit
 
-        for plan in runs_to_start(plans, instance, prior, created):
+        for plan in chosen:
             start_on_commit(plan, instance, prior)
-    if not created and (label in _sensitive or "*" in _sensitive) and label in _flow_models():
+    if not created and (label in _sensitive or "*" in _sensitive) and label in allowed_models():
         from .models import OrchestrationRun, RunStatus
 
         run_ids = list(
@@ -386,6 +476,3 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
 
             transaction.on_commit(recheck)
 
-
-def _flow_models():
-    return {m.lower() for m in baton_settings.BATON_FLOW_MODELS}

@@ -47,11 +47,10 @@ def screenshot_dir() -> Path:
 def _fresh_definition_caches(settings):
     """Plans and flow specs are cached by row id; a rolled-back test database reuses ids.
 
-    The trigger index is re-read at most every BATON_TRIGGER_REFRESH seconds
-    when a request starts; tests turn that off so query counts are exact
-    (tests/test_starts.py covers the refresh with the interval at 0).
+    The trigger index is checked before every save (interval 0), so query
+    counts do not depend on timing and activations do not wait.
     """
-    settings.BATON_TRIGGER_REFRESH = 10**9
+    settings.BATON_TRIGGER_CHECK_INTERVAL = 0
     from flows.compiled import clear_cache
     from orchestration import plan, triggers
 

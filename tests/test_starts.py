@@ -70,8 +70,10 @@ def test_the_stored_row_is_read_before_an_update_only_for_orchestrations_that_re
     opp = Opportunity.objects.create(name="Deal", account="A", stage="negotiation")
     opp.stage = "approval"
     with django_capture_on_commit_callbacks(execute=False):
-        with django_assert_num_queries(2):  # the UPDATE and the PendingStart: no SELECT of the stored row
+        # The index version, the UPDATE and the PendingStart: no SELECT of the stored row.
+        with django_assert_num_queries(3) as captured:
             opp.save()
+    assert "triggerindexversion" in captured.captured_queries[0]["sql"]
     from orchestration.models import PendingStart
 
     assert PendingStart.objects.get().record_prior is None
@@ -188,26 +190,61 @@ def test_launch_refuses_a_record_of_another_model():
     assert "runs on demo.employee" in str(err.value.message_dict["record"])
 
 
-def test_other_processes_notice_an_activation_when_a_request_starts(settings, client,
-                                                                      django_capture_on_commit_callbacks):
-    """An activation elsewhere (no definitions_changed() here) is picked up by the next request."""
-    from django.contrib.auth.models import User
+def test_an_activation_elsewhere_is_seen_by_the_next_save_here(django_capture_on_commit_callbacks):
+    """Another process activated (no definitions_changed() here): the very next save starts the run."""
     from orchestration.spec import orchestration_from_dict
 
-    settings.BATON_TRIGGER_REFRESH = 0
-    triggers.rebuild()
+    with django_capture_on_commit_callbacks(execute=True):
+        before = employee()  # builds this process's index: nothing watches employees yet
+    assert not runs_for(before).exists()
     noop_flow("n")
     orchestration_from_dict({"api_name": "elsewhere", "start": {"type": "record_triggered", "model": "demo.employee",
                              "when": "created"}, "path": [{"name": "one", "steps": [bg("s", "n")]}]},
                             status="active")
     with django_capture_on_commit_callbacks(execute=True):
-        before = employee()
-    assert not runs_for(before).exists()  # this process has not looked yet
-    client.force_login(User.objects.create_user("someone"))
-    client.get("/workguide/")
-    with django_capture_on_commit_callbacks(execute=True):
         after = employee()
     assert runs_for(after).count() == 1
+
+
+def test_an_activation_by_update_elsewhere_is_seen_once_the_version_moves(django_capture_on_commit_callbacks):
+    """A definition changed without signals (``QuerySet.update``) counts once the version is bumped, as
+    ``definitions_changed`` does in the process that made the change."""
+    from orchestration.models import Orchestration
+
+    orch = watch("demo.employee", "created")
+    Orchestration.objects.filter(pk=orch.pk).update(status="obsolete")
+    triggers.bump_version()
+    with django_capture_on_commit_callbacks(execute=True):
+        nobody = employee()
+    assert not runs_for(nobody).exists()
+    Orchestration.objects.filter(pk=orch.pk).update(status="active")
+    triggers.bump_version()
+    with django_capture_on_commit_callbacks(execute=True):
+        somebody = employee()
+    assert runs_for(somebody).count() == 1
+
+
+def test_the_index_is_checked_at_most_once_per_interval_and_activation_waits_that_long(
+        settings, django_capture_on_commit_callbacks, django_assert_num_queries):
+    from unittest import mock
+
+    from orchestration import lifecycle
+    from orchestration.spec import orchestration_from_dict
+
+    settings.BATON_TRIGGER_CHECK_INTERVAL = 3600
+    with django_capture_on_commit_callbacks(execute=True):
+        employee()  # reads the version: the index was never built
+    opp = Opportunity.objects.create(name="Deal", account="A")
+    with django_assert_num_queries(1):  # the UPDATE only: checked less than an interval ago
+        opp.save()
+    noop_flow("n")
+    draft = orchestration_from_dict({"api_name": "later", "start": {"type": "record_triggered",
+                                     "model": "demo.employee", "when": "created"},
+                                     "path": [{"name": "one", "steps": [bg("s", "n")]}]}, status="draft")
+    with mock.patch("orchestration.triggers.time.sleep") as sleep:
+        with django_capture_on_commit_callbacks(execute=True):
+            lifecycle.activate(draft)
+    assert sleep.call_args.args[0] >= 3600  # returns only once every process has checked again
 
 
 def test_a_start_interrupted_after_commit_is_made_by_the_sweeper(django_capture_on_commit_callbacks):

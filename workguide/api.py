@@ -16,7 +16,6 @@ is seen by its assignee (a group's or queue's members) and by holders of
 """
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view,
 )
@@ -29,7 +28,7 @@ from orchestration.api import (
 )
 
 from . import services
-from .models import WorkItem, WorkItemStatus
+from .models import WorkItem
 
 # ---------------------------------------------------------------------------
 # Serializers

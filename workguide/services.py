@@ -426,9 +426,12 @@ def record_summary(model_label, pk, limit=8):
         return None, []
     if record is None:
         return None, []
+    from orchestration.records import exposed_fields
+
+    exposed = exposed_fields(record)  # never a password hash or a field the settings keep out
     facts = []
     for model_field in record._meta.concrete_fields:
-        if model_field.primary_key or len(facts) >= limit:
+        if model_field.primary_key or len(facts) >= limit or model_field.attname not in exposed:
             continue
         if getattr(model_field, "choices", None):
             value = getattr(record, f"get_{model_field.name}_display")()

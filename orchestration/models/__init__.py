@@ -5,3 +5,4 @@ from .definitions import (  # noqa: F401
 from .runs import (  # noqa: F401
     OPEN_STEP_STATUSES, OrchestrationRun, PendingStart, RunEvent, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
 )
+from .triggers import TriggerIndexVersion  # noqa: F401
