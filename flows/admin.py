@@ -17,7 +17,7 @@ use them, so the admin loads even where those modules are still missing.
 import nested_admin
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -37,7 +37,15 @@ def is_frozen(obj):
     """True when ``obj`` (a definition or one of its parts) belongs to an active or obsolete version."""
     if obj is None:
         return False
-    owner = obj if isinstance(obj, VersionedDefinition) else obj.owning_definition()
+    if isinstance(obj, VersionedDefinition):
+        owner = obj
+    else:
+        try:
+            owner = obj.owning_definition()
+        except ObjectDoesNotExist:
+            # A part added in the same save as its parent (a screen with the new
+            # flow, a step with a new stage) has no owner yet: it is new, so a draft.
+            return False
     return owner is not None and owner.pk is not None and owner.status != DefinitionStatus.DRAFT
 
 
