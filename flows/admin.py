@@ -52,6 +52,49 @@ def is_frozen(obj):
     return owner is not None and owner.pk is not None and owner.status != DefinitionStatus.DRAFT
 
 
+class DefinitionPartFormSet(NestedInlineFormSet):
+    """The formset of a definition's parts: the rows under a dropped parent row are dropped too.
+
+    django-nested-admin saves the rows nested under a new parent that is
+    deleted in the same save (a new screen removed again, a stage turned into
+    a decision), which fails; treating them as deleted keeps them out.
+    """
+
+    def rows_apply(self):
+        return True
+
+    def parent_dropped(self):
+        parent_form = getattr(self, "parent_form", None)  # set by django-nested-admin on nested formsets
+        parent_formset = getattr(parent_form, "parent_formset", None)
+        if parent_formset is None or parent_formset.can_delete is False:
+            return False
+        parent_form.errors  # cleans the parent row first if it was not yet
+        return bool(parent_formset._should_delete_form(parent_form))
+
+    def _should_delete_form(self, form):
+        return not self.rows_apply() or self.parent_dropped() or super()._should_delete_form(form)
+
+
+def rows_only_when(selector, *values):
+    """A formset class whose rows belong only to a parent whose ``selector`` is one of ``values``.
+
+    Steps belong to stages, outcomes to decisions, screens to screen flows:
+    when the parent is of another kind its rows of this inline (hidden in the
+    browser) are treated as deleted, so they are neither validated nor kept.
+    """
+
+    class RowsOfKindFormSet(DefinitionPartFormSet):
+        def rows_apply(self):
+            parent_form = getattr(self, "parent_form", None)
+            if parent_form is not None:
+                chosen = parent_form[selector].value() if selector in parent_form.fields else None
+            else:
+                chosen = getattr(self.instance, selector, None)
+            return chosen is None or chosen in values
+
+    return RowsOfKindFormSet
+
+
 class FrozenAwareInlineMixin:
     """An inline that cannot be changed, added to or deleted from on a frozen version.
 
@@ -59,6 +102,8 @@ class FrozenAwareInlineMixin:
     parent part for nested ones); the admin also notes on the request whether
     the version being shown is frozen, for nested forms with no parent yet.
     """
+
+    formset = DefinitionPartFormSet
 
     def _frozen(self, request, obj):
         return getattr(request, "_baton_frozen", False) or is_frozen(obj)
@@ -114,29 +159,6 @@ class KindDependentForm(forms.ModelForm):
                 self._errors.pop(name, None)
                 cleaned[name] = model_meta.get_field(name).get_default()
         return cleaned
-
-
-def rows_only_when(selector, *values):
-    """An inline formset class whose rows belong only to a parent whose ``selector`` is one of ``values``.
-
-    Steps belong to stages, outcomes to decisions, screens to screen flows:
-    when the parent is of another kind its rows of this inline (hidden in the
-    browser) are treated as deleted, so they are neither validated nor kept.
-    """
-
-    class RowsOfKindFormSet(NestedInlineFormSet):
-        def rows_apply(self):
-            parent_form = getattr(self, "parent_form", None)  # set by django-nested-admin on nested formsets
-            if parent_form is not None:
-                chosen = parent_form[selector].value() if selector in parent_form.fields else None
-            else:
-                chosen = getattr(self.instance, selector, None)
-            return chosen is None or chosen in values
-
-        def _should_delete_form(self, form):
-            return not self.rows_apply() or super()._should_delete_form(form)
-
-    return RowsOfKindFormSet
 
 
 # --- Compact widgets --------------------------------------------------------------

@@ -33,6 +33,10 @@ FLOW_FIELDS = {"flow": FLOWS_FOR_STEPS, "entry_flow": (FlowType.EVALUATION,), "e
                "condition_flow": (FlowType.EVALUATION,)}
 
 
+def with_article(words):
+    return f"{'an' if words[:1] in 'aeiou' else 'a'} {words}"
+
+
 class FlowPickerInlineMixin:
     """Flow names (a step's flow, evaluation flows) are picked from the stored flows of the right type."""
 
@@ -75,8 +79,8 @@ class StepForm(KeepUnknownFlowsMixin, KindDependentForm):
         if flow and step_type and isinstance(field, FlowChoiceField):
             expected, actual = FLOW_TYPE_FOR_STEP.get(step_type), field.flow_types.get(flow)
             if expected and actual and actual != expected:
-                self.add_error("flow", f"{flow} is a {FlowType(actual).label.lower()}; "
-                                       f"an {step_type} step runs a {FlowType(expected).label.lower()}.")
+                self.add_error("flow", f"{flow} is {with_article(FlowType(actual).label.lower())}; "
+                                       f"{with_article(step_type)} step runs {with_article(FlowType(expected).label.lower())}.")
         return cleaned
 
 
