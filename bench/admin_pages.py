@@ -8,10 +8,11 @@ Chromium)::
 It loads the demo, makes a draft copy of ``deal_approval`` with the
 lifecycle's ``new_version`` and reports
 
-* ``inputs``: the form controls (input, select, textarea) on the draft's
-  change page, counted in the HTML Django serves (the empty templates that
-  django-nested-admin copies for "Add another" included, as the browser has
-  them too) and, separately, those a user can see;
+* ``controls_in_html``: the form controls (input, select, textarea) on the
+  draft's change page, counted in the HTML Django serves (``of_which_in_templates``:
+  those of the empty forms django-nested-admin copies for "Add another"),
+  and ``visible_controls``, those a user sees in Chromium;
+* ``get_ms``: the server time to render the page (test client, mean of 3);
 * ``page_height_px``: the page's full height in Chromium at 1280 × 800;
 * ``save_ms``: the median server time to save the unchanged page (the POST a
   browser sends for "Save and continue editing") through Django's test
@@ -39,6 +40,7 @@ class FormData(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.data = []
         self.controls = 0
+        self.template_controls = 0  # in the empty forms "Add another" copies
         self._textarea = None
         self._select = None
         self._option = None
@@ -48,6 +50,8 @@ class FormData(HTMLParser):
         name = attrs.get("name")
         if tag in ("input", "select", "textarea"):
             self.controls += 1
+            if name and ("__prefix__" in name or "-empty-" in name):
+                self.template_controls += 1
         if tag == "input" and name:
             kind = attrs.get("type", "text")
             if kind in ("checkbox", "radio"):
@@ -89,7 +93,7 @@ def post_data(html):
         if "__prefix__" in name or name == "csrfmiddlewaretoken":
             continue
         data.setdefault(name, []).append(value)
-    return data, parser.controls
+    return data, (parser.controls, parser.template_controls)
 
 
 def free_port():
@@ -129,7 +133,8 @@ def browser_figures(env, url):
             figures = page.evaluate("""() => ({
                 height: document.documentElement.scrollHeight,
                 width: document.documentElement.scrollWidth,
-                visible: [...document.querySelectorAll('#content-main input, #content-main select, #content-main textarea')]
+                visible: [...document.querySelectorAll(
+                        '#content-main input, #content-main select, #content-main textarea')]
                     .filter(e => e.type !== 'hidden' && e.getClientRects().length > 0).length,
             })""")
             shot = REPO / "test-output" / "screenshots" / "bench-deal-approval-draft.png"
@@ -195,7 +200,8 @@ def main():
                 times.append(elapsed * 1000)
             data, _ = post_data(client.get(url).content.decode())  # new row ids after a save
             data["_continue"] = ["Save and continue editing"]
-        result = {"controls_in_html": controls, "html_bytes": len(html.encode()), "get_ms": round(get_ms, 1),
+        result = {"controls_in_html": controls[0], "of_which_in_templates": controls[1],
+                  "html_bytes": len(html.encode()), "get_ms": round(get_ms, 1),
                   "save_ms_median": round(statistics.median(times), 1), "save_ms_min": round(min(times), 1)}
         if not args.no_browser:
             figures = browser_figures(env, url)

@@ -29,6 +29,7 @@ from django.utils.text import slugify
 from nested_admin.formsets import NestedInlineFormSet
 
 from .models import FIELD_TYPES, Flow, FlowElement, FlowType, FlowVariable, Screen, ScreenField
+from .validation import ELEMENT_KEYS
 from .versioning import DefinitionStatus, VersionedDefinition
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
@@ -159,6 +160,10 @@ class KindDependentForm(forms.ModelForm):
                 self._errors.pop(name, None)
                 cleaned[name] = model_meta.get_field(name).get_default()
         return cleaned
+
+
+def with_article(words):
+    return f"{'an' if words[:1] in 'aeiou' else 'a'} {words}"
 
 
 # --- Compact widgets --------------------------------------------------------------
@@ -600,8 +605,24 @@ class ScreenInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
 
 
 class FlowElementForm(forms.ModelForm):
+    """An element's settings are a JSON object with the keys of its type (listed under the box)."""
+
     class Meta:
         widgets = {"config": small_textarea(3, 80), "position": forms.NumberInput(attrs={"class": "baton-position"})}
+        help_texts = {"config": "The element's settings as a JSON object, with the keys of its type: " + "; ".join(
+            f"{kind}: {', '.join(sorted(keys))}" for kind, keys in ELEMENT_KEYS.items()) + "."}
+
+    def clean(self):
+        cleaned = super().clean()
+        config, kind = cleaned.get("config"), cleaned.get("type")
+        if config is not None and not isinstance(config, dict):
+            self.add_error("config", "The settings must be a JSON object, e.g. {\"set\": {\"total\": \"1\"}}.")
+        elif config and kind in ELEMENT_KEYS:
+            unknown = sorted(set(config) - ELEMENT_KEYS[kind])
+            if unknown:
+                self.add_error("config", f"{', '.join(unknown)}: not a setting of {with_article(kind)} element "
+                                         f"(its settings: {', '.join(sorted(ELEMENT_KEYS[kind]))}).")
+        return cleaned
 
 
 class FlowElementInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):

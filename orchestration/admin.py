@@ -14,7 +14,7 @@ from django.contrib import admin, messages
 
 from flows.admin import (
     DefinitionAdmin, FlowChoiceField, FrozenAwareInlineMixin, KeepUnknownFlowsMixin, KindDependentForm, flow_field,
-    rows_only_when, small_textarea,
+    rows_only_when, small_textarea, with_article,
 )
 from flows.models import FlowType
 
@@ -31,10 +31,6 @@ MAPPING = {"rows": 2, "cols": 60}
 FLOWS_FOR_STEPS = (FlowType.SCREEN, FlowType.AUTOLAUNCHED)
 FLOW_FIELDS = {"flow": FLOWS_FOR_STEPS, "entry_flow": (FlowType.EVALUATION,), "exit_flow": (FlowType.EVALUATION,),
                "condition_flow": (FlowType.EVALUATION,)}
-
-
-def with_article(words):
-    return f"{'an' if words[:1] in 'aeiou' else 'a'} {words}"
 
 
 class FlowPickerInlineMixin:
@@ -79,8 +75,9 @@ class StepForm(KeepUnknownFlowsMixin, KindDependentForm):
         if flow and step_type and isinstance(field, FlowChoiceField):
             expected, actual = FLOW_TYPE_FOR_STEP.get(step_type), field.flow_types.get(flow)
             if expected and actual and actual != expected:
-                self.add_error("flow", f"{flow} is {with_article(FlowType(actual).label.lower())}; "
-                                       f"{with_article(step_type)} step runs {with_article(FlowType(expected).label.lower())}.")
+                actual_text, expected_text = (FlowType(t).label.lower() for t in (actual, expected))
+                self.add_error("flow", f"{flow} is {with_article(actual_text)}; "
+                                       f"{with_article(step_type)} step runs {with_article(expected_text)}.")
         return cleaned
 
 
@@ -93,10 +90,10 @@ class StepInline(FlowPickerInlineMixin, FrozenAwareInlineMixin, nested_admin.Nes
     fieldsets = (
         (None, {"fields": (("name", "label", "position"), ("type", "flow"), "inputs")}),
         ("Entry and exit", {"fields": (
-            ("entry_type", "entry_after"), "entry_condition", ("entry_flow", "entry_flow_inputs"),
-            "exit_type", "exit_condition", ("exit_flow", "exit_flow_inputs"),
+            ("entry_type", "exit_type"), "entry_after", "entry_condition", ("entry_flow", "entry_flow_inputs"),
+            "exit_condition", ("exit_flow", "exit_flow_inputs"),
         )}),
-        ("Interactive step", {"fields": (("assignee_type", "assignee"), "record", ("due_in", "escalate_to"))}),
+        ("Interactive step", {"fields": (("assignee_type", "assignee"), ("due_in", "escalate_to"), "record")}),
         ("Background step", {"fields": (("retries", "timeout"),)}),
     )
 

@@ -304,3 +304,18 @@ def test_a_new_screen_removed_again_before_saving_takes_its_new_fields_with_it(a
     assert [s.name for s in flow.screens.all()] == ["first"]
     assert sorted(ScreenField.objects.filter(screen__flow=flow).values_list("name", flat=True)) == [
         "approved", "colour"]
+
+
+def test_an_elements_settings_are_refused_with_the_keys_of_another_type(admin_client):
+    data = screen_flow_post("nest_elem")
+    data["type"] = "autolaunched"
+    data.update(rows("elements", [
+        {"position": "0", "type": "assign", "name": "", "config": '{"set": {"x": "1"}, "to": "a@b.example"}'},
+        {"position": "1", "type": "send_email", "name": "", "config": '["not", "an", "object"]'},
+    ]))
+    response = admin_client.post("/admin/flows/flow/add/", data)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "to: not a setting of an assign element (its settings: set)." in body
+    assert "The settings must be a JSON object" in body
+    assert not Flow.objects.filter(api_name="nest_elem").exists()
