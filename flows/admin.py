@@ -91,7 +91,7 @@ def rows_only_when(selector, *values):
                 chosen = parent_form[selector].value() if selector in parent_form.fields else None
             else:
                 chosen = getattr(self.instance, selector, None)
-            return chosen is None or chosen in values
+            return not chosen or chosen in values  # no kind chosen yet: keep, the form says what is missing
 
     return RowsOfKindFormSet
 

@@ -319,3 +319,18 @@ def test_an_elements_settings_are_refused_with_the_keys_of_another_type(admin_cl
     assert "to: not a setting of an assign element (its settings: set)." in body
     assert "The settings must be a JSON object" in body
     assert not Flow.objects.filter(api_name="nest_elem").exists()
+
+
+def test_the_flow_list_is_read_once_per_page(admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_flow("nest_ask", "screen")
+    make_flow("nest_calc", "autolaunched")
+    admin_client.post("/admin/orchestration/orchestration/add/", orchestration_post())
+    orch = Orchestration.objects.get(api_name="nest_orch")
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(f"/admin/orchestration/orchestration/{orch.pk}/change/")
+    assert response.status_code == 200
+    flow_lists = [q["sql"] for q in queries if 'FROM "flows_flow"' in q["sql"] and '"flows_flow"."label"' in q["sql"]]
+    assert len(flow_lists) == 1, flow_lists  # 3 stages, 3 steps, 1 outcome: 13 flow pickers, one query
