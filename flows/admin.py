@@ -14,18 +14,22 @@ The lifecycle (``orchestration.lifecycle``) and the definition file code
 (``orchestration.definition_files``) are imported inside the functions that
 use them, so the admin loads even where those modules are still missing.
 """
+import json
+
 import nested_admin
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.text import slugify
+from nested_admin.formsets import NestedInlineFormSet
 
-from .models import Flow, FlowElement, FlowVariable, Screen, ScreenField
+from .models import FIELD_TYPES, Flow, FlowElement, FlowType, FlowVariable, Screen, ScreenField
+from .validation import ELEMENT_KEYS
 from .versioning import DefinitionStatus, VersionedDefinition
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
@@ -37,8 +41,59 @@ def is_frozen(obj):
     """True when ``obj`` (a definition or one of its parts) belongs to an active or obsolete version."""
     if obj is None:
         return False
-    owner = obj if isinstance(obj, VersionedDefinition) else obj.owning_definition()
+    if isinstance(obj, VersionedDefinition):
+        owner = obj
+    else:
+        try:
+            owner = obj.owning_definition()
+        except ObjectDoesNotExist:
+            # A part added in the same save as its parent (a screen with the new
+            # flow, a step with a new stage) has no owner yet: it is new, so a draft.
+            return False
     return owner is not None and owner.pk is not None and owner.status != DefinitionStatus.DRAFT
+
+
+class DefinitionPartFormSet(NestedInlineFormSet):
+    """The formset of a definition's parts: the rows under a dropped parent row are dropped too.
+
+    django-nested-admin saves the rows nested under a new parent that is
+    deleted in the same save (a new screen removed again, a stage turned into
+    a decision), which fails; treating them as deleted keeps them out.
+    """
+
+    def rows_apply(self):
+        return True
+
+    def parent_dropped(self):
+        parent_form = getattr(self, "parent_form", None)  # set by django-nested-admin on nested formsets
+        parent_formset = getattr(parent_form, "parent_formset", None)
+        if parent_formset is None or parent_formset.can_delete is False:
+            return False
+        parent_form.errors  # cleans the parent row first if it was not yet
+        return bool(parent_formset._should_delete_form(parent_form))
+
+    def _should_delete_form(self, form):
+        return not self.rows_apply() or self.parent_dropped() or super()._should_delete_form(form)
+
+
+def rows_only_when(selector, *values):
+    """A formset class whose rows belong only to a parent whose ``selector`` is one of ``values``.
+
+    Steps belong to stages, outcomes to decisions, screens to screen flows:
+    when the parent is of another kind its rows of this inline (hidden in the
+    browser) are treated as deleted, so they are neither validated nor kept.
+    """
+
+    class RowsOfKindFormSet(DefinitionPartFormSet):
+        def rows_apply(self):
+            parent_form = getattr(self, "parent_form", None)
+            if parent_form is not None:
+                chosen = parent_form[selector].value() if selector in parent_form.fields else None
+            else:
+                chosen = getattr(self.instance, selector, None)
+            return not chosen or chosen in values  # no kind chosen yet: keep, the form says what is missing
+
+    return RowsOfKindFormSet
 
 
 class FrozenAwareInlineMixin:
@@ -48,6 +103,8 @@ class FrozenAwareInlineMixin:
     parent part for nested ones); the admin also notes on the request whether
     the version being shown is frozen, for nested forms with no parent yet.
     """
+
+    formset = DefinitionPartFormSet
 
     def _frozen(self, request, obj):
         return getattr(request, "_baton_frozen", False) or is_frozen(obj)
@@ -60,6 +117,154 @@ class FrozenAwareInlineMixin:
 
     def has_delete_permission(self, request, obj=None):
         return not self._frozen(request, obj) and super().has_delete_permission(request, obj)
+
+
+# --- Fields that depend on an element's kind ----------------------------------
+
+class KindDependentForm(forms.ModelForm):
+    """A model form whose fields depend on the value of a choice field (a kind, a type).
+
+    ``kind_fields`` maps each such selector field to the fields each of its
+    values uses, e.g. ``{"kind": {"stage": ["next"], "decision": ["default_goto"]}}``.
+    A field named under a selector but not under its chosen value does not
+    apply: the browser hides it (``baton_admin/kind_fields.js`` reads the map
+    from the selector's ``data-baton-kind``), and on save it is reset to its
+    model default and its errors are dropped, so values nobody can see are
+    neither stored nor in the way. A name starting with "@" is a nested
+    inline group (its rows are dropped by ``rows_only_when``).
+    """
+
+    kind_fields = {}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for selector, by_value in self.kind_fields.items():
+            if selector in self.fields:
+                self.fields[selector].widget.attrs["data-baton-kind"] = json.dumps(by_value)
+
+    @classmethod
+    def fields_not_applying(cls, values):
+        """The field names (no groups) that the selectors' ``values`` leave out."""
+        left_out = set()
+        for selector, by_value in cls.kind_fields.items():
+            chosen = values.get(selector)
+            if chosen in by_value:
+                left_out |= set().union(*by_value.values()) - set(by_value[chosen])
+        return {name for name in left_out if not name.startswith("@")}
+
+    def clean(self):
+        cleaned = super().clean()
+        model_meta = self._meta.model._meta
+        for name in self.fields_not_applying(cleaned):
+            if name in self.fields:
+                self._errors.pop(name, None)
+                cleaned[name] = model_meta.get_field(name).get_default()
+        return cleaned
+
+
+def with_article(words):
+    return f"{'an' if words[:1] in 'aeiou' else 'a'} {words}"
+
+
+# --- Compact widgets --------------------------------------------------------------
+
+def small_textarea(rows=2, cols=60):
+    return forms.Textarea(attrs={"rows": rows, "cols": cols, "class": "baton-compact", "spellcheck": "false"})
+
+
+class LiteralField(forms.JSONField):
+    """A JSON literal that shows as an empty box when there is none (not ``null``)."""
+
+    def prepare_value(self, value):
+        if value is None:
+            return ""
+        return super().prepare_value(value)
+
+
+# --- Flow pickers -----------------------------------------------------------------
+
+FLOW_TYPE_GROUPS = {FlowType.SCREEN: "Screen flows", FlowType.AUTOLAUNCHED: "Autolaunched flows",
+                    FlowType.EVALUATION: "Evaluation flows"}
+
+
+def known_flows(request):
+    """{api_name: (type, text)} for every flow, read once per request; the text shows the active version."""
+    cached = getattr(request, "_baton_known_flows", None)
+    if cached is not None:
+        return cached
+    latest, active = {}, {}
+    rows = Flow.objects.order_by("api_name", "-version").values_list("api_name", "type", "version", "status", "label")
+    for api_name, type_, version, status, label in rows:
+        latest.setdefault(api_name, (type_, version, status, label))
+        if status == DefinitionStatus.ACTIVE:
+            active[api_name] = (type_, version, label)
+    flows = {}
+    for api_name, (type_, version, status, label) in latest.items():
+        if api_name in active:
+            type_, active_version, label = active[api_name]
+            state = f"v{active_version} active"
+        else:
+            state = f"no active version; v{version} {status}"
+        flows[api_name] = (type_, f"{api_name} — {label} ({state})" if label else f"{api_name} ({state})")
+    if request is not None:
+        request._baton_known_flows = flows
+    return flows
+
+
+class FlowSelect(forms.Select):
+    """A select of flows whose options carry their flow type (``data-flow-type``) for the browser to filter."""
+
+    def __init__(self, flow_types=None, attrs=None, choices=()):
+        super().__init__(attrs, choices)
+        self.flow_types = flow_types or {}
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        if value in self.flow_types:
+            option["attrs"]["data-flow-type"] = self.flow_types[value]
+        return option
+
+
+class FlowChoiceField(forms.ChoiceField):
+    """Pick a flow by api_name among the stored flows of ``types``; the api_name is what is stored.
+
+    A stored name that matches no flow (deleted, or not imported yet) stays
+    selectable on its own row's form (see ``keep_unknown_flows``), so opening
+    and saving a draft never changes it; the validator reports it.
+    """
+
+    def __init__(self, flows, types, **kwargs):
+        kwargs.pop("max_length", None)
+        kwargs.pop("empty_value", None)
+        self.flow_types = {name: type_ for name, (type_, _text) in flows.items() if type_ in types}
+        groups = [
+            (FLOW_TYPE_GROUPS[type_], [(name, text) for name, (t, text) in flows.items() if t == type_])
+            for type_ in types
+        ]
+        kwargs.setdefault("widget", FlowSelect(self.flow_types))
+        super().__init__(choices=[("", "---------")] + [g for g in groups if g[1]], **kwargs)
+
+    def add_unknown(self, api_name):
+        if api_name and api_name not in self.flow_types:
+            self.choices = list(self.choices) + [(api_name, f"{api_name} (no such flow)")]
+
+
+def flow_field(db_field, request, types, **kwargs):
+    """The FlowChoiceField for ``db_field`` (a CharField holding an api_name)."""
+    return FlowChoiceField(
+        known_flows(request), types, required=not db_field.blank, label=db_field.verbose_name.capitalize(),
+        help_text=db_field.help_text, **{k: v for k, v in kwargs.items() if k in ("widget",)},
+    )
+
+
+class KeepUnknownFlowsMixin:
+    """Let a row keep a flow name that matches no stored flow (see ``FlowChoiceField``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            if isinstance(field, FlowChoiceField):
+                field.add_unknown(self.initial.get(name))
 
 
 class ImportForm(forms.Form):
@@ -104,6 +309,11 @@ class DefinitionAdmin(nested_admin.NestedModelAdmin):
     readonly_fields = ("status", "version", "created_at", "activated_at")
     actions = ["validate_selected", "activate_selected", "new_version_of_selected", "export_selected"]
     save_on_top = True
+
+    class Media:
+        # Static files, not inline code: the Content-Security-Policy allows scripts from this site only.
+        css = {"all": ["baton_admin/admin.css"]}
+        js = ["baton_admin/kind_fields.js"]
 
     # -- list ---------------------------------------------------------------
 
@@ -320,15 +530,57 @@ def describe_import(result):
 
 # --- Flows ------------------------------------------------------------------
 
+INPUT_FIELD_TYPES = [t for t in FIELD_TYPES if t not in ("choice", "multichoice", "display")]
+
+
+class FlowForm(KindDependentForm):
+    kind_fields = {"type": {FlowType.SCREEN: ["@screens"], FlowType.AUTOLAUNCHED: ["@elements"],
+                            FlowType.EVALUATION: ["@elements"]}}
+
+    class Meta:
+        widgets = {"description": forms.Textarea(attrs={"rows": 2, "cols": 80})}
+
+
+class FlowVariableForm(KindDependentForm):
+    kind_fields = {"direction": {FlowVariable.INPUT: ["required", "default"], FlowVariable.OUTPUT: ["value"]}}
+    default = LiteralField(required=False, widget=forms.TextInput(attrs={"size": 14}),
+                           help_text="A JSON literal: 5, \"text\", true, [1, 2].")
+
+    class Meta:
+        widgets = {
+            "name": forms.TextInput(attrs={"size": 16}),
+            "position": forms.NumberInput(attrs={"class": "baton-position"}),
+            "value": forms.TextInput(attrs={"size": 36, "spellcheck": "false"}),
+        }
+
+
 class FlowVariableInline(FrozenAwareInlineMixin, nested_admin.NestedTabularInline):
     model = FlowVariable
+    form = FlowVariableForm
     extra = 0
     fields = ("direction", "position", "name", "type", "required", "default", "value")
     sortable_field_name = "position"
 
 
+class ScreenFieldForm(KindDependentForm):
+    kind_fields = {"type": {
+        **{t: ["required", "default", "help_text"] for t in INPUT_FIELD_TYPES},
+        "choice": ["required", "default", "help_text", "choices"],
+        "multichoice": ["required", "default", "help_text", "choices"],
+        "display": ["text"],
+    }}
+
+    class Meta:
+        widgets = {
+            "default": small_textarea(1, 40), "visible_if": small_textarea(1, 40),
+            "choices": small_textarea(2, 60), "text": small_textarea(2, 60),
+            "position": forms.NumberInput(attrs={"class": "baton-position"}),
+        }
+
+
 class ScreenFieldInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
     model = ScreenField
+    form = ScreenFieldForm
     extra = 0
     sortable_field_name = "position"
     fieldsets = (
@@ -337,16 +589,46 @@ class ScreenFieldInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline
     )
 
 
+class ScreenForm(forms.ModelForm):
+    class Meta:
+        widgets = {"validate": small_textarea(1, 50), "position": forms.NumberInput(attrs={"class": "baton-position"})}
+
+
 class ScreenInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
     model = Screen
+    form = ScreenForm
+    formset = rows_only_when("type", FlowType.SCREEN)
     extra = 0
     sortable_field_name = "position"
     fields = (("name", "label", "position"), ("validate", "validate_message"))
     inlines = [ScreenFieldInline]
 
 
+class FlowElementForm(forms.ModelForm):
+    """An element's settings are a JSON object with the keys of its type (listed under the box)."""
+
+    class Meta:
+        widgets = {"config": small_textarea(3, 80), "position": forms.NumberInput(attrs={"class": "baton-position"})}
+        help_texts = {"config": "The element's settings as a JSON object, with the keys of its type: " + "; ".join(
+            f"{kind}: {', '.join(sorted(keys))}" for kind, keys in ELEMENT_KEYS.items()) + "."}
+
+    def clean(self):
+        cleaned = super().clean()
+        config, kind = cleaned.get("config"), cleaned.get("type")
+        if config is not None and not isinstance(config, dict):
+            self.add_error("config", "The settings must be a JSON object, e.g. {\"set\": {\"total\": \"1\"}}.")
+        elif config and kind in ELEMENT_KEYS:
+            unknown = sorted(set(config) - ELEMENT_KEYS[kind])
+            if unknown:
+                self.add_error("config", f"{', '.join(unknown)}: not a setting of {with_article(kind)} element "
+                                         f"(its settings: {', '.join(sorted(ELEMENT_KEYS[kind]))}).")
+        return cleaned
+
+
 class FlowElementInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
     model = FlowElement
+    form = FlowElementForm
+    formset = rows_only_when("type", FlowType.AUTOLAUNCHED, FlowType.EVALUATION)
     extra = 0
     sortable_field_name = "position"
     fields = (("position", "type", "name"), "config")
@@ -354,6 +636,7 @@ class FlowElementInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline
 
 @admin.register(Flow)
 class FlowAdmin(DefinitionAdmin):
+    form = FlowForm
     list_display = ("api_name", "version", "status_text", "type", "label", "created_at", "activated_at")
     list_filter = ("status", "type", "api_name")
     inlines = [FlowVariableInline, ScreenInline, FlowElementInline]

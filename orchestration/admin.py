@@ -6,53 +6,154 @@ versions. Runs are shown read-only, with two operator actions (cancel the
 selected runs, retry their failed steps); skipping a step with outputs is a
 form of the monitor, linked from a run's page here.
 """
+import json
+
 import nested_admin
+from django import forms
 from django.contrib import admin, messages
 
-from flows.admin import DefinitionAdmin, FrozenAwareInlineMixin
+from flows.admin import (
+    DefinitionAdmin, FlowChoiceField, FrozenAwareInlineMixin, KeepUnknownFlowsMixin, KindDependentForm, flow_field,
+    rows_only_when, small_textarea, with_article,
+)
+from flows.models import FlowType
 
 from . import engine
 from .admin_tools import DiagramAdminMixin
-from .models import DecisionOutcome, Orchestration, OrchestrationRun, RunEvent, Stage, StageRun, Step, StepRun
+from .models import (
+    DecisionOutcome, Orchestration, OrchestrationRun, RunEvent, Stage, StageExit, StageKind, StageRun, StartType, Step,
+    StepEntry, StepExit, StepRun, StepType,
+)
+from .steps import FLOW_TYPE_FOR_STEP
+
+EXPRESSION = {"rows": 1, "cols": 60}
+MAPPING = {"rows": 2, "cols": 60}
+FLOWS_FOR_STEPS = (FlowType.SCREEN, FlowType.AUTOLAUNCHED)
+FLOW_FIELDS = {"flow": FLOWS_FOR_STEPS, "entry_flow": (FlowType.EVALUATION,), "exit_flow": (FlowType.EVALUATION,),
+               "condition_flow": (FlowType.EVALUATION,)}
 
 
-class StepInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
+class FlowPickerInlineMixin:
+    """Flow names (a step's flow, evaluation flows) are picked from the stored flows of the right type."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in FLOW_FIELDS and db_field.model in (Step, Stage, DecisionOutcome):
+            return flow_field(db_field, request, FLOW_FIELDS[db_field.name])
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
+class StepForm(KeepUnknownFlowsMixin, KindDependentForm):
+    kind_fields = {
+        "type": {StepType.INTERACTIVE: ["assignee_type", "assignee", "record", "due_in", "escalate_to"],
+                 StepType.BACKGROUND: ["retries", "timeout"]},
+        "entry_type": {StepEntry.STAGE_START: [], StepEntry.AFTER: ["entry_after"],
+                       StepEntry.CONDITION: ["entry_condition"],
+                       StepEntry.EVALUATION_FLOW: ["entry_flow", "entry_flow_inputs"]},
+        "exit_type": {StepExit.STEP_COMPLETES: [], StepExit.CONDITION: ["exit_condition"],
+                      StepExit.EVALUATION_FLOW: ["exit_flow", "exit_flow_inputs"]},
+    }
+
+    class Meta:
+        widgets = {
+            "inputs": small_textarea(**MAPPING), "entry_after": small_textarea(1, 40),
+            "entry_condition": small_textarea(**EXPRESSION), "entry_flow_inputs": small_textarea(**MAPPING),
+            "exit_condition": small_textarea(**EXPRESSION), "exit_flow_inputs": small_textarea(**MAPPING),
+            "record": small_textarea(**EXPRESSION), "position": forms.NumberInput(attrs={"class": "baton-position"}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "flow" in self.fields:
+            # The browser offers only the flows of the step's type (kind_fields.js).
+            self.fields["flow"].widget.attrs["data-baton-flow-type-by"] = json.dumps(
+                {"selector": "type", "types": {k: str(v) for k, v in FLOW_TYPE_FOR_STEP.items()}})
+
+    def clean(self):
+        cleaned = super().clean()
+        flow, step_type = cleaned.get("flow"), cleaned.get("type")
+        field = self.fields.get("flow")
+        if flow and step_type and isinstance(field, FlowChoiceField):
+            expected, actual = FLOW_TYPE_FOR_STEP.get(step_type), field.flow_types.get(flow)
+            if expected and actual and actual != expected:
+                actual_text, expected_text = (FlowType(t).label.lower() for t in (actual, expected))
+                self.add_error("flow", f"{flow} is {with_article(actual_text)}; "
+                                       f"{with_article(step_type)} step runs {with_article(expected_text)}.")
+        return cleaned
+
+
+class StepInline(FlowPickerInlineMixin, FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
     model = Step
+    form = StepForm
+    formset = rows_only_when("kind", StageKind.STAGE)
     extra = 0
     sortable_field_name = "position"
     fieldsets = (
         (None, {"fields": (("name", "label", "position"), ("type", "flow"), "inputs")}),
         ("Entry and exit", {"fields": (
-            ("entry_type", "entry_after"), "entry_condition", ("entry_flow", "entry_flow_inputs"),
-            "exit_type", "exit_condition", ("exit_flow", "exit_flow_inputs"),
-        ), "classes": ("collapse",)}),
-        ("Interactive steps", {"fields": (("assignee_type", "assignee"), "record", ("due_in", "escalate_to"))}),
-        ("Background steps", {"fields": (("retries", "timeout"),)}),
+            ("entry_type", "exit_type"), "entry_after", "entry_condition", ("entry_flow", "entry_flow_inputs"),
+            "exit_condition", ("exit_flow", "exit_flow_inputs"),
+        )}),
+        ("Interactive step", {"fields": (("assignee_type", "assignee"), ("due_in", "escalate_to"), "record")}),
+        ("Background step", {"fields": (("retries", "timeout"),)}),
     )
 
 
-class DecisionOutcomeInline(FrozenAwareInlineMixin, nested_admin.NestedTabularInline):
+class DecisionOutcomeForm(KeepUnknownFlowsMixin, forms.ModelForm):
+    class Meta:
+        widgets = {"condition": small_textarea(1, 30), "condition_flow_inputs": small_textarea(1, 16),
+                   "name": forms.TextInput(attrs={"size": 12}), "goto": forms.TextInput(attrs={"size": 12}),
+                   "position": forms.NumberInput(attrs={"class": "baton-position"})}
+
+
+class DecisionOutcomeInline(FlowPickerInlineMixin, FrozenAwareInlineMixin, nested_admin.NestedTabularInline):
     model = DecisionOutcome
+    form = DecisionOutcomeForm
+    formset = rows_only_when("kind", StageKind.DECISION)
     extra = 0
     sortable_field_name = "position"
     fields = ("position", "name", "condition", "condition_flow", "condition_flow_inputs", "goto")
     verbose_name = "decision outcome"
 
 
-class StageInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
+class StageForm(KeepUnknownFlowsMixin, KindDependentForm):
+    kind_fields = {
+        "kind": {StageKind.STAGE: ["next", "exit_type", "exit_condition", "exit_flow", "exit_flow_inputs", "@steps"],
+                 StageKind.DECISION: ["default_goto", "@outcomes"]},
+        "exit_type": {StageExit.ALL_STEPS_COMPLETE: [], StageExit.CONDITION: ["exit_condition"],
+                      StageExit.EVALUATION_FLOW: ["exit_flow", "exit_flow_inputs"]},
+    }
+
+    class Meta:
+        widgets = {"exit_condition": small_textarea(**EXPRESSION), "exit_flow_inputs": small_textarea(**MAPPING),
+                   "position": forms.NumberInput(attrs={"class": "baton-position"})}
+
+
+class StageInline(FlowPickerInlineMixin, FrozenAwareInlineMixin, nested_admin.NestedStackedInline):
     model = Stage
+    form = StageForm
     extra = 0
     sortable_field_name = "position"
     fieldsets = (
-        (None, {"fields": (("kind", "name", "label", "position"), "next")}),
+        (None, {"fields": (("kind", "name", "label", "position"), ("next", "default_goto"))}),
         ("Stage exit", {"fields": ("exit_type", "exit_condition", ("exit_flow", "exit_flow_inputs"))}),
-        ("Decision", {"fields": ("default_goto",), "description": "For decisions: where to go when no outcome holds."}),
     )
     inlines = [StepInline, DecisionOutcomeInline]
 
 
+class OrchestrationForm(KindDependentForm):
+    kind_fields = {"start_type": {
+        StartType.RECORD_TRIGGERED: ["start_model", "start_when", "start_condition", "only_when_changed_to_meet"],
+        StartType.AUTOLAUNCHED: [],
+    }}
+
+    class Meta:
+        widgets = {"description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
+                   "start_condition": small_textarea(2, 80), "inputs": small_textarea(3, 80)}
+
+
 @admin.register(Orchestration)
 class OrchestrationAdmin(DiagramAdminMixin, DefinitionAdmin):
+    form = OrchestrationForm
     list_display = (
         "api_name", "version", "status_text", "label", "start_type", "start_model", "created_at", "activated_at",
     )
