@@ -385,8 +385,14 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
 
 # A worker's completion of a step in a counted stage that leaves another
 # step open, in one autocommit statement. Locks are taken in the order every
-# transition takes them, the step's row and then its stage's: the step is
-# locked and re-checked open (``target``), the stage's count goes down only
+# transition takes them: first the run's row, in KEY SHARE mode, with the
+# step's row (``target``). The event this statement inserts needs that lock
+# anyway (its foreign key), but taken at the end, after the stage's row, it
+# waited for a transition holding the run while that transition waited for
+# the stage's row: a deadlock. Taken first, it waits for any transition of
+# the run to commit (KEY SHARE conflicts with the run lock's FOR UPDATE) and
+# never for another counted completion (KEY SHARE does not conflict with
+# itself). Then the step is re-checked open, the stage's count goes down only
 # if another step stays open (``open_steps > 1``, re-checked under the
 # stage row's lock, so of two completions racing for the last two steps one
 # sees 1 and stops), and only then are the step and its event written. The
@@ -396,8 +402,9 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
 _COMPLETE_COUNTED_SQL = """
 WITH target AS (
     SELECT s.id, s.stage_run_id FROM orchestration_steprun AS s
+      JOIN orchestration_orchestrationrun AS r ON r.id = s.run_id
      WHERE s.id = %(id)s AND s.status IN ('queued', 'running')
-       FOR UPDATE
+       FOR UPDATE OF s FOR KEY SHARE OF r
 ), counted AS (
     UPDATE orchestration_stagerun AS g SET open_steps = g.open_steps - 1
       FROM target

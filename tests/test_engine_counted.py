@@ -129,3 +129,75 @@ def test_sqlite_keeps_no_count_and_completes_under_the_lock():
     for step_run_id in fx.sent:
         assert engine.complete_background_step(step_run_id, {}, run_id=run.pk, effects=fx)
     assert OrchestrationRun.objects.get(pk=run.pk).status == "completed"
+
+
+def test_a_counted_completion_meeting_a_transition_that_holds_the_run_waits_instead_of_deadlocking(
+        grid, postgres_db, monkeypatch, caplog):
+    """Deterministic: a completion under the run's lock (step a0) has read the stage's steps and is
+    about to write the open count when a worker's counted completion of a1 arrives. The counted
+    statement must wait for the run first. Before, it took the stage's row, then waited for the run
+    (its event's foreign key) while the transition waited for the stage's row: PostgreSQL broke the
+    deadlock by failing one of them (the counted one fell back to the lock and logged a warning, or
+    the transition itself failed)."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    fx = Recorder()
+    run = engine.start_run(grid, effects=fx)
+    steps = dict(StepRun.objects.filter(run=run).values_list("step_name", "id"))
+    for name in ("a2", "a3"):  # leave a0 and a1 open: a1's counted completion would leave one open
+        engine.complete_background_step(steps[name], {"n": 1.0}, run_id=run.pk, effects=fx)
+
+    paused, go = threading.Event(), threading.Event()
+    locked_thread = {}
+    real_write = engine.Transition._write_open_counts
+
+    def pausing_write(self):
+        if threading.get_ident() == locked_thread.get("ident"):
+            paused.set()
+            assert go.wait(20), "never released"
+        return real_write(self)
+
+    monkeypatch.setattr(engine.Transition, "_write_open_counts", pausing_write)
+    results = {}
+
+    def in_thread(key, target):
+        def body():
+            if key == "locked":
+                locked_thread["ident"] = threading.get_ident()
+            try:
+                results[key] = target()
+            except BaseException as exc:  # noqa: BLE001 - the test reads what each side got
+                results[key] = exc
+            finally:
+                connections.close_all()
+        thread = threading.Thread(target=body, daemon=True)
+        thread.start()
+        return thread
+
+    def waiting_on_a_lock():
+        with postgres_db.connect(autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND wait_event_type = 'Lock'").fetchone()[0]
+
+    caplog.set_level("WARNING", logger="orchestration.engine")
+    locked = in_thread("locked", lambda: engine.complete_step(steps["a0"], {"n": 1.0}, run_id=run.pk,
+                                                              effects=Recorder()))
+    assert paused.wait(10)
+    counted = in_thread("counted", lambda: engine.complete_background_step(steps["a1"], {"n": 1.0}, run_id=run.pk,
+                                                                           effects=Recorder()))
+    deadline = time.monotonic() + 10
+    while not waiting_on_a_lock() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert waiting_on_a_lock(), "the counted completion should wait for the run's lock"
+    go.set()
+    locked.join(30)
+    counted.join(30)
+
+    assert results == {"locked": True, "counted": True}
+    assert not [r for r in caplog.records if "counted completion" in r.getMessage()], "the counted statement failed"
+    assert StageRun.objects.filter(run=run, stage_name="two").count() == 1
+    assert RunEvent.objects.filter(run=run, kind="stage_completed").count() == 1
+    assert open_count_matches(StageRun.objects.get(run=run, stage_name="one"))

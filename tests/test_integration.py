@@ -4,6 +4,7 @@ These tests commit for real (``postgres_db``) so worker processes see the rows.
 """
 import contextlib
 import multiprocessing
+import os
 import signal
 import time
 
@@ -154,7 +155,7 @@ def test_parallel_completions_advance_the_stage_exactly_once(postgres_db, hows):
         {"name": "two", "steps": [{"name": "c", "type": "background", "flow": "p"}]},
     ])
     ctx = multiprocessing.get_context("fork")
-    rounds = 25
+    rounds = int(os.environ.get("BATON_PARALLEL_ROUNDS", "25"))  # more in a stress run
     for _ in range(rounds):
         run = engine.start_run(orch, effects=Recorder())
         steps = list(StepRun.objects.filter(run=run).order_by("step_name").values_list("id", flat=True))
