@@ -179,10 +179,10 @@ def make_field(fspec, text=""):
     if kind == "datetime":
         return forms.DateTimeField(widget=DateTimeLocalInput(), **common)
     if kind == "choice":
-        pairs = fspec.choice_pairs()
-        if not fspec.required:
-            pairs = [("", "---------")] + pairs
-        return forms.ChoiceField(choices=pairs, **common)
+        # Required choices start blank too: a select showing its first option would submit it
+        # untouched (a "Decision" opening on Approve). Blank is then refused as "required".
+        blank = ("", "Choose…") if fspec.required else ("", "---------")
+        return forms.ChoiceField(choices=[blank, *fspec.choice_pairs()], **common)
     if kind == "multichoice":
         return MultiChoiceField(choices=fspec.choice_pairs(), widget=forms.CheckboxSelectMultiple, **common)
     if kind == "email":
