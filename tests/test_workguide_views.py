@@ -343,9 +343,10 @@ def test_two_people_finishing_the_same_item(client, users):
 
 
 def test_reassign_needs_the_permission_and_is_logged(client, users, item):
+    # alice holds her own item: she may hand it on (issue 17 #12), without the manager's list of every name
     client.force_login(users["alice"])
-    assert "Reassign" not in client.get(f"/workguide/items/{item.pk}/").content.decode()
-    assert client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "group:crew"}).status_code == 404
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "Hand on" in page and "assignee-options\">" not in page and 'id="reassign-title">Reassign' not in page
     client.force_login(users["mona"])
     page = client.get(f"/workguide/items/{item.pk}/").content.decode()
     assert '<datalist id="assignee-options">' in page and 'value="queue:desk"' in page
@@ -463,3 +464,36 @@ def test_launch_button_and_view(client, users):
     response = client.post("/workguide/launch/", {**data, "api_name": "nope", "next": "https://evil.example/"})
     assert response["Location"] == "/workguide/"
     assert client.get("/workguide/launch/").status_code == 405
+
+
+def test_an_assignee_hands_on_what_they_hold_and_nothing_else(client, users):
+    """Issue 17 #12: a group member may hand on an item they claimed, not the group's unclaimed one."""
+    run = start(guide_orchestration(assignee={"group": "crew"}), record=employee())
+    item = item_of(run)
+    client.force_login(users["gina"])
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "Hand on" not in page and ">Claim<" in page
+    assert client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "user:alice"}).status_code == 404
+    client.post(f"/workguide/items/{item.pk}/claim/")
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "Hand on" in page and ">Release<" in page
+    response = client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "user:alice"}, follow=True)
+    assert "now goes to user:alice" in response.content.decode()
+    assert item_of(run).assignee_user == users["alice"] and item_of(run).claimed_by is None
+
+
+def test_a_manager_cannot_finish_an_item_someone_else_claimed(client, users):
+    """Issue 17 #11: the claim binds managers on the page as in the API; after releasing it they may."""
+    run = start(guide_orchestration(assignee={"queue": "desk"}), record=employee())
+    item = item_of(run)
+    client.force_login(users["quinn"])
+    post(client, item, "next", STEP_ONE)
+    client.force_login(users["mona"])
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "is claimed by quinn" in page and 'name="action"' not in page
+    response = post(client, item, "finish", STEP_TWO)
+    assert "is claimed by quinn" in response.content.decode()
+    assert item_of(run).status == "open" and item_of(run).progress["screen"] == 1
+    client.post(f"/workguide/items/{item.pk}/unclaim/")
+    assert item_of(run).claimed_by is None
+    assert "Screen 2 of 2" in client.get(f"/workguide/items/{item.pk}/").content.decode()

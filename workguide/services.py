@@ -167,10 +167,35 @@ def is_assignee(item, user):
 
 
 def can_work(item, user):
-    """May ``user`` fill in and finish ``item`` now?"""
+    """May ``user`` fill in and finish ``item`` now?
+
+    Its assignees and managers (``workguide.manage_workitem``), while nobody
+    else holds a claim on it. The claim binds managers too: a manager who
+    wants to finish an item someone else claimed releases or reassigns it
+    first (both recorded), so the claimer is never overtaken unnoticed.
+    """
     if not (is_assignee(item, user) or can_manage(user)):
         return False
-    return item.claimed_by_id in (None, user.pk) or can_manage(user)
+    return item.claimed_by_id in (None, user.pk)
+
+
+def holds(item, user):
+    """Is ``item`` ``user``'s own work: given to them by name, or claimed by them?"""
+    if not user.is_authenticated:
+        return False
+    if item.claimed_by_id is not None:
+        return item.claimed_by_id == user.pk
+    return item.assignee_type == WorkItem.USER and item.assignee_user_id == user.pk
+
+
+def can_release(item, user):
+    """May ``user`` give up the claim on ``item``? The claimer, or a manager."""
+    return item.claimed_by_id is not None and (item.claimed_by_id == user.pk or can_manage(user))
+
+
+def can_reassign(item, user):
+    """May ``user`` give ``item`` to someone else? Managers; and whoever holds it (``holds``): hand it on."""
+    return can_manage(user) or holds(item, user)
 
 
 # ---------------------------------------------------------------------------
@@ -211,12 +236,12 @@ def complete_work_item(item, user, values):
     from flows.screens import validate_all
     from orchestration import engine
 
+    if item.status != WorkItemStatus.OPEN:
+        raise WorkItemClosed(_closed_message(item))
     if not can_work(item, user):
         if item.claimed_by_id and item.claimed_by_id != user.pk:
             raise ClaimedByOther(f"{item.label} is claimed by {item.claimed_by}")
         raise PermissionDenied("not your work item")
-    if item.status != WorkItemStatus.OPEN:
-        raise WorkItemClosed(_closed_message(item))
     spec = FlowSpec.load(item.flow_id)
     outputs, errors = validate_all(spec, item.inputs, values or {})
     if errors:
@@ -225,7 +250,7 @@ def complete_work_item(item, user, values):
         fresh = _lock_item(item)
         if fresh.status != WorkItemStatus.OPEN:
             raise WorkItemClosed(_closed_message(fresh))
-        if fresh.claimed_by_id and fresh.claimed_by_id != user.pk and not can_manage(user):
+        if not can_work(fresh, user):  # the same rule, on the row as it is now
             raise ClaimedByOther(f"{fresh.label} is claimed by {fresh.claimed_by}")
         done = engine.complete_step(fresh.step_run_id, outputs, actor=user, source="work_item", run_id=fresh.run_id)
         if not done:
@@ -258,8 +283,12 @@ def _log(item, kind, user, **data):
 
 
 def claim(item, user):
-    if item.assignee_type == WorkItem.USER:
-        raise ValidationError("items assigned to one user cannot be claimed")
+    """Take ``item`` for ``user`` (an assignee): nobody else works it until it is released.
+
+    An item given to one user may be claimed by that user too (it marks the
+    item as taken up, and the same call works for whatever an item is
+    assigned to); for others it is not theirs (PermissionDenied).
+    """
     if not is_assignee(item, user):
         raise PermissionDenied("not your work item")
     with transaction.atomic():
@@ -280,11 +309,12 @@ def claim(item, user):
 
 
 def unclaim(item, user):
+    """Release ``item``: back to its group or queue (a user item stays with its user). See ``can_release``."""
     with transaction.atomic():
         fresh = _lock_item(item)
         if fresh.claimed_by_id is None:
             return fresh
-        if fresh.claimed_by_id != user.pk and not can_manage(user):
+        if not can_release(fresh, user):
             raise ClaimedByOther(f"{fresh.label} is claimed by {fresh.claimed_by}")
         fresh.claimed_by = None
         fresh.save(update_fields=["claimed_by"])
@@ -294,9 +324,14 @@ def unclaim(item, user):
 
 
 def reassign(item, user, assignee):
-    """Give the item to ``assignee`` ("user:NAME", "group:NAME", "queue:NAME")."""
-    if not can_manage(user):
-        raise PermissionDenied("reassigning needs the workguide.manage_workitem permission")
+    """Give the item to ``assignee`` ("user:NAME", "group:NAME", "queue:NAME").
+
+    Managers may reassign any item; whoever holds an item (``holds``: given
+    to them by name, or claimed by them) may hand it on. See ``can_reassign``.
+    """
+    if not can_reassign(item, user):
+        raise PermissionDenied("only its holder (the user it is given to, or who claimed it) or a holder of "
+                               "workguide.manage_workitem may reassign this item")
     try:
         kind, target = parse_assignee(assignee)
     except StepFailure as exc:
@@ -305,6 +340,8 @@ def reassign(item, user, assignee):
         fresh = _lock_item(item)
         if fresh.status != WorkItemStatus.OPEN:
             raise WorkItemClosed(_closed_message(fresh))
+        if not can_reassign(fresh, user):  # the claim changed meanwhile
+            raise PermissionDenied("this item is no longer yours to hand on")
         before = fresh.assignee_display
         for name, value in _assign_fields(kind, target).items():
             setattr(fresh, name, value)

@@ -150,7 +150,9 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
     if not services.can_work(item, user):
         who = item.claimed_by.get_username() if item.claimed_by_id else "someone else"
         data["blocked"] = (f"“{item.label}” is claimed by {who}. Only {who} can work on it now; "
-                           f"it comes back to everyone if they unclaim it.")
+                           f"it comes back to everyone if they release it.")
+        if services.can_release(item, user):
+            data["blocked"] += " As a manager you may release it first (recorded in the run's timeline)."
         return data
     try:
         state = state or _state(item)
@@ -307,7 +309,9 @@ def _item_page(request, pk, panel=None, status=200):
         "comment_form": CommentForm(),
         "can_manage": can_manage,
         "is_assignee": services.is_assignee(item, request.user),
-        "reassign_form": ReassignForm() if can_manage and item.is_open else None,
+        "can_release": item.is_open and services.can_release(item, request.user),
+        "hands_on": not can_manage and services.holds(item, request.user),
+        "reassign_form": ReassignForm() if item.is_open and services.can_reassign(item, request.user) else None,
         "assignee_options": _assignee_options() if can_manage and item.is_open else [],
     }
     return render(request, "workguide/item.html", context, status=status)
@@ -374,7 +378,7 @@ def unclaim_item(request, pk):
 @require_POST
 def reassign_item(request, pk):
     item = get_item(request, pk)
-    if not services.can_manage(request.user):
+    if not services.can_reassign(item, request.user):
         raise Http404("no such work item")
     form = ReassignForm(request.POST)
     if not form.is_valid():
@@ -383,6 +387,8 @@ def reassign_item(request, pk):
     try:
         services.reassign(item, request.user, form.cleaned_data["assignee"])
         messages.success(request, f"“{item.label}” now goes to {form.cleaned_data['assignee']}.")
+        if not services.visible_items(request.user).filter(pk=item.pk).exists():
+            return redirect("workguide:my_work")  # handed on: no longer theirs to see
     except ValidationError as exc:
         messages.error(request, " ".join(_messages_of(exc)))
     except (WorkItemClosed, PermissionDenied) as exc:
