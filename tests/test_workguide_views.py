@@ -497,3 +497,35 @@ def test_a_manager_cannot_finish_an_item_someone_else_claimed(client, users):
     client.post(f"/workguide/items/{item.pk}/unclaim/")
     assert item_of(run).claimed_by is None
     assert "Screen 2 of 2" in client.get(f"/workguide/items/{item.pk}/").content.decode()
+
+
+def test_the_untaken_branch_is_skipped_as_soon_as_the_decision_is_taken(client, users):
+    """Issue 17 #6: the other branch showed "upcoming" until the run completed."""
+    from orchestration import engine as run_engine
+    from tests.engine_builders import orchestration, ui
+    from tests.workguide_helpers import ok_flow
+    from workguide import services
+
+    check = ok_flow()
+    orch = orchestration([
+        {"name": "ask", "label": "Ask", "steps": [ui("ask", check.api_name)]},
+        {"type": "decision", "name": "which", "default": "no",
+         "outcomes": [{"name": "yes", "condition": "steps.ask.outputs.ok == true", "goto": "yes"}]},
+        {"name": "yes", "label": "Yes branch", "next": "after", "steps": [ui("yes_step", check.api_name)]},
+        {"name": "no", "label": "No branch", "next": "after", "steps": [ui("no_step", check.api_name)]},
+        {"name": "after", "label": "After", "steps": [ui("after_step", check.api_name)]},
+    ])
+    run = start(orch, record=employee())
+    states = lambda: {s["name"]: s["state"] for s in services.stage_path(run)}  # noqa: E731
+    assert states() == {"ask": "current", "yes": "upcoming", "no": "upcoming", "after": "upcoming"}
+    ask = item_of(run, "ask")
+    services.complete_work_item(ask, users["alice"], {"ok": "on"})
+    run.refresh_from_db()
+    assert run.status == "running"
+    assert states() == {"ask": "done", "yes": "current", "no": "skipped", "after": "upcoming"}
+    client.force_login(users["alice"])
+    page = client.get(f"/workguide/items/{item_of(run, 'yes_step').pk}/").content.decode()
+    assert '<li class="skipped">' in page and "No branch<span class=\"visually-hidden\"> (skipped)" in page
+    run_engine.cancel_run(run.pk)
+    run.refresh_from_db()
+    assert states()["after"] == "skipped" and states()["no"] == "skipped"

@@ -424,8 +424,9 @@ def stage_path(run, stage_runs=None):
     """The stages of ``run``'s version with where the run stands: a list of dicts.
 
     Each has ``name``, ``label`` and ``state``: ``done``, ``current``,
-    ``error``, ``upcoming`` or ``skipped`` (the run ended without entering it,
-    e.g. the other branch of a decision).
+    ``error``, ``upcoming`` or ``skipped``: never entered and no longer
+    reachable from where the run stands (the other branch of a decision is
+    skipped as soon as the decision is taken, not only when the run ends).
     """
     from orchestration.models import RunStatus, StageStatus
     from orchestration.plan import Plan
@@ -436,11 +437,17 @@ def stage_path(run, stage_runs=None):
     latest = {}
     for stage_run in stage_runs:
         latest[stage_run.stage_name] = stage_run
+    ahead = None  # every element still reachable; None: unknown, so all not entered are upcoming
+    if run.status == RunStatus.RUNNING:
+        here = [sr.stage_name for sr in latest.values() if sr.status in (StageStatus.IN_PROGRESS, StageStatus.ERROR)]
+        if here:
+            ahead = _reachable(plan, here)
     path = []
     for element in plan.stages:
         visit = latest.get(element.name)
         if visit is None:
-            state = "upcoming" if run.status == RunStatus.RUNNING else "skipped"
+            still = run.status == RunStatus.RUNNING and (ahead is None or element.name in ahead)
+            state = "upcoming" if still else "skipped"
         elif visit.status == StageStatus.IN_PROGRESS:
             state = "current"
         elif visit.status == StageStatus.COMPLETED:
@@ -451,6 +458,20 @@ def stage_path(run, stage_runs=None):
             state = "skipped"
         path.append({"name": element.name, "label": element.label, "state": state})
     return path
+
+
+def _reachable(plan, names):
+    """The elements ``names`` and all the plan's paths can lead to from them (loops included)."""
+    from orchestration.models import END
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name == END or name in seen or name not in plan.by_name:
+            continue
+        seen.add(name)
+        todo.extend(plan.successors(plan.by_name[name]))
+    return seen
 
 
 def record_summary(model_label, pk, limit=8):
