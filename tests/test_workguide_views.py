@@ -529,3 +529,17 @@ def test_the_untaken_branch_is_skipped_as_soon_as_the_decision_is_taken(client, 
     run_engine.cancel_run(run.pk)
     run.refresh_from_db()
     assert states()["after"] == "skipped" and states()["no"] == "skipped"
+
+
+def test_the_assignee_reads_why_the_run_was_canceled(client, users, item):
+    """Issue 17 #7: the assignee read only "This run is canceled."; now who canceled it and why."""
+    from orchestration import engine as run_engine
+
+    operator = User.objects.create_user("olga")
+    run_engine.cancel_run(item.run_id, user=operator, reason="The hire fell through")
+    client.force_login(users["alice"])
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "This run was canceled by olga. Reason: The hire fell through" in page
+    assert "is no longer open: The run was canceled by olga: “The hire fell through”" in page
+    partial = client.get(f"/workguide/items/{item.pk}/path/", **HX).content.decode()
+    assert "Reason: The hire fell through" in partial

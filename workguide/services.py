@@ -263,7 +263,24 @@ def _closed_message(item):
     if item.status == WorkItemStatus.COMPLETED:
         who = item.completed_by.get_username() if item.completed_by_id else "someone else"
         return f"“{item.label}” was already completed by {who}."
+    note = cancel_note(item.run_id)
+    if item.status == WorkItemStatus.CANCELED and note:
+        return f"“{item.label}” is no longer open: {note['text']}"
     return f"“{item.label}” is no longer open ({item.status})."
+
+
+def cancel_note(run_id):
+    """How a canceled run was canceled, for the people who had work in it: ``{by, reason, text}``, or None."""
+    from orchestration.models import RunEvent
+
+    event = (RunEvent.objects.filter(run_id=run_id, kind="run_canceled").select_related("actor")
+             .order_by("-id").first())
+    if event is None:
+        return None
+    by = event.actor.get_username() if event.actor_id else ""
+    reason = str((event.data or {}).get("reason") or "")
+    text = "the run was canceled" + (f" by {by}" if by else "") + (f": “{reason}”" if reason else ".")
+    return {"by": by, "reason": reason, "text": text[0].upper() + text[1:]}
 
 
 def save_progress(item, progress):

@@ -304,6 +304,7 @@ def _item_page(request, pk, panel=None, status=200):
         "record_url": _record_url(record),
         "facts": facts,
         "path": services.stage_path(item.run),
+        "cancel_note": services.cancel_note(item.run_id) if item.run.status == "canceled" else None,
         "panel": panel_context(request, item, ctx="page", **(panel or {})),
         "comments": list(services.comments(item)),
         "comment_form": CommentForm(),
@@ -340,8 +341,10 @@ def _assignee_options(limit=200):
 def item_path(request, pk):
     """The run's stage path for the item page, refreshed by htmx after a step finishes."""
     item = get_item(request, pk)
-    return render(request, "workguide/_item_path.html",
-                  {"item": item, "path": services.stage_path(item.run), "oob_status": True})
+    return render(request, "workguide/_item_path.html", {
+        "item": item, "path": services.stage_path(item.run), "oob_status": True,
+        "cancel_note": services.cancel_note(item.run_id) if item.run.status == "canceled" else None,
+    })
 
 
 def _back_to_item(item):
