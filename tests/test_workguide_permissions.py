@@ -83,7 +83,29 @@ def test_completed_items_stay_visible_read_only_to_their_assignee(client, users)
     item.complete(users["alice"], {**STEP_ONE, "monitors": 1, "needed_by": "2030-01-01"})
     client.force_login(users["alice"])
     html = client.get(f"/workguide/items/{item.pk}/").content.decode()
-    assert "already completed by alice" in html and 'name="action"' not in html
+    assert "You completed “Enter the details”." in html and 'name="action"' not in html
+
+
+def test_a_completed_item_shows_what_was_submitted_to_those_who_may_see_it(client, users):
+    """Issue 17 #10: a completed item showed only "already completed by bob", even to bob."""
+    run = start(guide_orchestration(), record=employee())
+    item = item_of(run)
+    item.complete(users["alice"], {"laptop": "linux", "monitors": "2", "remote": "on", "address": "1 Main St",
+                                   "needed_by": "2030-01-15", "extras": ["mouse", "dock"], "notes": "<b>soon</b>"})
+    expected = ["<dt>Laptop</dt><dd>Linux laptop</dd>", "<dt>Monitors</dt><dd>2</dd>",
+                "<dt>Works remotely</dt><dd>Yes</dd>", "<dt>Home address</dt><dd>1 Main St</dd>",
+                "<dt>Needed by</dt><dd>2030-01-15</dd>", "<dt>Extras</dt><dd>mouse, dock</dd>",
+                "<dt>Call at</dt><dd>—</dd>", "<dt>Notes</dt><dd>&lt;b&gt;soon&lt;/b&gt;</dd>"]
+    for who, heading in (("alice", "You completed “Enter the details”."),
+                         ("mona", "“Enter the details” was already completed by alice.")):
+        client.force_login(users[who])
+        html = client.get(f"/workguide/items/{item.pk}/").content.decode()
+        assert heading in html and "What was submitted" in html, who
+        for row in expected:
+            assert row in html, (who, row)
+    for who in ("gina", "otto"):  # neither assignee nor manager: nothing, not even that it exists
+        client.force_login(users[who])
+        assert client.get(f"/workguide/items/{item.pk}/").status_code == 404
 
 
 # ---------------------------------------------------------------------------

@@ -283,6 +283,43 @@ def cancel_note(run_id):
     return {"by": by, "reason": reason, "text": text[0].upper() + text[1:]}
 
 
+def submitted_values(item):
+    """What was submitted when ``item`` was completed: ``[(label, shown value), ...]`` in screen order.
+
+    Read from the step's outputs (every input field is an output of its own
+    name); choices show their labels. Only for the item's page, which only
+    its assignees and managers may open.
+    """
+    from flows.compiled import FlowSpec
+    from flows.runtime import FlowError
+
+    if item.status != WorkItemStatus.COMPLETED:
+        return []
+    outputs = item.step_run.outputs or {}
+    try:
+        spec = FlowSpec.load(item.flow_id)
+    except FlowError:
+        return [(name, _shown(value, {})) for name, value in sorted(outputs.items())]
+    shown = []
+    for screen in spec.screens:
+        for f in screen.input_fields():
+            if f.name in outputs:
+                shown.append((f.label or f.name, _shown(outputs[f.name], dict(f.choice_pairs()))))
+    return shown
+
+
+def _shown(value, labels):
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, list):
+        return ", ".join(labels.get(str(v), str(v)) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return labels.get(str(value), str(value))
+
+
 def save_progress(item, progress):
     WorkItem.objects.filter(pk=item.pk, status=WorkItemStatus.OPEN).update(progress=progress)
     item.progress = progress

@@ -146,6 +146,9 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
         return data
     if not item.is_open:
         data["blocked"] = services._closed_message(item)
+        if item.status == "completed" and item.completed_by_id == user.pk:
+            data["blocked"] = f"You completed “{item.label}”."
+        data["submitted"] = services.submitted_values(item)
         return data
     if not services.can_work(item, user):
         who = item.claimed_by.get_username() if item.claimed_by_id else "someone else"
