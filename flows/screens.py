@@ -499,10 +499,10 @@ class ScreenFlowState:
         """The current screen redrawn from what is typed, without errors (for a live ``visible_if`` refresh)."""
         raw = self.form(data).raw_values()
         screen = self.current_screen
-        return ScreenForm(
-            spec=self.spec, screen=screen, inputs=self.inputs, values=self.values,
-            draft={**self.drafts.get(screen.name, {}), **raw},
-        )
+        draft = {**self.drafts.get(screen.name, {}), **raw}
+        form = ScreenForm(spec=self.spec, screen=screen, inputs=self.inputs, values=self.values, draft=draft)
+        form.initial_draft = draft  # what to keep as this screen's draft (ScreenFlowState.drafts)
+        return form
 
     def _values_before(self, screen):
         # Everything kept, including this screen's own earlier values (shown as initial).

@@ -543,3 +543,33 @@ def test_the_assignee_reads_why_the_run_was_canceled(client, users, item):
     assert "is no longer open: The run was canceled by olga: “The hire fell through”" in page
     partial = client.get(f"/workguide/items/{item.pk}/path/", **HX).content.decode()
     assert "Reason: The hire fell through" in partial
+
+
+def test_a_change_redraws_the_screen_with_visible_if_and_keeps_what_was_typed(alice, item):
+    """Issue 17 #2: visible_if updated only after a failed Finish, and a reload showed the old value."""
+    page = alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert f'hx-post="/workguide/items/{item.pk}/flow/preview/" hx-trigger="change"' in page
+    assert "Home address" not in page
+    response = alice.post(f"/workguide/items/{item.pk}/flow/preview/",
+                          {"ctx": "page", "laptop": "linux", "monitors": "", "remote": "on"}, **HX)
+    html = response.content.decode()
+    assert response.status_code == 200 and "Home address" in html
+    assert "errorlist" not in html and "This field is required" not in html  # no validation yet
+    assert '<option value="linux" selected>' in html and 'name="remote" id="wi' in html
+    # Kept as the screen's draft: a reload shows the typed values and the revealed field.
+    reloaded = alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "Home address" in reloaded and '<option value="linux" selected>' in reloaded
+    assert 'name="remote" id="wi{}-remote" checked'.format(item.pk) in reloaded
+    assert item_of(item.run).claimed_by is None and item_of(item.run).status == "open"
+    # Unticking hides it again, and the draft follows.
+    html = alice.post(f"/workguide/items/{item.pk}/flow/preview/", {"ctx": "page", "laptop": "linux"},
+                      **HX).content.decode()
+    assert "Home address" not in html
+
+
+def test_preview_is_for_who_may_work_the_item_only(client, users, item):
+    client.force_login(users["otto"])
+    assert client.post(f"/workguide/items/{item.pk}/flow/preview/", {"remote": "on"}, **HX).status_code == 404
+    client.force_login(users["alice"])
+    assert client.get(f"/workguide/items/{item.pk}/flow/preview/").status_code == 405
+    assert item_of(item.run).progress == {}

@@ -166,7 +166,9 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
     form = form or state.form()
     form.auto_id = f"wi{item.pk}-%s"
     _quiet_display_labels(form)
-    data.update(form=form, state=state)
+    # Redraw the screen as values change when something on it depends on them.
+    live = any(f.visible_if or (f.type == "display" and "{!" in (f.text or "")) for f in state.current_screen.fields)
+    data.update(form=form, state=state, live=live)
     return data
 
 
@@ -205,6 +207,33 @@ def flow_panel(request, pk):
     if not item.is_open:  # someone else finished it meanwhile: let the stage path catch up too
         trigger_client_event(response, CHANGED_EVENT, {"item": item.pk})
     return response
+
+
+@login_required
+@require_POST
+def flow_preview(request, pk):
+    """The panel redrawn from what is typed on the current screen, as a field changes (htmx).
+
+    ``visible_if`` and display text are evaluated again by the server, over
+    the values as typed (never in the browser), without validating: no
+    errors for fields not filled in yet. What was typed is kept as the
+    screen's draft, so leaving or reloading the page shows it again. Nothing
+    is claimed: only moving on (Next, Finish) claims a group or queue item.
+    """
+    item = get_item(request, pk)
+    ctx = _ctx_of(request)
+    if not item.is_open or not services.can_work(item, request.user):
+        return _render_panel(request, item, ctx=ctx)
+    try:
+        state = _state(item)
+    except FlowError:
+        return _render_panel(request, item, ctx=ctx)
+    if state.finished:
+        return _render_panel(request, item, ctx=ctx)
+    form = state.preview(request.POST)
+    state.drafts[state.current_screen.name] = form.initial_draft
+    services.save_progress(item, state.progress)
+    return _render_panel(request, item, ctx=ctx, form=form, state=state)
 
 
 def _flow_move(request, item):
