@@ -573,3 +573,21 @@ def test_preview_is_for_who_may_work_the_item_only(client, users, item):
     client.force_login(users["alice"])
     assert client.get(f"/workguide/items/{item.pk}/flow/preview/").status_code == 405
     assert item_of(item.run).progress == {}
+
+
+def test_finishing_in_the_component_refreshes_it_and_signals_the_host_page(alice, item, run):
+    """Issue 17 #5: the record page went stale. The component comes back redrawn (the path moved on) and the
+    response fires baton:step-completed for the host page; the demo record pages reload their details on it."""
+    import json
+
+    alice.post(flow_url(item), {"action": "next", "ctx": "component", **STEP_ONE}, **HX)
+    response = alice.post(flow_url(item), {"action": "finish", "ctx": "component", **STEP_TWO}, **HX)
+    assert response.status_code == 200 and response["HX-Retarget"].startswith("#wg-demo-employee-")
+    events = json.loads(response["HX-Trigger"])
+    assert events["baton:step-completed"] == {
+        "item": item.pk, "run": run.pk, "step": "details", "record": {"model": "demo.employee", "pk": str(run.record_pk)},
+    }
+    html = response.content.decode()
+    assert '<li class="done">' in html and '<li class="current" aria-current="step">' in html
+    page = alice.get(f"/demo/employees/{run.record_pk}/").content.decode()
+    assert 'hx-trigger="baton:step-completed from:body"' in page and 'hx-select="#record-main"' in page

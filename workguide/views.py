@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
 CHANGED_EVENT = "workguide-changed"
+# For host pages: fired (HX-Trigger) when a step is finished in the Work Guide, on the page or in the
+# record component; it bubbles to <body>. Its detail names the item, run, step and record.
+STEP_COMPLETED_EVENT = "baton:step-completed"
 ITEM_RELATED = (
     "run__orchestration", "flow", "step_run", "assignee_user", "assignee_group", "assignee_queue", "claimed_by",
     "completed_by",
@@ -313,6 +316,10 @@ def _finished_response(request, item, ctx):
         )
         response = _render_panel(request, item, ctx=ctx, done=True, next_items=next_items)
     trigger_client_event(response, CHANGED_EVENT, {"item": item.pk})
+    trigger_client_event(response, STEP_COMPLETED_EVENT, {
+        "item": item.pk, "run": item.run_id, "step": item.step_run.step_name,
+        "record": {"model": item.record_model, "pk": item.record_pk} if item.record_model else None,
+    })
     return response
 
 
