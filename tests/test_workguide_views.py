@@ -450,7 +450,7 @@ def test_launch_button_and_view(client, users):
 
     client.force_login(users["otto"])
     data = {"api_name": "refresh", "record_model": "demo.employee", "record_pk": record.pk,
-            "next": f"/demo/employees/{record.pk}/"}
+            "next": f"/demo/employees/{record.pk}/", "token": "a" * 32}
     response = client.post("/workguide/launch/", data, follow=True)
     assert "You may not start orchestrations" in response.content.decode()
     assert not OrchestrationRun.objects.exists()
@@ -459,9 +459,10 @@ def test_launch_button_and_view(client, users):
     assert response.status_code == 302 and response["Location"] == f"/demo/employees/{record.pk}/"
     run = OrchestrationRun.objects.get()
     assert run.record_pk == str(record.pk) and run.started_by == alice
-    response = client.post("/workguide/launch/", {**data, "record_pk": "424242"}, follow=True)
+    response = client.post("/workguide/launch/", {**data, "record_pk": "424242", "token": "b" * 32}, follow=True)
     assert "Could not start refresh" in response.content.decode() and "no demo.employee with pk" in response.content.decode()
-    response = client.post("/workguide/launch/", {**data, "api_name": "nope", "next": "https://evil.example/"})
+    response = client.post("/workguide/launch/", {**data, "api_name": "nope", "next": "https://evil.example/",
+                                                  "token": "c" * 32})
     assert response["Location"] == "/workguide/"
     assert client.get("/workguide/launch/").status_code == 405
 
@@ -591,3 +592,89 @@ def test_finishing_in_the_component_refreshes_it_and_signals_the_host_page(alice
     assert '<li class="done">' in html and '<li class="current" aria-current="step">' in html
     page = alice.get(f"/demo/employees/{run.record_pk}/").content.decode()
     assert 'hx-trigger="baton:step-completed from:body"' in page and 'hx-select="#record-main"' in page
+
+
+def _launch_setup(users):
+    from tests.engine_builders import orchestration_from_dict  # noqa: F401 (the builder below uses it)
+
+    flow = ok_flow()
+    orchestration([{"name": "only", "label": "Only", "steps": [ui("do", flow.api_name, label="Do it")]}],
+                  api_name="refresh", label="Refresh things",
+                  inputs=[{"name": "reason", "type": "text", "required": True},
+                          {"name": "count", "type": "number", "default": 2},
+                          {"name": "urgent", "type": "boolean"}])
+    users["alice"].user_permissions.add(Permission.objects.get(codename="launch_orchestration"))
+    return User.objects.get(pk=users["alice"].pk)
+
+
+def _token(html):
+    import re
+
+    return re.search(r'name="token" value="([0-9a-f]{32})"', html).group(1)
+
+
+def test_the_launch_button_asks_for_the_inputs_and_starts_one_run_per_form(client, users):
+    """Issue 17 #4: a double click started two runs, and the button could not supply inputs."""
+    alice = _launch_setup(users)
+    record = employee()
+    html = _render('{% launch_button "refresh" record %}', alice, record=record)
+    assert '<summary class="button button-quiet">Start Refresh things…</summary>' in html
+    assert 'name="input-reason"' in html and 'name="input-count"' in html and 'value="2"' in html
+    assert 'name="input-urgent"' in html and "already running" not in html
+    token = _token(html)
+    assert token != _token(_render('{% launch_button "refresh" record %}', alice, record=record))  # one per form
+    client.force_login(alice)
+    data = {"api_name": "refresh", "record_model": "demo.employee", "record_pk": record.pk, "token": token,
+            "next": f"/demo/employees/{record.pk}/", "input-reason": "new laptop", "input-count": "3",
+            "input-urgent": "on"}
+    first = client.post("/workguide/launch/", data, follow=True).content.decode()
+    run = OrchestrationRun.objects.get()
+    assert f"Started Refresh things (run #{run.pk})" in first
+    assert run.inputs == {"reason": "new laptop", "count": 3.0, "urgent": True}
+    again = client.post("/workguide/launch/", data, follow=True).content.decode()  # the second click
+    assert OrchestrationRun.objects.count() == 1
+    assert f"run #{run.pk}). This form was sent more than once; only one run was started." in again
+    # Another user cannot use someone's token.
+    users["mona"].user_permissions.add(Permission.objects.get(codename="launch_orchestration"))
+    client.force_login(User.objects.get(pk=users["mona"].pk))
+    assert "out of date" in client.post("/workguide/launch/", data, follow=True).content.decode()
+    client.force_login(alice)
+    for broken in ({**data, "token": ""}, {**data, "token": "x" * 500}):
+        assert "out of date" in client.post("/workguide/launch/", broken, follow=True).content.decode()
+    assert OrchestrationRun.objects.count() == 1
+
+
+def test_bad_launch_inputs_are_named_and_leave_the_form_usable(client, users):
+    alice = _launch_setup(users)
+    record = employee()
+    client.force_login(alice)
+    token = _token(_render('{% launch_button "refresh" record %}', alice, record=record))
+    data = {"api_name": "refresh", "record_model": "demo.employee", "record_pk": record.pk, "token": token,
+            "next": "/workguide/", "input-count": "many"}
+    html = client.post("/workguide/launch/", data, follow=True).content.decode()
+    assert "Could not start refresh" in html and "Count: Enter a number." in html
+    html = client.post("/workguide/launch/", {**data, "input-count": "1"}, follow=True).content.decode()
+    assert "Could not start refresh" in html and "Reason: This field is required." in html
+    assert not OrchestrationRun.objects.exists()
+    client.post("/workguide/launch/", {**data, "input-count": "1", "input-reason": "ok"})  # the same form, fixed
+    assert OrchestrationRun.objects.get().inputs["reason"] == "ok"
+
+
+def test_the_launch_button_warns_of_a_run_already_running_on_the_record(client, users):
+    alice = _launch_setup(users)
+    record = employee()
+    client.force_login(alice)
+    base = {"api_name": "refresh", "record_model": "demo.employee", "record_pk": record.pk, "next": "/workguide/",
+            "input-reason": "first"}
+    client.post("/workguide/launch/", {**base, "token": _token(_render('{% launch_button "refresh" record %}',
+                                                                       alice, record=record))})
+    first = OrchestrationRun.objects.get()
+    html = _render('{% launch_button "refresh" record %}', alice, record=record)
+    assert f"Refresh things is already running on this record:\n        run #{first.pk}" in html
+    assert 'name="another"' in html
+    refused = client.post("/workguide/launch/", {**base, "token": _token(html)}, follow=True).content.decode()
+    assert "already running on this record" in refused and OrchestrationRun.objects.count() == 1
+    client.post("/workguide/launch/", {**base, "token": _token(html), "another": "1"})
+    assert OrchestrationRun.objects.count() == 2
+    other = employee("Grace", "Hopper")  # another record: no warning
+    assert "already running" not in _render('{% launch_button "refresh" record %}', alice, record=other)

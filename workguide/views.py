@@ -531,12 +531,38 @@ def may_launch(user):
     return user.is_authenticated and (user.is_staff or user.has_perm("orchestration.launch_orchestration"))
 
 
+def running_runs(api_name, record_model, record_pk):
+    """The running runs of ``api_name`` on a record (any version), oldest first."""
+    from orchestration.models import OrchestrationRun, RunStatus
+
+    if not record_model:
+        return OrchestrationRun.objects.none()
+    return (OrchestrationRun.objects.filter(orchestration__api_name=api_name, record_model=record_model,
+                                            record_pk=str(record_pk), status=RunStatus.RUNNING)
+            .select_related("started_by").order_by("started_at", "id"))
+
+
+TOKEN_LENGTH = 32
+
+
 @login_required
 @require_POST
 def launch(request):
-    """Start an autolaunched orchestration on a record; back to where the button was, with a message."""
+    """Start an autolaunched orchestration on a record from the launch button's form; back with a message.
+
+    Idempotent per rendered form: its one-time ``token`` is stored with the
+    run it started (``LaunchRequest``, unique), in the run's transaction, so
+    a resent form (a double click, a reload) starts nothing and is answered
+    with the first run. When a run of the orchestration is already running
+    on the record, nothing starts unless the form says ``another``.
+    """
     import orchestration
+    from django.db import IntegrityError, transaction
+    from orchestration.models import Orchestration
     from orchestration.starts import LaunchError
+
+    from .forms import LaunchForm
+    from .models import LaunchRequest
 
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
@@ -547,10 +573,38 @@ def launch(request):
         return redirect(back)
     api_name = request.POST.get("api_name", "")
     model, pk = request.POST.get("record_model", ""), request.POST.get("record_pk", "")
+    token = request.POST.get("token", "")
+    if len(token) != TOKEN_LENGTH or not token.isalnum():
+        messages.error(request, "This start form is out of date: reload the page and start again.")
+        return redirect(back)
+    first = LaunchRequest.objects.filter(token=token).select_related("run__orchestration").first()
+    if first is not None:
+        return _already_launched(request, first, back)
+    orch = Orchestration.objects.filter(api_name=api_name, status="active").only("inputs", "label").first()
+    form = LaunchForm(request.POST, declared=orch.inputs if orch else ())
+    if not form.is_valid():
+        problems = "; ".join(f"{form.fields[name].label}: {' '.join(errs)}" if name in form.fields else " ".join(errs)
+                             for name, errs in form.errors.items())
+        messages.error(request, f"Could not start {api_name}: {problems}")
+        return redirect(back)
+    running = list(running_runs(api_name, model, pk)[:1])
+    if running and not request.POST.get("another"):
+        messages.warning(request, f"{orch.label or api_name} is already running on this record (run "
+                                  f"#{running[0].pk}); nothing was started. Tick “Start another” to start a second one.")
+        return redirect(back)
     record = {"model": model, "pk": pk} if model else None
     try:
-        run = orchestration.launch(api_name, record=record, user=request.user)
-    except LaunchError as exc:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    claim = LaunchRequest.objects.create(token=token, user=request.user)
+            except IntegrityError:  # the same form, sent again while the first was starting: it has finished now
+                first = LaunchRequest.objects.filter(token=token).select_related("run__orchestration").first()
+                return _already_launched(request, first, back)
+            run = orchestration.launch(api_name, inputs=form.inputs(), record=record, user=request.user)
+            claim.run = run
+            claim.save(update_fields=["run"])
+    except LaunchError as exc:  # nothing kept, the token neither: the form may be corrected and sent again
         problems = "; ".join(_messages_of(exc))
         messages.error(request, f"Could not start {api_name or 'the orchestration'}: {problems}")
         return redirect(back)
@@ -558,6 +612,18 @@ def launch(request):
         log.exception("launch of %s on %s:%s failed", api_name, model, pk)
         messages.error(request, f"Could not start {api_name}: an unexpected error happened (logged).")
         return redirect(back)
-    messages.success(request, f"Started {run.orchestration.label or api_name}.")
+    messages.success(request, f"Started {run.orchestration.label or api_name} (run #{run.pk}).")
     return redirect(back)
 
+
+def _already_launched(request, first, back):
+    if first is not None and first.user_id != request.user.pk:
+        messages.error(request, "This start form is out of date: reload the page and start again.")
+        return redirect(back)
+    if first is None or first.run is None:
+        messages.info(request, "This form was already sent; its run is no longer there.")
+    else:
+        name = first.run.orchestration.label or first.run.orchestration.api_name
+        messages.info(request, f"Started {name} (run #{first.run_id}). This form was sent more than once; "
+                               f"only one run was started.")
+    return redirect(back)
