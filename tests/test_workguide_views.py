@@ -549,13 +549,17 @@ def test_the_assignee_reads_why_the_run_was_canceled(client, users, item):
 def test_a_change_redraws_the_screen_with_visible_if_and_keeps_what_was_typed(alice, item):
     """Issue 17 #2: visible_if updated only after a failed Finish, and a reload showed the old value."""
     page = alice.get(f"/workguide/items/{item.pk}/").content.decode()
-    assert f'hx-post="/workguide/items/{item.pk}/flow/preview/" hx-trigger="change"' in page
+    # Only a field that an expression on the screen reads redraws it: remote (address's visible_if).
+    assert page.count(f'hx-post="/workguide/items/{item.pk}/flow/preview/" hx-trigger="change"') == 1
+    assert page.index('hx-target="closest .wg-fields"') < page.index(f'name="remote" id="wi{item.pk}-remote"')
     assert "Home address" not in page
     response = alice.post(f"/workguide/items/{item.pk}/flow/preview/",
                           {"ctx": "page", "laptop": "linux", "monitors": "", "remote": "on"}, **HX)
     html = response.content.decode()
     assert response.status_code == 200 and "Home address" in html
     assert "errorlist" not in html and "This field is required" not in html  # no validation yet
+    # Only the fields come back (the buttons stay), with the display text merged from the typed values.
+    assert html.lstrip().startswith('<div class="wg-fields"') and "Next</button>" not in html
     assert '<option value="linux" selected>' in html and 'name="remote" id="wi' in html
     # Kept as the screen's draft: a reload shows the typed values and the revealed field.
     reloaded = alice.get(f"/workguide/items/{item.pk}/").content.decode()

@@ -13,6 +13,7 @@ item after every move (``services.save_progress``), so leaving and coming
 back resumes on the same screen with the same values.
 """
 import logging
+import re
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -169,10 +170,21 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
     form = form or state.form()
     form.auto_id = f"wi{item.pk}-%s"
     _quiet_display_labels(form)
-    # Redraw the screen as values change when something on it depends on them.
-    live = any(f.visible_if or (f.type == "display" and "{!" in (f.text or "")) for f in state.current_screen.fields)
-    data.update(form=form, state=state, live=live)
+    data.update(form=form, state=state, live_names=_live_names(state.current_screen))
     return data
+
+
+def _live_names(screen):
+    """The screen's input fields that a ``visible_if`` or display text on it reads: changing one redraws the screen.
+
+    A plain name match over the expressions' text; naming one field too many costs a redraw, never a wrong one.
+    """
+    texts = [f.visible_if for f in screen.fields if f.visible_if]
+    texts += [f.text for f in screen.fields if f.type == "display" and "{!" in (f.text or "")]
+    if not texts:
+        return set()
+    joined = "\n".join(texts)
+    return {f.name for f in screen.input_fields() if re.search(rf"(?<![\w.]){re.escape(f.name)}(?!\w)", joined)}
 
 
 def _quiet_display_labels(form):
@@ -225,18 +237,26 @@ def flow_preview(request, pk):
     """
     item = get_item(request, pk)
     ctx = _ctx_of(request)
+
+    def whole_panel():  # the item changed meanwhile (finished, claimed, canceled): the panel explains
+        response = _render_panel(request, item, ctx=ctx)
+        retarget(response, f"#panel-{item.pk}-{ctx}")
+        reswap(response, "outerHTML")
+        return response
+
     if not item.is_open or not services.can_work(item, request.user):
-        return _render_panel(request, item, ctx=ctx)
+        return whole_panel()
     try:
         state = _state(item)
     except FlowError:
-        return _render_panel(request, item, ctx=ctx)
+        return whole_panel()
     if state.finished:
-        return _render_panel(request, item, ctx=ctx)
+        return whole_panel()
     form = state.preview(request.POST)
     state.drafts[state.current_screen.name] = form.initial_draft
     services.save_progress(item, state.progress)
-    return _render_panel(request, item, ctx=ctx, form=form, state=state)
+    panel = panel_context(request, item, form=form, state=state, ctx=ctx)
+    return render(request, "workguide/_live_fields.html", {"panel": panel, "item": item, "form": panel["form"]})
 
 
 def _flow_move(request, item):
