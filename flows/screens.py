@@ -179,10 +179,10 @@ def make_field(fspec, text=""):
     if kind == "datetime":
         return forms.DateTimeField(widget=DateTimeLocalInput(), **common)
     if kind == "choice":
-        pairs = fspec.choice_pairs()
-        if not fspec.required:
-            pairs = [("", "---------")] + pairs
-        return forms.ChoiceField(choices=pairs, **common)
+        # Required choices start blank too: a select showing its first option would submit it
+        # untouched (a "Decision" opening on Approve). Blank is then refused as "required".
+        blank = ("", "Choose…") if fspec.required else ("", "---------")
+        return forms.ChoiceField(choices=[blank, *fspec.choice_pairs()], **common)
     if kind == "multichoice":
         return MultiChoiceField(choices=fspec.choice_pairs(), widget=forms.CheckboxSelectMultiple, **common)
     if kind == "email":
@@ -499,10 +499,10 @@ class ScreenFlowState:
         """The current screen redrawn from what is typed, without errors (for a live ``visible_if`` refresh)."""
         raw = self.form(data).raw_values()
         screen = self.current_screen
-        return ScreenForm(
-            spec=self.spec, screen=screen, inputs=self.inputs, values=self.values,
-            draft={**self.drafts.get(screen.name, {}), **raw},
-        )
+        draft = {**self.drafts.get(screen.name, {}), **raw}
+        form = ScreenForm(spec=self.spec, screen=screen, inputs=self.inputs, values=self.values, draft=draft)
+        form.initial_draft = draft  # what to keep as this screen's draft (ScreenFlowState.drafts)
+        return form
 
     def _values_before(self, screen):
         # Everything kept, including this screen's own earlier values (shown as initial).

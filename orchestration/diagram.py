@@ -43,6 +43,14 @@ SMALL_W = 5.9  # the same for the 10px second lines
 STATES = ("done", "current", "error", "skipped", "upcoming")
 
 
+BADGE_CHAR_W = 6.6  # an upper-case 9px bold character with the badge's letter spacing
+
+
+def _badge_room(state):
+    """Width the state badge ("DONE", "CURRENT"...) takes at the top right of a box: the title must stop before it."""
+    return len(state) * BADGE_CHAR_W + 10 if state and state != "upcoming" else 0
+
+
 def _fit(text, width, char_w=CHAR_W):
     text = str(text or "")
     room = max(int(width / char_w), 4)
@@ -215,7 +223,8 @@ def diagram_layout(plan, state=None):
             subtitle = element.name + (f" · exit when {exit_text}" if exit_text else "")
             if visits.get(element.name, 0) > 1:
                 subtitle = f"{subtitle} · visit {visits[element.name]}"
-            header = Box(x, top, COL_W, HEADER_H, _fit(element.label, COL_W - 24), _fit(subtitle, COL_W - 22, SMALL_W),
+            header = Box(x, top, COL_W, HEADER_H, _fit(element.label, COL_W - 24 - _badge_room(el_state)),
+                         _fit(subtitle, COL_W - 22, SMALL_W),
                          full=f"{element.label} ({element.name})" + (f"; exit when {exit_text}" if exit_text else ""),
                          state=el_state, name=element.name)
         column = Column(i, element.name, element.label, element.kind, x, header, state=el_state,
@@ -235,10 +244,12 @@ def diagram_layout(plan, state=None):
         else:
             boxes = {}
             for step in element.steps:
+                step_state = step_states.get(step.name, "upcoming" if with_state else "")
                 box = StepBox(
-                    x + 14, y, COL_W - 22, STEP_H, _fit(step.label, COL_W - 22 - 38), _fit(_step_subtitle(step), COL_W - 22 - 18, SMALL_W),
+                    x + 14, y, COL_W - 22, STEP_H, _fit(step.label, COL_W - 22 - 38 - _badge_room(step_state)),
+                    _fit(_step_subtitle(step), COL_W - 22 - 18, SMALL_W),
                     full=f"{step.label} ({step.name}): {_step_subtitle(step)}; flow {step.flow}",
-                    state=step_states.get(step.name, "upcoming" if with_state else ""), name=step.name,
+                    state=step_state, name=step.name,
                     kind="interactive" if step.is_interactive else "background", after=tuple(step.after),
                 )
                 boxes[step.name] = box

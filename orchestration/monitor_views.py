@@ -341,15 +341,25 @@ def _run_url(run_id):
     return reverse("monitor:run", args=[run_id])
 
 
+CANCEL_REASON_MAX = 500
+
+
 @operator_required
 def run_cancel(request, run_id):
+    """Cancel a run, with the reason the operator gives (required: its assignees and the timeline show it)."""
     run = get_object_or_404(OrchestrationRun, pk=run_id)
-    try:
-        engine.cancel_run(run.pk, user=request.user, reason=(request.POST.get("reason") or "")[:500])
-    except engine.EngineError as exc:
-        messages.error(request, str(exc))
+    reason = " ".join((request.POST.get("reason") or "").split())
+    if not reason:
+        messages.error(request, f"Run {run.pk} was not canceled: say why (the people with work in it read it).")
+    elif len(reason) > CANCEL_REASON_MAX:
+        messages.error(request, f"Run {run.pk} was not canceled: the reason is over {CANCEL_REASON_MAX} characters.")
     else:
-        messages.success(request, f"Run {run.pk} was canceled.")
+        try:
+            engine.cancel_run(run.pk, user=request.user, reason=reason)
+        except engine.EngineError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Run {run.pk} was canceled.")
     return _back(request, _run_url(run.pk))
 
 

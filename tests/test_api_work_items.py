@@ -266,11 +266,7 @@ def test_claim_and_unclaim_a_group_item(group_item, users, dave):
 
 def test_claim_errors(review_item, group_item, users):
     user_item = token_client(users.alice).post(url(review_item, "claim"))
-    assert user_item.status_code in (400, 409)  # completed already, or assigned to one user
-    fresh = launch_approval(users.launcher)
-    direct = WorkItem.objects.get(run=fresh)
-    refused = token_client(users.alice).post(url(direct, "claim"))
-    assert refused.status_code == 400 and "cannot be claimed" in refused.json()["detail"]
+    assert user_item.status_code == 409  # completed already
     # A manager who is not in the group may see it but not claim it.
     assert token_client(users.manager).post(url(group_item, "claim")).status_code == 403
     assert token_client(users.alice).post("/api/work-items/999999/claim/").status_code == 404
@@ -292,8 +288,6 @@ def test_reassign_errors(review_item, users):
     assert unknown.status_code == 400 and "assignee" in unknown.json()["errors"]
     for body in ({}, {"assignee": ["user:bob"]}, {"assignee": "nonsense"}, {"assignee": "x" * 1000}):
         assert manager.post(url(review_item, "reassign"), body, format="json").status_code == 400, body
-    assert token_client(users.alice).post(url(review_item, "reassign"), {"assignee": "user:bob"},
-                                          format="json").status_code == 403
     assert manager.post("/api/work-items/999999/reassign/", {"assignee": "user:bob"}, format="json").status_code == 404
     review_item.complete(users.alice, {"decision": "approve"})
     closed = manager.post(url(review_item, "reassign"), {"assignee": "user:bob"}, format="json")
@@ -364,3 +358,52 @@ def test_journey_with_a_background_step_run_eagerly(users, celery_eager, django_
     assert run["status"] == "completed", run
     assert run["stages"][1]["steps"][0]["outputs"]["total"] == 8.0
     assert OrchestrationRun.objects.get(pk=run_id).status == "completed"
+
+
+# -- issue 17 #11: one claim rule for everyone ------------------------------------------
+
+def test_a_claim_binds_managers_too(group_item, users, dave):
+    """A manager outside the group completed an item carol had claimed (200) while dave, a member, got 409."""
+    assert token_client(users.carol).post(url(group_item, "claim")).status_code == 200
+    for who in (dave, users.manager):
+        refused = token_client(who).post(url(group_item, "complete"), {"values": {"ok": True}}, format="json")
+        assert refused.status_code == 409 and "claimed by carol" in refused.json()["detail"], who
+        assert token_client(who).get(url(group_item)).json()["can_complete"] is False
+    group_item.refresh_from_db()
+    assert group_item.status == "open"
+    # The manager releases it (recorded) and may then complete it.
+    released = token_client(users.manager).post(url(group_item, "release"))
+    assert released.status_code == 200 and released.json()["claimed_by"] is None
+    done = token_client(users.manager).post(url(group_item, "complete"), {"values": {"ok": True}}, format="json")
+    assert done.status_code == 200 and done.json()["completed_by"] == "manager"
+    kinds = list(OrchestrationRun.objects.get(pk=group_item.run_id).events.values_list("kind", flat=True))
+    assert "work_item_claimed" in kinds and "work_item_unclaimed" in kinds
+
+
+# -- issue 17 #12: what an assignee may do with their own work --------------------------
+
+def test_the_assignee_of_a_user_item_may_claim_release_and_hand_it_on(approval, users):
+    direct = WorkItem.objects.get(run=launch_approval(users.launcher))
+    alice = token_client(users.alice)
+    claimed = alice.post(url(direct, "claim"))
+    assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "alice"
+    assert token_client(users.bob).post(url(direct, "claim")).status_code == 404  # not his: not even visible
+    assert alice.post(url(direct, "release")).json()["claimed_by"] is None
+    handed = alice.post(url(direct, "reassign"), {"assignee": "group:reviewers"}, format="json")
+    assert handed.status_code == 200, handed.content
+    assert handed.json()["assignee"] == "group:reviewers"
+    assert alice.get(url(direct)).status_code == 404  # no longer hers
+    event = OrchestrationRun.objects.get(pk=direct.run_id).events.get(kind="work_item_reassigned")
+    assert event.actor == users.alice and event.data["after"] == "group:reviewers"
+
+
+def test_a_group_member_may_hand_on_only_what_they_claimed(group_item, users, dave):
+    carol, other = token_client(users.carol), token_client(dave)
+    body = {"assignee": "user:bob"}
+    refused = carol.post(url(group_item, "reassign"), body, format="json")  # the group's, not carol's yet
+    assert refused.status_code == 403 and "holder" in refused.json()["detail"]
+    carol.post(url(group_item, "claim"))
+    assert other.post(url(group_item, "reassign"), body, format="json").status_code == 403
+    handed = carol.post(url(group_item, "reassign"), body, format="json")
+    assert handed.status_code == 200 and handed.json()["assignee"] == "user:bob"
+    assert handed.json()["claimed_by"] is None

@@ -97,6 +97,7 @@ def test_leaving_and_coming_back_resumes(page, live_server, users, screenshot_di
     run = start(guide_orchestration(), record=employee())
     item = item_of(run)
     log_in(page, live_server, "alice", f"/workguide/items/{item.pk}/")
+    page.get_by_label("Laptop").select_option("mac")  # a required choice starts blank (issue 17 #1)
     page.get_by_label("Monitors").fill("3")
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Notes").fill("half done")
@@ -188,6 +189,7 @@ def test_two_people_finishing_the_same_item(page, browser, live_server, users, s
     other = browser.new_context()
     manager = other.new_page()
     log_in(page, live_server, "alice", f"/workguide/items/{item.pk}/")
+    page.get_by_label("Laptop").select_option("mac")  # a required choice starts blank (issue 17 #1)
     page.get_by_role("button", name="Next").click()
     log_in(manager, live_server, "mona", f"/workguide/items/{item.pk}/")  # progress is kept per item
     expect(manager.get_by_text("Screen 2 of 2")).to_be_visible()

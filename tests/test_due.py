@@ -39,7 +39,7 @@ def start_item(assignee=None, **step_extra):
 
     if not Flow.objects.filter(api_name="approve_due").exists():
         screen_flow("approve_due")
-    step = ui("approve", "approve_due", assignee or {"user": "alice"}, due_in="1d", **step_extra)
+    step = ui("approve", "approve_due", assignee or {"user": "alice"}, **{"due_in": "1d", **step_extra})
     orch = orchestration([{"name": "ask", "steps": [step]}])
     run = engine.start_run(orch)
     item = WorkItem.objects.get(run=run)
@@ -190,3 +190,24 @@ def test_beat_schedule_names_the_task():
 
     assert check_due_dates.name == "workguide.tasks.check_due_dates"
     assert any(entry["task"] == check_due_dates.name for entry in app.conf.beat_schedule.values())
+
+
+def test_no_reminder_for_an_item_created_inside_its_reminder_window(people, settings,
+                                                                    django_capture_on_commit_callbacks):
+    """Issue 17 #3: with BATON_REMINDER_BEFORE 24 h an item due in one day got "due soon" five minutes after
+    its new-work mail. An item that opens inside its window gets no reminder; one that opens before it does."""
+    settings.BATON_REMINDER_BEFORE = 24 * 3600
+    item = start_item()  # due in 1 day: opened inside the 24 h window
+    mail.outbox.clear()
+    assert check(item.created_at + timedelta(minutes=5), django_capture_on_commit_callbacks)["reminded"] == 0
+    assert check(item.due_at - timedelta(hours=1), django_capture_on_commit_callbacks)["reminded"] == 0
+    assert mail.outbox == []
+    assert not RunEvent.objects.filter(run=item.run, kind="work_item_reminder_sent").exists()
+    # Escalation still applies once it is overdue.
+    assert check(item.due_at + timedelta(minutes=1), django_capture_on_commit_callbacks)["escalated"] == 1
+    # An item due in three days opens before its window: reminded once the window begins, not earlier.
+    later = start_item(due_in="3d")
+    mail.outbox.clear()
+    assert check(later.created_at + timedelta(minutes=5), django_capture_on_commit_callbacks)["reminded"] == 0
+    assert check(later.due_at - timedelta(hours=23), django_capture_on_commit_callbacks)["reminded"] == 1
+    assert [m.subject.startswith("Reminder") for m in mail.outbox] == [True]

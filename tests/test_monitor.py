@@ -167,19 +167,45 @@ def test_skip_outputs_are_validated(client, operator, failing_run, text, message
 
 def test_cancel_from_the_monitor(client, operator, failing_run):
     client.force_login(operator)
-    response = client.post(reverse("monitor:run_cancel", args=[failing_run.pk]), follow=True)
+    url = reverse("monitor:run_cancel", args=[failing_run.pk])
+    response = client.post(url, {"reason": "ordered twice"}, follow=True)
     assert response.status_code == 200
     failing_run.refresh_from_db()
     assert failing_run.status == "canceled"
     assert "was canceled" in response.content.decode()
     # Canceling again is refused with a message, not an error page.
-    response = client.post(reverse("monitor:run_cancel", args=[failing_run.pk]), follow=True)
+    response = client.post(url, {"reason": "again"}, follow=True)
     assert "cannot be canceled" in response.content.decode()
+
+
+def test_cancel_asks_to_confirm_and_for_a_reason_shown_in_the_timeline(client, operator, failing_run):
+    """Issue 17 #7: Cancel run was one click with no confirmation and no reason."""
+    client.force_login(operator)
+    url = reverse("monitor:run_cancel", args=[failing_run.pk])
+    page = client.get(reverse("monitor:run", args=[failing_run.pk])).content.decode()
+    # The button only opens the form; the form needs a reason before it cancels.
+    assert '<summary class="button button-danger">Cancel run…</summary>' in page
+    assert 'name="reason" rows="2" maxlength="500" required' in page
+    for reason in ("", "   ", "x" * 501):
+        response = client.post(url, {"reason": reason}, follow=True)
+        assert "was not canceled" in response.content.decode(), reason
+    failing_run.refresh_from_db()
+    assert failing_run.status == "error" and not failing_run.events.filter(kind="run_canceled").exists()
+    client.post(url, {"reason": "Customer  withdrew\nthe order"})
+    failing_run.refresh_from_db()
+    assert failing_run.status == "canceled"
+    assert failing_run.events.get(kind="run_canceled").data == {"reason": "Customer withdrew the order"}
+    page = client.get(reverse("monitor:run", args=[failing_run.pk])).content.decode()
+    assert '<p class="reason">Reason: Customer withdrew the order</p>' in page
+    api = client.get(f"/api/runs/{failing_run.pk}/").json()
+    assert {"kind": "run_canceled", "reason": "Customer withdrew the order"}.items() <= {
+        "kind": api["events"][-1]["kind"], **api["events"][-1]["data"]}.items()
 
 
 def test_next_must_stay_on_the_site(client, operator, failing_run):
     client.force_login(operator)
-    response = client.post(reverse("monitor:run_cancel", args=[failing_run.pk]), {"next": "https://evil.example/"})
+    response = client.post(reverse("monitor:run_cancel", args=[failing_run.pk]),
+                           {"next": "https://evil.example/", "reason": "test"})
     assert response["Location"] == reverse("monitor:run", args=[failing_run.pk])
 
 

@@ -81,12 +81,17 @@ def test_invalid_values_of_every_type_are_field_errors():
     assert set(form.errors) == {"t", "n", "d", "dt", "c", "mc", "e"}
 
 
-def test_required_boolean_must_be_ticked_and_required_choice_has_no_blank():
+def test_required_boolean_must_be_ticked_and_required_choice_starts_blank():
     spec = screen_flow(screen("s", field("agree", "boolean", required=True),
                               field("c", "choice", required=True, choices=["a", "b"])))
     form = form_for(spec, {"c": "a"})
     assert not form.is_valid() and set(form.errors) == {"agree"}
-    assert form.fields["c"].choices == [("a", "a"), ("b", "b")]
+    # issue 17 #1: a required choice opens on a blank option, not on its first choice, and blank is refused
+    assert form.fields["c"].choices == [("", "Choose…"), ("a", "a"), ("b", "b")]
+    untouched = form_for(spec, {"agree": "on"})
+    assert not untouched.is_valid() and untouched.errors["c"] == ["This field is required."]
+    html = str(form_for(spec)["c"])
+    assert '<option value="" selected>Choose…</option>' in html
 
 
 def test_defaults_are_expressions_over_inputs_and_earlier_values():

@@ -14,6 +14,7 @@ per thread; ``postgres_db`` points them all at the test's database).
 import datetime
 import os
 import random
+import re
 import threading
 import time
 
@@ -192,3 +193,41 @@ def test_completing_items_while_their_runs_are_canceled_never_deadlocks(setting)
     print(f"lock order rounds: {outcomes}, problems: {len(problems)}")
     assert not problems, f"{len(problems)} of {ROUNDS} rounds failed; the first: {problems[0]}"
     assert sum(outcomes.values()) == ROUNDS
+
+
+def test_the_same_launch_form_sent_twice_at_once_starts_one_run(setting):
+    """Issue 17 #4: a double click on the launch button started two runs. Both POSTs of one rendered form,
+    released together, ROUNDS/6 times: the second waits for the first's token row (unique), then answers
+    with the first run; never two runs, never an error."""
+    from django.test import Client
+
+    from workguide.models import LaunchRequest
+
+    launcher = User.objects.create_user("lena")
+    launcher.user_permissions.add(Permission.objects.get(codename="launch_orchestration"))
+    api_name = setting["orch"].api_name
+    rounds = max(ROUNDS // 6, 3)
+    for round_number in range(rounds):
+        token = f"{round_number:032x}"
+        data = {"api_name": api_name, "token": token, "next": "/workguide/"}
+        results = {}
+        barrier = threading.Barrier(2)
+
+        def send():
+            client = Client()
+            client.force_login(launcher)
+            response = client.post("/workguide/launch/", data, follow=True)
+            # (response.context would mix both threads' templates: the test client's signal is global)
+            messages = re.findall(r'<li class="message [^"]*">([^<]*)</li>', response.content.decode())
+            return response.status_code, messages
+
+        threads = [in_thread(send, results, key, barrier) for key in ("a", "b")]
+        for thread in threads:
+            thread.join(30)
+        assert not any(t.is_alive() for t in threads)
+        answers = sorted(results.values(), key=lambda answer: len(answer[1][0]))
+        assert [status for status, _ in answers] == [200, 200], answers
+        run = LaunchRequest.objects.get(token=token).run
+        assert answers[0][1] == [f"Started {run.orchestration.label or api_name} (run #{run.pk})."], answers
+        assert "only one run was started" in answers[1][1][0], answers
+    assert OrchestrationRun.objects.count() == rounds

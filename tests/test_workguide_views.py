@@ -247,7 +247,7 @@ def test_finish_completes_the_item_and_the_run_moves_on(alice, item, run):
     assert 'id="item-status" class="badge badge-completed" hx-swap-oob="true"' in refreshed
     assert '<div id="item-reassign" hx-swap-oob="true"></div>' in refreshed
     again = post(alice, item, "finish", STEP_TWO)
-    assert again.status_code == 200 and "already completed by alice" in again.content.decode()
+    assert again.status_code == 200 and "You completed “Enter the details”." in again.content.decode()
 
 
 @pytest.mark.parametrize("extras,message", [
@@ -343,9 +343,10 @@ def test_two_people_finishing_the_same_item(client, users):
 
 
 def test_reassign_needs_the_permission_and_is_logged(client, users, item):
+    # alice holds her own item: she may hand it on (issue 17 #12), without the manager's list of every name
     client.force_login(users["alice"])
-    assert "Reassign" not in client.get(f"/workguide/items/{item.pk}/").content.decode()
-    assert client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "group:crew"}).status_code == 404
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "Hand on" in page and "assignee-options\">" not in page and 'id="reassign-title">Reassign' not in page
     client.force_login(users["mona"])
     page = client.get(f"/workguide/items/{item.pk}/").content.decode()
     assert '<datalist id="assignee-options">' in page and 'value="queue:desk"' in page
@@ -449,7 +450,7 @@ def test_launch_button_and_view(client, users):
 
     client.force_login(users["otto"])
     data = {"api_name": "refresh", "record_model": "demo.employee", "record_pk": record.pk,
-            "next": f"/demo/employees/{record.pk}/"}
+            "next": f"/demo/employees/{record.pk}/", "token": "a" * 32}
     response = client.post("/workguide/launch/", data, follow=True)
     assert "You may not start orchestrations" in response.content.decode()
     assert not OrchestrationRun.objects.exists()
@@ -458,8 +459,226 @@ def test_launch_button_and_view(client, users):
     assert response.status_code == 302 and response["Location"] == f"/demo/employees/{record.pk}/"
     run = OrchestrationRun.objects.get()
     assert run.record_pk == str(record.pk) and run.started_by == alice
-    response = client.post("/workguide/launch/", {**data, "record_pk": "424242"}, follow=True)
+    response = client.post("/workguide/launch/", {**data, "record_pk": "424242", "token": "b" * 32}, follow=True)
     assert "Could not start refresh" in response.content.decode() and "no demo.employee with pk" in response.content.decode()
-    response = client.post("/workguide/launch/", {**data, "api_name": "nope", "next": "https://evil.example/"})
+    response = client.post("/workguide/launch/", {**data, "api_name": "nope", "next": "https://evil.example/",
+                                                  "token": "c" * 32})
     assert response["Location"] == "/workguide/"
     assert client.get("/workguide/launch/").status_code == 405
+
+
+def test_an_assignee_hands_on_what_they_hold_and_nothing_else(client, users):
+    """Issue 17 #12: a group member may hand on an item they claimed, not the group's unclaimed one."""
+    run = start(guide_orchestration(assignee={"group": "crew"}), record=employee())
+    item = item_of(run)
+    client.force_login(users["gina"])
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "Hand on" not in page and ">Claim<" in page
+    assert client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "user:alice"}).status_code == 404
+    client.post(f"/workguide/items/{item.pk}/claim/")
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "Hand on" in page and ">Release<" in page
+    response = client.post(f"/workguide/items/{item.pk}/reassign/", {"assignee": "user:alice"}, follow=True)
+    assert "now goes to user:alice" in response.content.decode()
+    assert item_of(run).assignee_user == users["alice"] and item_of(run).claimed_by is None
+
+
+def test_a_manager_cannot_finish_an_item_someone_else_claimed(client, users):
+    """Issue 17 #11: the claim binds managers on the page as in the API; after releasing it they may."""
+    run = start(guide_orchestration(assignee={"queue": "desk"}), record=employee())
+    item = item_of(run)
+    client.force_login(users["quinn"])
+    post(client, item, "next", STEP_ONE)
+    client.force_login(users["mona"])
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "is claimed by quinn" in page and 'name="action"' not in page
+    response = post(client, item, "finish", STEP_TWO)
+    assert "is claimed by quinn" in response.content.decode()
+    assert item_of(run).status == "open" and item_of(run).progress["screen"] == 1
+    client.post(f"/workguide/items/{item.pk}/unclaim/")
+    assert item_of(run).claimed_by is None
+    assert "Screen 2 of 2" in client.get(f"/workguide/items/{item.pk}/").content.decode()
+
+
+def test_the_untaken_branch_is_skipped_as_soon_as_the_decision_is_taken(client, users):
+    """Issue 17 #6: the other branch showed "upcoming" until the run completed."""
+    from orchestration import engine as run_engine
+    from tests.engine_builders import orchestration, ui
+    from tests.workguide_helpers import ok_flow
+    from workguide import services
+
+    check = ok_flow()
+    orch = orchestration([
+        {"name": "ask", "label": "Ask", "steps": [ui("ask", check.api_name)]},
+        {"type": "decision", "name": "which", "default": "no",
+         "outcomes": [{"name": "yes", "condition": "steps.ask.outputs.ok == true", "goto": "yes"}]},
+        {"name": "yes", "label": "Yes branch", "next": "after", "steps": [ui("yes_step", check.api_name)]},
+        {"name": "no", "label": "No branch", "next": "after", "steps": [ui("no_step", check.api_name)]},
+        {"name": "after", "label": "After", "steps": [ui("after_step", check.api_name)]},
+    ])
+    run = start(orch, record=employee())
+    states = lambda: {s["name"]: s["state"] for s in services.stage_path(run)}  # noqa: E731
+    assert states() == {"ask": "current", "yes": "upcoming", "no": "upcoming", "after": "upcoming"}
+    ask = item_of(run, "ask")
+    services.complete_work_item(ask, users["alice"], {"ok": "on"})
+    run.refresh_from_db()
+    assert run.status == "running"
+    assert states() == {"ask": "done", "yes": "current", "no": "skipped", "after": "upcoming"}
+    client.force_login(users["alice"])
+    page = client.get(f"/workguide/items/{item_of(run, 'yes_step').pk}/").content.decode()
+    assert '<li class="skipped">' in page and "No branch<span class=\"visually-hidden\"> (skipped)" in page
+    run_engine.cancel_run(run.pk)
+    run.refresh_from_db()
+    assert states()["after"] == "skipped" and states()["no"] == "skipped"
+
+
+def test_the_assignee_reads_why_the_run_was_canceled(client, users, item):
+    """Issue 17 #7: the assignee read only "This run is canceled."; now who canceled it and why."""
+    from orchestration import engine as run_engine
+
+    operator = User.objects.create_user("olga")
+    run_engine.cancel_run(item.run_id, user=operator, reason="The hire fell through")
+    client.force_login(users["alice"])
+    page = client.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "This run was canceled by olga. Reason: The hire fell through" in page
+    assert "is no longer open: The run was canceled by olga: “The hire fell through”" in page
+    partial = client.get(f"/workguide/items/{item.pk}/path/", **HX).content.decode()
+    assert "Reason: The hire fell through" in partial
+
+
+def test_a_change_redraws_the_screen_with_visible_if_and_keeps_what_was_typed(alice, item):
+    """Issue 17 #2: visible_if updated only after a failed Finish, and a reload showed the old value."""
+    page = alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    # Only a field that an expression on the screen reads redraws it: remote (address's visible_if).
+    assert page.count(f'hx-post="/workguide/items/{item.pk}/flow/preview/" hx-trigger="change"') == 1
+    assert page.index('hx-target="closest .wg-fields"') < page.index(f'name="remote" id="wi{item.pk}-remote"')
+    assert "Home address" not in page
+    response = alice.post(f"/workguide/items/{item.pk}/flow/preview/",
+                          {"ctx": "page", "laptop": "linux", "monitors": "", "remote": "on"}, **HX)
+    html = response.content.decode()
+    assert response.status_code == 200 and "Home address" in html
+    assert "errorlist" not in html and "This field is required" not in html  # no validation yet
+    # Only the fields come back (the buttons stay), with the display text merged from the typed values.
+    assert html.lstrip().startswith('<div class="wg-fields"') and "Next</button>" not in html
+    assert '<option value="linux" selected>' in html and 'name="remote" id="wi' in html
+    # Kept as the screen's draft: a reload shows the typed values and the revealed field.
+    reloaded = alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "Home address" in reloaded and '<option value="linux" selected>' in reloaded
+    assert 'name="remote" id="wi{}-remote" checked'.format(item.pk) in reloaded
+    assert item_of(item.run).claimed_by is None and item_of(item.run).status == "open"
+    # Unticking hides it again, and the draft follows.
+    html = alice.post(f"/workguide/items/{item.pk}/flow/preview/", {"ctx": "page", "laptop": "linux"},
+                      **HX).content.decode()
+    assert "Home address" not in html
+
+
+def test_preview_is_for_who_may_work_the_item_only(client, users, item):
+    client.force_login(users["otto"])
+    assert client.post(f"/workguide/items/{item.pk}/flow/preview/", {"remote": "on"}, **HX).status_code == 404
+    client.force_login(users["alice"])
+    assert client.get(f"/workguide/items/{item.pk}/flow/preview/").status_code == 405
+    assert item_of(item.run).progress == {}
+
+
+def test_finishing_in_the_component_refreshes_it_and_signals_the_host_page(alice, item, run):
+    """Issue 17 #5: the record page went stale. The component comes back redrawn (the path moved on) and the
+    response fires baton:step-completed for the host page; the demo record pages reload their details on it."""
+    import json
+
+    alice.post(flow_url(item), {"action": "next", "ctx": "component", **STEP_ONE}, **HX)
+    response = alice.post(flow_url(item), {"action": "finish", "ctx": "component", **STEP_TWO}, **HX)
+    assert response.status_code == 200 and response["HX-Retarget"].startswith("#wg-demo-employee-")
+    events = json.loads(response["HX-Trigger"])
+    assert events["baton:step-completed"] == {
+        "item": item.pk, "run": run.pk, "step": "details", "record": {"model": "demo.employee", "pk": str(run.record_pk)},
+    }
+    html = response.content.decode()
+    assert '<li class="done">' in html and '<li class="current" aria-current="step">' in html
+    page = alice.get(f"/demo/employees/{run.record_pk}/").content.decode()
+    assert 'hx-trigger="baton:step-completed from:body"' in page and 'hx-select="#record-main"' in page
+
+
+def _launch_setup(users):
+    from tests.engine_builders import orchestration_from_dict  # noqa: F401 (the builder below uses it)
+
+    flow = ok_flow()
+    orchestration([{"name": "only", "label": "Only", "steps": [ui("do", flow.api_name, label="Do it")]}],
+                  api_name="refresh", label="Refresh things",
+                  inputs=[{"name": "reason", "type": "text", "required": True},
+                          {"name": "count", "type": "number", "default": 2},
+                          {"name": "urgent", "type": "boolean"}])
+    users["alice"].user_permissions.add(Permission.objects.get(codename="launch_orchestration"))
+    return User.objects.get(pk=users["alice"].pk)
+
+
+def _token(html):
+    import re
+
+    return re.search(r'name="token" value="([0-9a-f]{32})"', html).group(1)
+
+
+def test_the_launch_button_asks_for_the_inputs_and_starts_one_run_per_form(client, users):
+    """Issue 17 #4: a double click started two runs, and the button could not supply inputs."""
+    alice = _launch_setup(users)
+    record = employee()
+    html = _render('{% launch_button "refresh" record %}', alice, record=record)
+    assert '<summary class="button button-quiet">Start Refresh things…</summary>' in html
+    assert 'name="input-reason"' in html and 'name="input-count"' in html and 'value="2"' in html
+    assert 'name="input-urgent"' in html and "already running" not in html
+    token = _token(html)
+    assert token != _token(_render('{% launch_button "refresh" record %}', alice, record=record))  # one per form
+    client.force_login(alice)
+    data = {"api_name": "refresh", "record_model": "demo.employee", "record_pk": record.pk, "token": token,
+            "next": f"/demo/employees/{record.pk}/", "input-reason": "new laptop", "input-count": "3",
+            "input-urgent": "on"}
+    first = client.post("/workguide/launch/", data, follow=True).content.decode()
+    run = OrchestrationRun.objects.get()
+    assert f"Started Refresh things (run #{run.pk})" in first
+    assert run.inputs == {"reason": "new laptop", "count": 3.0, "urgent": True}
+    again = client.post("/workguide/launch/", data, follow=True).content.decode()  # the second click
+    assert OrchestrationRun.objects.count() == 1
+    assert f"run #{run.pk}). This form was sent more than once; only one run was started." in again
+    # Another user cannot use someone's token.
+    users["mona"].user_permissions.add(Permission.objects.get(codename="launch_orchestration"))
+    client.force_login(User.objects.get(pk=users["mona"].pk))
+    assert "out of date" in client.post("/workguide/launch/", data, follow=True).content.decode()
+    client.force_login(alice)
+    for broken in ({**data, "token": ""}, {**data, "token": "x" * 500}):
+        assert "out of date" in client.post("/workguide/launch/", broken, follow=True).content.decode()
+    assert OrchestrationRun.objects.count() == 1
+
+
+def test_bad_launch_inputs_are_named_and_leave_the_form_usable(client, users):
+    alice = _launch_setup(users)
+    record = employee()
+    client.force_login(alice)
+    token = _token(_render('{% launch_button "refresh" record %}', alice, record=record))
+    data = {"api_name": "refresh", "record_model": "demo.employee", "record_pk": record.pk, "token": token,
+            "next": "/workguide/", "input-count": "many"}
+    html = client.post("/workguide/launch/", data, follow=True).content.decode()
+    assert "Could not start refresh" in html and "Count: Enter a number." in html
+    html = client.post("/workguide/launch/", {**data, "input-count": "1"}, follow=True).content.decode()
+    assert "Could not start refresh" in html and "Reason: This field is required." in html
+    assert not OrchestrationRun.objects.exists()
+    client.post("/workguide/launch/", {**data, "input-count": "1", "input-reason": "ok"})  # the same form, fixed
+    assert OrchestrationRun.objects.get().inputs["reason"] == "ok"
+
+
+def test_the_launch_button_warns_of_a_run_already_running_on_the_record(client, users):
+    alice = _launch_setup(users)
+    record = employee()
+    client.force_login(alice)
+    base = {"api_name": "refresh", "record_model": "demo.employee", "record_pk": record.pk, "next": "/workguide/",
+            "input-reason": "first"}
+    client.post("/workguide/launch/", {**base, "token": _token(_render('{% launch_button "refresh" record %}',
+                                                                       alice, record=record))})
+    first = OrchestrationRun.objects.get()
+    html = _render('{% launch_button "refresh" record %}', alice, record=record)
+    assert f"Refresh things is already running on this record:\n        run #{first.pk}" in html
+    assert 'name="another"' in html
+    refused = client.post("/workguide/launch/", {**base, "token": _token(html)}, follow=True).content.decode()
+    assert "already running on this record" in refused and OrchestrationRun.objects.count() == 1
+    client.post("/workguide/launch/", {**base, "token": _token(html), "another": "1"})
+    assert OrchestrationRun.objects.count() == 2
+    other = employee("Grace", "Hopper")  # another record: no warning
+    assert "already running" not in _render('{% launch_button "refresh" record %}', alice, record=other)

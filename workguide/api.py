@@ -5,9 +5,10 @@ Endpoints (under ``/api/``):
 - ``GET  work-items/``                   the caller's items (direct, via groups, via queues), open by default
 - ``GET  work-items/{id}/``              one item, with its screen flow's fields (what ``complete`` takes)
 - ``POST work-items/{id}/complete/``     ``{values}``: validated by the same screen-flow code as the page
-- ``POST work-items/{id}/reassign/``     ``{assignee: "user:NAME" | "group:NAME" | "queue:NAME"}`` (managers)
-- ``POST work-items/{id}/claim/``        take a group or queue item for yourself
-- ``POST work-items/{id}/unclaim/``      give it back
+- ``POST work-items/{id}/reassign/``     ``{assignee: "user:NAME" | "group:NAME" | "queue:NAME"}`` (managers,
+                                         or whoever holds the item: hand it on)
+- ``POST work-items/{id}/claim/``        take an item for yourself (any assignee; a user item too)
+- ``POST work-items/{id}/release/``      give a claimed item back (``unclaim/`` is the same)
 - ``GET|POST work-items/{id}/comments/`` read or add comments
 
 Visibility is the Work Guide's (``workguide.services.visible_items``): an item
@@ -265,6 +266,10 @@ ALREADY_DONE = error_example("Already completed", "“Pick equipment” was alre
                              status_codes=["409"])
 
 
+RELATED = ["run__orchestration", "step_run", "assignee_user", "assignee_group", "assignee_queue", "claimed_by",
+           "completed_by"]
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="My work items",
@@ -300,8 +305,7 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
 
     def get_queryset(self):
         user = self.request.user
-        related = ["run__orchestration", "step_run", "assignee_user", "assignee_group", "assignee_queue",
-                   "claimed_by", "completed_by"]
+        related = RELATED
         if self.action == "list":
             scope = query_choice(self.request, "scope", ["mine", "all"], "mine")
             wanted = query_choice(self.request, "status", ["open", "completed", "canceled", "all"], "open")
@@ -318,7 +322,8 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
         return WorkItemSerializer if self.action == "list" else WorkItemDetailSerializer
 
     def _detail(self, item, code=status.HTTP_200_OK):
-        item = self.get_queryset().get(pk=item.pk)
+        # Read afresh; an item its holder just handed on is no longer visible to them, yet the answer shows it.
+        item = self.get_queryset().model.objects.select_related(*RELATED).get(pk=item.pk)
         return Response(WorkItemDetailSerializer(item, context=self.get_serializer_context()).data, status=code)
 
     @extend_schema(
@@ -366,8 +371,10 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
 
     @extend_schema(
         summary="Reassign a work item",
-        description="Give the item to a user, group or queue. Needs `workguide.manage_workitem`. "
-                    "400 when the assignee does not exist; 409 when the item is no longer open.",
+        description="Give the item to a user, group or queue: managers (`workguide.manage_workitem`) any item, "
+                    "and whoever holds it (the user it is given to, or who claimed it) may hand it on. "
+                    "403 for anyone else; 400 when the assignee does not exist; 409 when the item is no longer "
+                    "open.",
         request=ReassignSerializer,
         responses={200: WorkItemDetailSerializer, **error_responses(400, 403, 404, 409, examples=[
             error_example("Unknown user", "Invalid input: assignee: assignee 'user:zed': no active user 'zed'",
@@ -378,22 +385,29 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
     @action(detail=True, methods=["post"])
     def reassign(self, request, pk=None):
         item = self.get_object()
-        if not services.can_manage(request.user):
-            raise exceptions.PermissionDenied("Reassigning needs the workguide.manage_workitem permission.")
+        if not services.can_reassign(item, request.user):
+            raise exceptions.PermissionDenied(
+                "Only the item's holder (the user it is given to, or who claimed it) or a holder of "
+                "workguide.manage_workitem may reassign it."
+            )
         body = ReassignSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             item = services.reassign(item, request.user, body.validated_data["assignee"])
         except services.WorkItemClosed as exc:
             raise Conflict(str(exc))
+        except DjangoPermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc) or None)
         return self._detail(item)
 
     @extend_schema(
         summary="Claim a work item",
-        description="Take a group or queue item for yourself, so others of the group or queue cannot complete it. "
-                    "409 when someone else holds it or it is closed; 400 for an item assigned to one user.",
+        description="Take an item for yourself, so nobody else (managers included) can complete it until it is "
+                    "released. Any assignee may claim: a group's or queue's member, or the user an item is given "
+                    "to (it marks the item as taken up). 403 for a manager who is not an assignee; 409 when "
+                    "someone else holds it or it is closed.",
         request=None,
-        responses={200: WorkItemDetailSerializer, **error_responses(400, 403, 404, 409)},
+        responses={200: WorkItemDetailSerializer, **error_responses(403, 404, 409)},
         tags=["work items"],
     )
     @action(detail=True, methods=["post"])
@@ -408,21 +422,27 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
         return self._detail(item)
 
     @extend_schema(
-        summary="Unclaim a work item",
-        description="Give a claimed item back to its group or queue (the claimer, or a manager). "
-                    "409 when someone else holds the claim.",
+        summary="Release a work item",
+        description="Give a claimed item back to its group or queue (a user item stays with its user): the "
+                    "claimer, or a manager. 409 when someone else holds the claim. `unclaim/` is the same.",
         request=None,
         responses={200: WorkItemDetailSerializer, **error_responses(403, 404, 409)},
         tags=["work items"],
     )
     @action(detail=True, methods=["post"])
-    def unclaim(self, request, pk=None):
+    def release(self, request, pk=None):
         item = self.get_object()
         try:
             item = services.unclaim(item, request.user)
         except services.ClaimedByOther as exc:
             raise Conflict(str(exc))
         return self._detail(item)
+
+    @extend_schema(summary="Unclaim a work item", description="The same as `release/`.", request=None,
+                   responses={200: WorkItemDetailSerializer, **error_responses(403, 404, 409)}, tags=["work items"])
+    @action(detail=True, methods=["post"])
+    def unclaim(self, request, pk=None):
+        return self.release(request, pk)
 
     @extend_schema(
         methods=["GET"],

@@ -6,7 +6,10 @@ An interactive step with ``due_in`` gives its work item a ``due_at``
 seconds) calls ``check_due_dates()``, which
 
 * mails a **reminder** to the assignee of each open item due within
-  ``BATON_REMINDER_BEFORE`` seconds, once (``WorkItem.reminded_at``);
+  ``BATON_REMINDER_BEFORE`` seconds, once (``WorkItem.reminded_at``); not
+  for an item created already inside that window (due sooner than
+  ``BATON_REMINDER_BEFORE`` after it opened): its new-work mail, minutes
+  old, gave the due time already, and a "due soon" right behind it is noise;
 * **escalates** each open item past its due time, once
   (``WorkItem.escalated_at``):
 
@@ -31,6 +34,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from orchestration.conf import baton_settings
@@ -108,9 +112,12 @@ def _open_with_due():
 def send_reminders(now=None):
     """Remind the assignees of items due soon. Returns how many items were reminded."""
     now = now or timezone.now()
-    soon = now + timedelta(seconds=baton_settings.BATON_REMINDER_BEFORE)
+    before = timedelta(seconds=baton_settings.BATON_REMINDER_BEFORE)
+    soon = now + before
     ids = list(
         _open_with_due().filter(reminded_at__isnull=True, escalated_at__isnull=True, due_at__gt=now, due_at__lte=soon)
+        # Only items that opened before their window began (see the module's docstring).
+        .filter(due_at__gt=F("created_at") + before)
         .order_by("due_at").values_list("pk", flat=True)[:BATCH]
     )
     count = 0

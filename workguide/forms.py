@@ -43,3 +43,53 @@ class ReassignForm(forms.Form):
         error_messages={"invalid": "Write user:NAME, group:NAME or queue:NAME."},
         widget=forms.TextInput(attrs={"list": "assignee-options", "autocomplete": "off"}),
     )
+
+
+class LaunchForm(forms.Form):
+    """The inputs an orchestration declares, as the launch button's small form.
+
+    Field names are ``input-NAME``. ``inputs()`` gives the values to pass to
+    ``orchestration.launch``, which checks them against the declarations
+    (types, required) and names any bad one.
+    """
+
+    PREFIX = "input-"
+
+    def __init__(self, *args, declared=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        from flows.screens import DateInput, DateTimeLocalInput
+
+        self.declared = list(declared or [])
+        for var in self.declared:
+            name, kind = var.get("name"), var.get("type") or "text"
+            label = var.get("label") or name.replace("_", " ").capitalize()
+            required = bool(var.get("required")) and var.get("default") is None
+            common = {"label": label, "required": required, "initial": var.get("default"),
+                      "help_text": var.get("help_text") or ""}
+            if kind == "number":
+                field = forms.FloatField(**common)
+            elif kind == "boolean":
+                field = forms.BooleanField(**{**common, "required": False})
+            elif kind == "date":
+                field = forms.DateField(widget=DateInput(), **common)
+            elif kind == "datetime":
+                field = forms.DateTimeField(widget=DateTimeLocalInput(), **common)
+            elif kind in ("list", "record"):
+                common["help_text"] = common["help_text"] or ("A JSON list, e.g. [\"a\", \"b\"]" if kind == "list"
+                                                              else 'A JSON object, e.g. {"model": "app.model", "pk": 1}')
+                field = forms.JSONField(widget=forms.Textarea(attrs={"rows": 2}), **common)
+            else:
+                field = forms.CharField(max_length=10_000, **common)
+            self.fields[self.PREFIX + name] = field
+
+    def inputs(self):
+        """Declared name → cleaned value (JSON-ready), leaving out what was left empty (defaults apply)."""
+        values = {}
+        for var in self.declared:
+            value = self.cleaned_data.get(self.PREFIX + var["name"])
+            if value in (None, ""):
+                continue
+            if hasattr(value, "isoformat"):
+                value = value.isoformat()
+            values[var["name"]] = value
+        return values

@@ -101,3 +101,22 @@ class WorkItem(models.Model):
         from .services import complete_work_item
 
         return complete_work_item(self, user, values)
+
+
+class LaunchRequest(models.Model):
+    """One rendered launch form, by its one-time token: the run it started, so a resent form starts nothing.
+
+    The launch button puts a fresh random token in every form it renders.
+    The first POST with it inserts this row (``token`` is unique) in the
+    same transaction that starts the run; a second POST of the same form (a
+    double click, a reload) waits for that transaction on the unique index,
+    then finds the row and is answered with the first run.
+    """
+
+    token = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey("orchestration.OrchestrationRun", null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self):
+        return f"launch {self.token[:8]}… → run {self.run_id}"

@@ -167,10 +167,35 @@ def is_assignee(item, user):
 
 
 def can_work(item, user):
-    """May ``user`` fill in and finish ``item`` now?"""
+    """May ``user`` fill in and finish ``item`` now?
+
+    Its assignees and managers (``workguide.manage_workitem``), while nobody
+    else holds a claim on it. The claim binds managers too: a manager who
+    wants to finish an item someone else claimed releases or reassigns it
+    first (both recorded), so the claimer is never overtaken unnoticed.
+    """
     if not (is_assignee(item, user) or can_manage(user)):
         return False
-    return item.claimed_by_id in (None, user.pk) or can_manage(user)
+    return item.claimed_by_id in (None, user.pk)
+
+
+def holds(item, user):
+    """Is ``item`` ``user``'s own work: given to them by name, or claimed by them?"""
+    if not user.is_authenticated:
+        return False
+    if item.claimed_by_id is not None:
+        return item.claimed_by_id == user.pk
+    return item.assignee_type == WorkItem.USER and item.assignee_user_id == user.pk
+
+
+def can_release(item, user):
+    """May ``user`` give up the claim on ``item``? The claimer, or a manager."""
+    return item.claimed_by_id is not None and (item.claimed_by_id == user.pk or can_manage(user))
+
+
+def can_reassign(item, user):
+    """May ``user`` give ``item`` to someone else? Managers; and whoever holds it (``holds``): hand it on."""
+    return can_manage(user) or holds(item, user)
 
 
 # ---------------------------------------------------------------------------
@@ -211,12 +236,12 @@ def complete_work_item(item, user, values):
     from flows.screens import validate_all
     from orchestration import engine
 
+    if item.status != WorkItemStatus.OPEN:
+        raise WorkItemClosed(_closed_message(item))
     if not can_work(item, user):
         if item.claimed_by_id and item.claimed_by_id != user.pk:
             raise ClaimedByOther(f"{item.label} is claimed by {item.claimed_by}")
         raise PermissionDenied("not your work item")
-    if item.status != WorkItemStatus.OPEN:
-        raise WorkItemClosed(_closed_message(item))
     spec = FlowSpec.load(item.flow_id)
     outputs, errors = validate_all(spec, item.inputs, values or {})
     if errors:
@@ -225,7 +250,7 @@ def complete_work_item(item, user, values):
         fresh = _lock_item(item)
         if fresh.status != WorkItemStatus.OPEN:
             raise WorkItemClosed(_closed_message(fresh))
-        if fresh.claimed_by_id and fresh.claimed_by_id != user.pk and not can_manage(user):
+        if not can_work(fresh, user):  # the same rule, on the row as it is now
             raise ClaimedByOther(f"{fresh.label} is claimed by {fresh.claimed_by}")
         done = engine.complete_step(fresh.step_run_id, outputs, actor=user, source="work_item", run_id=fresh.run_id)
         if not done:
@@ -238,7 +263,61 @@ def _closed_message(item):
     if item.status == WorkItemStatus.COMPLETED:
         who = item.completed_by.get_username() if item.completed_by_id else "someone else"
         return f"“{item.label}” was already completed by {who}."
+    note = cancel_note(item.run_id)
+    if item.status == WorkItemStatus.CANCELED and note:
+        return f"“{item.label}” is no longer open: {note['text']}"
     return f"“{item.label}” is no longer open ({item.status})."
+
+
+def cancel_note(run_id):
+    """How a canceled run was canceled, for the people who had work in it: ``{by, reason, text}``, or None."""
+    from orchestration.models import RunEvent
+
+    event = (RunEvent.objects.filter(run_id=run_id, kind="run_canceled").select_related("actor")
+             .order_by("-id").first())
+    if event is None:
+        return None
+    by = event.actor.get_username() if event.actor_id else ""
+    reason = str((event.data or {}).get("reason") or "")
+    text = "the run was canceled" + (f" by {by}" if by else "") + (f": “{reason}”" if reason else ".")
+    return {"by": by, "reason": reason, "text": text[0].upper() + text[1:]}
+
+
+def submitted_values(item):
+    """What was submitted when ``item`` was completed: ``[(label, shown value), ...]`` in screen order.
+
+    Read from the step's outputs (every input field is an output of its own
+    name); choices show their labels. Only for the item's page, which only
+    its assignees and managers may open.
+    """
+    from flows.compiled import FlowSpec
+    from flows.runtime import FlowError
+
+    if item.status != WorkItemStatus.COMPLETED:
+        return []
+    outputs = item.step_run.outputs or {}
+    try:
+        spec = FlowSpec.load(item.flow_id)
+    except FlowError:
+        return [(name, _shown(value, {})) for name, value in sorted(outputs.items())]
+    shown = []
+    for screen in spec.screens:
+        for f in screen.input_fields():
+            if f.name in outputs:
+                shown.append((f.label or f.name, _shown(outputs[f.name], dict(f.choice_pairs()))))
+    return shown
+
+
+def _shown(value, labels):
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, list):
+        return ", ".join(labels.get(str(v), str(v)) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return labels.get(str(value), str(value))
 
 
 def save_progress(item, progress):
@@ -258,8 +337,12 @@ def _log(item, kind, user, **data):
 
 
 def claim(item, user):
-    if item.assignee_type == WorkItem.USER:
-        raise ValidationError("items assigned to one user cannot be claimed")
+    """Take ``item`` for ``user`` (an assignee): nobody else works it until it is released.
+
+    An item given to one user may be claimed by that user too (it marks the
+    item as taken up, and the same call works for whatever an item is
+    assigned to); for others it is not theirs (PermissionDenied).
+    """
     if not is_assignee(item, user):
         raise PermissionDenied("not your work item")
     with transaction.atomic():
@@ -280,11 +363,12 @@ def claim(item, user):
 
 
 def unclaim(item, user):
+    """Release ``item``: back to its group or queue (a user item stays with its user). See ``can_release``."""
     with transaction.atomic():
         fresh = _lock_item(item)
         if fresh.claimed_by_id is None:
             return fresh
-        if fresh.claimed_by_id != user.pk and not can_manage(user):
+        if not can_release(fresh, user):
             raise ClaimedByOther(f"{fresh.label} is claimed by {fresh.claimed_by}")
         fresh.claimed_by = None
         fresh.save(update_fields=["claimed_by"])
@@ -294,9 +378,14 @@ def unclaim(item, user):
 
 
 def reassign(item, user, assignee):
-    """Give the item to ``assignee`` ("user:NAME", "group:NAME", "queue:NAME")."""
-    if not can_manage(user):
-        raise PermissionDenied("reassigning needs the workguide.manage_workitem permission")
+    """Give the item to ``assignee`` ("user:NAME", "group:NAME", "queue:NAME").
+
+    Managers may reassign any item; whoever holds an item (``holds``: given
+    to them by name, or claimed by them) may hand it on. See ``can_reassign``.
+    """
+    if not can_reassign(item, user):
+        raise PermissionDenied("only its holder (the user it is given to, or who claimed it) or a holder of "
+                               "workguide.manage_workitem may reassign this item")
     try:
         kind, target = parse_assignee(assignee)
     except StepFailure as exc:
@@ -305,6 +394,8 @@ def reassign(item, user, assignee):
         fresh = _lock_item(item)
         if fresh.status != WorkItemStatus.OPEN:
             raise WorkItemClosed(_closed_message(fresh))
+        if not can_reassign(fresh, user):  # the claim changed meanwhile
+            raise PermissionDenied("this item is no longer yours to hand on")
         before = fresh.assignee_display
         for name, value in _assign_fields(kind, target).items():
             setattr(fresh, name, value)
@@ -387,8 +478,9 @@ def stage_path(run, stage_runs=None):
     """The stages of ``run``'s version with where the run stands: a list of dicts.
 
     Each has ``name``, ``label`` and ``state``: ``done``, ``current``,
-    ``error``, ``upcoming`` or ``skipped`` (the run ended without entering it,
-    e.g. the other branch of a decision).
+    ``error``, ``upcoming`` or ``skipped``: never entered and no longer
+    reachable from where the run stands (the other branch of a decision is
+    skipped as soon as the decision is taken, not only when the run ends).
     """
     from orchestration.models import RunStatus, StageStatus
     from orchestration.plan import Plan
@@ -399,11 +491,17 @@ def stage_path(run, stage_runs=None):
     latest = {}
     for stage_run in stage_runs:
         latest[stage_run.stage_name] = stage_run
+    ahead = None  # every element still reachable; None: unknown, so all not entered are upcoming
+    if run.status == RunStatus.RUNNING:
+        here = [sr.stage_name for sr in latest.values() if sr.status in (StageStatus.IN_PROGRESS, StageStatus.ERROR)]
+        if here:
+            ahead = _reachable(plan, here)
     path = []
     for element in plan.stages:
         visit = latest.get(element.name)
         if visit is None:
-            state = "upcoming" if run.status == RunStatus.RUNNING else "skipped"
+            still = run.status == RunStatus.RUNNING and (ahead is None or element.name in ahead)
+            state = "upcoming" if still else "skipped"
         elif visit.status == StageStatus.IN_PROGRESS:
             state = "current"
         elif visit.status == StageStatus.COMPLETED:
@@ -414,6 +512,20 @@ def stage_path(run, stage_runs=None):
             state = "skipped"
         path.append({"name": element.name, "label": element.label, "state": state})
     return path
+
+
+def _reachable(plan, names):
+    """The elements ``names`` and all the plan's paths can lead to from them (loops included)."""
+    from orchestration.models import END
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name == END or name in seen or name not in plan.by_name:
+            continue
+        seen.add(name)
+        todo.extend(plan.successors(plan.by_name[name]))
+    return seen
 
 
 def record_summary(model_label, pk, limit=8):

@@ -13,6 +13,7 @@ item after every move (``services.save_progress``), so leaving and coming
 back resumes on the same screen with the same values.
 """
 import logging
+import re
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
 CHANGED_EVENT = "workguide-changed"
+# For host pages: fired (HX-Trigger) when a step is finished in the Work Guide, on the page or in the
+# record component; it bubbles to <body>. Its detail names the item, run, step and record.
+STEP_COMPLETED_EVENT = "baton:step-completed"
 ITEM_RELATED = (
     "run__orchestration", "flow", "step_run", "assignee_user", "assignee_group", "assignee_queue", "claimed_by",
     "completed_by",
@@ -146,11 +150,16 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
         return data
     if not item.is_open:
         data["blocked"] = services._closed_message(item)
+        if item.status == "completed" and item.completed_by_id == user.pk:
+            data["blocked"] = f"You completed “{item.label}”."
+        data["submitted"] = services.submitted_values(item)
         return data
     if not services.can_work(item, user):
         who = item.claimed_by.get_username() if item.claimed_by_id else "someone else"
         data["blocked"] = (f"“{item.label}” is claimed by {who}. Only {who} can work on it now; "
-                           f"it comes back to everyone if they unclaim it.")
+                           f"it comes back to everyone if they release it.")
+        if services.can_release(item, user):
+            data["blocked"] += " As a manager you may release it first (recorded in the run's timeline)."
         return data
     try:
         state = state or _state(item)
@@ -161,8 +170,21 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
     form = form or state.form()
     form.auto_id = f"wi{item.pk}-%s"
     _quiet_display_labels(form)
-    data.update(form=form, state=state)
+    data.update(form=form, state=state, live_names=_live_names(state.current_screen))
     return data
+
+
+def _live_names(screen):
+    """The screen's input fields that a ``visible_if`` or display text on it reads: changing one redraws the screen.
+
+    A plain name match over the expressions' text; naming one field too many costs a redraw, never a wrong one.
+    """
+    texts = [f.visible_if for f in screen.fields if f.visible_if]
+    texts += [f.text for f in screen.fields if f.type == "display" and "{!" in (f.text or "")]
+    if not texts:
+        return set()
+    joined = "\n".join(texts)
+    return {f.name for f in screen.input_fields() if re.search(rf"(?<![\w.]){re.escape(f.name)}(?!\w)", joined)}
 
 
 def _quiet_display_labels(form):
@@ -200,6 +222,41 @@ def flow_panel(request, pk):
     if not item.is_open:  # someone else finished it meanwhile: let the stage path catch up too
         trigger_client_event(response, CHANGED_EVENT, {"item": item.pk})
     return response
+
+
+@login_required
+@require_POST
+def flow_preview(request, pk):
+    """The panel redrawn from what is typed on the current screen, as a field changes (htmx).
+
+    ``visible_if`` and display text are evaluated again by the server, over
+    the values as typed (never in the browser), without validating: no
+    errors for fields not filled in yet. What was typed is kept as the
+    screen's draft, so leaving or reloading the page shows it again. Nothing
+    is claimed: only moving on (Next, Finish) claims a group or queue item.
+    """
+    item = get_item(request, pk)
+    ctx = _ctx_of(request)
+
+    def whole_panel():  # the item changed meanwhile (finished, claimed, canceled): the panel explains
+        response = _render_panel(request, item, ctx=ctx)
+        retarget(response, f"#panel-{item.pk}-{ctx}")
+        reswap(response, "outerHTML")
+        return response
+
+    if not item.is_open or not services.can_work(item, request.user):
+        return whole_panel()
+    try:
+        state = _state(item)
+    except FlowError:
+        return whole_panel()
+    if state.finished:
+        return whole_panel()
+    form = state.preview(request.POST)
+    state.drafts[state.current_screen.name] = form.initial_draft
+    services.save_progress(item, state.progress)
+    panel = panel_context(request, item, form=form, state=state, ctx=ctx)
+    return render(request, "workguide/_live_fields.html", {"panel": panel, "item": item, "form": panel["form"]})
 
 
 def _flow_move(request, item):
@@ -279,6 +336,10 @@ def _finished_response(request, item, ctx):
         )
         response = _render_panel(request, item, ctx=ctx, done=True, next_items=next_items)
     trigger_client_event(response, CHANGED_EVENT, {"item": item.pk})
+    trigger_client_event(response, STEP_COMPLETED_EVENT, {
+        "item": item.pk, "run": item.run_id, "step": item.step_run.step_name,
+        "record": {"model": item.record_model, "pk": item.record_pk} if item.record_model else None,
+    })
     return response
 
 
@@ -302,12 +363,15 @@ def _item_page(request, pk, panel=None, status=200):
         "record_url": _record_url(record),
         "facts": facts,
         "path": services.stage_path(item.run),
+        "cancel_note": services.cancel_note(item.run_id) if item.run.status == "canceled" else None,
         "panel": panel_context(request, item, ctx="page", **(panel or {})),
         "comments": list(services.comments(item)),
         "comment_form": CommentForm(),
         "can_manage": can_manage,
         "is_assignee": services.is_assignee(item, request.user),
-        "reassign_form": ReassignForm() if can_manage and item.is_open else None,
+        "can_release": item.is_open and services.can_release(item, request.user),
+        "hands_on": not can_manage and services.holds(item, request.user),
+        "reassign_form": ReassignForm() if item.is_open and services.can_reassign(item, request.user) else None,
         "assignee_options": _assignee_options() if can_manage and item.is_open else [],
     }
     return render(request, "workguide/item.html", context, status=status)
@@ -336,8 +400,10 @@ def _assignee_options(limit=200):
 def item_path(request, pk):
     """The run's stage path for the item page, refreshed by htmx after a step finishes."""
     item = get_item(request, pk)
-    return render(request, "workguide/_item_path.html",
-                  {"item": item, "path": services.stage_path(item.run), "oob_status": True})
+    return render(request, "workguide/_item_path.html", {
+        "item": item, "path": services.stage_path(item.run), "oob_status": True,
+        "cancel_note": services.cancel_note(item.run_id) if item.run.status == "canceled" else None,
+    })
 
 
 def _back_to_item(item):
@@ -374,7 +440,7 @@ def unclaim_item(request, pk):
 @require_POST
 def reassign_item(request, pk):
     item = get_item(request, pk)
-    if not services.can_manage(request.user):
+    if not services.can_reassign(item, request.user):
         raise Http404("no such work item")
     form = ReassignForm(request.POST)
     if not form.is_valid():
@@ -383,6 +449,8 @@ def reassign_item(request, pk):
     try:
         services.reassign(item, request.user, form.cleaned_data["assignee"])
         messages.success(request, f"“{item.label}” now goes to {form.cleaned_data['assignee']}.")
+        if not services.visible_items(request.user).filter(pk=item.pk).exists():
+            return redirect("workguide:my_work")  # handed on: no longer theirs to see
     except ValidationError as exc:
         messages.error(request, " ".join(_messages_of(exc)))
     except (WorkItemClosed, PermissionDenied) as exc:
@@ -483,12 +551,38 @@ def may_launch(user):
     return user.is_authenticated and (user.is_staff or user.has_perm("orchestration.launch_orchestration"))
 
 
+def running_runs(api_name, record_model, record_pk):
+    """The running runs of ``api_name`` on a record (any version), oldest first."""
+    from orchestration.models import OrchestrationRun, RunStatus
+
+    if not record_model:
+        return OrchestrationRun.objects.none()
+    return (OrchestrationRun.objects.filter(orchestration__api_name=api_name, record_model=record_model,
+                                            record_pk=str(record_pk), status=RunStatus.RUNNING)
+            .select_related("started_by").order_by("started_at", "id"))
+
+
+TOKEN_LENGTH = 32
+
+
 @login_required
 @require_POST
 def launch(request):
-    """Start an autolaunched orchestration on a record; back to where the button was, with a message."""
+    """Start an autolaunched orchestration on a record from the launch button's form; back with a message.
+
+    Idempotent per rendered form: its one-time ``token`` is stored with the
+    run it started (``LaunchRequest``, unique), in the run's transaction, so
+    a resent form (a double click, a reload) starts nothing and is answered
+    with the first run. When a run of the orchestration is already running
+    on the record, nothing starts unless the form says ``another``.
+    """
     import orchestration
+    from django.db import IntegrityError, transaction
+    from orchestration.models import Orchestration
     from orchestration.starts import LaunchError
+
+    from .forms import LaunchForm
+    from .models import LaunchRequest
 
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
@@ -499,10 +593,38 @@ def launch(request):
         return redirect(back)
     api_name = request.POST.get("api_name", "")
     model, pk = request.POST.get("record_model", ""), request.POST.get("record_pk", "")
+    token = request.POST.get("token", "")
+    if len(token) != TOKEN_LENGTH or not token.isalnum():
+        messages.error(request, "This start form is out of date: reload the page and start again.")
+        return redirect(back)
+    first = LaunchRequest.objects.filter(token=token).select_related("run__orchestration").first()
+    if first is not None:
+        return _already_launched(request, first, back)
+    orch = Orchestration.objects.filter(api_name=api_name, status="active").only("inputs", "label").first()
+    form = LaunchForm(request.POST, declared=orch.inputs if orch else ())
+    if not form.is_valid():
+        problems = "; ".join(f"{form.fields[name].label}: {' '.join(errs)}" if name in form.fields else " ".join(errs)
+                             for name, errs in form.errors.items())
+        messages.error(request, f"Could not start {api_name}: {problems}")
+        return redirect(back)
+    running = list(running_runs(api_name, model, pk)[:1])
+    if running and not request.POST.get("another"):
+        messages.warning(request, f"{orch.label or api_name} is already running on this record (run "
+                                  f"#{running[0].pk}); nothing was started. Tick “Start another” to start a second one.")
+        return redirect(back)
     record = {"model": model, "pk": pk} if model else None
     try:
-        run = orchestration.launch(api_name, record=record, user=request.user)
-    except LaunchError as exc:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    claim = LaunchRequest.objects.create(token=token, user=request.user)
+            except IntegrityError:  # the same form, sent again while the first was starting: it has finished now
+                first = LaunchRequest.objects.filter(token=token).select_related("run__orchestration").first()
+                return _already_launched(request, first, back)
+            run = orchestration.launch(api_name, inputs=form.inputs(), record=record, user=request.user)
+            claim.run = run
+            claim.save(update_fields=["run"])
+    except LaunchError as exc:  # nothing kept, the token neither: the form may be corrected and sent again
         problems = "; ".join(_messages_of(exc))
         messages.error(request, f"Could not start {api_name or 'the orchestration'}: {problems}")
         return redirect(back)
@@ -510,6 +632,18 @@ def launch(request):
         log.exception("launch of %s on %s:%s failed", api_name, model, pk)
         messages.error(request, f"Could not start {api_name}: an unexpected error happened (logged).")
         return redirect(back)
-    messages.success(request, f"Started {run.orchestration.label or api_name}.")
+    messages.success(request, f"Started {run.orchestration.label or api_name} (run #{run.pk}).")
     return redirect(back)
 
+
+def _already_launched(request, first, back):
+    if first is not None and first.user_id != request.user.pk:
+        messages.error(request, "This start form is out of date: reload the page and start again.")
+        return redirect(back)
+    if first is None or first.run is None:
+        messages.info(request, "This form was already sent; its run is no longer there.")
+    else:
+        name = first.run.orchestration.label or first.run.orchestration.api_name
+        messages.info(request, f"Started {name} (run #{first.run_id}). This form was sent more than once; "
+                               f"only one run was started.")
+    return redirect(back)

@@ -11,9 +11,13 @@
     only the runs their items belong to.
 
 ``{% launch_button "api_name" record [label="..."] %}``
-    A CSRF-protected POST form that starts the autolaunched orchestration
-    ``api_name`` on ``record`` (shown only to staff and holders of
-    ``orchestration.launch_orchestration``; the view checks again). The
+    A button that opens a small CSRF-protected POST form to start the
+    autolaunched orchestration ``api_name`` on ``record``, with a field for
+    each input the orchestration declares (shown only to staff and holders
+    of ``orchestration.launch_orchestration``; the view checks again). Each
+    rendered form carries a one-time token: sending it twice (a double
+    click) starts one run. When a run of ``api_name`` is already running on
+    the record the form says so, and starting another needs a tick. The
     result comes back as a message on the same page.
 """
 from django import template
@@ -55,19 +59,31 @@ def launch_button(context, api_name, record=None, label=None):
 
     from ..views import may_launch
 
+    import secrets
+
+    from ..forms import LaunchForm
+    from ..views import TOKEN_LENGTH, running_runs
+
     request = _request(context)
     if request is None or not may_launch(request.user):
         return ""
+    orch = Orchestration.objects.filter(api_name=api_name, status="active").only("label", "api_name", "inputs").first()
+    if orch is None:
+        return ""
     if label is None:
-        orch = Orchestration.objects.filter(api_name=api_name, status="active").only("label", "api_name").first()
-        if orch is None:
-            return ""
         label = f"Start {orch.label or orch.api_name}"
+    record_model = model_label(record) if record is not None else ""
+    record_pk = record.pk if record is not None else ""
+    form = LaunchForm(declared=orch.inputs, auto_id=f"launch-{api_name}-%s")
     return render_to_string("workguide/launch_button.html", {
         "allowed": True,
         "api_name": api_name,
+        "name": orch.label or orch.api_name,
         "label": label,
-        "record_model": model_label(record) if record is not None else "",
-        "record_pk": record.pk if record is not None else "",
+        "form": form,
+        "token": secrets.token_hex(TOKEN_LENGTH // 2),
+        "running": list(running_runs(api_name, record_model, record_pk)[:3]),
+        "record_model": record_model,
+        "record_pk": record_pk,
         "next": request.get_full_path(),
     }, request=request)
