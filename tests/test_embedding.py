@@ -225,9 +225,15 @@ def test_a_host_template_named_baton_base_restyles_every_page(client, users, ite
 
 
 def test_this_sites_layout_extends_batons_and_adds_the_demo(client, users):
+    from django.contrib.auth.models import Permission
+
     client.force_login(users["alice"])
     html = client.get("/workguide/").content.decode()
-    assert "Demo records" in html and "Log out" in html and 'href="/monitor/"' in html
+    assert "Demo records" in html and "Log out" in html
+    assert 'href="/monitor/"' not in html  # the nav offers the monitor only to who may open it
+    users["alice"].user_permissions.add(Permission.objects.get(codename="view_runs"))
+    client.force_login(users["alice"])
+    assert 'href="/monitor/"' in client.get("/workguide/").content.decode()
 
 
 # --- Celery beat ---------------------------------------------------------------------
