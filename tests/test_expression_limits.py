@@ -234,6 +234,19 @@ def test_a_long_evaluation_does_not_stall_other_threads(settings):
     assert during > 0
 
 
+def test_a_backtracking_regular_expression_is_stopped_at_the_deadline(settings):
+    """A loop-free expression is not always cheap: ``matches()`` with a pattern that backtracks over a
+    long input ran 14 s in the calling process (holding the interpreter lock, so other requests
+    stalled). It goes to the bounded evaluator like the macros, and stops at the deadline."""
+    settings.BATON_CEL_MAX_SECONDS = 0.5
+    scope = {"inputs": {"s": "a" * 60_000}}
+    started = time.monotonic()
+    with pytest.raises(ExpressionError, match="BATON_CEL_MAX_SECONDS"):
+        evaluate('inputs.s.matches("(?:.{0,100}){0,100}b")', scope, "mapping")
+    assert time.monotonic() - started < 5
+    assert evaluate('inputs.s.matches("^a+$")', scope) is True  # an ordinary pattern still answers
+
+
 def test_a_binding_panic_is_an_ordinary_error():
     from flows import cel_worker
 
