@@ -95,12 +95,25 @@ def claim(step_run_id, task_id="", redelivered=False):
 # comes from the step's timeout copied on the row when it was queued.
 # Data-modifying CTEs are PostgreSQL's; the event is written only if the
 # update matched (it reads the update's RETURNING).
+#
+# Locks follow the engine's order, the run's row before the step's: the
+# update joins ``run_lock``, which holds the run in KEY SHARE mode (the mode
+# the event's foreign key needs anyway; it waits for a transition holding
+# the run and for no other claim). Taken by the event at the end, after the
+# step's row, it deadlocked with ``cancel_run``, which holds the run and
+# then updates the steps.
 _CLAIM_SQL = """
-WITH claimed AS (
+WITH run_lock AS (
+    SELECT r.id FROM orchestration_orchestrationrun AS r
+      JOIN orchestration_steprun AS q ON q.run_id = r.id
+     WHERE q.id = %(id)s
+       FOR KEY SHARE OF r
+), claimed AS (
     UPDATE orchestration_steprun AS s
        SET status = 'running', task_id = %(task_id)s, attempts = s.attempts + 1,
            lease_until = %(now)s + make_interval(secs => s.timeout_seconds + %(margin)s)
-     WHERE s.id = %(id)s AND s.status = 'queued'
+      FROM run_lock
+     WHERE s.id = %(id)s AND s.run_id = run_lock.id AND s.status = 'queued'
  RETURNING s.*
 ), event AS (
     INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
@@ -144,6 +157,14 @@ def _from_db(field, value):
     return value
 
 
+_RUN_KEY_SHARE_SQL = """
+SELECT r.id FROM orchestration_orchestrationrun AS r
+  JOIN orchestration_steprun AS q ON q.run_id = r.id
+ WHERE q.id = %(id)s
+   FOR KEY SHARE OF r
+"""
+
+
 def _claim_locked(step_run_id, task_id="", redelivered=False):
     """Compare-and-set ``queued`` → ``running`` under the step's row lock; the portable claim.
 
@@ -161,6 +182,10 @@ def _claim_locked(step_run_id, task_id="", redelivered=False):
     """
     now = timezone.now()
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The run's row first, as the engine and _CLAIM_SQL take it (see there).
+            with connection.cursor() as cursor:
+                cursor.execute(_RUN_KEY_SHARE_SQL, {"id": step_run_id})
         step_run = (
             StepRun.objects.select_for_update(of=("self",)).select_related("run").filter(pk=step_run_id).first()
         )

@@ -99,3 +99,65 @@ def test_lease_uses_the_copied_timeout_even_if_the_plan_is_unreadable(postgres_d
     with mock.patch("orchestration.tasks.Plan.load", side_effect=AssertionError("the claim read the plan")):
         claimed = tasks.claim(step.pk, "t")
     assert claimed.lease_until > timezone.now() + timedelta(seconds=60)
+
+
+@pytest.mark.parametrize("redelivered", [False, True])
+def test_a_claim_meeting_a_transition_that_holds_the_run_waits_instead_of_deadlocking(postgres_db, redelivered):
+    """Deterministic: a transition (here the steps of cancel_run, by hand) holds the run's lock and is about
+    to discontinue the step when a worker claims it. The claim must wait for the run before it takes the
+    step. Before, the claim took the step, then waited for the run (its event's foreign key) while the
+    transition waited for the step: PostgreSQL failed one of them with "deadlock detected"."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    from orchestration.models import OrchestrationRun
+
+    run, step = queued_step()
+    if redelivered:  # the locked claim: a redelivered message taking its own running step back
+        StepRun.objects.filter(pk=step.pk).update(status="running", task_id="t-1")
+    holding, go, results = threading.Event(), threading.Event(), {}
+
+    def transition():
+        try:
+            with transaction.atomic():
+                OrchestrationRun.objects.select_for_update(of=("self",)).get(pk=run.pk)  # the engine's run lock
+                holding.set()
+                assert go.wait(20)
+                StepRun.objects.filter(pk=step.pk).update(status="discontinued", lease_until=None)
+            results["transition"] = "done"
+        except BaseException as exc:  # noqa: BLE001 - the test reads what each side got
+            results["transition"] = exc
+        finally:
+            connections.close_all()
+
+    def worker():
+        try:
+            results["claim"] = tasks.claim(step.pk, task_id="t-1", redelivered=redelivered)
+        except BaseException as exc:  # noqa: BLE001
+            results["claim"] = exc
+        finally:
+            connections.close_all()
+
+    def waiting_on_a_lock():
+        with postgres_db.connect(autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND wait_event_type = 'Lock'").fetchone()[0]
+
+    first = threading.Thread(target=transition, daemon=True)
+    first.start()
+    assert holding.wait(10)
+    second = threading.Thread(target=worker, daemon=True)
+    second.start()
+    deadline = time.monotonic() + 10
+    while not waiting_on_a_lock() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    go.set()
+    first.join(30)
+    second.join(30)
+    assert results["transition"] == "done"
+    assert results["claim"] is None  # the step was discontinued under the run's lock: nothing to claim
+    step.refresh_from_db()
+    assert step.status == "discontinued"
+    assert not RunEvent.objects.filter(run=run, kind="step_running").exists()
