@@ -157,7 +157,7 @@ def _from_db(field, value):
     return value
 
 
-_RUN_KEY_SHARE_SQL = """
+_RUN_OF_STEP_KEY_SHARE_SQL = """
 SELECT r.id FROM orchestration_orchestrationrun AS r
   JOIN orchestration_steprun AS q ON q.run_id = r.id
  WHERE q.id = %(id)s
@@ -185,7 +185,7 @@ def _claim_locked(step_run_id, task_id="", redelivered=False):
         if connection.vendor == "postgresql":
             # The run's row first, as the engine and _CLAIM_SQL take it (see there).
             with connection.cursor() as cursor:
-                cursor.execute(_RUN_KEY_SHARE_SQL, {"id": step_run_id})
+                cursor.execute(_RUN_OF_STEP_KEY_SHARE_SQL, {"id": step_run_id})
         step_run = (
             StepRun.objects.select_for_update(of=("self",)).select_related("run").filter(pk=step_run_id).first()
         )
@@ -251,12 +251,28 @@ def execute_claimed(step_run):
     return "completed"
 
 
+def hold_run_for_event(run_id):
+    """Lock the run's row in KEY SHARE mode before changing one of its steps outside the engine.
+
+    The event written after the step change needs this lock (its foreign
+    key); taken then, after the step's row, it waits for a transition that
+    holds the run and may be waiting for that same step: a deadlock. Taken
+    first, it keeps the engine's order, run before step. It conflicts with
+    no other KEY SHARE, so workers still go in parallel. SQLite has no row
+    locks (its writers queue for the whole database).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM orchestration_orchestrationrun WHERE id = %s FOR KEY SHARE", [run_id])
+
+
 def schedule_retry(step_run, message, trace):
     from .effects import send_step_message
 
     delay = backoff_seconds(step_run.attempts)
     now = timezone.now()
     with transaction.atomic():
+        hold_run_for_event(step_run.run_id)
         updated = StepRun.objects.filter(pk=step_run.pk, status=StepStatus.RUNNING).update(
             status=StepStatus.QUEUED, task_id="", error=message, traceback=trace,
             lease_until=now + timedelta(seconds=delay + baton_settings.BATON_QUEUED_LEASE),
@@ -305,6 +321,7 @@ def sweep_stuck_steps(now=None):
     stuck = StepRun.objects.filter(status__in=[StepStatus.QUEUED, StepStatus.RUNNING], lease_until__lt=now)
     for step_run_id, status, step_name, run_id in stuck.values_list("id", "status", "step_name", "run_id")[:1000]:
         with transaction.atomic():
+            hold_run_for_event(run_id)
             updated = StepRun.objects.filter(pk=step_run_id, status=status, lease_until__lt=now).update(
                 status=StepStatus.QUEUED, task_id="",
                 lease_until=now + timedelta(seconds=baton_settings.BATON_QUEUED_LEASE),

@@ -101,8 +101,8 @@ def test_lease_uses_the_copied_timeout_even_if_the_plan_is_unreadable(postgres_d
     assert claimed.lease_until > timezone.now() + timedelta(seconds=60)
 
 
-@pytest.mark.parametrize("redelivered", [False, True])
-def test_a_claim_meeting_a_transition_that_holds_the_run_waits_instead_of_deadlocking(postgres_db, redelivered):
+@pytest.mark.parametrize("action", ["claim", "claim_redelivered", "retry", "sweep"])
+def test_a_worker_change_meeting_a_transition_that_holds_the_run_waits_instead_of_deadlocking(postgres_db, action):
     """Deterministic: a transition (here the steps of cancel_run, by hand) holds the run's lock and is about
     to discontinue the step when a worker claims it. The claim must wait for the run before it takes the
     step. Before, the claim took the step, then waited for the run (its event's foreign key) while the
@@ -115,8 +115,10 @@ def test_a_claim_meeting_a_transition_that_holds_the_run_waits_instead_of_deadlo
     from orchestration.models import OrchestrationRun
 
     run, step = queued_step()
-    if redelivered:  # the locked claim: a redelivered message taking its own running step back
-        StepRun.objects.filter(pk=step.pk).update(status="running", task_id="t-1")
+    if action != "claim":  # a running step: taken back by its redelivered message, retried, or swept
+        StepRun.objects.filter(pk=step.pk).update(status="running", task_id="t-1",
+                                                  lease_until=timezone.now() - timedelta(seconds=1))
+        step.refresh_from_db()
     holding, go, results = threading.Event(), threading.Event(), {}
 
     def transition():
@@ -134,7 +136,12 @@ def test_a_claim_meeting_a_transition_that_holds_the_run_waits_instead_of_deadlo
 
     def worker():
         try:
-            results["claim"] = tasks.claim(step.pk, task_id="t-1", redelivered=redelivered)
+            if action.startswith("claim"):
+                results["claim"] = tasks.claim(step.pk, task_id="t-1", redelivered=action == "claim_redelivered")
+            elif action == "retry":
+                results["claim"] = tasks.schedule_retry(step, "boom", "")
+            else:
+                results["claim"] = tasks.sweep_stuck_steps() or None
         except BaseException as exc:  # noqa: BLE001
             results["claim"] = exc
         finally:
@@ -157,7 +164,8 @@ def test_a_claim_meeting_a_transition_that_holds_the_run_waits_instead_of_deadlo
     first.join(30)
     second.join(30)
     assert results["transition"] == "done"
-    assert results["claim"] is None  # the step was discontinued under the run's lock: nothing to claim
+    assert results["claim"] is None  # the step was discontinued under the run's lock: nothing to do
     step.refresh_from_db()
     assert step.status == "discontinued"
-    assert not RunEvent.objects.filter(run=run, kind="step_running").exists()
+    assert not RunEvent.objects.filter(run=run, kind__in=["step_running", "step_retry_scheduled",
+                                                          "step_resent"]).exists()
