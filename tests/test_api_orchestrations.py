@@ -336,7 +336,7 @@ def test_launching_without_the_record_its_expressions_read_is_400_and_stores_not
     ('{"amount": 1, "note": "\\udfff"}', "inputs.note"),
 ])
 def test_a_lone_surrogate_in_launch_inputs_is_a_400_naming_it_and_stores_nothing(approval, users, inputs, place):
-    body = '{"inputs": %s}' % inputs
+    body = f'{{"inputs": {inputs}}}'
     response = token_client(users.launcher).post(launch_url(), body, content_type="application/json")
     assert response.status_code == 400, response.content
     text = response.content.decode()
