@@ -674,9 +674,20 @@ def merge_fields(text):
 def render_merge(text, scope, place=""):
     """Replace each ``{!expr}`` with its value as text. The caller escapes for HTML."""
 
+    # Each field's value is bounded by BATON_CEL_MAX_STRING; the whole text
+    # is too, or a thousand fields would each repeat one large input.
+    limit = limits().max_string
+    size = 0
+
     def replace(match):
+        nonlocal size
         value = evaluate(match.group(1).strip(), scope, place)
-        return "" if value is None else display_text(value)
+        shown = "" if value is None else display_text(value)
+        size += len(shown)
+        if size > limit:
+            raise ExpressionError(f"the merged text would be longer than {limit:,} characters "
+                                  "(setting BATON_CEL_MAX_STRING)", place)
+        return shown
 
     return MERGE_FIELD.sub(replace, text or "")
 
@@ -732,8 +743,68 @@ def from_cel(value):
     return value
 
 
+class UnstorableValue(ValueError):
+    """A value a JSON column cannot hold, or a page cannot show; ``path`` names where it sits."""
+
+    def __init__(self, reason, path=""):
+        self.reason = reason
+        self.path = path
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+    def inside(self, step):
+        return UnstorableValue(self.reason, f"{step}{'' if self.path.startswith('[') or not self.path else '.'}{self.path}")
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+NOT_FINITE = "a number that is not finite (inf or nan) cannot be stored"
+NOT_UNICODE = "text with a lone surrogate (such as \\ud800) is not valid Unicode and cannot be stored"
+
+
+def shown_name(name):
+    """``name`` safe to quote in a message: lone surrogates as ``\\udXXX`` escapes."""
+    return str(name).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_unicode(value):
+    """Raise ``UnstorableValue`` naming where ``value`` (parsed JSON) holds a lone surrogate.
+
+    For request bodies: inf and nan are left to the checks of each field,
+    whose messages say what was expected there.
+    """
+    if isinstance(value, str):
+        if LONE_SURROGATE.search(value):
+            raise UnstorableValue(NOT_UNICODE)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if LONE_SURROGATE.search(str(key)):
+                raise UnstorableValue(f"the name: {NOT_UNICODE}", shown_name(key))
+            try:
+                check_unicode(item)
+            except UnstorableValue as exc:
+                raise exc.inside(key) from None
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            try:
+                check_unicode(item)
+            except UnstorableValue as exc:
+                raise exc.inside(f"[{index}]") from None
+
+
 def to_json(value):
-    """A value ready to store in a JSONField (datetimes as ISO text)."""
+    """A value ready to store in a JSONField (datetimes as ISO text).
+
+    Raises ``UnstorableValue`` (a ValueError) for inf or nan, which JSON
+    columns refuse, and for text with a lone surrogate, which is stored but
+    then cannot be encoded as UTF-8 by any page that shows it.
+    """
+    if isinstance(value, str):
+        if LONE_SURROGATE.search(value):
+            raise UnstorableValue(NOT_UNICODE)
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnstorableValue(NOT_FINITE)
+        return value
     if isinstance(value, datetime.datetime):
         return value.isoformat()
     if isinstance(value, datetime.date):
@@ -741,11 +812,26 @@ def to_json(value):
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
     if isinstance(value, decimal.Decimal):
-        return float(value)
+        return to_json(float(value))
     if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
+        stored = {}
+        for key, item in value.items():
+            key = str(key)
+            if LONE_SURROGATE.search(key):
+                raise UnstorableValue(f"the name: {NOT_UNICODE}", shown_name(key))
+            try:
+                stored[key] = to_json(item)
+            except UnstorableValue as exc:
+                raise exc.inside(key) from None
+        return stored
     if isinstance(value, (list, tuple, set)):
-        return [to_json(v) for v in value]
+        stored = []
+        for index, item in enumerate(value):
+            try:
+                stored.append(to_json(item))
+            except UnstorableValue as exc:
+                raise exc.inside(f"[{index}]") from None
+        return stored
     if isinstance(value, uuid.UUID):
         return str(value)
     return value

@@ -88,7 +88,9 @@ from .actions import UnknownAction, get_action, resolve_implementation
 from .compiled import FlowSpec, VariableSpec, thaw
 from .http import HostPolicy, RefusedURL, check_url, open_session
 from .durations import parse_duration
-from .expressions import ExpressionError, evaluate, evaluate_condition, limits, render_merge, to_cel, to_json
+from .expressions import (
+    ExpressionError, UnstorableValue, evaluate, evaluate_condition, limits, render_merge, shown_name, to_cel, to_json,
+)
 
 MAX_RECORDS = 1000
 MAX_UPDATE = 1000
@@ -127,7 +129,7 @@ def clean_value(type_name, value):
     if type_name == "text":
         if not isinstance(value, str):
             raise ValueError(f"expected text, got {_kind(value)}")
-        return value
+        return to_json(value)  # refuses a lone surrogate
     if type_name == "number":
         if isinstance(value, bool):
             raise ValueError("expected a number, got a boolean")
@@ -245,7 +247,7 @@ def check_variables(declared, given, *, allow_unknown=False):
     if not allow_unknown:
         for name in given:
             if name not in names:
-                errors[name] = "unknown name (not declared)"
+                errors[shown_name(name)] = "unknown name (not declared)"
     return cleaned, errors
 
 
@@ -423,7 +425,10 @@ class _Run:
                     raise FlowError(exc.detail, flow=spec, element=f"output {out.name!r}", expression=out.value) from None
             else:
                 value = self.vars.get(out.name)
-            raw[out.name] = to_json(value)
+            try:
+                raw[out.name] = to_json(value)
+            except UnstorableValue as exc:
+                raise FlowError(f"output {out.name}: {exc}", flow=spec) from None
         cleaned, errors = check_variables(
             [VariableSpec(o.name, o.type, o.required, o.default) for o in spec.outputs], raw
         )

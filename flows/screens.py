@@ -56,7 +56,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from .compiled import FlowSpec
-from .expressions import ExpressionError, evaluate, evaluate_condition, render_merge, to_json
+from .expressions import (
+    ExpressionError, UnstorableValue, check_unicode, evaluate, evaluate_condition, render_merge, shown_name, to_json,
+)
 from .runtime import FlowError, as_spec, check_inputs, check_variables, format_errors, scope_value
 
 ACTIONS = ("next", "back", "finish")
@@ -281,9 +283,9 @@ class ScreenForm(forms.Form):
     def _default(self, f):
         try:
             value = evaluate(f.default, self.base_scope, self._place(f"{f.name}.default"))
-        except ExpressionError:
+            return to_json(value)
+        except (ExpressionError, UnstorableValue):
             return None
-        return to_json(value)
 
     def _holds(self, source, scope):
         try:
@@ -386,9 +388,17 @@ def validate_all(spec, inputs, values, *, _clean=True, now=None):
     if not isinstance(values, dict):
         return None, {NON_FIELD_ERRORS: [f"values must be a map of field names to values, not {type(values).__name__}"]}
     known = {f.name: f for f in spec.screen_fields()}
-    for name in values:
+    unstorable = False
+    for name, value in values.items():
         if name not in known:
-            errors.setdefault(name, []).append("Unknown field.")
+            errors.setdefault(shown_name(name), []).append("Unknown field.")
+        try:
+            check_unicode(value)
+        except UnstorableValue as exc:  # a page cannot send it, a Python caller can
+            errors.setdefault(shown_name(name), []).append(f"This value cannot be stored: {exc}.")
+            unstorable = True
+    if unstorable:
+        return None, errors
     kept = {}
     failed = False
     now = now or timezone.now()
@@ -424,6 +434,8 @@ def compute_outputs(spec, inputs, values, now=None):
                 raw[out.name] = to_json(evaluate(out.value, scope, f"{spec} › output {out.name}"))
             except ExpressionError as exc:
                 messages.append(f"This flow cannot finish: {exc}")
+            except UnstorableValue as exc:
+                messages.append(f"This flow cannot finish: {spec} › output {out.name}: {exc}")
         elif out.name in outputs:
             raw[out.name] = outputs[out.name]
         else:

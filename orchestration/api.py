@@ -39,6 +39,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from flows.expressions import UnstorableValue, check_unicode
 from flows.versioning import DefinitionStatus
 
 from .conf import baton_settings
@@ -183,13 +184,22 @@ class ApiPagination(PageNumberPagination):
 
 
 class SafeJSONParser(JSONParser):
-    """DRF's JSON parser, with absurdly deep nesting a 400 instead of a RecursionError (500)."""
+    """DRF's JSON parser, refusing with a 400 what would otherwise be a 500 now or later.
+
+    Absurdly deep nesting (a RecursionError), and text holding a lone
+    surrogate (``"\\ud800"`` is valid JSON but not Unicode that can be
+    encoded): stored, it would make every page showing it fail.
+    """
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
+            check_unicode(data)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the document is nested too deeply")
+        except UnstorableValue as exc:
+            raise exceptions.ParseError(f"JSON parse error - {exc}")
+        return data
 
 
 class BatonAPIView:

@@ -33,6 +33,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from flows.expressions import UnstorableValue, to_json
+
 from . import engine
 from .conf import baton_settings
 from .models import (
@@ -393,6 +395,10 @@ class SkipForm(forms.Form):
             raise ValidationError(f"This is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
         if not isinstance(value, dict):
             raise ValidationError("The outputs must be a JSON object: {\"name\": value, ...}.")
+        try:
+            to_json(value)
+        except UnstorableValue as exc:  # NaN, Infinity, "\ud800": json.loads takes them, the run's pages could not
+            raise ValidationError(f"These outputs cannot be stored: {exc}.")
         if self.flow_spec is not None:
             from flows.runtime import check_variables
 

@@ -7,7 +7,7 @@ message naming the place when something does not resolve.
 from dataclasses import dataclass
 
 from flows.durations import parse_duration
-from flows.expressions import ExpressionError, evaluate, to_json
+from flows.expressions import ExpressionError, UnstorableValue, evaluate, to_json
 from flows.models import FlowType
 
 from .engine import StepFailure
@@ -42,6 +42,8 @@ def prepare_step(ctx, step, step_run):
             inputs[name] = to_json(evaluate(expression, scope, f"{place} › inputs.{name}"))
         except ExpressionError as exc:
             raise StepFailure(str(exc))
+        except UnstorableValue as exc:
+            raise StepFailure(f"{place} › inputs.{name}: {expression!r} gave a value that cannot be stored: {exc}")
     inputs = _check_inputs(flow, inputs, place)
     prepared = PreparedStep(flow_id=flow.id, inputs=inputs, label=step.label)
     if step.is_interactive:

@@ -9,6 +9,7 @@ from orchestration.models import OrchestrationRun
 from tests.api_support import *  # noqa: F401,F403
 from tests.api_support import as_user, launch_approval, token_client
 from tests.engine_builders import bg, noop_flow, orchestration, screen_flow, ui
+from workguide import services
 from workguide.models import Queue, WorkItem
 
 pytestmark = pytest.mark.django_db
@@ -407,3 +408,23 @@ def test_a_group_member_may_hand_on_only_what_they_claimed(group_item, users, da
     handed = carol.post(url(group_item, "reassign"), body, format="json")
     assert handed.status_code == 200 and handed.json()["assignee"] == "user:bob"
     assert handed.json()["claimed_by"] is None
+
+
+@pytest.mark.parametrize("action, body", [
+    ("complete", '{"values": {"decision": "reject", "comment": "bad \\ud800 note"}}'),
+    ("complete", '{"values": {"decision": "approve", "\\udc00": 1}}'),
+    ("comments", '{"text": "bad \\ud800 comment"}'),
+])
+def test_a_lone_surrogate_in_a_work_item_body_is_a_400_and_the_run_pages_still_show(review_item, users, action, body):
+    """Issue 12 review, hole 2: stored, such text made /api/runs/, the run's page and its admin answer 500."""
+    alice = token_client(users.alice)
+    response = alice.post(url(review_item, action), body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "parse_error" and "lone surrogate" in response.json()["detail"]
+    review_item.refresh_from_db()
+    assert review_item.status == "open" and not services.comments(review_item).exists()
+    admin = as_user(users.admin)
+    run_id = review_item.step_run.stage_run.run_id
+    for page in ("/api/runs/", f"/api/runs/{run_id}/", f"/monitor/runs/{run_id}/",
+                 f"/admin/orchestration/orchestrationrun/{run_id}/change/"):
+        assert admin.get(page).status_code == 200, page
