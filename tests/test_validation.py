@@ -686,3 +686,52 @@ def test_a_loop_through_a_stage_is_not_a_decision_cycle(flows):
              {"type": "decision", "name": "d2", "outcomes": [{"name": "y", "condition": "true", "goto": "one"}],
               "default": "end"})
     assert validate_orchestration(o) == []
+
+
+# ---------------------------------------------------------------- every spelling of a step read (issue 12 review, hole 5)
+
+@pytest.mark.parametrize("source", [
+    'steps.a.outputs["result"]',
+    'steps["a"].outputs.result',
+    "steps['a'].outputs['result']",
+    'has(steps.a.outputs.result) || true ? steps.a.outputs.result : "none"',
+    'has(steps.a.outputs.result) ? "x" : steps.a.outputs.result',
+    'has(steps.b.outputs.result) ? steps.a.outputs.result : "none"',
+    'string(has(steps.a.outputs.result)) + steps.a.outputs.result',
+])
+def test_every_spelling_of_a_withdrawn_steps_read_needs_a_real_guard(flows, source):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, exit={"condition": "true"}),
+                   step("b", "v_work", inputs={"x": "1"}),
+                   step("c", "v_work", inputs={"x": source}, entry={"after": ["a", "b"]})))
+    assert_problem(validate_orchestration(o), "v_orch › one › c › inputs.x", "steps.a.outputs.result",
+                   "may end by its exit condition without outputs")
+
+
+@pytest.mark.parametrize("source", [
+    '(has(steps.a.outputs.result) ? steps.a.outputs.result : "none")',
+    'has(steps.a.outputs.result) ? steps["a"].outputs["result"] : "none"',
+    'has(steps.a.outputs.result) && steps.a.outputs.result == "y" ? "yes" : "no"',
+    'has(steps.a.outputs.result) ? steps.a.outputs.result : (has(steps.a.outputs.result) ? "a" : "b")',
+])
+def test_a_has_guard_in_the_sound_shapes_passes(flows, source):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, exit={"condition": "true"}),
+                   step("c", "v_work", inputs={"x": source}, entry={"after": ["a"]})))
+    assert validate_orchestration(o) == []
+
+
+@pytest.mark.parametrize("source", ['steps.a.outputs["nosuchoutput"]', 'steps["a"].outputs.nosuchoutput'])
+def test_the_index_form_is_checked_against_the_flows_outputs(flows, source):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             stage("two", step("c", "v_work", inputs={"x": source})))
+    assert_problem(validate_orchestration(o), "v_orch › two › c › inputs.x", "has no output 'nosuchoutput'")
+
+
+@pytest.mark.parametrize("source, what", [
+    ('steps[inputs.n].outputs.result', "steps[…]"),
+    ('steps.a.outputs[inputs.n]', "steps.a.outputs[…]"),
+])
+def test_a_computed_index_into_steps_is_refused(flows, source, what):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             stage("two", step("c", "v_work", inputs={"x": source})),
+             inputs=[{"name": "n", "type": "text"}])
+    assert_problem(validate_orchestration(o), "v_orch › two › c › inputs.x", what, "cannot be checked")
