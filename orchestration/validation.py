@@ -46,6 +46,19 @@ def record_field_names(model):
     return names
 
 
+def exposed_record_fields(model):
+    """The keys ``record`` really has for a record of ``model``: its exposed fields
+    (``orchestration.records.exposed_fields``: BATON_FLOW_MODELS choices, secret fields left out)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .records import exposed_fields
+
+    try:
+        return set(exposed_fields(model))
+    except ImproperlyConfigured:
+        return {"id", "pk"}  # the setting is reported on its own (check_flow_models)
+
+
 def step_reads(source):
     """``(steps, outputs, computed)`` that ``source`` reads, in every spelling.
 
@@ -461,8 +474,9 @@ class OrchestrationValidator:
                     except (LookupError, ValueError):
                         continue
                 what = "any model exposed to flows (BATON_FLOW_MODELS)"
-            fields = set().union(*(record_field_names(m) for m in models)) if models else None
-            self._record_fields = (what, fields)
+            fields = set().union(*(exposed_record_fields(m) for m in models)) if models else None
+            hidden = set().union(*(record_field_names(m) for m in models)) - (fields or set()) if models else set()
+            self._record_fields = (what, fields, hidden)
         return self._record_fields
 
     def check_names(self, site, source):
@@ -478,8 +492,12 @@ class OrchestrationValidator:
                 self.add(site.place, f"inputs.{path[1]} — {self.orch.api_name} declares no input {path[1]!r} "
                                      f"(inputs: {_names(n for n in declared if n)})")
             elif name in ("record", "record_prior") and len(path) > 1:
-                what, fields = self.record_fields()
-                if fields is not None and path[1] not in fields:
+                what, fields, hidden = self.record_fields()
+                if fields is not None and path[1] in hidden:
+                    self.add(site.place, f"{name}.{path[1]} — field {path[1]!r} of {what} is not exposed to flows "
+                                         f"(a secret field, or left out of its BATON_FLOW_MODELS entry): "
+                                         f"see BATON_FLOW_MODELS")
+                elif fields is not None and path[1] not in fields:
                     self.add(site.place, f"{name}.{path[1]} — {what} has no field {path[1]!r}")
             elif name == "run" and len(path) > 1 and path[1] not in RUN_KEYS:
                 self.add(site.place, f"run.{path[1]} — a run has no {path[1]!r} (has: {', '.join(RUN_KEYS)})")

@@ -735,3 +735,25 @@ def test_a_computed_index_into_steps_is_refused(flows, source, what):
              stage("two", step("c", "v_work", inputs={"x": source})),
              inputs=[{"name": "n", "type": "text"}])
     assert_problem(validate_orchestration(o), "v_orch › two › c › inputs.x", what, "cannot be checked")
+
+
+# ---------------------------------------------------------------- hidden record fields (issue 12 review, hole 10)
+
+def test_reading_a_secret_record_field_is_refused_at_activation(flows, settings):
+    settings.BATON_FLOW_MODELS = ["demo.employee", "auth.user"]
+    o = orch(stage("one", step("a", "v_work", inputs={"x": 'record["password"]'})),
+             start={"type": "record_triggered", "model": "auth.user", "when": "created",
+                    "condition": 'record.password != ""'})
+    problems = validate_orchestration(o)
+    assert_problem(problems, "v_orch › start.condition", "record.password", "not exposed", "BATON_FLOW_MODELS")
+    assert_problem(problems, "v_orch › one › a › inputs.x", "record.password", "not exposed")
+    with pytest.raises(ActivationRefused):
+        activate(o)
+
+
+def test_a_field_left_out_of_the_models_entry_is_refused(flows, settings):
+    settings.BATON_FLOW_MODELS = ["demo.employee:first_name,email"]
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "record.first_name + record.last_name"})),
+             start=EMPLOYEE_START)
+    assert_problem(validate_orchestration(o), "v_orch › one › a › inputs.x", "record.last_name", "not exposed")
+    assert "record.first_name" not in " ".join(messages(validate_orchestration(o)))
