@@ -325,3 +325,18 @@ def test_launching_without_the_record_its_expressions_read_is_400_and_stores_not
     assert response.status_code == 400, response.content
     assert "equipment_refresh reads record in its expressions" in response.json()["errors"]["record"][0]
     assert not OrchestrationRun.objects.exists() and not RunEvent.objects.exists()
+
+
+def test_launching_with_a_record_of_another_model_than_its_expressions_read_is_400(users, settings):
+    """Issue 12 review, hole 7: equipment_refresh reads record.first_name, record.department (an employee's)."""
+    from tests.demo_definitions import import_demo_definitions
+
+    settings.BATON_FLOW_MODELS = ["demo.employee", "demo.opportunity", "demo.equipmentrequest", "auth.user"]
+    import_demo_definitions()
+    response = token_client(users.launcher).post(
+        launch_url("equipment_refresh"), {"inputs": {}, "record": {"model": "auth.user", "pk": users.launcher.pk}},
+        format="json")
+    assert response.status_code == 400, response.content
+    message = response.json()["errors"]["record"][0]
+    assert "equipment_refresh reads" in message and "record.department" in message and "auth.user" in message
+    assert not OrchestrationRun.objects.exists() and not RunEvent.objects.exists()
