@@ -12,6 +12,7 @@ Places read ``orchestration › stage › step › what``, for example::
     acc_broken › two › ship › inputs.colour: steps.collect.outputs.flavour —
     flow acc_b_collect v1 has no output 'flavour' (has: colour)
 """
+import re
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
@@ -35,6 +36,18 @@ START, VALUE, CONDITION, DECISION = "start", "value", "condition", "decision"
 SCOPE_NAMES = ("inputs", "now", "record", "record_prior", "run", "steps")
 RUN_KEYS = ("id", "orchestration", "started_at", "started_by", "version")
 STEP_KEYS = ("outputs", "status")
+
+
+# The names the definition file schema accepts (orchestration.definition_files), stored in 100-character columns.
+NAME_MAX_LENGTH = 100
+SLUG_NAME = re.compile(r"[-A-Za-z0-9_]{1,%d}" % NAME_MAX_LENGTH)
+IDENTIFIER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,%d}" % (NAME_MAX_LENGTH - 1))
+NAME_FORMS = {SLUG_NAME: "letters, digits, '-' and '_'", IDENTIFIER_NAME: "a letter or '_', then letters, digits or '_'"}
+
+
+def _short_name(name):
+    text = str(name)
+    return text if len(text) <= NAME_MAX_LENGTH else f"{text[:NAME_MAX_LENGTH]}… ({len(text):,} characters)"
 
 
 def record_field_names(model):
@@ -588,8 +601,15 @@ class OrchestrationValidator:
         else:
             self.add(place, f"unknown assignee type {kind!r} (user, group, queue or expr)")
 
+    def check_name(self, place, name, what, pattern):
+        """A stage/decision/step name as the definition file schema takes it (the admin lets anything in)."""
+        if not pattern.fullmatch(name or ""):
+            self.add(place, f"{what} name {_short_name(name)!r} must be {NAME_FORMS[pattern]}, "
+                            f"at most {NAME_MAX_LENGTH} characters")
+
     def check_stage(self, stage):
-        base = place_of(self.orch.api_name, stage.name)
+        base = place_of(self.orch.api_name, _short_name(stage.name))
+        self.check_name(base, stage.name, stage.kind, SLUG_NAME)
         if stage.kind == StageKind.DECISION:
             outcomes = list(stage.outcomes.all())
             if not outcomes:
@@ -626,7 +646,8 @@ class OrchestrationValidator:
         self.check_after_cycles(base, steps)
 
     def check_step(self, base, step, stage_step_names):
-        place = place_of(base, step.name)
+        place = place_of(base, _short_name(step.name))
+        self.check_name(place, step.name, "step", IDENTIFIER_NAME)
         expected = {StepType.INTERACTIVE: FlowType.SCREEN, StepType.BACKGROUND: FlowType.AUTOLAUNCHED}.get(step.type)
         if expected is None:
             self.add(place_of(place, "type"), f"unknown step type {step.type!r} (interactive or background)")
@@ -703,6 +724,7 @@ class OrchestrationValidator:
     # -------------------------------------------------------------- all
     def run(self):
         orch = self.orch
+        self.check_name(place_of(_short_name(orch.api_name), "api_name"), orch.api_name, "orchestration", SLUG_NAME)
         self.check_start()
         self.build_graph()
         for stage in self.stages:

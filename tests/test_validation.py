@@ -757,3 +757,23 @@ def test_a_field_left_out_of_the_models_entry_is_refused(flows, settings):
              start=EMPLOYEE_START)
     assert_problem(validate_orchestration(o), "v_orch › one › a › inputs.x", "record.last_name", "not exposed")
     assert "record.first_name" not in " ".join(messages(validate_orchestration(o)))
+
+
+# ---------------------------------------------------------------- name formats (issue 12 review, hole 9)
+
+def test_stage_and_step_names_made_in_the_admin_are_checked_at_activation(flows):
+    """The definition file schema refuses these; a draft edited in the admin meets the same rule here."""
+    o = orch(stage("a stage?", step("a", "v_work", inputs={"x": "1"}),
+                   step("bad name", "v_work", inputs={"x": "1"}, entry={"after": ["a"]})))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "v_orch › a stage?", "stage name 'a stage?' must be letters, digits")
+    assert_problem(problems, "v_orch › a stage? › bad name", "step name 'bad name' must be a letter")
+    with pytest.raises(ActivationRefused):
+        activate(o)
+
+
+def test_an_over_long_name_is_refused_and_quoted_short(flows):
+    o = orch(stage("s" * 5000, step("a", "v_work", inputs={"x": "1"})))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "(5,000 characters)", "at most 100 characters")
+    assert all(len(str(p)) < 1_000 for p in problems)
