@@ -50,8 +50,6 @@ from dataclasses import dataclass
 from orchestration.conf import SETTINGS, baton_settings
 
 MERGE_FIELD = re.compile(r"\{!(.*?)\}", re.S)
-STEP_OUTPUT_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)\s*\.\s*outputs\s*\.\s*([A-Za-z_]\w*)")
-STEP_REF = re.compile(r"\bsteps\s*\.\s*([A-Za-z_]\w*)")
 
 
 class ExpressionError(Exception):
@@ -700,15 +698,6 @@ def display_text(value):
     if isinstance(value, (list, tuple)):
         return ", ".join(display_text(v) for v in value)
     return str(value)
-
-
-def step_output_references(source):
-    """``(step, output)`` pairs that ``source`` reads as ``steps.X.outputs.Y``."""
-    return STEP_OUTPUT_REF.findall(source or "")
-
-
-def step_references(source):
-    return set(STEP_REF.findall(source or ""))
 
 
 def to_cel(value):

@@ -32,6 +32,7 @@ TYPE_NAMES = {"int", "uint", "double", "bool", "string", "bytes", "list", "map",
 class Read:
     path: tuple  # ("record", "email")
     in_has: bool  # the path is exactly the argument of has()
+    indexed: bool = False  # a computed index follows the path (``steps[inputs.n]``): its key is unknown
 
     @property
     def name(self):
@@ -115,7 +116,7 @@ def reads(source):
                     else:
                         break
                 in_has = text(i - 1) == "(" and text(i - 2) == "has" and text(i - 3) not in (".", "?.") and text(j) == ")"
-                out.append(Read(tuple(path), in_has))
+                out.append(Read(tuple(path), in_has, indexed=text(j) in ("[", "[?")))
                 i = j
                 continue
         i += 1
@@ -126,7 +127,3 @@ def free_names(source):
     """The set of free top-level names ``source`` reads."""
     return {read.name for read in reads(source)}
 
-
-def tested_paths(source):
-    """The paths ``source`` tests with ``has()``."""
-    return {read.path for read in reads(source) if read.in_has}

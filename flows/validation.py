@@ -175,7 +175,7 @@ def _check_screens(problems, flow, inputs, outputs):
                     if len(set(map(str, values))) != len(values):
                         problems.append(Problem(f"{fplace} › choices", "choice values repeat"))
             elif field.choices:
-                problems.append(Problem(f"{fplace} › choices", f"only choice and multichoice fields have choices"))
+                problems.append(Problem(f"{fplace} › choices", "only choice and multichoice fields have choices"))
             if field.type == "display":
                 if not field.text:
                     problems.append(Problem(f"{fplace} › text", "a display field needs text"))

@@ -227,8 +227,15 @@ def place_at(data, path):
 
 _TEXT = {"type": "string"}
 _NAME = {"type": "string", "minLength": 1}
-_IDENT = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
-_SLUG = {"type": "string", "pattern": r"^[-a-zA-Z0-9_]+$"}
+# Names are stored in 100-character columns (Flow/Orchestration.api_name, Stage/Step.name, ...):
+# SQLite would keep a longer one whole and PostgreSQL refuse it with a database error.
+NAME_MAX_LENGTH = 100
+_IDENT = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": NAME_MAX_LENGTH}
+_SLUG = {"type": "string", "pattern": r"^[-a-zA-Z0-9_]+$", "maxLength": NAME_MAX_LENGTH}
+# The name of a stage, decision or screen: slug-like, as api_name.
+_ELEMENT_NAME = _SLUG
+# A name stored in a 100-character column, or a reference to one (flow, goto, next, default).
+_REF = {**_NAME, "maxLength": NAME_MAX_LENGTH}
 _EXPR_MAP = {"type": "object", "additionalProperties": _TEXT}
 _NAMES = {"type": "array", "items": _NAME}
 
@@ -251,21 +258,21 @@ FIELD = _obj({
     "default": _TEXT, "visible_if": _TEXT, "choices": {"type": "array", "items": _CHOICE}, "text": _TEXT,
 }, ["name"])
 SCREEN = _obj({
-    "name": _NAME, "label": _TEXT, "fields": {"type": "array", "items": FIELD},
+    "name": _ELEMENT_NAME, "label": _TEXT, "fields": {"type": "array", "items": FIELD},
     "validate": _obj({"condition": _NAME, "message": _TEXT}, ["condition"]),
 }, ["name"])
 
 _ELEMENT_PROPS = {
     "set": _EXPR_MAP,
     "outcomes": {"type": "array", "minItems": 1,
-                 "items": _obj({"name": _TEXT, "condition": _NAME, "goto": _NAME}, ["condition", "goto"])},
-    "default": _NAME,
-    "model": _NAME, "filter": _EXPR_MAP, "values": _EXPR_MAP, "into": _IDENT, "first": {"type": "boolean"},
+                 "items": _obj({"name": _TEXT, "condition": _NAME, "goto": _REF}, ["condition", "goto"])},
+    "default": _REF,
+    "model": _REF, "filter": _EXPR_MAP, "values": _EXPR_MAP, "into": _IDENT, "first": {"type": "boolean"},
     "order_by": {"type": ["string", "array"], "items": _TEXT}, "limit": {"type": "integer", "minimum": 1},
     "to": _NAME, "subject": _TEXT, "body": _TEXT,
     "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "get", "post", "put", "patch", "delete", "head"]},
     "url": _NAME, "headers": {"type": "object", "additionalProperties": _TEXT}, "timeout": {"type": "number", "minimum": 0},
-    "action": _NAME, "inputs": _EXPR_MAP,
+    "action": _REF, "inputs": _EXPR_MAP,
 }
 _ELEMENT_REQUIRED = {
     "assign": ["set"], "decision": ["outcomes"], "get_records": ["model", "into"], "create_record": ["model", "values"],
@@ -295,10 +302,10 @@ FLOW = _obj({
     "elements": {"type": "array", "items": ELEMENT},
 }, ["api_name", "type"])
 
-QUEUE = _obj({"name": _NAME, "email": {"type": "string"}, "members": _NAMES, "member_groups": _NAMES}, ["name"])
+QUEUE = _obj({"name": _REF, "email": {"type": "string"}, "members": _NAMES, "member_groups": _NAMES}, ["name"])
 
 _CONDITION_OBJ = {
-    **_obj({"condition": _NAME, "evaluation_flow": _NAME, "inputs": _EXPR_MAP}),
+    **_obj({"condition": _NAME, "evaluation_flow": _REF, "inputs": _EXPR_MAP}),
     "oneOf": [{"required": ["condition"]}, {"required": ["evaluation_flow"]}],
     "dependentSchemas": {"inputs": {"required": ["evaluation_flow"]}},
 }
@@ -309,10 +316,10 @@ def _either(word, obj):
 
 
 STEP = _obj({
-    "name": _IDENT, "label": _TEXT, "type": {"enum": ["interactive", "background"]}, "flow": _NAME,
+    "name": _IDENT, "label": _TEXT, "type": {"enum": ["interactive", "background"]}, "flow": _REF,
     "inputs": _EXPR_MAP,
     "entry": _either("stage_start", {
-        **_obj({"after": {**_NAMES, "minItems": 1}, "condition": _NAME, "evaluation_flow": _NAME, "inputs": _EXPR_MAP}),
+        **_obj({"after": {**_NAMES, "minItems": 1}, "condition": _NAME, "evaluation_flow": _REF, "inputs": _EXPR_MAP}),
         "oneOf": [{"required": ["after"]}, {"required": ["condition"]}, {"required": ["evaluation_flow"]}],
         "dependentSchemas": {"inputs": {"required": ["evaluation_flow"]}},
     }),
@@ -324,19 +331,19 @@ STEP = _obj({
 }, ["name", "flow"])
 
 STAGE = _obj({
-    "type": {"const": "stage"}, "name": _NAME, "label": _TEXT, "next": _NAME,
+    "type": {"const": "stage"}, "name": _ELEMENT_NAME, "label": _TEXT, "next": _REF,
     "exit": _either("all_steps_complete", _CONDITION_OBJ), "steps": {"type": "array", "items": STEP},
 }, ["name"])
 
 OUTCOME = {
-    **_obj({"name": _NAME, "condition": _NAME, "evaluation_flow": _NAME, "inputs": _EXPR_MAP, "goto": _NAME},
+    **_obj({"name": _REF, "condition": _NAME, "evaluation_flow": _REF, "inputs": _EXPR_MAP, "goto": _REF},
            ["name", "goto"]),
     "oneOf": [{"required": ["condition"]}, {"required": ["evaluation_flow"]}],
     "dependentSchemas": {"inputs": {"required": ["evaluation_flow"]}},
 }
 DECISION = _obj({
-    "type": {"const": "decision"}, "name": _NAME, "label": _TEXT,
-    "outcomes": {"type": "array", "minItems": 1, "items": OUTCOME}, "default": _NAME,
+    "type": {"const": "decision"}, "name": _ELEMENT_NAME, "label": _TEXT,
+    "outcomes": {"type": "array", "minItems": 1, "items": OUTCOME}, "default": _REF,
 }, ["type", "name", "outcomes", "default"])
 
 PATH_ELEMENT = {
@@ -347,7 +354,7 @@ PATH_ELEMENT = {
 }
 
 START = _obj({
-    "type": {"enum": ["record_triggered", "autolaunched"]}, "model": _NAME,
+    "type": {"enum": ["record_triggered", "autolaunched"]}, "model": _REF,
     "when": {"enum": ["created", "updated", "created_or_updated"]}, "condition": _TEXT,
     "only_when_changed_to_meet": {"type": "boolean"},
 }, ["type"])
@@ -393,6 +400,12 @@ def _short_text(text, limit=300):
     return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
 
 
+def _short_name(name):
+    """A name as it may be quoted in a problem: cut at NAME_MAX_LENGTH (a longer one is refused anyway)."""
+    text = str(name)
+    return text if len(text) <= NAME_MAX_LENGTH else f"{text[:NAME_MAX_LENGTH]}… ({len(text):,} characters)"
+
+
 def _describe(error):
     """``(extra path, message)`` for a jsonschema error, in plain words."""
     validator, instance, schema = error.validator, error.instance, error.schema
@@ -419,6 +432,9 @@ def _describe(error):
         return [([], f"give exactly one of: {', '.join(keys)}")]
     if validator == "pattern":
         return [([], f"{_short(instance)} does not match the expected form ({error.validator_value})")]
+    if validator == "maxLength":
+        return [([], f"is {len(instance):,} characters long; at most {error.validator_value} "
+                     f"({_short(instance)})")]
     if validator in ("minItems", "minLength", "minProperties"):
         return [([], "must not be empty")]
     if validator == "maxProperties":
@@ -454,7 +470,7 @@ def _dupes(problems, data, items, base, key, what, scope=""):
             first = line_of(data, seen[name] + [key])
             problems.append(Problem(
                 place_at(data, path + [key]),
-                f"{what} {name!r} is defined twice{scope}" + (f" (first on line {first})" if first else ""),
+                f"{what} {_short_name(name)!r} is defined twice{scope}" + (f" (first on line {first})" if first else ""),
             ))
         else:
             seen[name] = path
@@ -477,7 +493,7 @@ def check_duplicates(data):
         if not isinstance(flow, dict):
             continue
         base = ["flows", fi]
-        scope = f" in flow {flow.get('api_name')}"
+        scope = f" in flow {_short_name(flow.get('api_name'))}"
         for section in ("inputs", "outputs"):
             _dupes(problems, data, [(base + [section, i], v) for i, v in enumerate(_list(flow.get(section)))],
                    section, "name", section[:-1], scope)
@@ -493,7 +509,7 @@ def check_duplicates(data):
         if not isinstance(orch, dict):
             continue
         base = ["orchestrations", oi]
-        scope = f" in orchestration {orch.get('api_name')}"
+        scope = f" in orchestration {_short_name(orch.get('api_name'))}"
         _dupes(problems, data, [(base + ["inputs", i], v) for i, v in enumerate(_list(orch.get("inputs")))],
                "inputs", "name", "input", scope)
         path = _list(orch.get("path"))
@@ -506,7 +522,7 @@ def check_duplicates(data):
             if isinstance(element, dict):
                 _dupes(problems, data, [(base + ["path", i, "outcomes", j], o)
                                         for j, o in enumerate(_list(element.get("outcomes")))],
-                       "outcomes", "name", "outcome", f" in decision {element.get('name')}")
+                       "outcomes", "name", "outcome", f" in decision {_short_name(element.get('name'))}")
     return problems
 
 

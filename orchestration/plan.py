@@ -153,6 +153,25 @@ class Plan:
 
         return any("record" in free_names(text) for text in self.expressions())
 
+    @cached_property
+    def record_fields_read(self):
+        """The fields this version reads from ``record`` unguarded (``record.NAME``, ``record["NAME"]``;
+        not inside ``has()`` and not in an expression that tests the same field with ``has()``).
+
+        A record whose model does not expose one of them would stop the run in
+        error at its first read, so a launch refuses it (``starts.launch``).
+        """
+        from flows.names import reads
+
+        names = set()
+        for text in self.expressions():
+            found = reads(text)
+            tested = {read.path[:2] for read in found if read.in_has}
+            names.update(read.path[1] for read in found
+                         if read.name == "record" and len(read.path) > 1 and not read.in_has
+                         and read.path[:2] not in tested)
+        return tuple(sorted(names))
+
     def expressions(self):
         """The text of every CEL expression of this version (conditions, mappings, assignees, records)."""
         def of_condition(condition):

@@ -50,6 +50,28 @@ def check_input_size(inputs):
         raise LaunchError({"inputs": [f"are too large ({size} bytes; at most {limit}, setting BATON_MAX_INPUT_BYTES)"]})
 
 
+def check_record_model(api_name, orch, instance):
+    """Refuse a record whose model lacks (or hides) a field the orchestration's expressions read:
+    the run would stop in error at its first read (``record.department`` of an auth.user)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .records import exposed_fields
+
+    read = Plan.load(orch).record_fields_read
+    if not read:
+        return
+    try:
+        exposed = set(exposed_fields(instance))
+    except ImproperlyConfigured:
+        exposed = {"id", "pk"}
+    missing = [name for name in read if name not in exposed]
+    if missing:
+        listed = ", ".join(f"record.{name}" for name in missing[:5]) + (", …" if len(missing) > 5 else "")
+        raise LaunchError({"record": [
+            f"{api_name} reads {listed}, which a {model_label(instance)} record does not have "
+            f"(or does not expose: see BATON_FLOW_MODELS): give a record of the model it was written for"]})
+
+
 def launch(api_name, inputs=None, record=None, user=None):
     """Start a run of the active version of ``api_name``. Raises LaunchError, creating nothing, on bad input."""
     orch = active_orchestration(api_name)
@@ -61,6 +83,8 @@ def launch(api_name, inputs=None, record=None, user=None):
         raise LaunchError({"record": exc.messages})
     if instance is not None and orch.start_model and model_label(instance) != orch.start_model.lower():
         raise LaunchError({"record": [f"{api_name} runs on {orch.start_model} records, not {model_label(instance)}"]})
+    if instance is not None:
+        check_record_model(api_name, orch, instance)
     if instance is None and Plan.load(orch).reads_record:
         # Its expressions read ``record``: without one the run would stop in error at once.
         what = f"a {orch.start_model} record" if orch.start_model else "a record"

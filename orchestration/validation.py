@@ -12,14 +12,15 @@ Places read ``orchestration › stage › step › what``, for example::
     acc_broken › two › ship › inputs.colour: steps.collect.outputs.flavour —
     flow acc_b_collect v1 has no output 'flavour' (has: colour)
 """
+import re
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from flows.durations import parse_duration
-from flows.expressions import step_output_references, step_references
-from flows.names import TYPE_NAMES, reads, tested_paths
+from flows.expressions import tokens
+from flows.names import TYPE_NAMES, reads
 from flows.models import VARIABLE_TYPES, Flow, FlowType
 from flows.validation import Problem, check_expression, check_model, place_of, validate_flow  # noqa: F401
 from flows.versioning import DefinitionStatus
@@ -37,6 +38,18 @@ RUN_KEYS = ("id", "orchestration", "started_at", "started_by", "version")
 STEP_KEYS = ("outputs", "status")
 
 
+# The names the definition file schema accepts (orchestration.definition_files), stored in 100-character columns.
+NAME_MAX_LENGTH = 100
+SLUG_NAME = re.compile(r"[-A-Za-z0-9_]{1,%d}" % NAME_MAX_LENGTH)
+IDENTIFIER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,%d}" % (NAME_MAX_LENGTH - 1))
+NAME_FORMS = {SLUG_NAME: "letters, digits, '-' and '_'", IDENTIFIER_NAME: "a letter or '_', then letters, digits or '_'"}
+
+
+def _short_name(name):
+    text = str(name)
+    return text if len(text) <= NAME_MAX_LENGTH else f"{text[:NAME_MAX_LENGTH]}… ({len(text):,} characters)"
+
+
 def record_field_names(model):
     """The keys ``record`` has for a record of ``model`` (``orchestration.records.record_values``)."""
     names = {"id", "pk"}
@@ -44,6 +57,144 @@ def record_field_names(model):
         names.add(field.attname)
         names.add(field.name)
     return names
+
+
+def exposed_record_fields(model):
+    """The keys ``record`` really has for a record of ``model``: its exposed fields
+    (``orchestration.records.exposed_fields``: BATON_FLOW_MODELS choices, secret fields left out)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .records import exposed_fields
+
+    try:
+        return set(exposed_fields(model))
+    except ImproperlyConfigured:
+        return {"id", "pk"}  # the setting is reported on its own (check_flow_models)
+
+
+def step_reads(source):
+    """``(steps, outputs, computed)`` that ``source`` reads, in every spelling.
+
+    ``steps.a.outputs.note``, ``steps["a"].outputs.note`` and
+    ``steps.a.outputs["note"]`` are one read: ``steps`` is the set of step
+    names read, ``outputs`` the ``(step, output)`` pairs. ``computed`` lists
+    the paths indexed by a computed key (``steps[inputs.n]``), which no check
+    can follow.
+    """
+    named, outputs, computed = set(), [], []
+    for read in reads(source):
+        path = read.path
+        if path[0] != "steps":
+            continue
+        if len(path) > 1:
+            named.add(path[1])
+        if len(path) > 3 and path[2] == "outputs":
+            if (path[1], path[3]) not in outputs:
+                outputs.append((path[1], path[3]))
+        elif read.indexed and (len(path) == 1 or (len(path) == 3 and path[2] == "outputs")):
+            computed.append(read.text)
+    return named, outputs, computed
+
+
+def _top_level(toks, start, stop_texts):
+    """Index of the first token in ``stop_texts`` at bracket depth 0 from ``start`` (ternaries nest), or None."""
+    depth = ternary = 0
+    for at in range(start, len(toks)):
+        t = toks[at][1]
+        if depth == 0:
+            if t == ":" and ternary:
+                ternary -= 1
+                continue
+            if t in stop_texts:
+                return at
+            if t == "?":
+                ternary += 1
+        if t in ("(", "[", "{", "[?"):
+            depth += 1
+        elif t in (")", "]", "}"):
+            depth -= 1
+    return None
+
+
+def _strip_parens(toks):
+    """``toks`` without parentheses around the whole of it."""
+    while len(toks) >= 2 and toks[0][1] == "(" and toks[-1][1] == ")":
+        closing = None
+        depth = 0
+        for at, (_, t) in enumerate(toks):
+            depth += t in ("(", "[", "{", "[?")
+            depth -= t in (")", "]", "}")
+            if depth == 0:
+                closing = at
+                break
+        if closing != len(toks) - 1:
+            break
+        toks = toks[1:-1]
+    return toks
+
+
+def _has_guard(toks):
+    """``(path, end)`` when ``toks`` opens with ``has(<path>)``: the tested path and the index after ``)``."""
+    if len(toks) < 4 or toks[0][1] != "has" or toks[1][1] != "(":
+        return None
+    closing = _top_level(toks, 2, {")"})
+    if closing is None:
+        return None
+    inner = reads(" ".join(t for _, t in toks[2:closing]))
+    if len(inner) != 1 or " ".join(t for _, t in toks[2:closing]).count("(") or inner[0].indexed:
+        return None
+    return inner[0].path, closing + 1
+
+
+def unguarded_output_reads(source):
+    """The ``steps.X.outputs.Y`` paths ``source`` reads where a ``has()`` does not guard them.
+
+    A read is guarded only in these shapes (one sound rule, simple to state):
+    ``has(P) ? <may read P> : <does not read P>`` and
+    ``has(P) && <may read P>`` (nothing else at the top level). The branches
+    are checked the same way, so guards nest.
+    """
+    found = tokens(source or "")
+    if any(kind == "other" for kind, _ in found):
+        return set()
+    return _unguarded(found)
+
+
+def _output_path(path):
+    if len(path) > 3 and path[0] == "steps" and path[2] == "outputs":
+        return ("steps", path[1], "outputs", path[3])
+    return None
+
+
+def _guard_of(toks):
+    """P when ``toks`` is ``has(P)`` or ``has(P) && …`` (no ``||`` or ``?`` at the top), else None."""
+    toks = _strip_parens(toks)
+    guard = _has_guard(toks)
+    if guard is None:
+        return None
+    tested, after = guard
+    if after == len(toks) or (toks[after][1] == "&&" and _top_level(toks, after + 1, {"||", "?"}) is None):
+        return _output_path(tested) or tested
+    return None
+
+
+def _unguarded(toks):
+    toks = _strip_parens(toks)
+    question = _top_level(toks, 0, {"?"})
+    colon = _top_level(toks, question + 1, {":"}) if question is not None else None
+    if colon is not None:
+        condition, then, otherwise = toks[:question], toks[question + 1:colon], toks[colon + 1:]
+        tested = _guard_of(condition)
+        return ((_unguarded(condition) | _unguarded(then)) - {tested}) | _unguarded(otherwise)
+    tested = _guard_of(toks)
+    if tested is not None and _has_guard(toks)[1] < len(toks):  # has(P) && rest
+        return _unguarded(toks[_has_guard(toks)[1] + 1:]) - {tested}
+    out = set()
+    for read in reads(" ".join(t for _, t in toks)):
+        output = _output_path(read.path)
+        if output is not None and not read.in_has:
+            out.add(output)
+    return out
 
 
 def reads_record(sources):
@@ -336,8 +487,9 @@ class OrchestrationValidator:
                     except (LookupError, ValueError):
                         continue
                 what = "any model exposed to flows (BATON_FLOW_MODELS)"
-            fields = set().union(*(record_field_names(m) for m in models)) if models else None
-            self._record_fields = (what, fields)
+            fields = set().union(*(exposed_record_fields(m) for m in models)) if models else None
+            hidden = set().union(*(record_field_names(m) for m in models)) - (fields or set()) if models else set()
+            self._record_fields = (what, fields, hidden)
         return self._record_fields
 
     def check_names(self, site, source):
@@ -353,8 +505,12 @@ class OrchestrationValidator:
                 self.add(site.place, f"inputs.{path[1]} — {self.orch.api_name} declares no input {path[1]!r} "
                                      f"(inputs: {_names(n for n in declared if n)})")
             elif name in ("record", "record_prior") and len(path) > 1:
-                what, fields = self.record_fields()
-                if fields is not None and path[1] not in fields:
+                what, fields, hidden = self.record_fields()
+                if fields is not None and path[1] in hidden:
+                    self.add(site.place, f"{name}.{path[1]} — field {path[1]!r} of {what} is not exposed to flows "
+                                         f"(a secret field, or left out of its BATON_FLOW_MODELS entry): "
+                                         f"see BATON_FLOW_MODELS")
+                elif fields is not None and path[1] not in fields:
                     self.add(site.place, f"{name}.{path[1]} — {what} has no field {path[1]!r}")
             elif name == "run" and len(path) > 1 and path[1] not in RUN_KEYS:
                 self.add(site.place, f"run.{path[1]} — a run has no {path[1]!r} (has: {', '.join(RUN_KEYS)})")
@@ -365,18 +521,22 @@ class OrchestrationValidator:
         checked = check_expression(self.problems, site.place, site.source, merge=site.merge)
         for source in checked:
             self.check_names(site, source)
-            for name in sorted(step_references(source)):
+            named, outputs, computed = step_reads(source)
+            for text in computed:
+                self.add(site.place, f"{text}[…] — a computed index into {text} cannot be checked: "
+                                     f"name the step and output (steps.<step>.outputs.<output>)")
+            for name in sorted(named):
                 if name not in self.steps:
                     self.add(site.place, f"steps.{name} — no step named {name!r} in {self.orch.api_name}")
-            tested = tested_paths(source)
-            for step_name, output in step_output_references(source):
+            unguarded = unguarded_output_reads(source)
+            for step_name, output in outputs:
                 target = self.steps.get(step_name)
                 if target is None:
                     continue
                 ref = f"steps.{step_name}.outputs.{output}"
                 why = self.surely_before(site, target)
                 if (why is None and site.kind == VALUE and target.exit_type != StepExit.STEP_COMPLETES
-                        and ("steps", step_name, "outputs", output) not in tested):
+                        and ("steps", step_name, "outputs", output) in unguarded):
                     # A step withdrawn by its exit condition completes with no
                     # outputs, and its readers still run (docs/definitions.md).
                     why = (f"step {step_name} may end by its exit condition without outputs: "
@@ -441,8 +601,15 @@ class OrchestrationValidator:
         else:
             self.add(place, f"unknown assignee type {kind!r} (user, group, queue or expr)")
 
+    def check_name(self, place, name, what, pattern):
+        """A stage/decision/step name as the definition file schema takes it (the admin lets anything in)."""
+        if not pattern.fullmatch(name or ""):
+            self.add(place, f"{what} name {_short_name(name)!r} must be {NAME_FORMS[pattern]}, "
+                            f"at most {NAME_MAX_LENGTH} characters")
+
     def check_stage(self, stage):
-        base = place_of(self.orch.api_name, stage.name)
+        base = place_of(self.orch.api_name, _short_name(stage.name))
+        self.check_name(base, stage.name, stage.kind, SLUG_NAME)
         if stage.kind == StageKind.DECISION:
             outcomes = list(stage.outcomes.all())
             if not outcomes:
@@ -479,7 +646,8 @@ class OrchestrationValidator:
         self.check_after_cycles(base, steps)
 
     def check_step(self, base, step, stage_step_names):
-        place = place_of(base, step.name)
+        place = place_of(base, _short_name(step.name))
+        self.check_name(place, step.name, "step", IDENTIFIER_NAME)
         expected = {StepType.INTERACTIVE: FlowType.SCREEN, StepType.BACKGROUND: FlowType.AUTOLAUNCHED}.get(step.type)
         if expected is None:
             self.add(place_of(place, "type"), f"unknown step type {step.type!r} (interactive or background)")
@@ -556,6 +724,7 @@ class OrchestrationValidator:
     # -------------------------------------------------------------- all
     def run(self):
         orch = self.orch
+        self.check_name(place_of(_short_name(orch.api_name), "api_name"), orch.api_name, "orchestration", SLUG_NAME)
         self.check_start()
         self.build_graph()
         for stage in self.stages:
@@ -637,7 +806,7 @@ def impact_of_flow_activation(flow, superseded=()):
         if not runners:
             continue
         for site in expression_sites(orch, stages):
-            for step_name, output in step_output_references(site.source if isinstance(site.source, str) else ""):
+            for step_name, output in step_reads(site.source if isinstance(site.source, str) else "")[1]:
                 if step_name not in runners:
                     continue
                 ref = f"steps.{step_name}.outputs.{output}"

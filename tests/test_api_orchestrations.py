@@ -356,3 +356,18 @@ def test_python_launch_refuses_a_lone_surrogate_naming_the_input(approval, users
     assert list(caught.value.message_dict) == ["inputs.\\ud800"]
     str(caught.value).encode("utf-8")  # the message itself can be shown
     assert not OrchestrationRun.objects.exists()
+
+
+def test_launching_with_a_record_of_another_model_than_its_expressions_read_is_400(users, settings):
+    """Issue 12 review, hole 7: equipment_refresh reads record.first_name, record.department (an employee's)."""
+    from tests.demo_definitions import import_demo_definitions
+
+    settings.BATON_FLOW_MODELS = ["demo.employee", "demo.opportunity", "demo.equipmentrequest", "auth.user"]
+    import_demo_definitions()
+    response = token_client(users.launcher).post(
+        launch_url("equipment_refresh"), {"inputs": {}, "record": {"model": "auth.user", "pk": users.launcher.pk}},
+        format="json")
+    assert response.status_code == 400, response.content
+    message = response.json()["errors"]["record"][0]
+    assert "equipment_refresh reads" in message and "record.department" in message and "auth.user" in message
+    assert not OrchestrationRun.objects.exists() and not RunEvent.objects.exists()

@@ -475,3 +475,25 @@ def test_an_alias_bomb_uploaded_to_the_admin_import_gets_a_short_answer(admin_cl
     assert "line 5" in problem and "aliases repeat more than" in problem, problem
     assert len(response.content) < 50_000, len(response.content)  # before: megabytes of the expanded list
     assert Flow.objects.count() == 0
+
+
+@pytest.mark.parametrize("old, new, place", [
+    ("  - api_name: df_form\n", "  - api_name: " + "A" * 900_000 + "\n", "flows[0].api_name"),
+    ("{name: work, flow: df_work,", "{name: " + "w" * 101 + ", flow: df_work,", "orchestrations[0].path[2].steps[0].name"),
+])
+def test_over_long_names_are_refused_and_not_echoed_whole(old, new, place):
+    """Issue 12 review, hole 9: names are stored in 100-character columns."""
+    assert old in GOOD
+    problems = problems_of(GOOD.replace(old, new, 1))
+    assert has(problems, place, "characters long; at most 100")
+    assert sum(len(p) for p in problems) < 2_000
+    assert not Flow.objects.exists() and not Orchestration.objects.exists()
+
+
+@pytest.mark.parametrize("old, new, place", [
+    ("  - api_name: df_form\n", "  - api_name: 'df form!'\n", "flows[0].api_name"),
+    ("      - name: ask\n", "      - name: 'a stage?'\n", "orchestrations[0].path[0].name"),
+])
+def test_names_must_be_slug_like(old, new, place):
+    problems = problems_of(GOOD.replace(old, new, 1))
+    assert has(problems, place, "does not match the expected form")

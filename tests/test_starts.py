@@ -374,3 +374,23 @@ def test_launch_refuses_to_start_without_the_record_its_expressions_read():
     plain = make_orchestration([{"name": "one", "steps": [bg("s", "n", inputs={"who": '"x"'})]}],
                                start={"type": "autolaunched"})
     assert orchestration.launch(plain.api_name).status != "error"
+
+
+def test_launch_refuses_a_record_whose_model_lacks_or_hides_a_field_read(settings):
+    """Issue 12 review, hole 7: an autolaunched orchestration written for employees, given a user."""
+    settings.BATON_FLOW_MODELS = ["demo.employee:first_name", "auth.user"]
+    noop_flow("n", inputs=[{"name": "who", "type": "text"}])
+    reader = make_orchestration([{"name": "one", "steps": [
+        bg("s", "n", inputs={"who": 'record["first_name"] + (has(record.nick) ? record.nick : "")'})]}],
+        start={"type": "autolaunched"})
+    group = make_orchestration([{"name": "one", "steps": [bg("s", "n", inputs={"who": "record.last_name"})]}],
+                               start={"type": "autolaunched"})
+    user = User.objects.create_user("someone")
+    with pytest.raises(LaunchError) as err:
+        orchestration.launch(group.api_name, record=employee())  # last_name is not exposed
+    assert list(err.value.message_dict) == ["record"]
+    assert "record.last_name" in err.value.message_dict["record"][0]
+    assert not OrchestrationRun.objects.exists()
+    # auth.user has first_name too: the has()-guarded nick does not count.
+    assert orchestration.launch(reader.api_name, record=user).status != "error"
+    assert orchestration.launch(reader.api_name, record=employee()).status != "error"

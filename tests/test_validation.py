@@ -686,3 +686,94 @@ def test_a_loop_through_a_stage_is_not_a_decision_cycle(flows):
              {"type": "decision", "name": "d2", "outcomes": [{"name": "y", "condition": "true", "goto": "one"}],
               "default": "end"})
     assert validate_orchestration(o) == []
+
+
+# ---------------------------------------------------------------- every spelling of a step read (issue 12 review, hole 5)
+
+@pytest.mark.parametrize("source", [
+    'steps.a.outputs["result"]',
+    'steps["a"].outputs.result',
+    "steps['a'].outputs['result']",
+    'has(steps.a.outputs.result) || true ? steps.a.outputs.result : "none"',
+    'has(steps.a.outputs.result) ? "x" : steps.a.outputs.result',
+    'has(steps.b.outputs.result) ? steps.a.outputs.result : "none"',
+    'string(has(steps.a.outputs.result)) + steps.a.outputs.result',
+])
+def test_every_spelling_of_a_withdrawn_steps_read_needs_a_real_guard(flows, source):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, exit={"condition": "true"}),
+                   step("b", "v_work", inputs={"x": "1"}),
+                   step("c", "v_work", inputs={"x": source}, entry={"after": ["a", "b"]})))
+    assert_problem(validate_orchestration(o), "v_orch › one › c › inputs.x", "steps.a.outputs.result",
+                   "may end by its exit condition without outputs")
+
+
+@pytest.mark.parametrize("source", [
+    '(has(steps.a.outputs.result) ? steps.a.outputs.result : "none")',
+    'has(steps.a.outputs.result) ? steps["a"].outputs["result"] : "none"',
+    'has(steps.a.outputs.result) && steps.a.outputs.result == "y" ? "yes" : "no"',
+    'has(steps.a.outputs.result) ? steps.a.outputs.result : (has(steps.a.outputs.result) ? "a" : "b")',
+])
+def test_a_has_guard_in_the_sound_shapes_passes(flows, source):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"}, exit={"condition": "true"}),
+                   step("c", "v_work", inputs={"x": source}, entry={"after": ["a"]})))
+    assert validate_orchestration(o) == []
+
+
+@pytest.mark.parametrize("source", ['steps.a.outputs["nosuchoutput"]', 'steps["a"].outputs.nosuchoutput'])
+def test_the_index_form_is_checked_against_the_flows_outputs(flows, source):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             stage("two", step("c", "v_work", inputs={"x": source})))
+    assert_problem(validate_orchestration(o), "v_orch › two › c › inputs.x", "has no output 'nosuchoutput'")
+
+
+@pytest.mark.parametrize("source, what", [
+    ('steps[inputs.n].outputs.result', "steps[…]"),
+    ('steps.a.outputs[inputs.n]', "steps.a.outputs[…]"),
+])
+def test_a_computed_index_into_steps_is_refused(flows, source, what):
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "1"})),
+             stage("two", step("c", "v_work", inputs={"x": source})),
+             inputs=[{"name": "n", "type": "text"}])
+    assert_problem(validate_orchestration(o), "v_orch › two › c › inputs.x", what, "cannot be checked")
+
+
+# ---------------------------------------------------------------- hidden record fields (issue 12 review, hole 10)
+
+def test_reading_a_secret_record_field_is_refused_at_activation(flows, settings):
+    settings.BATON_FLOW_MODELS = ["demo.employee", "auth.user"]
+    o = orch(stage("one", step("a", "v_work", inputs={"x": 'record["password"]'})),
+             start={"type": "record_triggered", "model": "auth.user", "when": "created",
+                    "condition": 'record.password != ""'})
+    problems = validate_orchestration(o)
+    assert_problem(problems, "v_orch › start.condition", "record.password", "not exposed", "BATON_FLOW_MODELS")
+    assert_problem(problems, "v_orch › one › a › inputs.x", "record.password", "not exposed")
+    with pytest.raises(ActivationRefused):
+        activate(o)
+
+
+def test_a_field_left_out_of_the_models_entry_is_refused(flows, settings):
+    settings.BATON_FLOW_MODELS = ["demo.employee:first_name,email"]
+    o = orch(stage("one", step("a", "v_work", inputs={"x": "record.first_name + record.last_name"})),
+             start=EMPLOYEE_START)
+    assert_problem(validate_orchestration(o), "v_orch › one › a › inputs.x", "record.last_name", "not exposed")
+    assert "record.first_name" not in " ".join(messages(validate_orchestration(o)))
+
+
+# ---------------------------------------------------------------- name formats (issue 12 review, hole 9)
+
+def test_stage_and_step_names_made_in_the_admin_are_checked_at_activation(flows):
+    """The definition file schema refuses these; a draft edited in the admin meets the same rule here."""
+    o = orch(stage("a stage?", step("a", "v_work", inputs={"x": "1"}),
+                   step("bad name", "v_work", inputs={"x": "1"}, entry={"after": ["a"]})))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "v_orch › a stage?", "stage name 'a stage?' must be letters, digits")
+    assert_problem(problems, "v_orch › a stage? › bad name", "step name 'bad name' must be a letter")
+    with pytest.raises(ActivationRefused):
+        activate(o)
+
+
+def test_an_over_long_name_is_refused_and_quoted_short(flows):
+    o = orch(stage("s" * 5000, step("a", "v_work", inputs={"x": "1"})))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "(5,000 characters)", "at most 100 characters")
+    assert all(len(str(p)) < 1_000 for p in problems)
