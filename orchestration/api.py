@@ -43,6 +43,7 @@ from flows.versioning import DefinitionStatus
 
 from .conf import baton_settings
 from .models import Orchestration, OrchestrationRun, RunEvent, RunStatus, StageRun, StepRun
+from .permissions import can_launch, can_operate_runs, can_view_runs
 
 # ---------------------------------------------------------------------------
 # Shared: errors, authentication, pagination, permissions
@@ -235,23 +236,6 @@ def query_choice(request, name, choices, default=None):
     if value not in choices:
         raise exceptions.ValidationError({name: [f"must be one of {', '.join(choices)}"]})
     return value
-
-
-def can_view_runs(user):
-    return user.is_authenticated and (
-        user.is_staff or user.is_superuser or user.has_perm("orchestration.view_runs")
-        or user.has_perm("orchestration.operate_runs")
-    )
-
-
-def can_operate_runs(user):
-    return user.is_authenticated and (user.is_superuser or user.has_perm("orchestration.operate_runs"))
-
-
-def can_launch(user):
-    return user.is_authenticated and (
-        user.is_staff or user.is_superuser or user.has_perm("orchestration.launch_orchestration")
-    )
 
 
 def max_input_bytes():

@@ -34,6 +34,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from . import engine
+from . import permissions
 from .conf import baton_settings
 from .models import (
     Orchestration, OrchestrationRun, RunEvent, RunStatus, Stage, StageKind, StageStatus, StepRun, StepStatus,
@@ -48,23 +49,17 @@ POLL_SECONDS = 5
 # Permissions
 # ---------------------------------------------------------------------------
 
-def can_view(user):
-    return user.is_active and (user.is_staff or user.has_perm("orchestration.view_runs"))
-
-
-def can_operate(user):
-    return user.is_active and user.has_perm("orchestration.operate_runs")
-
-
-def can_reassign(user):
-    return user.is_active and (user.is_superuser or user.has_perm("workguide.manage_workitem"))
+# The rules are orchestration/permissions.py's; these names are the monitor's.
+can_view = permissions.can_view_runs
+can_operate = permissions.can_operate_runs
+can_reassign = permissions.can_manage_work_items
 
 
 def monitor_required(view):
     @login_required
     def wrapped(request, *args, **kwargs):
         if not can_view(request.user):
-            raise PermissionDenied("the monitor needs staff status or the orchestration.view_runs permission")
+            raise PermissionDenied("the monitor needs staff status or the orchestration.view_runs permission (operate_runs includes it)")
         return view(request, *args, **kwargs)
 
     wrapped.__name__ = view.__name__

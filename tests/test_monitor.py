@@ -85,6 +85,27 @@ def test_staff_and_view_permission_may_look(client, viewer, failing_run):
         assert client.get(reverse("monitor:run", args=[failing_run.pk])).status_code == 200
 
 
+def test_operate_permission_alone_opens_the_monitor_as_it_opens_the_api(client, failing_run):
+    """Operating runs implies seeing them, on every screen: the API, the monitor and the nav link to it."""
+    only_operate = perm(User.objects.create_user("opsonly", password="pw"), "orchestration.operate_runs")
+    client.force_login(only_operate)
+    assert client.get(f"/api/runs/{failing_run.pk}/").status_code == 200
+    page = client.get(RUNS)
+    assert page.status_code == 200
+    assert f'data-run="{failing_run.pk}"' in page.content.decode()
+    assert client.get(reverse("monitor:run", args=[failing_run.pk])).status_code == 200
+    assert f'href="{RUNS}"' in client.get(reverse("workguide:my_work")).content.decode()
+    response = client.post(reverse("monitor:run_cancel", args=[failing_run.pk]), {"reason": "the ledger is down"})
+    assert response.status_code == 302
+    failing_run.refresh_from_db()
+    assert failing_run.status == "canceled"
+
+
+def test_nav_shows_monitor_only_to_who_may_open_it(client, alice):
+    client.force_login(alice)
+    assert f'href="{RUNS}"' not in client.get(reverse("workguide:my_work")).content.decode()
+
+
 def test_viewer_sees_no_operator_buttons_and_cannot_operate(client, viewer, failing_run):
     client.force_login(viewer)
     page = client.get(RUNS).content.decode()

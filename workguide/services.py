@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestration.engine import StepFailure
+from orchestration import permissions
 
 from .models import Queue, WorkItem, WorkItemStatus
 
@@ -101,8 +102,7 @@ def close_work_items(ctx, step_runs, status):
 # Who may see and work an item
 # ---------------------------------------------------------------------------
 
-def can_manage(user):
-    return user.is_authenticated and (user.is_superuser or user.has_perm("workguide.manage_workitem"))
+can_manage = permissions.can_manage_work_items
 
 
 def assignee_q(user, prefix=""):
@@ -125,11 +125,7 @@ def visible_items(user):
     return WorkItem.objects.filter(assignee_q(user))
 
 
-def can_view_runs(user):
-    """Staff, superusers and holders of ``orchestration.view_runs`` / ``operate_runs`` see every run."""
-    from orchestration.api import can_view_runs as api_rule
-
-    return api_rule(user)
+can_view_runs = permissions.can_view_runs
 
 
 def record_items(user, record_model, record_pk):
