@@ -186,6 +186,18 @@ def test_skip_outputs_are_validated(client, operator, failing_run, text, message
     assert StepRun.objects.get(run=failing_run, step_name="compute").status == "error"
 
 
+def test_skip_outputs_over_the_size_limit_are_refused_as_in_the_api(client, operator, failing_run, settings):
+    """The monitor checked no size before; now the same byte limit as the API and launches."""
+    settings.BATON_MAX_INPUT_BYTES = 40
+    client.force_login(operator)
+    url = reverse("monitor:step_skip", args=[failing_run.pk, "compute"])
+    response = client.post(url, {"outputs": '{"total": 1, "note": "%s"}' % ("é" * 12)})
+    assert response.status_code == 400
+    assert "too large" in response.content.decode() and "BATON_MAX_INPUT_BYTES" in response.content.decode()
+    failing_run.refresh_from_db()
+    assert failing_run.status == "error"
+
+
 def test_cancel_from_the_monitor(client, operator, failing_run):
     client.force_login(operator)
     url = reverse("monitor:run_cancel", args=[failing_run.pk])
