@@ -19,6 +19,7 @@ from flows.admin import (
 from flows.models import FlowType
 
 from . import engine
+from . import permissions
 from .admin_tools import DiagramAdminMixin
 from .models import (
     DecisionOutcome, Orchestration, OrchestrationRun, RunEvent, Stage, StageExit, StageKind, StageRun, StartType, Step,
@@ -229,7 +230,7 @@ class OrchestrationRunAdmin(admin.ModelAdmin):
                            reverse("monitor:run", args=[obj.pk]), obj.pk)
 
     def has_operate_permission(self, request):
-        return request.user.has_perm("orchestration.operate_runs")
+        return permissions.can_operate_runs(request.user)
 
     @admin.action(description="Cancel the selected runs", permissions=["operate"])
     def cancel_runs(self, request, queryset):

@@ -44,6 +44,8 @@ from flows.versioning import DefinitionStatus
 
 from .conf import baton_settings
 from .models import Orchestration, OrchestrationRun, RunEvent, RunStatus, StageRun, StepRun
+from .permissions import can_launch, can_operate_runs, can_view_runs
+from .starts import check_json_size, clean_skip_outputs
 
 # ---------------------------------------------------------------------------
 # Shared: errors, authentication, pagination, permissions
@@ -247,35 +249,13 @@ def query_choice(request, name, choices, default=None):
     return value
 
 
-def can_view_runs(user):
-    return user.is_authenticated and (
-        user.is_staff or user.is_superuser or user.has_perm("orchestration.view_runs")
-        or user.has_perm("orchestration.operate_runs")
-    )
-
-
-def can_operate_runs(user):
-    return user.is_authenticated and (user.is_superuser or user.has_perm("orchestration.operate_runs"))
-
-
-def can_launch(user):
-    return user.is_authenticated and (
-        user.is_staff or user.is_superuser or user.has_perm("orchestration.launch_orchestration")
-    )
-
-
 def max_input_bytes():
     return baton_settings.BATON_MAX_INPUT_BYTES
 
 
 def check_size(name, value):
-    """400 when a JSON value is larger than ``BATON_MAX_INPUT_BYTES``."""
-    try:
-        size = len(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        raise exceptions.ValidationError({name: ["must be JSON"]})
-    if size > max_input_bytes():
-        raise exceptions.ValidationError({name: [f"is too large ({size} bytes; at most {max_input_bytes()})"]})
+    """400 when a JSON value is larger than ``BATON_MAX_INPUT_BYTES`` (the rule is ``starts.check_json_size``)."""
+    check_json_size(name, value, exceptions.ValidationError)
 
 
 # ---------------------------------------------------------------------------
@@ -709,25 +689,16 @@ class RunViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
     )
     @action(detail=True, methods=["post"], url_path=r"steps/(?P<step_name>[-a-zA-Z0-9_]{1,100})/skip")
     def skip(self, request, pk=None, step_name=None):
-        from flows.compiled import FlowSpec
-        from flows.runtime import check_variables
-
         from .engine import EngineError, skip_step
 
         run = self._operate(request)
         self._step_or_404(run, step_name)
         body = SkipSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        outputs = dict(body.validated_data["outputs"])
-        check_size("outputs", outputs)
-        flow_id = (StepRun.objects.filter(run=run, step_name=step_name).order_by("-id")
-                   .values_list("flow_id", flat=True).first())
-        if flow_id:
-            declared = [v for v in FlowSpec.load(flow_id).outputs if v.name in outputs]
-            cleaned, errors = check_variables(declared, outputs, allow_unknown=True)
-            if errors:
-                raise exceptions.ValidationError({f"outputs.{name}": [message] for name, message in errors.items()})
-            outputs.update(cleaned)
+        try:
+            outputs = clean_skip_outputs(run, step_name, dict(body.validated_data["outputs"]))
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError(exc.message_dict)
         try:
             skip_step(run.pk, step_name, outputs, user=request.user)
         except EngineError as exc:

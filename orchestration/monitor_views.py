@@ -33,13 +33,20 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from flows.expressions import UnstorableValue, to_json
-
-from . import engine
+from . import engine, permissions
 from .conf import baton_settings
 from .models import (
-    Orchestration, OrchestrationRun, RunEvent, RunStatus, Stage, StageKind, StageStatus, StepRun, StepStatus,
+    Orchestration,
+    OrchestrationRun,
+    RunEvent,
+    RunStatus,
+    Stage,
+    StageKind,
+    StageStatus,
+    StepRun,
+    StepStatus,
 )
+from .starts import clean_skip_outputs, skipped_step_flow
 
 PAGE_SIZE = 25
 STALLED_LIMIT = 50
@@ -50,23 +57,17 @@ POLL_SECONDS = 5
 # Permissions
 # ---------------------------------------------------------------------------
 
-def can_view(user):
-    return user.is_active and (user.is_staff or user.has_perm("orchestration.view_runs"))
-
-
-def can_operate(user):
-    return user.is_active and user.has_perm("orchestration.operate_runs")
-
-
-def can_reassign(user):
-    return user.is_active and (user.is_superuser or user.has_perm("workguide.manage_workitem"))
+# The rules are orchestration/permissions.py's; these names are the monitor's.
+can_view = permissions.can_view_runs
+can_operate = permissions.can_operate_runs
+can_reassign = permissions.can_manage_work_items
 
 
 def monitor_required(view):
     @login_required
     def wrapped(request, *args, **kwargs):
         if not can_view(request.user):
-            raise PermissionDenied("the monitor needs staff status or the orchestration.view_runs permission")
+            raise PermissionDenied("the monitor needs staff status or the orchestration.view_runs permission (operate_runs includes it)")
         return view(request, *args, **kwargs)
 
     wrapped.__name__ = view.__name__
@@ -383,8 +384,8 @@ class SkipForm(forms.Form):
         label="Outputs (JSON object)", help_text='The step completes with these outputs, e.g. {"approved": true}.',
     )
 
-    def __init__(self, *args, step_spec=None, **kwargs):
-        self.flow_spec = step_spec
+    def __init__(self, *args, run=None, step_name=None, step_spec=None, **kwargs):
+        self.run, self.step_name, self.flow_spec = run, step_name, step_spec
         super().__init__(*args, **kwargs)
 
     def clean_outputs(self):
@@ -393,47 +394,22 @@ class SkipForm(forms.Form):
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValidationError(f"This is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
-        if not isinstance(value, dict):
-            raise ValidationError("The outputs must be a JSON object: {\"name\": value, ...}.")
         try:
-            to_json(value)
-        except UnstorableValue as exc:  # NaN, Infinity, "\ud800": json.loads takes them, the run's pages could not
-            raise ValidationError(f"These outputs cannot be stored: {exc}.")
-        if self.flow_spec is not None:
-            from flows.runtime import check_variables
-
-            cleaned, errors = check_variables(self.flow_spec.outputs, value)
-            errors = {name: message for name, message in errors.items() if name in value or name == "__all__"}
-            if errors:
-                raise ValidationError([f"{name}: {message}" for name, message in errors.items()])
-            value = {name: cleaned.get(name) for name in value}
-        return value
-
-
-def _flow_spec_for(run, step_name):
-    """The output declarations of the flow a step runs (its recorded version, else the active one)."""
-    from flows.compiled import FlowSpec
-
-    from .plan import Plan
-
-    step_run = StepRun.objects.filter(run=run, step_name=step_name).order_by("-id").first()
-    try:
-        if step_run is not None and step_run.flow_id:
-            return FlowSpec.load(step_run.flow_id)
-        return FlowSpec.active(Plan.load(run.orchestration_id).step(step_name).flow)
-    except Exception:
-        return None
+            return clean_skip_outputs(self.run, self.step_name, value, self.flow_spec)
+        except ValidationError as exc:
+            raise ValidationError([f"{key.removeprefix('outputs.')}: {message}" if key != "outputs" else message
+                                   for key, messages_ in exc.message_dict.items() for message in messages_])
 
 
 @monitor_required
 def step_skip(request, run_id, step_name):
     """GET: the form on its own page; POST: validate the outputs and skip the step."""
     run = get_object_or_404(OrchestrationRun.objects.select_related("orchestration"), pk=run_id)
-    spec = _flow_spec_for(run, step_name)
+    spec = skipped_step_flow(run, step_name)
     if request.method == "POST":
         if not can_operate(request.user):
             raise PermissionDenied("operating runs needs the orchestration.operate_runs permission")
-        form = SkipForm(request.POST, step_spec=spec)
+        form = SkipForm(request.POST, run=run, step_name=step_name, step_spec=spec)
         if form.is_valid():
             try:
                 engine.skip_step(run.pk, step_name, form.cleaned_data["outputs"], user=request.user)
@@ -444,7 +420,7 @@ def step_skip(request, run_id, step_name):
             return _back(request, _run_url(run.pk))
         status = 400
     else:
-        form = SkipForm(step_spec=spec)
+        form = SkipForm(run=run, step_name=step_name, step_spec=spec)
         status = 200
     return render(request, "monitor/skip.html", {
         "run": run, "step_name": step_name, "form": form, "flow_spec": spec,

@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F
 
+from flows.expressions import UnstorableValue, to_json
+
 from . import engine
 from .models import Orchestration, OrchestrationRun, PendingStart, RunStatus
 from .plan import Plan
@@ -35,19 +37,69 @@ def check_launch_inputs(orch, inputs):
     return cleaned
 
 
-def check_input_size(inputs):
-    """Refuse inputs whose JSON is larger than ``BATON_MAX_INPUT_BYTES``."""
+def check_json_size(name, value, error=LaunchError):
+    """Refuse ``value`` (named ``name`` in the error) when its JSON is larger than ``BATON_MAX_INPUT_BYTES``.
+
+    The one size rule for what people hand Baton (launch inputs, skip
+    outputs, screen values): counted in UTF-8 bytes, as the setting says.
+    """
     import json
 
     from .conf import baton_settings
 
     limit = baton_settings.BATON_MAX_INPUT_BYTES
     try:
-        size = len(json.dumps(inputs, default=str).encode())
+        size = len(json.dumps(value, default=str).encode())
     except (TypeError, ValueError, RecursionError):
-        raise LaunchError({"inputs": ["must be JSON values"]})
+        raise error({name: ["must be JSON values"]})
     if size > limit:
-        raise LaunchError({"inputs": [f"are too large ({size} bytes; at most {limit}, setting BATON_MAX_INPUT_BYTES)"]})
+        raise error({name: [f"is too large ({size} bytes; at most {limit}, setting BATON_MAX_INPUT_BYTES)"]})
+
+
+def check_input_size(inputs):
+    """Refuse inputs whose JSON is larger than ``BATON_MAX_INPUT_BYTES``."""
+    check_json_size("inputs", inputs)
+
+
+def skipped_step_flow(run, step_name):
+    """The flow a step runs, for its output declarations: its recorded version, else the active one (or None)."""
+    from flows.compiled import FlowSpec
+
+    step_run = run.step_runs.filter(step_name=step_name).order_by("-id").first()
+    try:
+        if step_run is not None and step_run.flow_id:
+            return FlowSpec.load(step_run.flow_id)
+        return FlowSpec.active(Plan.load(run.orchestration_id).step(step_name).flow)
+    except Exception:
+        return None
+
+
+def clean_skip_outputs(run, step_name, outputs, spec=None):
+    """The outputs an operator completes a step with by hand, checked once for the API and the monitor.
+
+    A JSON object within ``BATON_MAX_INPUT_BYTES``; each name one the step's
+    flow declares (``spec``, else ``skipped_step_flow``), of its type. Names
+    not given stay unset: a skip may give only some outputs. Raises
+    ``ValidationError`` keyed ``outputs`` or ``outputs.NAME``.
+    """
+    from flows.runtime import check_variables
+
+    if not isinstance(outputs, dict):
+        raise ValidationError({"outputs": ['must be a JSON object: {"name": value, ...}']})
+    check_json_size("outputs", outputs, ValidationError)
+    try:
+        to_json(outputs)
+    except UnstorableValue as exc:  # NaN, Infinity, "\ud800": json.loads takes them, the run's pages could not
+        raise ValidationError({"outputs": [f"cannot be stored: {exc}"]}) from None
+    spec = spec or skipped_step_flow(run, step_name)
+    if spec is None:
+        return dict(outputs)
+    cleaned, errors = check_variables(spec.outputs, outputs)
+    errors = {name: message for name, message in errors.items() if name in outputs or name == "__all__"}
+    if errors:
+        raise ValidationError({"outputs" if name == "__all__" else f"outputs.{name}": [message]
+                               for name, message in errors.items()})
+    return {name: cleaned.get(name) for name in outputs}
 
 
 def check_record_model(api_name, orch, instance):

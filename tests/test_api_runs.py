@@ -198,3 +198,12 @@ def test_skip_an_open_interactive_step_cancels_its_work_item(approval, users):
     assert response.json()["current_stage"] == "confirm"
     done = token_client(users.operator).post(f"/api/runs/{run.pk}/steps/review/skip/", {}, format="json")
     assert done.status_code == 409
+
+
+def test_skip_refuses_an_output_the_flow_does_not_declare_as_the_monitor_does(failing, users):
+    """One rule for skip outputs (starts.clean_skip_outputs): the API refused no unknown name before, the monitor did."""
+    client = token_client(users.operator)
+    response = client.post(f"/api/runs/{failing.pk}/steps/calc/skip/", {"outputs": {"nope": 1}}, format="json")
+    assert response.status_code == 400 and "outputs.nope" in response.json()["errors"]
+    failing.refresh_from_db()
+    assert failing.status == "error"

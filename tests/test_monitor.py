@@ -85,6 +85,27 @@ def test_staff_and_view_permission_may_look(client, viewer, failing_run):
         assert client.get(reverse("monitor:run", args=[failing_run.pk])).status_code == 200
 
 
+def test_operate_permission_alone_opens_the_monitor_as_it_opens_the_api(client, failing_run):
+    """Operating runs implies seeing them, on every screen: the API, the monitor and the nav link to it."""
+    only_operate = perm(User.objects.create_user("opsonly", password="pw"), "orchestration.operate_runs")
+    client.force_login(only_operate)
+    assert client.get(f"/api/runs/{failing_run.pk}/").status_code == 200
+    page = client.get(RUNS)
+    assert page.status_code == 200
+    assert f'data-run="{failing_run.pk}"' in page.content.decode()
+    assert client.get(reverse("monitor:run", args=[failing_run.pk])).status_code == 200
+    assert f'href="{RUNS}"' in client.get(reverse("workguide:my_work")).content.decode()
+    response = client.post(reverse("monitor:run_cancel", args=[failing_run.pk]), {"reason": "the ledger is down"})
+    assert response.status_code == 302
+    failing_run.refresh_from_db()
+    assert failing_run.status == "canceled"
+
+
+def test_nav_shows_monitor_only_to_who_may_open_it(client, alice):
+    client.force_login(alice)
+    assert f'href="{RUNS}"' not in client.get(reverse("workguide:my_work")).content.decode()
+
+
 def test_viewer_sees_no_operator_buttons_and_cannot_operate(client, viewer, failing_run):
     client.force_login(viewer)
     page = client.get(RUNS).content.decode()
@@ -163,6 +184,18 @@ def test_skip_outputs_are_validated(client, operator, failing_run, text, message
     failing_run.refresh_from_db()
     assert failing_run.status == "error"
     assert StepRun.objects.get(run=failing_run, step_name="compute").status == "error"
+
+
+def test_skip_outputs_over_the_size_limit_are_refused_as_in_the_api(client, operator, failing_run, settings):
+    """The monitor checked no size before; now the same byte limit as the API and launches."""
+    settings.BATON_MAX_INPUT_BYTES = 40
+    client.force_login(operator)
+    url = reverse("monitor:step_skip", args=[failing_run.pk, "compute"])
+    response = client.post(url, {"outputs": '{"total": 1, "note": "%s"}' % ("é" * 12)})
+    assert response.status_code == 400
+    assert "too large" in response.content.decode() and "BATON_MAX_INPUT_BYTES" in response.content.decode()
+    failing_run.refresh_from_db()
+    assert failing_run.status == "error"
 
 
 def test_cancel_from_the_monitor(client, operator, failing_run):

@@ -32,7 +32,6 @@ Pass ``now`` to test with a frozen clock.
 import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -48,9 +47,7 @@ BATCH = 500
 
 
 class _DueMail(WorkItemNotification):
-    """A due-date mail: ``<prefix>_subject.txt``, ``<prefix>_body.txt`` and ``<prefix>_body.html``."""
-
-    prefix = ""
+    """A due-date mail: the new-work mail's templates and sending, with the due time in the context."""
 
     def context(self, greeting):
         context = super().context(greeting)
@@ -60,27 +57,15 @@ class _DueMail(WorkItemNotification):
         context["due_in"] = (self.item.due_at - now) if self.item.due_at and self.item.due_at >= now else None
         return context
 
-    def message(self, address, greeting, connection=None):
-        from django.core.mail import EmailMultiAlternatives
-        from django.template.loader import render_to_string
-
-        context = self.context(greeting)
-        subject = " ".join(render_to_string(f"{self.prefix}_subject.txt", context).split())
-        text = render_to_string(f"{self.prefix}_body.txt", context)
-        html = render_to_string(f"{self.prefix}_body.html", context)
-        mail = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [address], connection=connection)
-        mail.attach_alternative(html, "text/html")
-        return mail
-
 
 class DueReminder(_DueMail):
     kind = "due_reminder"
-    prefix = "workguide/email/reminder"
+    template = "workguide/email/reminder"
 
 
 class Escalation(_DueMail):
     kind = "escalation"
-    prefix = "workguide/email/escalation"
+    template = "workguide/email/escalation"
 
 
 register(DueReminder.kind, DueReminder)
@@ -162,7 +147,7 @@ def escalate_overdue(now=None):
 def _escalate(item_id, now):
     from orchestration.engine import StepFailure
 
-    from .services import lock_run, parse_assignee
+    from .services import give_to, lock_run, parse_assignee
 
     with transaction.atomic():
         run_id = WorkItem.objects.filter(pk=item_id).values_list("run_id", flat=True).first()
@@ -187,13 +172,7 @@ def _escalate(item_id, now):
                 target_text = ""
         item.escalated_at = now
         if target_text:
-            item.assignee_type = kind
-            item.assignee_user = target if kind == WorkItem.USER else None
-            item.assignee_group = target if kind == WorkItem.GROUP else None
-            item.assignee_queue = target if kind == WorkItem.QUEUE else None
-            item.claimed_by = None
-            item.save(update_fields=["escalated_at", "assignee_type", "assignee_user", "assignee_group",
-                                     "assignee_queue", "claimed_by"])
+            item.save(update_fields=["escalated_at", *give_to(item, kind, target)])
             _event(item, "work_item_escalated", now, before=before, after=target_text,
                    due_at=item.due_at.isoformat())
         else:

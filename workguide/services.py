@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestration.engine import StepFailure
+from orchestration import permissions
 
 from .models import Queue, WorkItem, WorkItemStatus
 
@@ -55,6 +56,18 @@ def _assign_fields(kind, target):
         "assignee_group": target if kind == "group" else None,
         "assignee_queue": target if kind == "queue" else None,
     }
+
+
+def give_to(item, kind, target):
+    """Set ``item``'s assignee to ``target`` (from ``parse_assignee``) and drop any claim; the caller saves.
+
+    Returns the changed field names (for ``save(update_fields=...)``). Both
+    reassignment by a person (``reassign``) and escalation (``due.py``) go through here.
+    """
+    changed = _assign_fields(kind, target) | {"claimed_by": None}
+    for name, value in changed.items():
+        setattr(item, name, value)
+    return list(changed)
 
 
 def open_work_item(ctx, step_run, step, prepared):
@@ -101,14 +114,22 @@ def close_work_items(ctx, step_runs, status):
 # Who may see and work an item
 # ---------------------------------------------------------------------------
 
-def can_manage(user):
-    return user.is_authenticated and (user.is_superuser or user.has_perm("workguide.manage_workitem"))
+can_manage = permissions.can_manage_work_items
 
 
-def assignee_q(user, prefix=""):
-    """Items assigned to ``user`` directly, through a group, or through a queue."""
+def _memberships(user):
+    """The ids of ``user``'s groups and of the queues they belong to (by name or through a group): two queries."""
     group_ids = list(user.groups.values_list("id", flat=True))
     queue_ids = list(Queue.objects.filter(Q(members=user) | Q(member_groups__in=group_ids)).values_list("id", flat=True).distinct())
+    return group_ids, queue_ids
+
+
+def assignee_q(user, prefix="", memberships=None):
+    """Items assigned to ``user`` directly, through a group, or through a queue.
+
+    ``memberships`` is ``_memberships(user)`` when the caller needs the ids too.
+    """
+    group_ids, queue_ids = memberships or _memberships(user)
     return (
         Q(**{f"{prefix}assignee_user": user})
         | Q(**{f"{prefix}assignee_group_id__in": group_ids})
@@ -125,11 +146,7 @@ def visible_items(user):
     return WorkItem.objects.filter(assignee_q(user))
 
 
-def can_view_runs(user):
-    """Staff, superusers and holders of ``orchestration.view_runs`` / ``operate_runs`` see every run."""
-    from orchestration.api import can_view_runs as api_rule
-
-    return api_rule(user)
+can_view_runs = permissions.can_view_runs
 
 
 def record_items(user, record_model, record_pk):
@@ -397,10 +414,7 @@ def reassign(item, user, assignee):
         if not can_reassign(fresh, user):  # the claim changed meanwhile
             raise PermissionDenied("this item is no longer yours to hand on")
         before = fresh.assignee_display
-        for name, value in _assign_fields(kind, target).items():
-            setattr(fresh, name, value)
-        fresh.claimed_by = None
-        fresh.save()
+        fresh.save(update_fields=give_to(fresh, kind, target))
         _log(fresh, "work_item_reassigned", user, before=before, after=assignee)
         from .notifications import notify_new_work_item
 
@@ -443,11 +457,8 @@ def my_open_items(user):
     """
     from django.db.models import Case, CharField, Value, When
 
-    group_ids = list(user.groups.values_list("id", flat=True))
-    queue_ids = list(
-        Queue.objects.filter(Q(members=user) | Q(member_groups__in=group_ids)).values_list("id", flat=True).distinct()
-    )
-    mine = Q(assignee_user=user) | Q(assignee_group_id__in=group_ids) | Q(assignee_queue_id__in=queue_ids)
+    group_ids, queue_ids = memberships = _memberships(user)
+    mine = assignee_q(user, memberships=memberships)
     return (
         WorkItem.objects.filter(mine, status=WorkItemStatus.OPEN)
         .annotate(source=Case(

@@ -34,6 +34,7 @@ from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 from flows.compiled import FlowSpec
 from flows.runtime import FlowError
 from flows.screens import ACTIONS, ScreenFlowState
+from orchestration import permissions
 
 from . import services
 from .forms import CommentForm, MyWorkFilterForm, ReassignForm
@@ -547,8 +548,7 @@ def component(request, model, pk):
 # The launch button's target
 # ---------------------------------------------------------------------------
 
-def may_launch(user):
-    return user.is_authenticated and (user.is_staff or user.has_perm("orchestration.launch_orchestration"))
+may_launch = permissions.can_launch
 
 
 def running_runs(api_name, record_model, record_pk):

@@ -23,6 +23,8 @@
 from django import template
 from django.template.loader import render_to_string
 
+from orchestration.permissions import can_view_runs
+
 register = template.Library()
 
 
@@ -87,3 +89,9 @@ def launch_button(context, api_name, record=None, label=None):
         "record_pk": record_pk,
         "next": request.get_full_path(),
     }, request=request)
+
+
+@register.filter
+def may_view_runs(user):
+    """Whether ``user`` may open the monitor: the nav asks the permission module, no setting needed."""
+    return can_view_runs(user)
