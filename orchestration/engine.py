@@ -74,7 +74,6 @@ from .plan import Plan
 log = logging.getLogger(__name__)
 
 ACTIVE_STEP_STATUSES = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.IN_PROGRESS)
-ENDED_BADLY = (StepStatus.DISCONTINUED, StepStatus.ERROR, StepStatus.CANCELED)
 
 
 class EngineError(Exception):

@@ -420,10 +420,6 @@ def comments(item):
     return RunEvent.objects.filter(run_id=item.run_id, kind="comment", data__work_item=item.pk).select_related("actor")
 
 
-def now():
-    return timezone.now()
-
-
 # ---------------------------------------------------------------------------
 # Read helpers for the Work Guide pages (no writes)
 # ---------------------------------------------------------------------------
