@@ -11,30 +11,12 @@ from django.utils import timezone
 from orchestration import engine, journal
 from orchestration.models import EventKind, RunEvent, StepRun
 from orchestration.tasks import claim, execute_claimed, sweep_stuck_steps
-from tests.engine_builders import bg, noop_flow, orchestration, screen_flow, ui
+from tests.engine_builders import bg, noop_flow, orchestration, screen_flow
+from tests.test_engine import Recorder
 from workguide import services
 from workguide.models import WorkItem
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-class Recorder:
-    """Effects that remember background sends instead of publishing them."""
-
-    def __init__(self):
-        from orchestration.effects import DjangoEffects
-
-        self.sent = []
-        self._real = DjangoEffects()
-
-    def send_step(self, step_run):
-        self.sent.append(step_run.pk)
-
-    def open_work_item(self, *args):
-        return self._real.open_work_item(*args)
-
-    def close_work_items(self, *args):
-        return self._real.close_work_items(*args)
 
 
 @pytest.fixture
@@ -47,13 +29,13 @@ def fx():
 def _a_busy_run(fx, capture):
     """A run that goes through retries, a lost worker, a work item's claim, release, comment and reassignment."""
     alice = User.objects.create_user("alice")
-    bob = User.objects.create_user("bob")
+    User.objects.create_user("bob")
     noop_flow("fine", outputs={"x": ("number", "1")})
     noop_flow("broken", outputs={"x": ("number", "1 / 0")})
     form = screen_flow()
     orch = orchestration([
         {"name": "work", "steps": [bg("flaky", "broken", retries=1), bg("lost", "fine"),
-                                   ui("ask", form.api_name, assignee={"user": "alice"})]},
+                                   {"name": "ask", "type": "interactive", "flow": form.api_name, "assignee": {"user": "alice"}}]},
     ])
     run = engine.start_run(orch, effects=fx)
     flaky, lost = (StepRun.objects.get(run=run, step_name=name) for name in ("flaky", "lost"))
