@@ -42,7 +42,7 @@ test: venv
 test-faults: venv
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
-# The whole suite with Django on a private PostgreSQL (see tests/services.py).
+# The whole suite with Django on a private PostgreSQL (see tests/servers.py).
 test-pg: venv
 	BATON_TEST_POSTGRES=1 $(PY) -m pytest $(PYTEST_ARGS)
 

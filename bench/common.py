@@ -158,7 +158,7 @@ def start_worker(app="config", *, env=None, concurrency=2, name="worker"):
     """A ``celery -A app worker`` (prefork) child process, ready; stop it with ``.stop()``."""
     import uuid
 
-    from tests.services import CeleryWorker
+    from tests.servers import CeleryWorker
 
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("CELERY_")}
     child_env.update({"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"})

@@ -1,7 +1,7 @@
 """Baton's benchmarks: ``make bench`` (full) or ``python bench/run.py --quick`` (about a minute).
 
 Starts a private PostgreSQL (with ``pg_stat_statements``) and a private
-Redis (``tests/services.py``), migrates a template database, then runs each
+Redis (``tests/servers.py``), migrates a template database, then runs each
 benchmark as its own process on a fresh copy of it:
 
     bench/throughput.py       (1) distributed throughput, with its pgbench and raw Celery baselines
@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.services import PostgresServer, RedisServer, find_binary  # noqa: E402
+from tests.servers import PostgresServer, RedisServer, find_binary  # noqa: E402
 
 ORDER = ["throughput", "engine_only", "latency", "trigger_cost", "workguide_scale", "parked"]
 

@@ -119,7 +119,7 @@ def raw_celery(runs):
 
 
 def pgbench(seconds):
-    from tests.services import find_binary
+    from tests.servers import find_binary
 
     info = common.pg_info()
     with common.pg_connect() as conn:

@@ -60,7 +60,7 @@ def main():
     from django.test.utils import CaptureQueriesContext
     from django.urls import reverse
 
-    from tests.services import django_default_database
+    from tests.servers import django_default_database
     from workguide.models import WorkItem
 
     try:

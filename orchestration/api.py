@@ -15,7 +15,6 @@ Every error body has one shape (``ErrorSerializer``): ``detail`` (a sentence),
 ``code`` (machine-readable) and ``errors`` (field path → messages, empty
 unless the input was invalid).
 """
-import json
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied

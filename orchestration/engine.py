@@ -65,15 +65,15 @@ from django.utils import timezone
 
 from flows.expressions import ExpressionError, evaluate, evaluate_condition, to_json
 
+from . import journal
 from .models import (
-    END, OPEN_STEP_STATUSES, OrchestrationRun, RunEvent, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
+    END, OPEN_STEP_STATUSES, EventKind, OrchestrationRun, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
 )
 from .plan import Plan
 
 log = logging.getLogger(__name__)
 
 ACTIVE_STEP_STATUSES = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.IN_PROGRESS)
-ENDED_BADLY = (StepStatus.DISCONTINUED, StepStatus.ERROR, StepStatus.CANCELED)
 
 
 class EngineError(Exception):
@@ -227,12 +227,9 @@ class Transition:
 
     # -- bookkeeping -------------------------------------------------------
     def event(self, kind, stage="", step="", **data):
-        self.events.append(
-            RunEvent(
-                run=self.run, at=self.now, actor=self.actor if getattr(self.actor, "pk", None) else None,
-                kind=kind, stage_name=stage, step_name=step, data=to_json(data),
-            )
-        )
+        """Note an event of ``kind`` (an ``EventKind``); written with the others by ``flush``."""
+        self.events.append(journal.new_event(kind, run=self.run, at=self.now, actor=self.actor,
+                                             stage=stage, step=step, **data))
 
     def save_later(self, obj, fields):
         """Write ``obj``'s ``fields`` when the transition ends, with others of the same kind.
@@ -270,7 +267,7 @@ class Transition:
                     )
         self._write_open_counts()
         if self.events:
-            RunEvent.objects.bulk_create(self.events)
+            journal.write(self.events)
             self.events = []
 
     def _write_open_counts(self):
@@ -344,7 +341,7 @@ def start_run(orchestration, *, record=None, record_prior=None, inputs=None, use
         if record is not None:
             ctx._record, ctx._record_loaded = record, True
         ctx._step_runs, ctx._stage_runs = [], {}  # a new run has none: nothing to read
-        ctx.event("run_started", version=plan.version, record=f"{run.record_model}:{run.record_pk}" if record else "",
+        ctx.event(EventKind.RUN_STARTED, version=plan.version, record=f"{run.record_model}:{run.record_pk}" if record else "",
                   inputs=run.inputs)
         _enter(ctx, plan.first)
         _save_run(ctx)
@@ -373,7 +370,7 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
         ctx = _locked(run_id, effects, actor)
         step_run = _find_step_run(ctx, step_run_id)
         if step_run.status not in OPEN_STEP_STATUSES or step_run.status == StepStatus.WAITING:
-            ctx.event("completion_ignored", _stage_name(ctx, step_run), step_run.step_name,
+            ctx.event(EventKind.COMPLETION_IGNORED, _stage_name(ctx, step_run), step_run.step_name,
                       status=step_run.status, source=source)
             ctx.flush()
             return False
@@ -418,7 +415,7 @@ WITH target AS (
  RETURNING s.run_id, s.step_name
 ), event AS (
     INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
-    SELECT done.run_id, %(now)s, NULL, 'step_completed', counted.stage_name, done.step_name,
+    SELECT done.run_id, %(now)s, NULL, %(kind)s, counted.stage_name, done.step_name,
            jsonb_build_object('outputs', %(outputs)s::jsonb)
       FROM done CROSS JOIN counted
 )
@@ -440,7 +437,8 @@ def complete_background_step(step_run_id, outputs, *, run_id, effects=None):
     statement.
     """
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        params = {"id": step_run_id, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {}))}
+        params = {"id": step_run_id, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {})),
+                  "kind": EventKind.STEP_COMPLETED.value}
         try:
             with connection.cursor() as cursor:
                 cursor.execute(_COMPLETE_COUNTED_SQL, params)
@@ -461,7 +459,7 @@ def fail_step(step_run_id, error, traceback="", *, effects=None, run_id=None):
         ctx = _locked(run_id, effects, None)
         step_run = _find_step_run(ctx, step_run_id)
         if step_run.status not in ACTIVE_STEP_STATUSES:
-            ctx.event("failure_ignored", _stage_name(ctx, step_run), step_run.step_name, status=step_run.status,
+            ctx.event(EventKind.FAILURE_IGNORED, _stage_name(ctx, step_run), step_run.step_name, status=step_run.status,
                       error=error)
             ctx.flush()
             return False
@@ -489,7 +487,7 @@ def cancel_run(run_id, *, user=None, reason="", effects=None):
             _close_stage(ctx, stage_run, StageStatus.DISCONTINUED)
         ctx.run.status = RunStatus.CANCELED
         ctx.run.ended_at = ctx.now
-        ctx.event("run_canceled", reason=reason)
+        ctx.event(EventKind.RUN_CANCELED, reason=reason)
         _save_run(ctx)
 
 
@@ -503,7 +501,7 @@ def retry_step(run_id, step_name, *, user=None, effects=None):
         step_run.attempts = 0
         step_run.save(update_fields=["status", "error", "traceback", "attempts"])
         _resume(ctx, stage_run)
-        ctx.event("step_retried", stage_run.stage_name, step_name)
+        ctx.event(EventKind.STEP_RETRIED, stage_run.stage_name, step_name)
         _start_step(ctx, stage_run, step_run, ctx.plan.step(step_name))
         _progress(ctx)
         _save_run(ctx)
@@ -524,7 +522,7 @@ def skip_step(run_id, step_name, outputs=None, *, user=None, effects=None):
             if step_run is None:
                 raise
         _resume(ctx, stage_run)
-        ctx.event("step_skipped", stage_run.stage_name, step_name, outputs=outputs or {})
+        ctx.event(EventKind.STEP_SKIPPED, stage_run.stage_name, step_name, outputs=outputs or {})
         _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs or {}, close_items="canceled")
         _progress(ctx)
         _save_run(ctx)
@@ -548,7 +546,7 @@ def _enter(ctx, name):
             ctx.run.status = RunStatus.COMPLETED
             ctx.run.ended_at = ctx.now
             ctx.run.current_stage = ""
-            ctx.event("run_completed")
+            ctx.event(EventKind.RUN_COMPLETED)
             return
         element = ctx.plan.by_name.get(name)
         if element is None:
@@ -582,10 +580,10 @@ def _decide(ctx, element):
     scope = ctx.scope()
     for outcome in element.outcomes:
         if outcome.condition and _holds(ctx, outcome.condition, scope, ctx.place(element.name, f"outcome {outcome.name}")):
-            ctx.event("decision_taken", element.name, outcome=outcome.name, goto=outcome.goto)
+            ctx.event(EventKind.DECISION_TAKEN, element.name, outcome=outcome.name, goto=outcome.goto)
             return outcome.goto
     goto = element.default_goto or END
-    ctx.event("decision_taken", element.name, outcome="default", goto=goto)
+    ctx.event(EventKind.DECISION_TAKEN, element.name, outcome="default", goto=goto)
     return goto
 
 
@@ -608,7 +606,7 @@ def _open_stage(ctx, element):
     if any(s.pk is None for s in step_runs):  # backends without RETURNING on bulk insert
         step_runs = list(StepRun.objects.filter(stage_run=stage_run).order_by("id"))
     ctx.add_step_runs(step_runs)
-    ctx.event("stage_started", element.name, visit=visit)
+    ctx.event(EventKind.STAGE_STARTED, element.name, visit=visit)
     return stage_run
 
 
@@ -658,7 +656,7 @@ def _progress_stage(ctx, stage_run, element):
                     _step_error(ctx, step_run, str(exc))
                     return None
                 if done:
-                    ctx.event("step_exit_condition_met", element.name, step.name)
+                    ctx.event(EventKind.STEP_EXIT_CONDITION_MET, element.name, step.name)
                     _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=step_run.outputs, close_items="canceled")
                     changed = True
         if changed:
@@ -690,7 +688,7 @@ def _progress_stage(ctx, stage_run, element):
                 _stage_error(ctx, stage_run, str(exc))
                 return None
             if done:
-                ctx.event("stage_exit_condition_met", element.name)
+                ctx.event(EventKind.STAGE_EXIT_CONDITION_MET, element.name)
                 return _complete_stage(ctx, stage_run, element)
             return None
         if any_open:
@@ -723,7 +721,7 @@ def _close_stage(ctx, stage_run, status):
     stage_run.status = status
     stage_run.ended_at = ctx.now
     stage_run.save(update_fields=["status", "ended_at"])
-    ctx.event(f"stage_{status}", stage_run.stage_name, visit=stage_run.visit)
+    ctx.event(EventKind(f"stage_{status}"), stage_run.stage_name, visit=stage_run.visit)
 
 
 # ---------------------------------------------------------------------------
@@ -749,7 +747,7 @@ def _start_step(ctx, stage_run, step_run, step):
             return
         step_run.status = StepStatus.IN_PROGRESS
         step_run.save(update_fields=["inputs", "flow", "started_at", "status"])
-        ctx.event("step_started", stage_run.stage_name, step.name, assignee=prepared.assignee)
+        ctx.event(EventKind.STEP_STARTED, stage_run.stage_name, step.name, assignee=prepared.assignee)
     elif getattr(ctx.effects, "runs_steps_in_process", False):
         _run_in_process(ctx, stage_run, step_run, step)
     else:
@@ -762,7 +760,7 @@ def _start_step(ctx, stage_run, step_run, step):
         # Written with the stage's other starting steps at the end of the
         # transition; the message itself leaves after commit.
         ctx.save_later(step_run, ["inputs", "flow", "started_at", "status", "queued_at", "lease_until", "timeout_seconds"])
-        ctx.event("step_queued", stage_run.stage_name, step.name)
+        ctx.event(EventKind.STEP_QUEUED, stage_run.stage_name, step.name)
         ctx.effects.send_step(step_run)
 
 
@@ -787,7 +785,7 @@ def _run_in_process(ctx, stage_run, step_run, step):
     step_run.status = StepStatus.RUNNING
     while True:
         step_run.attempts += 1
-        ctx.event("step_running", stage_run.stage_name, step.name, attempt=step_run.attempts, in_process=True)
+        ctx.event(EventKind.STEP_RUNNING, stage_run.stage_name, step.name, attempt=step_run.attempts, in_process=True)
         try:
             if spec.may_write:
                 with transaction.atomic():
@@ -798,7 +796,7 @@ def _run_in_process(ctx, stage_run, step_run, step):
         except Exception as exc:  # the flow failed: try again at once, or give up
             message = str(exc) or exc.__class__.__name__
             if step_run.attempts <= step.retries:
-                ctx.event("step_retry_scheduled", stage_run.stage_name, step.name, attempt=step_run.attempts,
+                ctx.event(EventKind.STEP_RETRY_SCHEDULED, stage_run.stage_name, step.name, attempt=step_run.attempts,
                           error=message, in_seconds=0)
                 continue
             step_run.save(update_fields=["inputs", "flow", "started_at", "attempts"])
@@ -825,7 +823,7 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
         step_run.save(update_fields=fields)
     if close_items and step_run.type == "interactive":
         ctx.effects.close_work_items(ctx, [step_run], "completed" if close_items == "completed" else "canceled")
-    ctx.event(f"step_{status}", _stage_name(ctx, step_run), step_run.step_name,
+    ctx.event(EventKind(f"step_{status}"), _stage_name(ctx, step_run), step_run.step_name,
               **({"outputs": step_run.outputs} if status == StepStatus.COMPLETED else {}))
 
 
@@ -836,7 +834,7 @@ def _step_error(ctx, step_run, error, traceback=""):
     step_run.ended_at = ctx.now
     step_run.lease_until = None
     step_run.save(update_fields=["status", "error", "traceback", "ended_at", "lease_until"])
-    ctx.event("step_error", _stage_name(ctx, step_run), step_run.step_name, error=error)
+    ctx.event(EventKind.STEP_ERROR, _stage_name(ctx, step_run), step_run.step_name, error=error)
     stage_run = ctx.stage_runs.get(step_run.stage_run_id) or StageRun.objects.get(pk=step_run.stage_run_id)
     _stage_error(ctx, stage_run, f"step {step_run.step_name}: {error}")
 
@@ -845,7 +843,7 @@ def _stage_error(ctx, stage_run, error):
     if stage_run.status != StageStatus.ERROR:
         stage_run.status = StageStatus.ERROR
         stage_run.save(update_fields=["status"])
-        ctx.event("stage_error", stage_run.stage_name, error=error)
+        ctx.event(EventKind.STAGE_ERROR, stage_run.stage_name, error=error)
     _run_error(ctx, error)
 
 
@@ -853,7 +851,7 @@ def _run_error(ctx, error):
     if ctx.run.status == RunStatus.RUNNING:
         ctx.run.status = RunStatus.ERROR
         ctx.run.error = error
-        ctx.event("run_error", error=error)
+        ctx.event(EventKind.RUN_ERROR, error=error)
 
 
 def _errored_step(ctx, step_name):
@@ -876,7 +874,7 @@ def _resume(ctx, stage_run):
     if ctx.run.status == RunStatus.ERROR:
         ctx.run.status = RunStatus.RUNNING
         ctx.run.error = ""
-        ctx.event("run_resumed")
+        ctx.event(EventKind.RUN_RESUMED)
 
 
 def _find_step_run(ctx, step_run_id):

@@ -27,10 +27,6 @@ class Condition:
     flow: str = ""
     flow_inputs: dict = field(default_factory=dict)
 
-    @property
-    def is_set(self):
-        return bool(self.expression or self.flow)
-
     @classmethod
     def of(cls, expression, flow="", flow_inputs=None):
         if not (expression or flow):

@@ -21,9 +21,9 @@ from django.db import close_old_connections, connection, connections, transactio
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import engine
+from . import engine, journal
 from .conf import baton_settings
-from .models import OrchestrationRun, RunEvent, StepRun, StepStatus
+from .models import EventKind, OrchestrationRun, StepRun, StepStatus
 from .plan import Plan
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ WITH run_lock AS (
  RETURNING s.*
 ), event AS (
     INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
-    SELECT c.run_id, %(now)s, NULL, 'step_running', st.stage_name, c.step_name,
+    SELECT c.run_id, %(now)s, NULL, %(kind)s, st.stage_name, c.step_name,
            jsonb_build_object('attempt', c.attempts, 'task_id', %(task_id)s::text, 'redelivered', false)
       FROM claimed AS c JOIN orchestration_stagerun AS st ON st.id = c.stage_run_id
 )
@@ -129,7 +129,7 @@ SELECT c.*, r.orchestration_id AS run_orchestration_id, r.record_model AS run_re
 
 def _claim_queued(step_run_id, task_id):
     params = {"id": step_run_id, "task_id": task_id or "", "now": timezone.now(),
-              "margin": baton_settings.BATON_LEASE_MARGIN}
+              "margin": baton_settings.BATON_LEASE_MARGIN, "kind": EventKind.STEP_RUNNING.value}
     # A plain cursor, not ``StepRun.objects.raw``: a RawQuerySet runs its SQL
     # again to learn the columns, and this SQL changes rows.
     with connection.cursor() as cursor:
@@ -212,10 +212,8 @@ def _claim_locked(step_run_id, task_id="", redelivered=False):
             return None
         step_run.status, step_run.task_id, step_run.lease_until = StepStatus.RUNNING, task_id or "", lease_until
         step_run.attempts += 1
-        RunEvent.objects.create(
-            run_id=step_run.run_id, at=now, kind="step_running", step_name=step_run.step_name, stage_name=stage,
-            data={"attempt": step_run.attempts, "task_id": task_id, "redelivered": was == StepStatus.RUNNING},
-        )
+        journal.record(EventKind.STEP_RUNNING, run_id=step_run.run_id, at=now, stage=stage, step=step_run.step_name,
+                       attempt=step_run.attempts, task_id=task_id, redelivered=was == StepStatus.RUNNING)
     return step_run
 
 
@@ -266,6 +264,14 @@ def hold_run_for_event(run_id):
             cursor.execute("SELECT id FROM orchestration_orchestrationrun WHERE id = %s FOR KEY SHARE", [run_id])
 
 
+def _stage_name(step_run):
+    """The stage ``step_run`` belongs to, from the cached plan (no query)."""
+    try:
+        return Plan.load(step_run.run.orchestration_id).step(step_run.step_name).stage
+    except KeyError:  # a step the plan no longer has: its stage visit knows
+        return journal.stage_name_of(step_run)
+
+
 def schedule_retry(step_run, message, trace):
     from .effects import send_step_message
 
@@ -278,10 +284,9 @@ def schedule_retry(step_run, message, trace):
             lease_until=now + timedelta(seconds=delay + baton_settings.BATON_QUEUED_LEASE),
         )
         if updated:
-            RunEvent.objects.create(
-                run_id=step_run.run_id, at=now, kind="step_retry_scheduled", step_name=step_run.step_name,
-                data={"attempt": step_run.attempts, "error": message, "in_seconds": delay},
-            )
+            journal.record(EventKind.STEP_RETRY_SCHEDULED, run_id=step_run.run_id, at=now,
+                           stage=_stage_name(step_run), step=step_run.step_name,
+                           attempt=step_run.attempts, error=message, in_seconds=delay)
             transaction.on_commit(lambda: send_step_message(step_run.pk, countdown=delay))
 
 
@@ -319,7 +324,8 @@ def sweep_stuck_steps(now=None):
     now = now or timezone.now()
     resent = []
     stuck = StepRun.objects.filter(status__in=[StepStatus.QUEUED, StepStatus.RUNNING], lease_until__lt=now)
-    for step_run_id, status, step_name, run_id in stuck.values_list("id", "status", "step_name", "run_id")[:1000]:
+    rows = stuck.values_list("id", "status", "step_name", "run_id", "stage_run__stage_name")[:1000]
+    for step_run_id, status, step_name, run_id, stage_name in rows:
         with transaction.atomic():
             hold_run_for_event(run_id)
             updated = StepRun.objects.filter(pk=step_run_id, status=status, lease_until__lt=now).update(
@@ -328,10 +334,8 @@ def sweep_stuck_steps(now=None):
             )
             if not updated:
                 continue
-            RunEvent.objects.create(
-                run_id=run_id, at=now, kind="step_resent", step_name=step_name,
-                data={"was": status, "reason": "lease expired"},
-            )
+            journal.record(EventKind.STEP_RESENT, run_id=run_id, at=now, stage=stage_name, step=step_name,
+                           was=status, reason="lease expired")
             transaction.on_commit(lambda i=step_run_id: send_step_message(i))
             resent.append(step_run_id)
     if resent:

@@ -1,8 +1,8 @@
 """Shared fixtures.
 
 The service fixtures (postgres_server, redis_server, celery_worker_process,
-postgres_db, require_service, ...) live in ``tests/services.py``, loaded as
-a plugin with ``-p tests.services`` (see pyproject.toml) so that it runs before
+postgres_db, require_service, ...) live in ``tests/servers.py``, loaded as
+a plugin with ``-p tests.servers`` (see pyproject.toml) so that it runs before
 Django's settings are read. This file adds the browser fixtures.
 """
 import os
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import REPO, require_service
+from tests.servers import REPO, require_service
 
 # Django's live_server with Playwright's sync API (runs an event loop in this
 # thread): without this, ORM calls raise SynchronousOnlyOperation.

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import LOOPBACK, REPO, free_port
+from tests.servers import LOOPBACK, REPO, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from orchestration import celery_hooks, checks, conf
 from orchestration.conf import baton_settings
-from tests.services import REPO
+from tests.servers import REPO
 from tests.workguide_helpers import employee, guide_orchestration, item_of, people, start
 
 PREFIXED = pytest.mark.urls("tests.prefix_urls")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import REPO
+from tests.servers import REPO
 from tests.test_integration import _reset_pools, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.services, pytest.mark.slow]
@@ -297,7 +297,7 @@ class WebProcess:
         import subprocess
         import sys
 
-        from tests.services import free_port
+        from tests.servers import free_port
 
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"

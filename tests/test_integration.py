@@ -119,7 +119,7 @@ def _complete_in_child(database_url, step_run_id, barrier, results, how="locked"
     """
     from django.db import connections
 
-    from tests.services import django_default_database
+    from tests.servers import django_default_database
 
     connections.close_all()
     from orchestration import engine

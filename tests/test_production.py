@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.services import REPO
+from tests.servers import REPO
 
 PROBE = ("import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({k: getattr(s, k, None) "
          "for k in ('DEBUG', 'SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE', 'SECURE_SSL_REDIRECT', 'SECURE_HSTS_SECONDS', "

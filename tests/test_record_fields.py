@@ -201,7 +201,7 @@ def test_a_secret_field_named_in_the_environment_stops_start_up(tmp_path):
     import subprocess
     import sys
 
-    from tests.services import REPO
+    from tests.servers import REPO
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "BATON_VAR_DIR": str(tmp_path),
            "BATON_FLOW_MODELS": "demo.employee,auth.user:username,password"}

@@ -1,6 +1,6 @@
 """The private services the suite relies on, and the patterns to use them.
 
-See tests/services.py for the fixtures and the two ways of running Django on
+See tests/servers.py for the fixtures and the two ways of running Django on
 the private PostgreSQL.
 """
 import os
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.services]
 def test_tests_do_not_write_into_the_repository_var_dir():
     from django.conf import settings
 
-    from tests.services import REPO
+    from tests.servers import REPO
 
     assert os.environ["BATON_VAR_DIR"] == str(settings.VAR_DIR)
     assert not str(settings.VAR_DIR).startswith(str(REPO))

@@ -20,7 +20,7 @@ from orchestration import lifecycle
 from orchestration.models import OrchestrationRun, PendingStart
 from orchestration.spec import orchestration_from_dict
 from tests.engine_builders import bg, noop_flow
-from tests.services import REPO
+from tests.servers import REPO
 
 PROCESS_A = """
 import sys

@@ -36,7 +36,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from orchestration import journal
 from orchestration.conf import baton_settings
+from orchestration.models import EventKind
 
 from .models import WorkItem, WorkItemStatus
 from .notifications import WorkItemNotification, register
@@ -113,7 +115,7 @@ def send_reminders(now=None):
             ).update(reminded_at=now)
             if not claimed:
                 continue  # someone else reminded it, or it closed meanwhile
-            _event(item_id, "work_item_reminder_sent", now)
+            _event(item_id, EventKind.WORK_ITEM_REMINDER_SENT, now)
             transaction.on_commit(lambda item_id=item_id: _send(item_id, DueReminder.kind))
         count += 1
     return count
@@ -173,35 +175,24 @@ def _escalate(item_id, now):
         item.escalated_at = now
         if target_text:
             item.save(update_fields=["escalated_at", *give_to(item, kind, target)])
-            _event(item, "work_item_escalated", now, before=before, after=target_text,
+            _event(item, EventKind.WORK_ITEM_ESCALATED, now, before=before, after=target_text,
                    due_at=item.due_at.isoformat())
         else:
             item.save(update_fields=["escalated_at"])
             data = {"assignee": before, "due_at": item.due_at.isoformat()}
             if problem:
                 data["escalate_to_problem"] = problem
-            _event(item, "work_item_overdue", now, **data)
+            _event(item, EventKind.WORK_ITEM_OVERDUE, now, **data)
         transaction.on_commit(lambda: _send(item_id, Escalation.kind))
     return True
 
 
 def _event(item_or_id, kind, now, **data):
-    from flows.expressions import to_json
-    from orchestration.models import RunEvent
-
     item = item_or_id if isinstance(item_or_id, WorkItem) else (
         WorkItem.objects.select_related("step_run").get(pk=item_or_id)
     )
-    RunEvent.objects.create(
-        run_id=item.run_id, at=now, kind=kind, step_name=item.step_run.step_name,
-        stage_name=_stage_of(item), data=to_json({"work_item": item.pk, **data}),
-    )
-
-
-def _stage_of(item):
-    from orchestration.models import StageRun
-
-    return StageRun.objects.filter(pk=item.step_run.stage_run_id).values_list("stage_name", flat=True).first() or ""
+    journal.record(kind, run_id=item.run_id, at=now, stage=journal.stage_name_of(item.step_run),
+                   step=item.step_run.step_name, work_item=item.pk, **data)
 
 
 def check_due_dates(now=None):

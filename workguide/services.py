@@ -12,8 +12,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from orchestration import journal
 from orchestration.engine import StepFailure
 from orchestration import permissions
+from orchestration.models import EventKind
 
 from .models import Queue, WorkItem, WorkItemStatus
 
@@ -95,7 +97,7 @@ def open_work_item(ctx, step_run, step, prepared):
         due_at=prepared.due_at,
         **_assign_fields(kind, target),
     )
-    ctx.event("work_item_opened", step.stage, step.name, work_item=item.pk, assignee=prepared.assignee)
+    ctx.event(EventKind.WORK_ITEM_OPENED, step.stage, step.name, work_item=item.pk, assignee=prepared.assignee)
     from .notifications import notify_new_work_item
 
     transaction.on_commit(lambda: notify_new_work_item(item.pk))
@@ -343,14 +345,8 @@ def save_progress(item, progress):
 
 
 def _log(item, kind, user, **data):
-    from orchestration.models import RunEvent
-
-    from flows.expressions import to_json
-
-    RunEvent.objects.create(
-        run_id=item.run_id, actor=user if getattr(user, "pk", None) else None, kind=kind,
-        step_name=item.step_run.step_name, data=to_json({"work_item": item.pk, **data}),
-    )
+    journal.record(kind, run_id=item.run_id, actor=user, stage=journal.stage_name_of(item.step_run),
+                   step=item.step_run.step_name, work_item=item.pk, **data)
 
 
 def claim(item, user):
@@ -374,7 +370,7 @@ def claim(item, user):
             if item.status != WorkItemStatus.OPEN:
                 raise WorkItemClosed(_closed_message(item))
             raise ClaimedByOther(f"{item.label} is already claimed by {item.claimed_by}")
-        _log(item, "work_item_claimed", user)
+        _log(item, EventKind.WORK_ITEM_CLAIMED, user)
     item.refresh_from_db()
     return item
 
@@ -389,7 +385,7 @@ def unclaim(item, user):
             raise ClaimedByOther(f"{fresh.label} is claimed by {fresh.claimed_by}")
         fresh.claimed_by = None
         fresh.save(update_fields=["claimed_by"])
-        _log(fresh, "work_item_unclaimed", user)
+        _log(fresh, EventKind.WORK_ITEM_UNCLAIMED, user)
     item.refresh_from_db()
     return item
 
@@ -415,7 +411,7 @@ def reassign(item, user, assignee):
             raise PermissionDenied("this item is no longer yours to hand on")
         before = fresh.assignee_display
         fresh.save(update_fields=give_to(fresh, kind, target))
-        _log(fresh, "work_item_reassigned", user, before=before, after=assignee)
+        _log(fresh, EventKind.WORK_ITEM_REASSIGNED, user, before=before, after=assignee)
         from .notifications import notify_new_work_item
 
         transaction.on_commit(lambda: notify_new_work_item(fresh.pk))
@@ -429,17 +425,13 @@ def add_comment(item, user, text):
         raise ValidationError({"text": ["a comment cannot be empty"]})
     if len(text) > 5000:
         raise ValidationError({"text": ["a comment is at most 5000 characters"]})
-    _log(item, "comment", user, text=text)
+    _log(item, EventKind.COMMENT, user, text=text)
 
 
 def comments(item):
     from orchestration.models import RunEvent
 
     return RunEvent.objects.filter(run_id=item.run_id, kind="comment", data__work_item=item.pk).select_related("actor")
-
-
-def now():
-    return timezone.now()
 
 
 # ---------------------------------------------------------------------------

@@ -3,6 +3,6 @@ from .definitions import (  # noqa: F401
     Step, StepEntry, StepExit, StepType,
 )
 from .runs import (  # noqa: F401
-    OPEN_STEP_STATUSES, OrchestrationRun, PendingStart, RunEvent, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
+    OPEN_STEP_STATUSES, EventKind, OrchestrationRun, PendingStart, RunEvent, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
 )
 from .triggers import TriggerIndexVersion  # noqa: F401

@@ -172,13 +172,50 @@ class StepRun(models.Model):
         return f"{self.step_name} ({self.status})"
 
 
+class EventKind(models.TextChoices):
+    """Every kind of ``RunEvent``; the stored strings are part of the API and the monitor."""
+
+    RUN_STARTED = "run_started", "Run started"
+    RUN_COMPLETED = "run_completed", "Run completed"
+    RUN_CANCELED = "run_canceled", "Run canceled"
+    RUN_ERROR = "run_error", "Run error"
+    RUN_RESUMED = "run_resumed", "Run resumed"
+    DECISION_TAKEN = "decision_taken", "Decision taken"
+    STAGE_STARTED = "stage_started", "Stage started"
+    STAGE_COMPLETED = "stage_completed", "Stage completed"
+    STAGE_DISCONTINUED = "stage_discontinued", "Stage discontinued"
+    STAGE_ERROR = "stage_error", "Stage error"
+    STAGE_EXIT_CONDITION_MET = "stage_exit_condition_met", "Stage exit condition met"
+    STEP_STARTED = "step_started", "Step started"
+    STEP_QUEUED = "step_queued", "Step queued"
+    STEP_RUNNING = "step_running", "Step running"
+    STEP_RETRY_SCHEDULED = "step_retry_scheduled", "Step retry scheduled"
+    STEP_RESENT = "step_resent", "Step re-sent"
+    STEP_RETRIED = "step_retried", "Step retried"
+    STEP_SKIPPED = "step_skipped", "Step skipped"
+    STEP_COMPLETED = "step_completed", "Step completed"
+    STEP_DISCONTINUED = "step_discontinued", "Step discontinued"
+    STEP_ERROR = "step_error", "Step error"
+    STEP_EXIT_CONDITION_MET = "step_exit_condition_met", "Step exit condition met"
+    COMPLETION_IGNORED = "completion_ignored", "Completion ignored"
+    FAILURE_IGNORED = "failure_ignored", "Failure ignored"
+    WORK_ITEM_OPENED = "work_item_opened", "Work item opened"
+    WORK_ITEM_CLAIMED = "work_item_claimed", "Work item claimed"
+    WORK_ITEM_UNCLAIMED = "work_item_unclaimed", "Work item released"
+    WORK_ITEM_REASSIGNED = "work_item_reassigned", "Work item reassigned"
+    WORK_ITEM_REMINDER_SENT = "work_item_reminder_sent", "Work item reminder sent"
+    WORK_ITEM_OVERDUE = "work_item_overdue", "Work item overdue"
+    WORK_ITEM_ESCALATED = "work_item_escalated", "Work item escalated"
+    COMMENT = "comment", "Comment"
+
+
 class RunEvent(models.Model):
     """Append-only log of every transition: who, what, when, data."""
 
     run = models.ForeignKey(OrchestrationRun, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(default=timezone.now)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    kind = models.CharField(max_length=40)
+    kind = models.CharField(max_length=40, choices=EventKind.choices)
     stage_name = models.CharField(max_length=100, blank=True)
     step_name = models.CharField(max_length=100, blank=True)
     data = models.JSONField(default=dict, blank=True)

@@ -1,6 +1,6 @@
 """Private services for the test suite: PostgreSQL, Redis and Celery workers.
 
-This module is a pytest plugin, loaded with ``-p tests.services`` from the
+This module is a pytest plugin, loaded with ``-p tests.servers`` from the
 ``addopts`` in ``pyproject.toml`` (``pythonpath = ["."]`` makes it importable
 with both ``python -m pytest`` and ``.venv/bin/pytest``). Being a ``-p``
 plugin matters: it is imported *before* pytest-django loads
