@@ -45,7 +45,8 @@ def test_three_completions_are_one_statement_each_and_the_last_moves_the_run(gri
     from django.utils import timezone
 
     with connection.cursor() as cursor:
-        cursor.execute(engine._COMPLETE_COUNTED_SQL, {"id": ids[3], "now": timezone.now(), "outputs": "{}"})
+        cursor.execute(engine._COMPLETE_COUNTED_SQL, {"id": ids[3], "now": timezone.now(), "outputs": "{}",
+                                                      "kind": "step_completed"})
         assert cursor.fetchone() is None
     assert StepRun.objects.get(pk=ids[3]).status == "queued"
     one.refresh_from_db()
