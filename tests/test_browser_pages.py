@@ -10,21 +10,14 @@ from playwright.sync_api import expect
 from orchestration import engine
 from orchestration.models import OrchestrationRun, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration, ui
-from tests.workguide_helpers import employee, guide_orchestration, item_of, ok_flow, people, start
+from tests.workguide_helpers import employee, guide_orchestration, item_of, ok_flow, people_who_sign_in, start
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def users(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    users = people()
-    for user in users.values():
-        user.set_password("pw")
-        user.save()
-    return users
+    return people_who_sign_in(settings)
 
 
 @pytest.fixture

@@ -4,21 +4,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.workguide_helpers import employee, guide_orchestration, item_of, people, start
+from tests.workguide_helpers import employee, guide_orchestration, item_of, people_who_sign_in, start
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def users(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    users = people()
-    for user in users.values():
-        user.set_password("pw")
-        user.save()
-    return users
+    return people_who_sign_in(settings)
 
 
 def log_in(page, live_server, username, next_path=""):

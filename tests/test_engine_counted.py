@@ -9,6 +9,7 @@ from django.db import connection
 from orchestration import engine
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
+from tests.pg_locks import wait_until, waiting_on_a_lock
 from tests.test_engine import Recorder
 
 
@@ -141,7 +142,6 @@ def test_a_counted_completion_meeting_a_transition_that_holds_the_run_waits_inst
     deadlock by failing one of them (the counted one fell back to the lock and logged a warning, or
     the transition itself failed)."""
     import threading
-    import time
 
     from django.db import connections
 
@@ -178,10 +178,6 @@ def test_a_counted_completion_meeting_a_transition_that_holds_the_run_waits_inst
         thread.start()
         return thread
 
-    def waiting_on_a_lock():
-        with postgres_db.connect(autocommit=True) as conn:
-            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND wait_event_type = 'Lock'").fetchone()[0]
 
     caplog.set_level("WARNING", logger="orchestration.engine")
     locked = in_thread("locked", lambda: engine.complete_step(steps["a0"], {"n": 1.0}, run_id=run.pk,
@@ -189,10 +185,8 @@ def test_a_counted_completion_meeting_a_transition_that_holds_the_run_waits_inst
     assert paused.wait(10)
     counted = in_thread("counted", lambda: engine.complete_background_step(steps["a1"], {"n": 1.0}, run_id=run.pk,
                                                                            effects=Recorder()))
-    deadline = time.monotonic() + 10
-    while not waiting_on_a_lock() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert waiting_on_a_lock(), "the counted completion should wait for the run's lock"
+    wait_until(lambda: waiting_on_a_lock(postgres_db))
+    assert waiting_on_a_lock(postgres_db), "the counted completion should wait for the run's lock"
     go.set()
     locked.join(30)
     counted.join(30)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from orchestration import engine, tasks
 from orchestration.models import RunEvent, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
+from tests.pg_locks import wait_until, waiting_on_a_lock
 from tests.test_engine import Recorder
 
 
@@ -108,7 +109,6 @@ def test_a_worker_change_meeting_a_transition_that_holds_the_run_waits_instead_o
     step. Before, the claim took the step, then waited for the run (its event's foreign key) while the
     transition waited for the step: PostgreSQL failed one of them with "deadlock detected"."""
     import threading
-    import time
 
     from django.db import connections, transaction
 
@@ -147,19 +147,13 @@ def test_a_worker_change_meeting_a_transition_that_holds_the_run_waits_instead_o
         finally:
             connections.close_all()
 
-    def waiting_on_a_lock():
-        with postgres_db.connect(autocommit=True) as conn:
-            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND wait_event_type = 'Lock'").fetchone()[0]
 
     first = threading.Thread(target=transition, daemon=True)
     first.start()
     assert holding.wait(10)
     second = threading.Thread(target=worker, daemon=True)
     second.start()
-    deadline = time.monotonic() + 10
-    while not waiting_on_a_lock() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: waiting_on_a_lock(postgres_db))
     go.set()
     first.join(30)
     second.join(30)

@@ -26,6 +26,7 @@ from django.utils import timezone
 from orchestration import engine
 from orchestration.effects import DjangoEffects
 from orchestration.models import OrchestrationRun, StepRun
+from tests.pg_locks import wait_until, waiting_on_a_lock
 from tests.engine_builders import orchestration, ui
 from tests.workguide_helpers import ok_flow
 from workguide import due, services
@@ -82,22 +83,6 @@ class PausingEffects(DjangoEffects):
         super().close_work_items(ctx, step_runs, status)
 
 
-def waiting_on_a_lock(database):
-    with database.connect(autocommit=True) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).fetchone()[0]
-
-
-def _wait_until(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 ACTIONS = {
     "complete": lambda item, s: services.complete_work_item(item, s["alice"], {"ok": True}),
     "claim": lambda item, s: services.claim(item, s["alice"]),
@@ -124,7 +109,7 @@ def test_an_action_arriving_while_a_cancel_holds_the_run_waits_for_it_instead_of
     canceler = in_thread(lambda: engine.cancel_run(run.pk, effects=effects), results, "cancel")
     assert effects.paused.wait(10), results
     worker = in_thread(lambda: ACTIONS[action](item, setting), results, "action")
-    assert _wait_until(lambda: waiting_on_a_lock(postgres_db) >= 1), "the action did not wait on a lock"
+    assert wait_until(lambda: waiting_on_a_lock(postgres_db) >= 1), "the action did not wait on a lock"
     effects.go.set()
     canceler.join(20)
     worker.join(20)

@@ -106,3 +106,16 @@ def people(password=None):
 
 STEP_ONE = {"laptop": "mac", "monitors": "2"}
 STEP_TWO = {"needed_by": "2030-01-15", "contact": "ada@example.com", "extras": ["mouse"], "notes": "<b>soon</b>"}
+
+
+def people_who_sign_in(settings):
+    """``people()`` with the password "pw" each, for browser tests that sign in through the page
+    (a fast hasher; tasks and mail in process)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    users = people()
+    for user in users.values():
+        user.set_password("pw")
+        user.save()
+    return users

@@ -1,0 +1,20 @@
+"""Helpers for the PostgreSQL lock-order tests: see who waits on a lock, wait for a condition."""
+import time
+
+
+def waiting_on_a_lock(database):
+    """How many sessions of the test database wait on a lock now (``database``: the ``postgres_db`` fixture)."""
+    with database.connect(autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()[0]
+
+
+def wait_until(predicate, timeout=10):
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
