@@ -182,7 +182,7 @@ def start_worker(app="config", *, env=None, concurrency=2, name="worker"):
 
 def publishing_to(url):
     """Point this process's Celery app at ``url`` (as the integration tests do)."""
-    from tests.test_integration import publishing_to as _publishing_to
+    from tests.orchestration.test_integration import publishing_to as _publishing_to
 
     return _publishing_to(url)
 

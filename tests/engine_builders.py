@@ -54,3 +54,22 @@ def bg(name, flow, **extra):
 
 def ui(name, flow, assignee=None, **extra):
     return {"name": name, "type": "interactive", "flow": flow, "assignee": assignee or {"user": "alice"}, **extra}
+
+
+class Recorder:
+    """Effects that remember sends instead of publishing them."""
+
+    def __init__(self):
+        from orchestration.effects import DjangoEffects
+
+        self.sent = []
+        self._real = DjangoEffects()
+
+    def send_step(self, step_run):
+        self.sent.append(step_run.pk)
+
+    def open_work_item(self, *args):
+        return self._real.open_work_item(*args)
+
+    def close_work_items(self, *args):
+        return self._real.close_work_items(*args)

@@ -1,4 +1,4 @@
-"""A host's URLconf: Baton under ``ops/`` (tests/test_embedding.py)."""
+"""A host's URLconf: Baton under ``ops/`` (tests/config/test_embedding.py)."""
 from django.contrib import admin
 from django.urls import include, path
 

@@ -5,29 +5,10 @@ from django.contrib.auth.models import Group, User
 from orchestration import engine
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
 from orchestration.tasks import claim, execute_claimed
-from tests.engine_builders import bg, noop_flow, orchestration, screen_flow, ui
+from tests.engine_builders import Recorder, bg, noop_flow, orchestration, screen_flow, ui
 from workguide.models import WorkItem
 
 pytestmark = pytest.mark.django_db
-
-
-class Recorder:
-    """Effects that remember sends instead of publishing them."""
-
-    def __init__(self):
-        from orchestration.effects import DjangoEffects
-
-        self.sent = []
-        self._real = DjangoEffects()
-
-    def send_step(self, step_run):
-        self.sent.append(step_run.pk)
-
-    def open_work_item(self, *args):
-        return self._real.open_work_item(*args)
-
-    def close_work_items(self, *args):
-        return self._real.close_work_items(*args)
 
 
 @pytest.fixture

@@ -423,7 +423,7 @@ def test_action_errors_name_the_action_and_element():
 
 def test_whole_python_implementation():
     spec = FlowSpec.load(make_flow(
-        implementation="tests.test_flow_runtime.whole_flow",
+        implementation="tests.flows.test_flow_runtime.whole_flow",
         inputs=[var("amount", "number"), var("label")], outputs=[var("total", "number"), var("label")],
     ))
     assert run_flow(spec, {"amount": 2, "label": "x"}) == {"total": 6.0, "label": "x!"}

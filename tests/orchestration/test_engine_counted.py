@@ -10,7 +10,7 @@ from orchestration import engine
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
 from tests.pg_locks import wait_until, waiting_on_a_lock
-from tests.test_engine import Recorder
+from tests.engine_builders import Recorder
 
 
 def open_count_matches(stage_run):

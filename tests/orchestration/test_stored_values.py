@@ -15,7 +15,7 @@ from orchestration import engine, tasks
 from orchestration.models import StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
 from tests.flow_builders import field, screen, screen_flow, var
-from tests.test_engine import Recorder
+from tests.engine_builders import Recorder
 
 pytestmark = pytest.mark.django_db
 

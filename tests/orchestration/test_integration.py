@@ -123,7 +123,7 @@ def _complete_in_child(database_url, step_run_id, barrier, results, how="locked"
 
     connections.close_all()
     from orchestration import engine
-    from tests.test_engine import Recorder
+    from tests.engine_builders import Recorder
 
     with django_default_database(database_url):
         barrier.wait()
@@ -146,7 +146,7 @@ def test_parallel_completions_advance_the_stage_exactly_once(postgres_db, hows):
     from orchestration import engine
     from orchestration.models import RunEvent, StageRun, StepRun
     from tests.engine_builders import noop_flow, orchestration
-    from tests.test_engine import Recorder
+    from tests.engine_builders import Recorder
 
     noop_flow("p")
     orch = orchestration([

@@ -10,7 +10,7 @@ from orchestration import engine, tasks
 from orchestration.models import RunEvent, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
 from tests.pg_locks import wait_until, waiting_on_a_lock
-from tests.test_engine import Recorder
+from tests.engine_builders import Recorder
 
 
 def queued_step(timeout="45s"):

@@ -410,7 +410,7 @@ def test_import_of_export_gives_the_same_definitions(doc):
 def test_the_documented_example_imports_and_activates(ann):
     from pathlib import Path
 
-    text = Path(__file__).resolve().parent.parent.joinpath("docs", "definitions.md").read_text()
+    text = Path(__file__).resolve().parents[2].joinpath("docs", "definitions.md").read_text()
     example = text.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     report = import_document(example, activate=True)
     assert [o.status for o in report.orchestrations] == ["active"]

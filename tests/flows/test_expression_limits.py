@@ -24,9 +24,9 @@ from orchestration.models import StepRun
 from orchestration.validation import validate_orchestration
 from tests.engine_builders import bg, noop_flow, orchestration
 from tests.factories import make_flow, make_orchestration, stage, step, var
-from tests.test_engine import Recorder
+from tests.engine_builders import Recorder
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SUM_20000 = " + ".join(["1"] * 20000)
 SUM_10000 = " + ".join(["1"] * 10000)
 DIGITS = "[" + ", ".join(str(i) for i in range(10)) + "]"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import REPO
-from tests.test_integration import _reset_pools, wait_for
+from tests.orchestration.test_integration import _reset_pools, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.services, pytest.mark.slow]
 
@@ -133,7 +133,7 @@ def test_broker_outage_at_record_save(postgres_db, make_redis_server, celery_wor
 # ---------------------------------------------------------------------------
 # 3. Worker death
 # ---------------------------------------------------------------------------
-# tests/test_integration.py::test_worker_killed_mid_step_runs_the_step_again kills
+# tests/orchestration/test_integration.py::test_worker_killed_mid_step_runs_the_step_again kills
 # the pool process running a step (the message comes back through
 # reject_on_worker_lost). Here the whole worker dies, as a machine would: the
 # message stays unacknowledged in Redis and only the sweeper can rescue it.

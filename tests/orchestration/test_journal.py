@@ -12,11 +12,11 @@ from orchestration import engine, journal
 from orchestration.models import EventKind, RunEvent, StepRun
 from orchestration.tasks import claim, execute_claimed, sweep_stuck_steps
 from tests.engine_builders import bg, noop_flow, orchestration, screen_flow
-from tests.test_engine import Recorder
+from tests.engine_builders import Recorder
 from workguide import services
 from workguide.models import WorkItem
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ class BrokenBackend:
 
 def test_a_failing_mail_server_is_logged_retried_and_never_rolls_back(users, settings, caplog,
                                                                       django_capture_on_commit_callbacks):
-    settings.EMAIL_BACKEND = "tests.test_notifications.BrokenBackend"
+    settings.EMAIL_BACKEND = "tests.workguide.test_notifications.BrokenBackend"
     settings.BATON_MAIL_RETRIES = 2
     BrokenBackend.attempts = 0
     with caplog.at_level(logging.WARNING):
