@@ -127,3 +127,27 @@ def free_names(source):
     """The set of free top-level names ``source`` reads."""
     return {read.name for read in reads(source)}
 
+
+
+def assignment_order(assignments):
+    """The names of an ``assign`` element's ``set`` in the order to evaluate them.
+
+    An assignment that reads another variable set by the same element runs
+    after it, so ``{"total": "amount * 2", "label": "string(total)"}`` gives
+    ``label`` the new total whatever order the mapping comes back in
+    (PostgreSQL's jsonb does not keep key order). Otherwise the given order is
+    kept. Raises ``ValueError`` naming the variables when they read each other
+    in a circle, which no order can satisfy.
+    """
+    names = list(assignments)
+    waits_on = {name: (free_names(source) & set(names)) - {name} if isinstance(source, str) else set()
+                for name, source in assignments.items()}
+    order, done = [], set()
+    while len(order) < len(names):
+        ready = [name for name in names if name not in done and waits_on[name] <= done]
+        if not ready:
+            circle = sorted(name for name in names if name not in done)
+            raise ValueError(f"{', '.join(circle)} read each other; no order of assignment satisfies them")
+        order.append(ready[0])
+        done.add(ready[0])
+    return order

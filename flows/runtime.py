@@ -85,6 +85,7 @@ from orchestration.records import (
 )
 
 from .actions import UnknownAction, get_action, resolve_implementation
+from .names import assignment_order
 from .compiled import FlowSpec, VariableSpec, thaw
 from .http import HostPolicy, RefusedURL, check_url, open_session
 from .durations import parse_duration
@@ -448,8 +449,12 @@ class _Run:
         assignments = self.cfg("set", required=True)
         if not hasattr(assignments, "items"):
             self.fail("'set' must map variable names to expressions")
-        for name, source in assignments.items():
-            self.set(name, self.eval(source, f"set {name}"))
+        try:
+            order = assignment_order(assignments)
+        except ValueError as exc:
+            self.fail(f"'set': {exc}")
+        for name in order:
+            self.set(name, self.eval(assignments[name], f"set {name}"))
 
     def do_decision(self):
         for i, outcome in enumerate(self.cfg("outcomes", ()) or ()):

@@ -14,6 +14,7 @@ from django.utils.module_loading import import_string
 
 
 from .expressions import ExpressionError, compile_expression, merge_fields
+from .names import assignment_order
 from .http import HostPolicy, RefusedURL, check_url
 from .models import ELEMENT_TYPES, FIELD_TYPES, VARIABLE_TYPES, FlowType, FlowVariable
 
@@ -236,6 +237,11 @@ def _check_element(problems, flow, index, element, labels):
     if kind == "assign":
         if needs("set"):
             _check_map_of_expressions(problems, f"{eplace}.set", config["set"])
+            if isinstance(config["set"], dict):
+                try:
+                    assignment_order(config["set"])
+                except ValueError as exc:
+                    problems.append(Problem(f"{eplace}.set", str(exc)))
     elif kind == "decision":
         if needs("outcomes"):
             for i, outcome in enumerate(config["outcomes"] or []):

@@ -146,6 +146,22 @@ def test_assign_and_outputs_by_name_or_value_expression():
     assert run_flow(spec, {})["total"] == 3.0
 
 
+def test_an_assignment_that_reads_another_of_the_same_set_runs_after_it_in_any_stored_order():
+    """PostgreSQL's jsonb gives a ``set`` back in its own key order: ``label`` before ``total`` here."""
+    spec = autolaunched(
+        {"type": "assign", "set": {"label": '"total " + string(total)', "total": "amount * 2.0"}},
+        inputs=[var("amount", "number")], outputs=[var("total", "number"), var("label")],
+    )
+    assert run_flow(spec, {"amount": 5}) == {"total": 10.0, "label": "total 10"}
+
+
+def test_assignments_that_read_each_other_in_a_circle_are_an_error_naming_them():
+    spec = autolaunched({"type": "assign", "set": {"a": "b + 1", "b": "a + 1"}},
+                        inputs=[var("a", "number", default=0), var("b", "number", default=0)])
+    with pytest.raises(FlowError, match="a, b read each other"):
+        run_flow(spec, {})
+
+
 def test_required_output_missing_and_wrongly_typed_output_are_errors():
     spec = autolaunched({"type": "assign", "set": {"x": "1"}}, outputs=[var("y", required=True)])
     with pytest.raises(FlowError, match="y: required"):
