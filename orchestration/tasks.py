@@ -51,6 +51,10 @@ def _recycle_connections(**_):
     an error (a restarted database), an idle second or the connection's
     maximum age, the full check runs as before.
     """
+    if any(conn.in_atomic_block for conn in connections.all(initialized_only=True)):
+        # An eager task (task_always_eager) run inside its caller's transaction: the
+        # connection is the caller's, and checking it would close it (autocommit is off).
+        return
     now = time.monotonic()
     if now - _last_task_ended[0] < BUSY_CONNECTION_SECONDS and not any(
         conn.errors_occurred or (conn.close_at is not None and now >= conn.close_at)
