@@ -10,6 +10,8 @@ schema: documented status code, content type and body.
 """
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import (
@@ -28,6 +30,22 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 RANDOM_EXAMPLES = 25
 PINNED_EXAMPLES = 12
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.fixture(autouse=True)
+def keep_the_test_connection():
+    """Requests go through the WSGI handler, whose request signals close "old" connections.
+
+    Inside the test's transaction PostgreSQL's connection has autocommit off,
+    which reads as unusable, so the first request would close it under the
+    test (SQLite's in-memory database ignores the close). Django's own test
+    client disconnects the same handler for the same reason.
+    """
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
