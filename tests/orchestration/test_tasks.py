@@ -73,7 +73,7 @@ def test_claim_on_sqlite_behaves_the_same():
 
 
 def test_a_busy_worker_skips_the_health_check_until_idle_or_after_an_error():
-    conn = mock.Mock(errors_occurred=False, close_at=None)
+    conn = mock.Mock(errors_occurred=False, close_at=None, in_atomic_block=False)
     with mock.patch.object(tasks, "close_old_connections") as close_old, \
             mock.patch.object(tasks.connections, "all", return_value=[conn]):
         tasks._last_task_ended[0] = float("-inf")
@@ -93,6 +93,18 @@ def test_a_busy_worker_skips_the_health_check_until_idle_or_after_an_error():
         conn.close_at = 0  # past its CONN_MAX_AGE
         tasks._recycle_connections()
         assert close_old.call_count == 4
+
+
+def test_an_eager_task_inside_its_callers_transaction_keeps_the_connection():
+    conn = mock.Mock(errors_occurred=True, close_at=0, in_atomic_block=True)
+    with mock.patch.object(tasks, "close_old_connections") as close_old, \
+            mock.patch.object(tasks.connections, "all", return_value=[conn]):
+        tasks._last_task_ended[0] = float("-inf")
+        tasks._recycle_connections()
+        assert close_old.call_count == 0  # the caller's open transaction is left alone
+        conn.in_atomic_block = False
+        tasks._recycle_connections()
+        assert close_old.call_count == 1
 
 
 def test_lease_uses_the_copied_timeout_even_if_the_plan_is_unreadable(postgres_db):
