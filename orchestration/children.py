@@ -29,6 +29,7 @@ The rules, in the order a child's life takes them:
 import logging
 
 from django.db import transaction
+from django.db.models import Q
 
 from .conf import baton_settings
 from .models import OrchestrationRun, RunStatus, StepRun, StepStatus
@@ -128,10 +129,10 @@ def sweep_orphaned_children():
 
     Returns how many were canceled.
     """
+    waited_for = Q(parent_step_run__status__in=(StepStatus.IN_PROGRESS, StepStatus.ERROR),
+                   parent_step_run__run__status__in=(RunStatus.RUNNING, RunStatus.ERROR))
     orphans = (OrchestrationRun.objects.exclude(status__in=ENDED)
-               .filter(parent_step_run__isnull=False)
-               .exclude(parent_step_run__status=StepStatus.IN_PROGRESS)
-               .exclude(parent_step_run__status=StepStatus.ERROR))
+               .filter(parent_step_run__isnull=False).exclude(waited_for))
     count = 0
     for child_id, step_run_id in orphans.values_list("pk", "parent_step_run_id")[:500]:
         cancel_children(step_run_id, "its parent's step no longer waits for it")

@@ -754,6 +754,9 @@ def _close_stage(ctx, stage_run, status, **about):
     for step_run in ctx.step_runs_of(stage_run):
         if step_run.status in OPEN_STEP_STATUSES:
             _finish_step(ctx, step_run, StepStatus.DISCONTINUED, close_items="canceled")
+        elif step_run.type == StepType.ORCHESTRATION and step_run.status == StepStatus.ERROR:
+            # Its child (in error) could still be put back to work inside: nothing waits for it now.
+            children.cancel_children_later(step_run, f"its parent's stage ended ({status})")
     stage_run.status = status
     stage_run.ended_at = ctx.now
     stage_run.save(update_fields=["status", "ended_at"])

@@ -296,3 +296,18 @@ def test_the_diagram_draws_a_sub_orchestration_step_and_an_error_path(adder):
     assert 'data-step="call" data-step-type="orchestration"' in svg
     assert "runs kid_drawn" in svg
     assert 'data-from="risky" data-to="repair"' in svg and "on error" in svg
+
+
+def test_canceling_a_parent_whose_step_is_in_error_cancels_the_failed_child(adder, django_capture_on_commit_callbacks):
+    # Found by the state machine: the child in error was left running for ever once the operator
+    # fixed it inside, because the canceled parent's step was "error", not open.
+    failing_kid()
+    parent = orchestration([{"name": "one", "steps": [sub("call", "kid_bad")]}], api_name="mum_err_cancel")
+    run = engine.start_run(parent)
+    child = child_of(run, "call")
+    assert child.status == "error"
+    with django_capture_on_commit_callbacks(execute=True):
+        engine.cancel_run(run.pk, reason="stop")
+    child.refresh_from_db()
+    assert child.status == "canceled"
+    assert children.sweep_orphaned_children() == 0
