@@ -47,7 +47,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from orchestration.conf import SETTINGS, baton_settings
+from .conf import FLOW_SETTINGS, baton_settings
 
 MERGE_FIELD = re.compile(r"\{!(.*?)\}", re.S)
 
@@ -109,7 +109,7 @@ def limits():
     if settings.configured:
         values = [getattr(baton_settings, name) for name in LIMIT_SETTINGS]
     else:  # a script without Django settings (bench/cel_compare.py)
-        values = [SETTINGS[name].default for name in LIMIT_SETTINGS]
+        values = [FLOW_SETTINGS[name].default for name in LIMIT_SETTINGS]
     current = Limits(*values)
     if settings.configured:
         _limits_in_force[:] = [current]

@@ -34,7 +34,7 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import connection as urllib3_connection
 from urllib3.util import parse_url
 
-from orchestration.conf import baton_settings
+from .conf import baton_settings
 
 SCHEMES = ("http", "https")
 # Characters that parsers disagree on or that have no place in a host:

@@ -60,7 +60,7 @@ Errors
 
 Security: ``get_records``/``create_record``/``update_records`` reach only
 models in ``BATON_FLOW_MODELS`` and only their exposed fields
-(``orchestration.records.exposed_fields``: never a password or secret; no ``__``
+(``flows.records.exposed_fields``: never a password or secret; no ``__``
 lookups); ``http_request`` calls only hosts in ``BATON_HTTP_ALLOWED_HOSTS``,
 over http or https, without following redirects, with a timeout.
 """
@@ -79,19 +79,16 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from orchestration.conf import baton_settings
-from orchestration.records import (
-    RecordError, exposed_fields, get_model, record_map, record_reference, resolve_record_ref,
-)
-
+from .conf import baton_settings
 from .actions import UnknownAction, get_action, resolve_implementation
-from .names import assignment_order
 from .compiled import FlowSpec, VariableSpec, thaw
-from .http import HostPolicy, RefusedURL, check_url, open_session
 from .durations import parse_duration
 from .expressions import (
     ExpressionError, UnstorableValue, evaluate, evaluate_condition, limits, render_merge, shown_name, to_cel, to_json,
 )
+from .http import HostPolicy, RefusedURL, check_url, open_session
+from .names import assignment_order
+from .records import RecordError, exposed_fields, get_model, record_map, record_reference, resolve_record_ref
 
 MAX_RECORDS = 1000
 MAX_UPDATE = 1000
