@@ -6,6 +6,7 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from flows.expressions import UnstorableValue, to_json
+from flows.values import check_variables
 
 from . import engine
 from .models import Orchestration, OrchestrationRun, PendingStart, RunStatus
@@ -27,8 +28,6 @@ def active_orchestration(api_name):
 
 
 def check_launch_inputs(orch, inputs):
-    from flows.runtime import check_variables
-
     if inputs is not None and not isinstance(inputs, dict):
         raise LaunchError({"inputs": ["must be an object of input names to values"]})
     cleaned, errors = check_variables(list(orch.inputs or []), inputs or {})
@@ -82,8 +81,6 @@ def clean_skip_outputs(run, step_name, outputs, spec=None):
     not given stay unset: a skip may give only some outputs. Raises
     ``ValidationError`` keyed ``outputs`` or ``outputs.NAME``.
     """
-    from flows.runtime import check_variables
-
     if not isinstance(outputs, dict):
         raise ValidationError({"outputs": ['must be a JSON object: {"name": value, ...}']})
     check_json_size("outputs", outputs, ValidationError)
