@@ -38,16 +38,23 @@ RUN_KEYS = ("id", "orchestration", "started_at", "started_by", "version")
 STEP_KEYS = ("outputs", "status")
 
 
-# The names the definition file schema accepts (orchestration.definition_files), stored in 100-character columns.
+# Names are stored in 100-character columns (Flow/Orchestration.api_name, Stage/Step.name, ...): SQLite
+# would keep a longer one whole and PostgreSQL refuse it with a database error. The definition file
+# schema (orchestration.definition_files.schema) accepts the same names.
 NAME_MAX_LENGTH = 100
 SLUG_NAME = re.compile(r"[-A-Za-z0-9_]{1,%d}" % NAME_MAX_LENGTH)
 IDENTIFIER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,%d}" % (NAME_MAX_LENGTH - 1))
 NAME_FORMS = {SLUG_NAME: "letters, digits, '-' and '_'", IDENTIFIER_NAME: "a letter or '_', then letters, digits or '_'"}
 
 
-def _short_name(name):
-    text = str(name)
-    return text if len(text) <= NAME_MAX_LENGTH else f"{text[:NAME_MAX_LENGTH]}… ({len(text):,} characters)"
+def shorten(text, limit):
+    """``text`` as a message may quote it: cut at ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def short_name(name):
+    """A name as a problem may quote it: cut at NAME_MAX_LENGTH (a longer one is refused anyway)."""
+    return shorten(str(name), NAME_MAX_LENGTH)
 
 
 def record_field_names(model):
@@ -604,11 +611,11 @@ class OrchestrationValidator:
     def check_name(self, place, name, what, pattern):
         """A stage/decision/step name as the definition file schema takes it (the admin lets anything in)."""
         if not pattern.fullmatch(name or ""):
-            self.add(place, f"{what} name {_short_name(name)!r} must be {NAME_FORMS[pattern]}, "
+            self.add(place, f"{what} name {short_name(name)!r} must be {NAME_FORMS[pattern]}, "
                             f"at most {NAME_MAX_LENGTH} characters")
 
     def check_stage(self, stage):
-        base = place_of(self.orch.api_name, _short_name(stage.name))
+        base = place_of(self.orch.api_name, short_name(stage.name))
         self.check_name(base, stage.name, stage.kind, SLUG_NAME)
         if stage.kind == StageKind.DECISION:
             outcomes = list(stage.outcomes.all())
@@ -646,7 +653,7 @@ class OrchestrationValidator:
         self.check_after_cycles(base, steps)
 
     def check_step(self, base, step, stage_step_names):
-        place = place_of(base, _short_name(step.name))
+        place = place_of(base, short_name(step.name))
         self.check_name(place, step.name, "step", IDENTIFIER_NAME)
         expected = {StepType.INTERACTIVE: FlowType.SCREEN, StepType.BACKGROUND: FlowType.AUTOLAUNCHED}.get(step.type)
         if expected is None:
@@ -724,7 +731,7 @@ class OrchestrationValidator:
     # -------------------------------------------------------------- all
     def run(self):
         orch = self.orch
-        self.check_name(place_of(_short_name(orch.api_name), "api_name"), orch.api_name, "orchestration", SLUG_NAME)
+        self.check_name(place_of(short_name(orch.api_name), "api_name"), orch.api_name, "orchestration", SLUG_NAME)
         self.check_start()
         self.build_graph()
         for stage in self.stages:
