@@ -71,6 +71,7 @@ from __future__ import annotations
 import json
 import re
 
+import requests
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
@@ -443,8 +444,6 @@ class _Run:
             self.set(into, sent)
 
     def do_http_request(self):
-        import requests
-
         method = str(self.cfg("method", "GET") or "GET").upper()
         if method not in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}:
             self.fail(f"method {method!r} is not allowed")

@@ -15,7 +15,9 @@ Places read ``orchestration › stage › step › what``, for example::
 import re
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.contrib.auth.models import Group
 
 from flows.durations import parse_duration
@@ -28,6 +30,7 @@ from flows.versioning import DefinitionStatus
 from .models import (
     END, AssigneeType, Orchestration, StageExit, StageKind, StartType, StartWhen, StepEntry, StepExit, StepType,
 )
+from .records import allowed_models, exposed_fields
 
 # Where an expression sits decides what it may read.
 START, VALUE, CONDITION, DECISION = "start", "value", "condition", "decision"
@@ -69,10 +72,6 @@ def record_field_names(model):
 def exposed_record_fields(model):
     """The keys ``record`` really has for a record of ``model``: its exposed fields
     (``orchestration.records.exposed_fields``: BATON_FLOW_MODELS choices, secret fields left out)."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from .records import exposed_fields
-
     try:
         return set(exposed_fields(model))
     except ImproperlyConfigured:
@@ -475,10 +474,6 @@ class OrchestrationValidator:
         to flows, so a field is known if one of those models has it.
         """
         if self._record_fields is None:
-            from django.apps import apps
-
-            from .records import allowed_models
-
             label = (self.orch.start_model or "").lower()
             if label:
                 try:
@@ -601,8 +596,8 @@ class OrchestrationValidator:
             if not Group.objects.filter(name=value).exists():
                 self.add(place, f"no group named {value!r}")
         elif kind == AssigneeType.QUEUE:
-            from workguide.models import Queue
-
+            # Queues are the Work Guide's: found through the app registry, so orchestration imports no workguide.
+            Queue = apps.get_model("workguide", "Queue")
             if not Queue.objects.filter(name=value).exists():
                 self.add(place, f"no queue named {value!r}")
         else:
