@@ -10,7 +10,7 @@ import logging
 
 from django.apps import apps
 
-from orchestration.conf import baton_settings
+from .conf import baton_settings
 
 log = logging.getLogger(__name__)
 _ACTIONS = {}

@@ -11,8 +11,12 @@
   definitions as YAML).
 
 The lifecycle (``orchestration.lifecycle``) and the definition file code
-(``orchestration.definition_files``) are imported inside the functions that
-use them, so the admin loads even where those modules are still missing.
+(``orchestration.definition_files``) are orchestration's: activating a flow
+checks the orchestrations that call it, and a definition file holds both
+kinds. This admin is the one place flows reaches up into orchestration, and
+it does so inside the actions that need them, so that loading any flows
+module (this one included) loads nothing of orchestration: no import circle
+between the apps (tests/config/test_import_graph.py).
 """
 import json
 
@@ -365,6 +369,7 @@ class DefinitionAdmin(nested_admin.NestedModelAdmin):
             self.message_user(request, f"{obj}: {problem}", level)
 
     def _validate(self, request, obj):
+        # orchestration's, imported when used: see the module docstring (no circle between the apps).
         from orchestration import lifecycle
 
         try:
@@ -381,6 +386,7 @@ class DefinitionAdmin(nested_admin.NestedModelAdmin):
         return not problems
 
     def _activate(self, request, obj):
+        # orchestration's, imported when used: see the module docstring (no circle between the apps).
         from orchestration import lifecycle
 
         if obj.status == DefinitionStatus.ACTIVE:
@@ -398,6 +404,7 @@ class DefinitionAdmin(nested_admin.NestedModelAdmin):
         return True
 
     def _new_version(self, request, obj):
+        # orchestration's, imported when used: see the module docstring (no circle between the apps).
         from orchestration import lifecycle
 
         try:
@@ -436,6 +443,7 @@ class DefinitionAdmin(nested_admin.NestedModelAdmin):
 
     @admin.action(description="Export the selected as YAML", permissions=["view"])
     def export_selected(self, request, queryset):
+        # orchestration's, imported when used: see the module docstring (no circle between the apps).
         from orchestration.definition_files import export_document
 
         api_names = sorted(set(queryset.values_list("api_name", flat=True)))
@@ -491,6 +499,7 @@ class DefinitionAdmin(nested_admin.NestedModelAdmin):
         problems = []
         form = ImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
+            # orchestration's, imported when used: see the module docstring (no circle between the apps).
             from orchestration.definition_files import import_document
 
             try:

@@ -1,11 +1,11 @@
 from django.apps import AppConfig
 
+from . import actions
+
 
 class FlowsConfig(AppConfig):
     name = "flows"
     verbose_name = "Flows"
 
     def ready(self):
-        from . import actions
-
         actions.import_action_modules()

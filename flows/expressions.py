@@ -47,7 +47,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from orchestration.conf import SETTINGS, baton_settings
+from django.conf import settings
+from django.core.signals import setting_changed
+
+from . import cel_worker
+from .conf import FLOW_SETTINGS, baton_settings
 
 MERGE_FIELD = re.compile(r"\{!(.*?)\}", re.S)
 
@@ -72,7 +76,7 @@ class ExpressionError(Exception):
 # Limits
 # ---------------------------------------------------------------------------
 
-# The settings behind ``Limits``, in its fields' order; defaults and docs in orchestration/conf.py.
+# The settings behind ``Limits``, in its fields' order; defaults and docs in flows/conf.py.
 LIMIT_SETTINGS = (
     "BATON_CEL_MAX_LENGTH",
     "BATON_CEL_MAX_DEPTH",
@@ -104,12 +108,10 @@ def limits():
     """The expression limits in force: each setting if given, else its default."""
     if _limits_in_force:
         return _limits_in_force[0]
-    from django.conf import settings
-
     if settings.configured:
         values = [getattr(baton_settings, name) for name in LIMIT_SETTINGS]
     else:  # a script without Django settings (bench/cel_compare.py)
-        values = [SETTINGS[name].default for name in LIMIT_SETTINGS]
+        values = [FLOW_SETTINGS[name].default for name in LIMIT_SETTINGS]
     current = Limits(*values)
     if settings.configured:
         _limits_in_force[:] = [current]
@@ -122,8 +124,6 @@ def _forget_limits(setting, **kwargs):
 
 
 def _listen_for_setting_changes():
-    from django.core.signals import setting_changed
-
     setting_changed.connect(_forget_limits, dispatch_uid="flows.expressions.limits")
 
 
@@ -550,9 +550,9 @@ _inline_programs = {}
 
 
 def _inline(request):
+    # The compiled binding is loaded only by a process that evaluates inline (or by the
+    # evaluator process): the web and worker processes that never do are spared loading it.
     import cel
-
-    from . import cel_worker
 
     return cel_worker.answer(cel, _inline_programs, request)
 

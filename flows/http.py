@@ -30,11 +30,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import LocationParseError
+from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 from urllib3.util import parse_url
 
-from orchestration.conf import baton_settings
+from .conf import baton_settings
 
 SCHEMES = ("http", "https")
 # Characters that parsers disagree on or that have no place in a host:
@@ -165,8 +165,6 @@ class _CheckedConnectionMixin:
         return self._fail_connect(last_error)
 
     def _fail_connect(self, error):
-        from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-
         if isinstance(error, TimeoutError):
             raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})")
         raise NewConnectionError(self, f"Failed to establish a new connection: {error}")

@@ -1,11 +1,13 @@
-"""The interpreter of autolaunched and evaluation flows, and variable checking.
+"""The interpreter of autolaunched and evaluation flows.
 
 ``run_flow(spec_or_flow, inputs, *, record=None, user=None) -> dict``
 runs one flow version and returns its outputs; ``evaluate_flow(...)`` runs
 an evaluation flow and returns its boolean ``condition_met``.
 ``check_variables(declared, given)`` (and ``check_inputs(spec, inputs)``)
 validate values against declared variables; the orchestration launcher
-uses the same function for orchestration inputs.
+uses the same function for orchestration inputs. They live in
+``flows/values.py`` and are re-exported here; the rules they apply are
+below.
 
 Rules
 -----
@@ -60,38 +62,33 @@ Errors
 
 Security: ``get_records``/``create_record``/``update_records`` reach only
 models in ``BATON_FLOW_MODELS`` and only their exposed fields
-(``orchestration.records.exposed_fields``: never a password or secret; no ``__``
+(``flows.records.exposed_fields``: never a password or secret; no ``__``
 lookups); ``http_request`` calls only hosts in ``BATON_HTTP_ALLOWED_HOSTS``,
 over http or https, without following redirects, with a timeout.
 """
 from __future__ import annotations
 
-import datetime
-import decimal
 import json
-import math
 import re
 
+import requests
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
-
-from orchestration.conf import baton_settings
-from orchestration.records import (
-    RecordError, exposed_fields, get_model, record_map, record_reference, resolve_record_ref,
-)
 
 from .actions import UnknownAction, get_action, resolve_implementation
-from .names import assignment_order
-from .compiled import FlowSpec, VariableSpec, thaw
-from .http import HostPolicy, RefusedURL, check_url, open_session
+from .conf import baton_settings
+from .compiled import FlowSpec, VariableSpec
 from .durations import parse_duration
 from .expressions import (
-    ExpressionError, UnstorableValue, evaluate, evaluate_condition, limits, render_merge, shown_name, to_cel, to_json,
+    ExpressionError, UnstorableValue, evaluate, evaluate_condition, limits, render_merge, to_cel, to_json,
 )
+from .http import HostPolicy, RefusedURL, check_url, open_session
+from .names import assignment_order
+from .records import RecordError, exposed_fields, get_model, record_map
+from .values import check_inputs, check_variables, clean_value, format_errors, kind_of, scope_value  # noqa: F401 (clean_value: public here too)
 
 MAX_RECORDS = 1000
 MAX_UPDATE = 1000
@@ -113,161 +110,6 @@ class FlowError(Exception):
         if expression and expression not in message:
             text = f"{text} (expression {expression!r})"
         super().__init__(text)
-
-
-# ---------------------------------------------------------------------------
-# Variables: checking and cleaning
-# ---------------------------------------------------------------------------
-
-def _attr(var, key, default=None):
-    if isinstance(var, dict):
-        return var.get(key, default)
-    return getattr(var, key, default)
-
-
-def clean_value(type_name, value):
-    """``value`` cleaned for ``type_name`` (JSON-storable), or ValueError with the reason."""
-    if type_name == "text":
-        if not isinstance(value, str):
-            raise ValueError(f"expected text, got {_kind(value)}")
-        return to_json(value)  # refuses a lone surrogate
-    if type_name == "number":
-        if isinstance(value, bool):
-            raise ValueError("expected a number, got a boolean")
-        if isinstance(value, (int, float, decimal.Decimal)):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise ValueError(f"expected a number, got text {value!r}") from None
-        else:
-            raise ValueError(f"expected a number, got {_kind(value)}")
-        if not math.isfinite(number):
-            raise ValueError("expected a finite number")
-        return number
-    if type_name == "boolean":
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {_kind(value)}")
-        return value
-    if type_name == "date":
-        if isinstance(value, datetime.datetime):
-            raise ValueError("expected a date, got a date and time")
-        if isinstance(value, datetime.date):
-            return value.isoformat()
-        if isinstance(value, str):
-            try:
-                parsed = parse_date(value.strip())
-            except ValueError:
-                parsed = None
-            if parsed is None:
-                raise ValueError(f"expected a date (YYYY-MM-DD), got {value!r}")
-            return parsed.isoformat()
-        raise ValueError(f"expected a date, got {_kind(value)}")
-    if type_name == "datetime":
-        if isinstance(value, datetime.datetime):
-            parsed = value
-        elif isinstance(value, str):
-            try:
-                parsed = parse_datetime(value.strip())
-            except ValueError:
-                parsed = None
-            if parsed is None:
-                raise ValueError(f"expected a date and time (ISO 8601), got {value!r}")
-        else:
-            raise ValueError(f"expected a date and time, got {_kind(value)}")
-        if timezone.is_naive(parsed):
-            parsed = timezone.make_aware(parsed)
-        return parsed.isoformat()
-    if type_name == "record":
-        try:
-            instance = resolve_record_ref(value)
-        except RecordError as exc:
-            raise ValueError("; ".join(exc.messages)) from None
-        return record_reference(instance)
-    if type_name == "list":
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"expected a list, got {_kind(value)}")
-        cleaned = to_json(list(value))
-        try:
-            json.dumps(cleaned)
-        except (TypeError, ValueError):
-            raise ValueError("the list holds values that cannot be stored (not JSON)") from None
-        return cleaned
-    raise ValueError(f"unknown type {type_name!r}")
-
-
-def _kind(value):
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float, decimal.Decimal)):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"text {value!r}"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, dict):
-        return "a map"
-    return type(value).__name__
-
-
-def check_variables(declared, given, *, allow_unknown=False):
-    """Check ``given`` against ``declared`` variables.
-
-    ``declared``: dicts ``{name, type, required, default}`` or VariableSpec
-    objects. Returns ``(cleaned, errors)``: ``cleaned`` has every declared
-    name (``None`` when not given and no default), ``errors`` maps a name to
-    one message. Unknown names are errors unless ``allow_unknown``.
-    """
-    given = {} if given is None else given
-    cleaned, errors = {}, {}
-    if not isinstance(given, dict):
-        return {}, {"__all__": f"expected a map of names to values, got {_kind(given)}"}
-    names = set()
-    for var in declared:
-        name = _attr(var, "name")
-        names.add(name)
-        type_name = _attr(var, "type", "text") or "text"
-        value = given.get(name)
-        if value is None:
-            default = _attr(var, "default")
-            if default is not None:
-                value = default
-            elif _attr(var, "required", False):
-                errors[name] = "required"
-                continue
-            else:
-                cleaned[name] = None
-                continue
-        try:
-            cleaned[name] = clean_value(type_name, thaw(value))
-        except ValueError as exc:
-            errors[name] = str(exc)
-    if not allow_unknown:
-        for name in given:
-            if name not in names:
-                errors[shown_name(name)] = "unknown name (not declared)"
-    return cleaned, errors
-
-
-def check_inputs(spec, inputs):
-    """``check_variables`` over the flow's declared inputs."""
-    return check_variables(spec.inputs, inputs)
-
-
-def format_errors(errors):
-    return "; ".join(f"{name}: {message}" for name, message in errors.items())
-
-
-def scope_value(type_name, value):
-    """A cleaned (JSON) value as expressions see it: datetimes become timestamps."""
-    if type_name == "datetime" and isinstance(value, str):
-        parsed = parse_datetime(value)
-        if parsed is not None:
-            return to_cel(parsed)
-    return to_cel(value)
 
 
 # ---------------------------------------------------------------------------
@@ -439,7 +281,7 @@ class _Run:
             met = cleaned["condition_met"] if spec.output("condition_met") else to_json(self.vars.get("condition_met"))
             if not isinstance(met, bool):
                 raise FlowError(
-                    f"an evaluation flow must set condition_met to true or false, not {_kind(met)}", flow=spec
+                    f"an evaluation flow must set condition_met to true or false, not {kind_of(met)}", flow=spec
                 )
             return {"condition_met": met}
         return cleaned
@@ -584,7 +426,7 @@ class _Run:
         to = self.eval(self.cfg("to", required=True), "to")
         recipients = [to] if isinstance(to, str) else to
         if not isinstance(recipients, list) or not recipients:
-            self.fail(f"'to' must give an address or a list of addresses, not {_kind(to)}", expression=self.cfg("to"))
+            self.fail(f"'to' must give an address or a list of addresses, not {kind_of(to)}", expression=self.cfg("to"))
         for address in recipients:
             try:
                 validate_email(address)
@@ -602,8 +444,6 @@ class _Run:
             self.set(into, sent)
 
     def do_http_request(self):
-        import requests
-
         method = str(self.cfg("method", "GET") or "GET").upper()
         if method not in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}:
             self.fail(f"method {method!r} is not allowed")

@@ -53,13 +53,15 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.template.defaultfilters import linebreaksbr
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 
 from .compiled import FlowSpec
 from .expressions import (
     ExpressionError, UnstorableValue, check_unicode, evaluate, evaluate_condition, render_merge, shown_name, to_json,
 )
-from .runtime import FlowError, as_spec, check_inputs, check_variables, format_errors, scope_value
+from .runtime import FlowError, as_spec
+from .values import check_inputs, check_variables, format_errors, scope_value
 
 ACTIONS = ("next", "back", "finish")
 
@@ -129,8 +131,6 @@ def _html_datetime(value):
             "%Y-%m-%dT%H:%M"
         )
     if isinstance(value, str):
-        from django.utils.dateparse import parse_datetime
-
         parsed = parse_datetime(value)
         if parsed is not None:
             return _html_datetime(parsed)

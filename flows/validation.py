@@ -9,14 +9,16 @@ The orchestration validator (``orchestration.validation``) reuses
 import re
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
 from django.utils.module_loading import import_string
 
-
+from .actions import import_action_modules, registered_actions
 from .expressions import ExpressionError, compile_expression, merge_fields
-from .names import assignment_order
 from .http import HostPolicy, RefusedURL, check_url
 from .models import ELEMENT_TYPES, FIELD_TYPES, VARIABLE_TYPES, FlowType, FlowVariable
+from .names import TYPE_NAMES, assignment_order, reads
+from .records import allowed_models, exposed_fields
 
 SEP = " › "
 END = "end"
@@ -81,16 +83,8 @@ def check_expression(problems, place, source, *, merge=False, required=True):
     return checked
 
 
-def allowed_models():
-    from orchestration.records import allowed_models as listed
-
-    return listed()  # the setting may name fields too (orchestration/records.py)
-
-
 def check_model(problems, place, label):
     """The model class for ``label`` if it exists and flows may use it; else a Problem."""
-    from django.apps import apps
-
     if not isinstance(label, str) or "." not in label:
         problems.append(Problem(place, f"{label!r} is not a model name (write app_label.model)"))
         return None
@@ -106,8 +100,6 @@ def check_model(problems, place, label):
 
 
 def _check_model_fields(problems, place, model, names):
-    from orchestration.records import exposed_fields
-
     for name in names:
         base = str(name).split("__", 1)[0]
         if base == "pk":
@@ -290,8 +282,6 @@ def _check_element(problems, flow, index, element, labels):
             check_expression(problems, f"{eplace}.body", config["body"])
     elif kind == "action":
         if needs("action"):
-            from .actions import registered_actions
-
             if config["action"] not in registered_actions():
                 problems.append(Problem(f"{eplace}.action", f"no flow action named {config['action']!r} is registered"))
         _check_map_of_expressions(problems, f"{eplace}.inputs", config.get("inputs"))
@@ -335,8 +325,6 @@ def _check_elements(problems, flow):
 
 
 def _check_implementation(problems, flow):
-    from .actions import import_action_modules, registered_actions
-
     name = flow.implementation
     if name in registered_actions():
         return
@@ -446,8 +434,6 @@ def flow_scope_names(flow, variables):
         return names
     if flow.implementation:
         return None
-    from .actions import import_action_modules, registered_actions
-
     names |= {"record"} | {v.name for v in variables if v.direction == FlowVariable.OUTPUT}
     for element in flow.elements.all():
         config = element.config or {}
@@ -469,9 +455,6 @@ def flow_scope_names(flow, variables):
 
 
 def _check_flow_names(problems, flow, variables):
-    from .expressions import merge_fields
-    from .names import TYPE_NAMES, reads
-
     in_scope = flow_scope_names(flow, variables)
     if in_scope is None:
         return

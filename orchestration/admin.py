@@ -11,6 +11,8 @@ import json
 import nested_admin
 from django import forms
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from flows.admin import (
     DefinitionAdmin, FlowChoiceField, FrozenAwareInlineMixin, KeepUnknownFlowsMixin, KindDependentForm, flow_field,
@@ -223,9 +225,6 @@ class OrchestrationRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Monitor")
     def monitor_link(self, obj):
-        from django.urls import reverse
-        from django.utils.html import format_html
-
         return format_html('<a href="{}">Open run {} in the monitor (retry, skip with outputs, cancel)</a>',
                            reverse("monitor:run", args=[obj.pk]), obj.pk)
 

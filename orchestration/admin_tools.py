@@ -19,6 +19,10 @@ from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from .diagram import render_diagram
+from .plan import Plan
+from .simulate import SimulationError, dry_run, parse_inputs, parse_outputs
+
 
 class DryRunForm(forms.Form):
     record = forms.CharField(
@@ -37,16 +41,12 @@ class DryRunForm(forms.Form):
     )
 
     def clean_inputs(self):
-        from .simulate import SimulationError, parse_inputs
-
         try:
             return parse_inputs(self.cleaned_data.get("inputs"))
         except SimulationError as exc:
             raise forms.ValidationError(str(exc))
 
     def clean_outputs(self):
-        from .simulate import SimulationError, parse_outputs
-
         try:
             return parse_outputs((self.cleaned_data.get("outputs") or "").splitlines())
         except SimulationError as exc:
@@ -57,9 +57,6 @@ class DiagramAdminMixin:
     change_form_template = "admin/orchestration/orchestration/baton_change_form.html"
 
     def _diagram(self, obj, state=None):
-        from .diagram import render_diagram
-        from .plan import Plan
-
         try:
             return render_diagram(Plan.from_model(obj), state, dom_id=f"orchestration-{obj.pk}-diagram")
         except Exception as exc:  # a half-edited draft must still open
@@ -80,8 +77,6 @@ class DiagramAdminMixin:
         ] + super().get_urls()
 
     def dry_run_view(self, request, object_id):
-        from .simulate import SimulationError, dry_run
-
         obj = self.model._default_manager.filter(pk=unquote(object_id)).first()
         if obj is None:
             raise Http404("no such orchestration version")

@@ -11,7 +11,8 @@ from rest_framework.routers import SimpleRouter
 
 from workguide.api import WorkItemViewSet
 
-from .api import BatonAPIView, OrchestrationViewSet, RunViewSet, api_not_found
+from .api.common import BatonAPIView, api_not_found
+from .api.views import OrchestrationViewSet, RunViewSet
 
 
 def baton_endpoints_only(endpoints):

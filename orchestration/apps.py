@@ -6,6 +6,7 @@ class OrchestrationConfig(AppConfig):
     verbose_name = "Orchestration"
 
     def ready(self):
+        # Django app-registry timing: these modules import models, which only ready() may do.
         from . import celery_hooks, checks, triggers  # noqa: F401 (checks registers the system checks)
 
         triggers.install()

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+from django.utils.module_loading import import_string
+from drf_spectacular.openapi import AutoSchema
 
 from . import conf
 
@@ -88,9 +90,6 @@ def check_templates(app_configs=None, **kwargs):
 def check_rest_framework(app_configs=None, **kwargs):
     # drf-spectacular's decorators on Baton's views build on DEFAULT_SCHEMA_CLASS
     # when they are imported; another class there breaks the API's schema.
-    from django.utils.module_loading import import_string
-    from drf_spectacular.openapi import AutoSchema
-
     name = (getattr(settings, "REST_FRAMEWORK", None) or {}).get("DEFAULT_SCHEMA_CLASS")
     try:
         schema_class = import_string(name) if isinstance(name, str) else name

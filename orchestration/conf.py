@@ -15,8 +15,13 @@ This repository's own site (``config/settings.py``) also reads a few
 environment variables with ``BATON_`` names that are not app settings:
 ``BATON_VAR_DIR``, ``BATON_HTTPS``, ``BATON_THROTTLE_ANON``/``_USER`` and
 ``BATON_BROKER_FAIL_FAST_OPTIONS`` configure that site only.
+
+The settings the ``flows`` app reads (the models and code flows may use,
+the expression limits) are written in ``flows/conf.py``, so that flows
+needs nothing from this app; ``SETTINGS`` below holds them first, with the
+rest, and ``baton_settings`` reads them all.
 """
-from dataclasses import dataclass
+from flows.conf import FLOW_SETTINGS, BatonSettings, Setting
 
 #: Baton's three apps and the third-party apps they need, in a working order.
 #: Django's own contrib apps (admin, auth, contenttypes, sessions, messages,
@@ -37,50 +42,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = ["django_htmx.middleware.HtmxMiddleware"]
 
 
-@dataclass(frozen=True)
-class Setting:
-    default: object
-    doc: str
-    choices: tuple = ()
-
-
 SETTINGS = {
-    # --- Models and code flows may use ---------------------------------------
-    "BATON_FLOW_MODELS": Setting(
-        (),
-        "Models flows may read and write (get_records, create_record, update_records) and runs may be "
-        "about, as \"app_label.model\" in lower case. Record triggers watch only these models.",
-    ),
-    "BATON_ACTION_MODULES": Setting(
-        (),
-        "Extra modules imported at start-up so their @flows.action functions register (every installed "
-        "app's flow_actions module is imported anyway).",
-    ),
-    "BATON_HTTP_ALLOWED_HOSTS": Setting((), "Hosts that http_request elements may call (none by default)."),
-    "BATON_HTTP_TIMEOUT": Setting(10.0, "Seconds an http_request element waits for an answer unless it says otherwise."),
-    "BATON_HTTP_ALLOW_PRIVATE_HOSTS": Setting(
-        (),
-        "Hosts of BATON_HTTP_ALLOWED_HOSTS that may resolve to a loopback, private or link-local address "
-        "(an intranet service allowed on purpose); every other host must resolve to public addresses only.",
-    ),
-    "BATON_SECRET_FIELDS": Setting(
-        ("password", "passwd", "secret", "token", "api_key", "apikey", "private_key", "access_key",
-         "session_key", "otp"),
-        "Words that make a field secret wherever they stand as whole _-separated parts of its name "
-        "(reset_token, user_api_key); secret fields never reach record maps, run rows or flows, whatever "
-        "BATON_FLOW_MODELS says. A field named password is always secret.",
-    ),
-    # --- Expression limits (docs/operations.md, "Security") --------------------
-    "BATON_CEL_MAX_LENGTH": Setting(4000, "Characters in one CEL expression; longer ones are refused at activation."),
-    "BATON_CEL_MAX_DEPTH": Setting(32, "Levels of one expression's parse tree; deeper ones are refused at activation."),
-    "BATON_CEL_MAX_NODES": Setting(1000, "Names, literals and operators in one expression; more are refused at activation."),
-    "BATON_CEL_MAX_STRING": Setting(1_000_000, "Characters of a text one evaluation may return."),
-    "BATON_CEL_MAX_ITEMS": Setting(100_000, "Values in all the lists and maps one evaluation may return."),
-    "BATON_CEL_MAX_SECONDS": Setting(
-        1.0, "Seconds one evaluation may take in the evaluator process before it is stopped (an expression error)."
-    ),
-    "BATON_CEL_MAX_MEMORY_MB": Setting(512, "Address space (MB) of an evaluator process."),
-    "BATON_FLOW_MAX_ELEMENTS": Setting(10_000, "Elements one autolaunched flow run may execute, loops included."),
+    # The settings flows reads (models and code flows may use, expression limits): flows/conf.py.
+    **FLOW_SETTINGS,
     # --- Where and how work runs ---------------------------------------------
     "BATON_STEP_EXECUTION": Setting(
         "worker",
@@ -143,20 +107,4 @@ SETTINGS = {
 }
 
 
-class BatonSettings:
-    """``baton_settings.BATON_X``: the project's value of ``BATON_X`` if it set one, else the default."""
-
-    def __getattr__(self, name):
-        try:
-            setting = SETTINGS[name]
-        except KeyError:
-            raise AttributeError(f"{name} is not a Baton setting (see orchestration/conf.py)") from None
-        from django.conf import settings
-
-        return getattr(settings, name, setting.default)
-
-    def __dir__(self):
-        return sorted(SETTINGS)
-
-
-baton_settings = BatonSettings()
+baton_settings = BatonSettings(SETTINGS)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
-from .models import END
+from .models import END, RunStatus, StageStatus, StepStatus
 
 COL_W = 220
 COL_GAP = 76
@@ -346,8 +346,6 @@ def render_diagram(plan, state=None, *, dom_id="baton-diagram"):
 
 def run_state(run):
     """Where ``run`` stands, for ``diagram_layout``: three queries."""
-    from .models import RunStatus, StageStatus, StepStatus
-
     elements, steps, outcomes, visits = {}, {}, {}, {}
     for stage_run in run.stage_runs.order_by("id").only("stage_name", "status", "visit"):
         visits[stage_run.stage_name] = stage_run.visit

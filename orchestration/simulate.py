@@ -40,12 +40,17 @@ is rolled back anyway.
 import json
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.utils import timezone
 
+from flows.compiled import FlowSpec
 from flows.expressions import ExpressionError, evaluate, evaluate_condition, to_json
+from flows.runtime import evaluate_flow
+from flows.values import check_inputs, check_variables
 
-from .models import END
+from .models import END, Orchestration
 from .plan import Plan
+from .records import RecordError, model_label, record_map, resolve_record_ref
 
 
 class SimulationError(Exception):
@@ -201,8 +206,6 @@ def _step_detail(step):
 
 class _Walk:
     def __init__(self, plan, record, inputs, outputs, now, errors=None):
-        from .records import model_label, record_map
-
         self.plan = plan
         self.record_value = (record_map(record) if record is not None else None) or {}
         # Whether the walk stands in for data a run would have (no record; a
@@ -234,8 +237,6 @@ class _Walk:
         scope = self.scope()
         if condition.expression:
             return evaluate_condition(condition.expression, scope, place)
-        from flows.runtime import evaluate_flow
-
         flow_inputs = {n: evaluate(e, scope, f"{place} › inputs.{n}") for n, e in condition.flow_inputs.items()}
         return bool(evaluate_flow(condition.flow, flow_inputs))
 
@@ -266,9 +267,6 @@ class _Walk:
 
     def start_step(self, element, step):
         """What a run evaluates when ``step`` starts (``steps.prepare_step``). Returns notes, or raises."""
-        from flows.compiled import FlowSpec
-        from flows.runtime import check_inputs
-
         place = self.place(element.name, step.name)
         scope = self.scope()
         notes, inputs, complete = [], {}, True
@@ -382,8 +380,6 @@ def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None,
     """
     plan = orchestration if isinstance(orchestration, Plan) else Plan.from_model(_orch(orchestration))
     status = getattr(orchestration, "status", "") if not isinstance(orchestration, (int, Plan)) else ""
-    from flows.runtime import check_variables
-
     # The inputs as a launch would clean them (types converted, defaults applied).
     cleaned, input_errors = check_variables(list(plan.inputs), inputs or {})
     walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now, errors)
@@ -433,8 +429,6 @@ def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None,
 
 
 def _orch(value):
-    from .models import Orchestration
-
     return value if isinstance(value, Orchestration) else Orchestration.objects.get(pk=value)
 
 
@@ -485,8 +479,6 @@ def parse_inputs(text):
 
 def find_version(api_name, version=None):
     """The version to simulate: the given number, else the active one, else the latest."""
-    from .models import Orchestration
-
     versions = Orchestration.objects.filter(api_name=api_name)
     if version is not None:
         found = versions.filter(version=version).first()
@@ -501,10 +493,6 @@ def find_version(api_name, version=None):
 
 def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors=None):
     """``simulate`` inside a transaction that is always rolled back; the record given as "model:pk"."""
-    from django.db import transaction
-
-    from .records import RecordError, resolve_record_ref
-
     with transaction.atomic():
         try:
             record = resolve_record_ref(record_ref) if record_ref else None

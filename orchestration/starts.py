@@ -1,16 +1,23 @@
 """Starting runs: on demand (``launch``) and for records (``start_for``)."""
+import json
 import logging
+from datetime import timedelta
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
+from flows.compiled import FlowSpec
 from flows.expressions import UnstorableValue, to_json
+from flows.values import check_variables
 
 from . import engine
+from .conf import baton_settings
 from .models import Orchestration, OrchestrationRun, PendingStart, RunStatus
 from .plan import Plan
-from .records import RecordError, load_record, model_label, resolve_record_ref
+from .records import RecordError, exposed_fields, load_record, model_label, resolve_record_ref
+from .triggers import runs_to_start, watchers_for
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +34,6 @@ def active_orchestration(api_name):
 
 
 def check_launch_inputs(orch, inputs):
-    from flows.runtime import check_variables
-
     if inputs is not None and not isinstance(inputs, dict):
         raise LaunchError({"inputs": ["must be an object of input names to values"]})
     cleaned, errors = check_variables(list(orch.inputs or []), inputs or {})
@@ -43,10 +48,6 @@ def check_json_size(name, value, error=LaunchError):
     The one size rule for what people hand Baton (launch inputs, skip
     outputs, screen values): counted in UTF-8 bytes, as the setting says.
     """
-    import json
-
-    from .conf import baton_settings
-
     limit = baton_settings.BATON_MAX_INPUT_BYTES
     try:
         size = len(json.dumps(value, default=str).encode())
@@ -63,8 +64,6 @@ def check_input_size(inputs):
 
 def skipped_step_flow(run, step_name):
     """The flow a step runs, for its output declarations: its recorded version, else the active one (or None)."""
-    from flows.compiled import FlowSpec
-
     step_run = run.step_runs.filter(step_name=step_name).order_by("-id").first()
     try:
         if step_run is not None and step_run.flow_id:
@@ -82,8 +81,6 @@ def clean_skip_outputs(run, step_name, outputs, spec=None):
     not given stay unset: a skip may give only some outputs. Raises
     ``ValidationError`` keyed ``outputs`` or ``outputs.NAME``.
     """
-    from flows.runtime import check_variables
-
     if not isinstance(outputs, dict):
         raise ValidationError({"outputs": ['must be a JSON object: {"name": value, ...}']})
     check_json_size("outputs", outputs, ValidationError)
@@ -105,10 +102,6 @@ def clean_skip_outputs(run, step_name, outputs, spec=None):
 def check_record_model(api_name, orch, instance):
     """Refuse a record whose model lacks (or hides) a field the orchestration's expressions read:
     the run would stop in error at its first read (``record.department`` of an auth.user)."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from .records import exposed_fields
-
     read = Plan.load(orch).record_fields_read
     if not read:
         return
@@ -151,8 +144,6 @@ def start_for(records):
     Also re-checks the pending conditions of runs already on those records.
     Returns the runs started.
     """
-    from .triggers import runs_to_start, watchers_for
-
     started = []
     for record in records:
         label = model_label(record)
@@ -180,10 +171,6 @@ def start_on_commit(plan, record, prior, user=None):
     row only. Elsewhere it publishes a Celery message, and if that cannot
     be published, the run starts here after all.
     """
-    from flows.expressions import to_json
-
-    from .records import model_label
-
     pending = PendingStart.objects.create(
         orchestration_id=plan.orchestration_id, record_model=model_label(record), record_pk=str(record.pk),
         record_prior=to_json(prior_to_store(plan, prior)) if prior is not None else None,
@@ -192,8 +179,6 @@ def start_on_commit(plan, record, prior, user=None):
     user_id = getattr(user, "pk", None)
 
     def start():
-        from .conf import baton_settings
-
         if baton_settings.BATON_RECORD_STARTS == "worker":
             if connection.vendor == "postgresql":
                 return  # the row's insert notified the workers (orchestration/listener.py)
@@ -223,6 +208,8 @@ def send_start_message(pending_id, user_id=None):
     A broker that cannot be reached costs nothing but the attempt: the caller
     then starts the run itself, as in ``on_commit`` mode.
     """
+    # The Celery task module imports this one (its sweeper starts pending runs); importing it here, when a
+    # message is sent, keeps the two modules from each needing the other loaded first.
     from .tasks import start_pending_run
 
     try:
@@ -270,12 +257,6 @@ def start_pending(pending_id, user=None):
 
 def start_leftover_pending(older_than_seconds=None, now=None):
     """Start the runs of pending starts older than the given age (the sweeper). Returns how many."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from .conf import baton_settings
-
     age = baton_settings.BATON_START_LEASE if older_than_seconds is None else older_than_seconds
     cutoff = (now or timezone.now()) - timedelta(seconds=age)
     started = 0

@@ -35,12 +35,20 @@ import time
 from django.apps import apps
 from django.core.signals import setting_changed
 from django.db import connection, transaction
+from django.db.models import DateField, Field, Q, TimeField
 from django.db.models.signals import post_delete, post_save, pre_save
 
+from flows.compiled import clear_cache
 from flows.expressions import ExpressionError, evaluate_condition, to_cel
 
+from . import engine
 from .conf import baton_settings
-from .records import allowed_models, exposed_attnames, model_label, record_map, record_values, setting_key
+from .models import Orchestration, OrchestrationRun, RunStatus, Stage, Step
+from .plan import Plan, forget as forget_plans
+from .records import (
+    allowed_models, check_flow_models, exposed_attnames, forget_settings, model_label, record_map, record_values,
+    setting_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +89,6 @@ def watchers_for(label):
 
 
 def _current_stamp():
-    from .models import Orchestration
-
     rows = Orchestration.objects.filter(status="active", start_type="record_triggered").values_list("id", flat=True)
     return tuple(sorted(rows)), _sensitive_models()
 
@@ -103,10 +109,6 @@ def _sensitive_models():
     the definition tables, made when the index is checked, keep the lookup
     off the saves of models no such condition can read.
     """
-    from django.db.models import Q
-
-    from .models import Orchestration, Stage, Step
-
     labels = set()
     for model in Orchestration.objects.filter(status="draft").values_list("start_model", flat=True):
         labels.add((model or "*").lower())
@@ -133,9 +135,6 @@ def rebuild(force=False, version=None):
     rebuild again, never keep an index older than its version says.
     """
     global _index, _stamp, _sensitive, _version, _checked_at
-    from .models import Orchestration
-    from .plan import Plan
-
     with _lock:
         read_at = None
         if version is None:
@@ -183,12 +182,7 @@ def definitions_changed():
     every save of a definition row does; a second bump costs nothing but a
     rebuild elsewhere.
     """
-    from flows.compiled import clear_cache
-
-    from .plan import forget
-    from .records import forget_settings
-
-    forget()
+    forget_plans()
     clear_cache()
     forget_settings()  # settings assigned at run time (the benchmark does) count from here
     _forget_interval()
@@ -214,9 +208,6 @@ def install():
     whenever the orchestration watching it was activated. A change to a
     definition row bumps the index version in its own transaction.
     """
-    from .models import Orchestration, Stage, Step
-    from .records import check_flow_models
-
     check_flow_models()  # a mistake in the setting stops start-up, not a save later
     for model in (Orchestration, Stage, Step):
         post_save.connect(bump_version, sender=model, dispatch_uid=f"baton-version-{model_label(model)}")
@@ -367,8 +358,6 @@ def _attnames_for(model, key, source):
 def _stable_on_update(model):
     """Whether no field of ``model`` changes its value while an update is saved
     (no ``auto_now``, no field with a ``pre_save`` of its own other than dates')."""
-    from django.db.models import DateField, Field, TimeField
-
     for f in model._meta.concrete_fields:
         if getattr(f, "auto_now", False):
             return False
@@ -412,8 +401,6 @@ def runs_to_start(plans, instance, prior, created):
         return []  # nothing to evaluate: skip converting the record
     prior_map = None
     if prior is not None:
-        from flows.expressions import to_cel
-
         prior_map = to_cel(prior)
     chosen = []
     for plan in plans:
@@ -455,13 +442,13 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
         plans = [p for p in plans if p.orchestration_id not in verdicts]
     chosen = runs_to_start(plans, instance, prior, created) if plans else ()
     if chosen:
+        # starts imports this module (start_for asks it which orchestrations a record starts), so this
+        # side of the pair is taken when a save starts a run, after both have loaded.
         from .starts import start_on_commit
 
         for plan in chosen:
             start_on_commit(plan, instance, prior)
     if not created and (label in _sensitive or "*" in _sensitive) and label in allowed_models():
-        from .models import OrchestrationRun, RunStatus
-
         run_ids = list(
             OrchestrationRun.objects.filter(
                 record_model=label, record_pk=str(instance.pk), status=RunStatus.RUNNING
@@ -469,8 +456,6 @@ def _post_save(sender, instance, created, raw=False, **kwargs):
         )
         if run_ids:
             def recheck():
-                from . import engine
-
                 for run_id in run_ids:
                     engine.record_changed(run_id)
 

@@ -9,7 +9,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("workguide/", include("workguide.urls")),
-    path("monitor/", include("orchestration.monitor_urls")),
+    path("monitor/", include("orchestration.monitor.urls")),
     path("api/", include("orchestration.api_urls")),
     # The definitions' admin pages (django-nested-admin) load a script from here.
     path("nested_admin/", include("nested_admin.urls")),

@@ -15,7 +15,9 @@ Places read ``orchestration › stage › step › what``, for example::
 import re
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.contrib.auth.models import Group
 
 from flows.durations import parse_duration
@@ -29,6 +31,7 @@ from .models import (
     END, AssigneeType, Orchestration, StageExit, StageKind, StartType, StartWhen, Step, StepEntry, StepExit,
     StepType,
 )
+from .records import allowed_models, exposed_fields
 
 # Where an expression sits decides what it may read.
 START, VALUE, CONDITION, DECISION = "start", "value", "condition", "decision"
@@ -55,16 +58,23 @@ NOT_YET_RUNNABLE = (
 OUTPUT = "output"
 
 
-# The names the definition file schema accepts (orchestration.definition_files), stored in 100-character columns.
+# Names are stored in 100-character columns (Flow/Orchestration.api_name, Stage/Step.name, ...): SQLite
+# would keep a longer one whole and PostgreSQL refuse it with a database error. The definition file
+# schema (orchestration.definition_files.schema) accepts the same names.
 NAME_MAX_LENGTH = 100
 SLUG_NAME = re.compile(r"[-A-Za-z0-9_]{1,%d}" % NAME_MAX_LENGTH)
 IDENTIFIER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,%d}" % (NAME_MAX_LENGTH - 1))
 NAME_FORMS = {SLUG_NAME: "letters, digits, '-' and '_'", IDENTIFIER_NAME: "a letter or '_', then letters, digits or '_'"}
 
 
-def _short_name(name):
-    text = str(name)
-    return text if len(text) <= NAME_MAX_LENGTH else f"{text[:NAME_MAX_LENGTH]}… ({len(text):,} characters)"
+def shorten(text, limit):
+    """``text`` as a message may quote it: cut at ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def short_name(name):
+    """A name as a problem may quote it: cut at NAME_MAX_LENGTH (a longer one is refused anyway)."""
+    return shorten(str(name), NAME_MAX_LENGTH)
 
 
 def record_field_names(model):
@@ -79,10 +89,6 @@ def record_field_names(model):
 def exposed_record_fields(model):
     """The keys ``record`` really has for a record of ``model``: its exposed fields
     (``orchestration.records.exposed_fields``: BATON_FLOW_MODELS choices, secret fields left out)."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from .records import exposed_fields
-
     try:
         return set(exposed_fields(model))
     except ImproperlyConfigured:
@@ -551,10 +557,6 @@ class OrchestrationValidator:
         to flows, so a field is known if one of those models has it.
         """
         if self._record_fields is None:
-            from django.apps import apps
-
-            from .records import allowed_models
-
             label = (self.orch.start_model or "").lower()
             if label:
                 try:
@@ -702,8 +704,8 @@ class OrchestrationValidator:
             if not Group.objects.filter(name=value).exists():
                 self.add(place, f"no group named {value!r}")
         elif kind == AssigneeType.QUEUE:
-            from workguide.models import Queue
-
+            # Queues are the Work Guide's: found through the app registry, so orchestration imports no workguide.
+            Queue = apps.get_model("workguide", "Queue")
             if not Queue.objects.filter(name=value).exists():
                 self.add(place, f"no queue named {value!r}")
         else:
@@ -712,11 +714,11 @@ class OrchestrationValidator:
     def check_name(self, place, name, what, pattern):
         """A stage/decision/step name as the definition file schema takes it (the admin lets anything in)."""
         if not pattern.fullmatch(name or ""):
-            self.add(place, f"{what} name {_short_name(name)!r} must be {NAME_FORMS[pattern]}, "
+            self.add(place, f"{what} name {short_name(name)!r} must be {NAME_FORMS[pattern]}, "
                             f"at most {NAME_MAX_LENGTH} characters")
 
     def check_stage(self, stage):
-        base = place_of(self.orch.api_name, _short_name(stage.name))
+        base = place_of(self.orch.api_name, short_name(stage.name))
         self.check_name(base, stage.name, stage.kind, SLUG_NAME)
         if stage.kind == StageKind.DECISION:
             outcomes = list(stage.outcomes.all())
@@ -756,7 +758,7 @@ class OrchestrationValidator:
         self.check_after_cycles(base, steps)
 
     def check_step(self, base, step, stage_step_names):
-        place = place_of(base, _short_name(step.name))
+        place = place_of(base, short_name(step.name))
         self.check_name(place, step.name, "step", IDENTIFIER_NAME)
         for key, what in NOT_YET_RUNNABLE:
             if what(step):
@@ -1005,7 +1007,7 @@ class OrchestrationValidator:
         for name in self.orch.outputs or {}:
             if not IDENTIFIER_NAME.fullmatch(str(name)):
                 self.add(place_of(self.orch.api_name, f"outputs.{name}"),
-                         f"output name {_short_name(str(name))!r} must be {NAME_FORMS[IDENTIFIER_NAME]}")
+                         f"output name {short_name(str(name))!r} must be {NAME_FORMS[IDENTIFIER_NAME]}")
 
     def check_after_cycles(self, base, steps):
         graph = {s.name: [n for n in (s.entry_after or []) if n != s.name]
@@ -1033,7 +1035,7 @@ class OrchestrationValidator:
     # -------------------------------------------------------------- all
     def run(self):
         orch = self.orch
-        self.check_name(place_of(_short_name(orch.api_name), "api_name"), orch.api_name, "orchestration", SLUG_NAME)
+        self.check_name(place_of(short_name(orch.api_name), "api_name"), orch.api_name, "orchestration", SLUG_NAME)
         self.check_start()
         self.build_graph()
         for stage in self.stages:

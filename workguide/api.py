@@ -24,8 +24,11 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from orchestration.api import (
-    BatonAPIView, Conflict, check_size, django_errors, error_example, error_responses, id_parameter, query_choice,
+from flows.compiled import FlowSpec
+from flows.runtime import FlowError
+from orchestration.api.common import (
+    ID_LOOKUP, BatonAPIView, Conflict, check_size, django_errors, error_example, error_responses, id_parameter,
+    query_choice,
 )
 
 from . import services
@@ -134,8 +137,6 @@ class WorkItemDetailSerializer(WorkItemSerializer):
         read_only_fields = fields
 
     def _spec(self, item):
-        from flows.compiled import FlowSpec
-
         if not hasattr(self, "_specs"):
             self._specs = {}
         if item.flow_id not in self._specs:
@@ -300,7 +301,7 @@ RELATED = ["run__orchestration", "step_run", "assignee_user", "assignee_group", 
 class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Work items: list, read, complete, reassign, claim, comment."""
 
-    lookup_value_regex = r"[0-9]{1,18}"
+    lookup_value_regex = ID_LOOKUP
     serializer_class = WorkItemSerializer
 
     def get_queryset(self):
@@ -342,9 +343,6 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
     )
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
-        from flows.compiled import FlowSpec
-        from flows.runtime import FlowError
-
         item = self.get_object()
         body = CompleteSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from flows.records import load_record
+
 from .definitions import Orchestration
 
 
@@ -80,8 +82,6 @@ class OrchestrationRun(models.Model):
         return self.status == RunStatus.RUNNING
 
     def get_record(self):
-        from orchestration.records import load_record
-
         return load_record(self.record_model, self.record_pk)
 
 

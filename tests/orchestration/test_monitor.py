@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from orchestration import engine
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
-from orchestration.stats import orchestration_stats
+from orchestration.monitor.stats import orchestration_stats
 from tests.engine_builders import bg, noop_flow, orchestration, screen_flow, ui
 from workguide.models import WorkItem
 

@@ -113,7 +113,7 @@ def test_a_screen_flow_output_giving_inf_is_a_message_not_a_crash():
 
 @pytest.mark.parametrize("outputs", ['{"n": NaN}', '{"n": [Infinity]}', '{"note": "\\ud800"}'])
 def test_skipping_from_the_monitor_with_unstorable_outputs_is_a_form_error(outputs):
-    from orchestration.monitor_views import SkipForm
+    from orchestration.monitor.views import SkipForm
 
     form = SkipForm({"outputs": outputs})
     assert not form.is_valid()

@@ -1,4 +1,6 @@
 """python manage.py import_definitions FILE [--activate]"""
+import sys
+
 from django.core.management.base import BaseCommand, CommandError
 
 from orchestration.definition_files import DefinitionFileError, import_document
@@ -18,8 +20,6 @@ class Command(BaseCommand):
         path = options["file"]
         try:
             if path == "-":
-                import sys
-
                 text = sys.stdin.read()
             else:
                 with open(path, encoding="utf-8") as handle:

@@ -33,10 +33,14 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from . import engine, permissions
-from .children import parent_of
-from .conf import baton_settings
-from .models import (
+from workguide import services as workguide_services
+from workguide.models import WorkItem, WorkItemStatus
+
+from .. import engine, permissions
+from ..children import parent_of
+from ..conf import baton_settings
+from ..diagram import render_diagram, run_state
+from ..models import (
     Orchestration,
     OrchestrationRun,
     RunEvent,
@@ -47,7 +51,10 @@ from .models import (
     StepRun,
     StepStatus,
 )
-from .starts import clean_skip_outputs, skipped_step_flow
+from ..plan import Plan
+from ..records import get_model
+from ..starts import clean_skip_outputs, skipped_step_flow
+from .stats import orchestration_stats
 
 PAGE_SIZE = 25
 STALLED_LIMIT = 50
@@ -146,8 +153,6 @@ def decorate_runs(runs, now=None):
     the page, step counts of the current stage visits, steps in error, the
     records (one query per model) and the overdue work items.
     """
-    from workguide.models import WorkItem, WorkItemStatus
-
     now = now or timezone.now()
     runs = list(runs)
     if not runs:
@@ -208,8 +213,6 @@ def decorate_runs(runs, now=None):
 
 def _record_labels(rows):
     """{(model, pk): str(record)} for runs or work items, one query per model."""
-    from .records import get_model
-
     wanted = {}
     for row in rows:
         if row.record_model and row.record_pk:
@@ -228,8 +231,6 @@ def _record_labels(rows):
 
 def stalled_items(now=None, limit=STALLED_LIMIT):
     """Open work items older than BATON_STALLED_AFTER or past their due time, oldest first."""
-    from workguide.models import WorkItem, WorkItemStatus
-
     now = now or timezone.now()
     threshold = now - timedelta(seconds=baton_settings.BATON_STALLED_AFTER)
     items = WorkItem.objects.filter(status=WorkItemStatus.OPEN).filter(
@@ -248,8 +249,6 @@ def stalled_items(now=None, limit=STALLED_LIMIT):
 
 
 def _list_context(request):
-    from .stats import orchestration_stats
-
     api_names = list(Orchestration.objects.order_by("api_name").values_list("api_name", flat=True).distinct())
     form = RunFilterForm(request.GET or None, api_names=api_names)
     data = form.cleaned_data if form.is_valid() else {}
@@ -292,11 +291,6 @@ def run_list(request):
 # ---------------------------------------------------------------------------
 
 def _run_context(request, run):
-    from workguide.models import WorkItem
-
-    from .diagram import render_diagram, run_state
-    from .plan import Plan
-
     now = timezone.now()
     plan = Plan.load(run.orchestration_id)
     events = list(RunEvent.objects.filter(run=run).select_related("actor").order_by("id"))
@@ -440,17 +434,14 @@ def step_skip(request, run_id, step_name):
 @monitor_required
 @require_POST
 def work_item_reassign(request, item_id):
-    from workguide import services
-    from workguide.models import WorkItem
-
     item = get_object_or_404(WorkItem, pk=item_id)
     assignee = (request.POST.get("assignee") or "").strip()
     try:
-        services.reassign(item, request.user, assignee)
+        workguide_services.reassign(item, request.user, assignee)
     except ValidationError as exc:
         for message in exc.messages:
             messages.error(request, f"Reassign {item.label}: {message}")
-    except services.WorkItemClosed as exc:
+    except workguide_services.WorkItemClosed as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"“{item.label}” is now assigned to {assignee}.")

@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Min, Q, Window
 from django.db.models.functions import RowNumber
 
-from .models import OrchestrationRun, RunStatus
+from ..models import OrchestrationRun, RunStatus
 
 
 @dataclass
