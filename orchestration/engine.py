@@ -59,13 +59,13 @@ started together are written together. Each place says why it is safe.
 import logging
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from flows.expressions import ExpressionError, evaluate, evaluate_condition, to_json
 
-from . import journal
+from . import journal, worker
 from .models import (
     END, OPEN_STEP_STATUSES, EventKind, OrchestrationRun, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
 )
@@ -185,11 +185,20 @@ class Transition:
             return FlowSpec.active(api_name)  # raises FlowNotFound with the reason
         return FlowSpec.load(flow_id)
 
+    @property
+    def runs_steps_in_process(self):
+        """``BATON_STEP_EXECUTION=in_process`` (as the effects say): background flows run inside the transition."""
+        return getattr(self.effects, "runs_steps_in_process", False)
+
     def latest_step_runs(self):
         latest = {}
         for step_run in self.step_runs:
             latest[step_run.step_name] = step_run
         return latest
+
+    def forget_record(self):
+        """The run's record may have changed (a flow wrote it): read it again when next asked for."""
+        self._record_loaded = False
 
     @property
     def record(self):
@@ -274,7 +283,7 @@ class Transition:
         """Keep ``StageRun.open_steps`` of counted stages equal to their open steps.
 
         Written as a difference (``open_steps + n``), never as a total: a
-        worker's counted completion (``complete_background_step``) may have
+        worker's counted completion (``worker.complete_background_step``) may have
         changed the count since this transition read its steps.
         """
         if not self._was_open:
@@ -378,78 +387,6 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
         _progress(ctx)
         _save_run(ctx)
     return True
-
-
-# A worker's completion of a step in a counted stage that leaves another
-# step open, in one autocommit statement. Locks are taken in the order every
-# transition takes them: first the run's row, in KEY SHARE mode, with the
-# step's row (``target``). The event this statement inserts needs that lock
-# anyway (its foreign key), but taken at the end, after the stage's row, it
-# waited for a transition holding the run while that transition waited for
-# the stage's row: a deadlock. Taken first, it waits for any transition of
-# the run to commit (KEY SHARE conflicts with the run lock's FOR UPDATE) and
-# never for another counted completion (KEY SHARE does not conflict with
-# itself). Then the step is re-checked open, the stage's count goes down only
-# if another step stays open (``open_steps > 1``, re-checked under the
-# stage row's lock, so of two completions racing for the last two steps one
-# sees 1 and stops), and only then are the step and its event written. The
-# last open step is completed by ``complete_step``: its completion and the
-# stage's transition stay one transaction, so no state "every step done,
-# stage still running" can outlive a worker that dies in between.
-_COMPLETE_COUNTED_SQL = """
-WITH target AS (
-    SELECT s.id, s.stage_run_id FROM orchestration_steprun AS s
-      JOIN orchestration_orchestrationrun AS r ON r.id = s.run_id
-     WHERE s.id = %(id)s AND s.status IN ('queued', 'running')
-       FOR UPDATE OF s FOR KEY SHARE OF r
-), counted AS (
-    UPDATE orchestration_stagerun AS g SET open_steps = g.open_steps - 1
-      FROM target
-     WHERE g.id = target.stage_run_id AND g.open_steps > 1
- RETURNING g.id, g.open_steps, g.stage_name
-), done AS (
-    UPDATE orchestration_steprun AS s
-       SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb
-      FROM counted
-     WHERE s.id = %(id)s AND s.stage_run_id = counted.id
- RETURNING s.run_id, s.step_name
-), event AS (
-    INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
-    SELECT done.run_id, %(now)s, NULL, %(kind)s, counted.stage_name, done.step_name,
-           jsonb_build_object('outputs', %(outputs)s::jsonb)
-      FROM done CROSS JOIN counted
-)
-SELECT counted.open_steps FROM counted CROSS JOIN done
-"""
-
-
-def complete_background_step(step_run_id, outputs, *, run_id, effects=None):
-    """A worker's step finished with ``outputs``. Returns True if it completed now.
-
-    In a counted stage (``ElementPlan.counts_down``: background steps that
-    start with the stage, default exits) a completion that leaves another
-    step open changes nothing but the step and the count, so it is written in
-    one statement without the run's lock: rule 4 cannot fire while a step is
-    open, and no condition waits on it. Everything else goes through
-    ``complete_step`` under the lock: the last open step of the stage (its
-    completion moves the run on), another database, another kind of stage, a
-    step no longer open (recorded as ignored there), an error in the
-    statement.
-    """
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        params = {"id": step_run_id, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {})),
-                  "kind": EventKind.STEP_COMPLETED.value}
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(_COMPLETE_COUNTED_SQL, params)
-                row = cursor.fetchone()
-        except DatabaseError:  # a deadlock with an operator's action, say: nothing was written
-            log.warning("counted completion of step %s failed; completing it under the run's lock", step_run_id,
-                        exc_info=True)
-            row = None
-        if row is not None:
-            return True
-    return complete_step(step_run_id, outputs, source="worker", run_id=run_id, effects=effects)
 
 
 def fail_step(step_run_id, error, traceback="", *, effects=None, run_id=None):
@@ -595,7 +532,7 @@ def _open_stage(ctx, element):
         visit = StageRun.objects.filter(run=ctx.run, stage_name=element.name).count() + 1
     stage_run = StageRun.objects.create(
         run=ctx.run, stage_name=element.name, position=element.position, visit=visit, started_at=ctx.now,
-        open_steps=len(element.steps) if _counted(ctx, element) else None,
+        open_steps=len(element.steps) if worker.counts_completions(element, ctx.runs_steps_in_process) else None,
     )
     ctx.add_stage_run(stage_run)
     ctx.run.stage_visits += 1
@@ -608,17 +545,6 @@ def _open_stage(ctx, element):
     ctx.add_step_runs(step_runs)
     ctx.event(EventKind.STAGE_STARTED, element.name, visit=visit)
     return stage_run
-
-
-def _counted(ctx, element):
-    """Whether this visit of ``element`` keeps an open-steps count (see ``complete_background_step``).
-
-    Only on PostgreSQL (the counted completion is one statement there) and
-    only when steps go to workers: in-process steps end inside the
-    transition that starts them.
-    """
-    return (element.counts_down and connection.vendor == "postgresql"
-            and not getattr(ctx.effects, "runs_steps_in_process", False))
 
 
 def _current_stage_run(ctx):
@@ -748,63 +674,26 @@ def _start_step(ctx, stage_run, step_run, step):
         step_run.status = StepStatus.IN_PROGRESS
         step_run.save(update_fields=["inputs", "flow", "started_at", "status"])
         ctx.event(EventKind.STEP_STARTED, stage_run.stage_name, step.name, assignee=prepared.assignee)
-    elif getattr(ctx.effects, "runs_steps_in_process", False):
-        _run_in_process(ctx, stage_run, step_run, step)
+    elif ctx.runs_steps_in_process:
+        # The flow runs now, inside this transition (orchestration/worker.py);
+        # its outcome is written with the rest of the transition.
+        outcome = worker.run_in_transition(ctx, step_run, step)
+        if outcome.failed:
+            step_run.save(update_fields=["inputs", "flow", "started_at", "attempts"])
+            _step_error(ctx, step_run, outcome.error, outcome.traceback)
+        else:
+            _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outcome.outputs,
+                         also=["inputs", "flow", "started_at", "attempts"])
     else:
-        from .conf import baton_settings
-
         step_run.status = StepStatus.QUEUED
         step_run.queued_at = ctx.now
-        step_run.lease_until = ctx.now + timezone.timedelta(seconds=baton_settings.BATON_QUEUED_LEASE)
+        step_run.lease_until = worker.queued_lease(ctx.now)
         step_run.timeout_seconds = step.timeout_seconds
         # Written with the stage's other starting steps at the end of the
         # transition; the message itself leaves after commit.
         ctx.save_later(step_run, ["inputs", "flow", "started_at", "status", "queued_at", "lease_until", "timeout_seconds"])
         ctx.event(EventKind.STEP_QUEUED, stage_run.stage_name, step.name)
         ctx.effects.send_step(step_run)
-
-
-def _run_in_process(ctx, stage_run, step_run, step):
-    """Run a background step's flow now, inside this transition (``BATON_STEP_EXECUTION=in_process``).
-
-    What a worker does after its claim, without the message and the two
-    transactions: attempts are counted and retried at once (no backoff:
-    nothing would wake the run up later), and the outcome is written with
-    the rest of the transition. A flow that can write (``FlowSpec.may_write``)
-    runs in a savepoint, so a failed attempt leaves nothing behind; a flow
-    that only computes needs none. The run's row stays locked while the flow
-    runs: this mode is for short flows (and tests, and small installations
-    without a worker), long ones belong on a worker.
-    """
-    import traceback as tb
-
-    from flows.compiled import FlowSpec
-    from flows.runtime import run_flow
-
-    spec = FlowSpec.load(step_run.flow_id)
-    step_run.status = StepStatus.RUNNING
-    while True:
-        step_run.attempts += 1
-        ctx.event(EventKind.STEP_RUNNING, stage_run.stage_name, step.name, attempt=step_run.attempts, in_process=True)
-        try:
-            if spec.may_write:
-                with transaction.atomic():
-                    outputs = run_flow(spec, step_run.inputs, record=ctx.record)
-                ctx._record_loaded = False  # the flow may have changed the run's record: read it again
-            else:
-                outputs = run_flow(spec, step_run.inputs, record=ctx.record)
-        except Exception as exc:  # the flow failed: try again at once, or give up
-            message = str(exc) or exc.__class__.__name__
-            if step_run.attempts <= step.retries:
-                ctx.event(EventKind.STEP_RETRY_SCHEDULED, stage_run.stage_name, step.name, attempt=step_run.attempts,
-                          error=message, in_seconds=0)
-                continue
-            step_run.save(update_fields=["inputs", "flow", "started_at", "attempts"])
-            _step_error(ctx, step_run, message, tb.format_exc())
-            return
-        break
-    _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs,
-                 also=["inputs", "flow", "started_at", "attempts"])
 
 
 def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=()):

@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import flows
 from orchestration import engine
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
-from orchestration.tasks import claim, execute_claimed
+from orchestration.worker import claim, execute_claimed
 from tests.engine_builders import active_flow, orchestration
 
 COINS = []

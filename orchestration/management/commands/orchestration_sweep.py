@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from orchestration.starts import start_leftover_pending
-from orchestration.tasks import sweep_stuck_steps
+from orchestration.worker import sweep_stuck_steps
 
 
 class Command(BaseCommand):
