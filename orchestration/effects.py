@@ -1,27 +1,37 @@
-"""The engine's window on the outside world.
+"""The engine's window on the outside world: the interface, and sending steps.
 
-The engine calls these methods inside its transaction. ``DjangoEffects``
-writes work items in that same transaction (they are state) and defers
-everything that leaves the process — Celery messages, mail — to
-``transaction.on_commit`` so nothing is sent for a transaction that rolls
-back. Tests may pass their own object with the same three methods (and,
-optionally, ``runs_steps_in_process``).
+The engine calls three methods of an effects object inside its transaction:
+
+- ``send_step(step_run)``: a background step is queued; publish its message.
+- ``open_work_item(ctx, step_run, step, prepared)``: an interactive step
+  starts; open its work item (raise ``StepFailure`` if it cannot).
+- ``close_work_items(ctx, step_runs, status)``: those steps ended; complete
+  or cancel their open work items.
+
+and reads one property, ``runs_steps_in_process``
+(``BATON_STEP_EXECUTION=in_process``: the engine runs background flows
+itself and sends nothing).
+
+Which class the engine uses is the ``BATON_EFFECTS`` setting, a dotted path
+(default: the Work Guide's ``workguide.effects.WorkGuideEffects``); tests
+pass their own object, or set one for a block with ``engine.use_effects``.
+``Effects`` below sends steps to Celery after commit and has no work items;
+an implementation subclasses it and adds them. Everything that leaves the
+process is deferred to ``transaction.on_commit``, so nothing is sent for a
+transaction that rolls back.
 """
-import logging
-
 from django.db import transaction
 
 from . import worker
+from .conf import baton_settings
 
-log = logging.getLogger(__name__)
 
+class Effects:
+    """Background steps go to Celery after commit; work items are the subclass's."""
 
-class DjangoEffects:
     @property
     def runs_steps_in_process(self):
         """``BATON_STEP_EXECUTION=in_process``: the engine runs background flows itself, nothing is sent."""
-        from .conf import baton_settings
-
         return baton_settings.BATON_STEP_EXECUTION == "in_process"
 
     def send_step(self, step_run):
@@ -29,11 +39,7 @@ class DjangoEffects:
         transaction.on_commit(lambda: worker.send_step_message(step_run_id))
 
     def open_work_item(self, ctx, step_run, step, prepared):
-        from workguide.services import open_work_item
-
-        return open_work_item(ctx, step_run, step, prepared)
+        raise NotImplementedError(f"{type(self).__name__} opens no work items; set BATON_EFFECTS to a class that does")
 
     def close_work_items(self, ctx, step_runs, status):
-        from workguide.services import close_work_items
-
-        close_work_items(ctx, step_runs, status)
+        raise NotImplementedError(f"{type(self).__name__} closes no work items; set BATON_EFFECTS to a class that does")

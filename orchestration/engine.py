@@ -3,7 +3,14 @@
 Nothing here talks to Celery, HTTP or mail. The engine changes database
 state and asks ``effects`` (see ``orchestration/effects.py``) for everything
 else: send a background step, open or close work items. The default effects
-defer sends until the transaction commits.
+(the ``BATON_EFFECTS`` setting) defer sends until the transaction commits.
+
+Around it: ``orchestration/transition.py`` holds the transition object (the
+run's state read once, the writes batched) and ``lock_run``;
+``orchestration/worker.py`` a background step's life between its start
+here and its completion here (claim, run, retry, leases, the counted
+completion), in both execution modes; ``orchestration/exceptions.py`` the
+exceptions, re-exported here.
 
 Transaction and lock model
 --------------------------
@@ -57,272 +64,27 @@ come from what was read, unchanged rows are not written back, and steps
 started together are written together. Each place says why it is safe.
 """
 import logging
-from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
 from flows.expressions import ExpressionError, evaluate, evaluate_condition, to_json
+from flows.runtime import evaluate_flow
 
-from . import journal, worker
-from .models import (
-    END, OPEN_STEP_STATUSES, EventKind, OrchestrationRun, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
-)
+# worker imports this module too (it reports outcomes through complete_step
+# and fail_step); only its functions are used here, at call time.
+from . import worker
+from .exceptions import EngineError, StepFailure
+from .models import END, OPEN_STEP_STATUSES, EventKind, OrchestrationRun, RunStatus, StageRun, StageStatus, StepRun, StepStatus
 from .plan import Plan
+from .records import model_label
+from .steps import prepare_step
+from .transition import Transition, default_effects, lock_run
+# Public here as before: the exceptions, and the seam that chooses the effects.
+from .transition import use_effects  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 ACTIVE_STEP_STATUSES = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.IN_PROGRESS)
-
-
-class EngineError(Exception):
-    """An operator action that does not apply to the run's current state."""
-
-
-class StepFailure(Exception):
-    """Raised inside the engine when a step cannot start (bad mapping, assignee...)."""
-
-
-def _default_effects():
-    from .effects import DjangoEffects
-
-    return DjangoEffects()
-
-
-# ---------------------------------------------------------------------------
-# The transition context
-# ---------------------------------------------------------------------------
-
-@dataclass
-class Transition:
-    run: OrchestrationRun
-    plan: Plan
-    effects: object
-    actor: object = None
-    now: object = field(default_factory=timezone.now)
-    events: list = field(default_factory=list)
-    _record: object = None
-    _record_loaded: bool = False
-    _step_runs: list | None = None
-    _stage_runs: dict | None = None  # id -> StageRun, every visit that has step runs (and any opened here)
-    _active_flows: dict | None = None
-    _saved_run: tuple = ()
-    _pending_saves: list = field(default_factory=list)
-    _was_open: dict = field(default_factory=dict)  # step run id -> open when read (counted stages only)
-
-    def __post_init__(self):
-        self._saved_run = self._run_fields()
-
-    # -- state of the run ---------------------------------------------------
-    @property
-    def step_runs(self):
-        if self._step_runs is None:
-            # One query for the steps *and* their stage visits: the engine then
-            # finds the current stage and visit numbers in memory instead of
-            # asking the database again in every transition.
-            self._step_runs = list(
-                StepRun.objects.filter(run=self.run).select_related("stage_run").order_by("id")
-            )
-            stage_runs = {} if self._stage_runs is None else self._stage_runs
-            for step_run in self._step_runs:
-                # One object per stage visit, so a change made through one step is seen by all.
-                step_run.stage_run = stage_runs.setdefault(step_run.stage_run_id, step_run.stage_run)
-                self._note_open(step_run)
-            self._stage_runs = stage_runs
-        return self._step_runs
-
-    @property
-    def stage_runs(self):
-        self.step_runs  # noqa: B018 - loads the stage visits along with the steps
-        return self._stage_runs
-
-    def stage_run_in(self, status):
-        """The latest stage visit in ``status``, from memory; a query only when not found there.
-
-        A visit of a stage without steps has no step run to be read with, so
-        it may be missing from memory: hence the fallback query.
-        """
-        found = [sr for sr in self.stage_runs.values() if sr.status == status]
-        if found:
-            return max(found, key=lambda sr: sr.pk)
-        return StageRun.objects.filter(run=self.run, status=status).order_by("-id").first()
-
-    def step_runs_of(self, stage_run):
-        return [s for s in self.step_runs if s.stage_run_id == stage_run.pk]
-
-    def add_step_runs(self, step_runs):
-        self.step_runs.extend(step_runs)
-        for step_run in step_runs:
-            self._note_open(step_run)
-
-    def _note_open(self, step_run):
-        if step_run.stage_run.open_steps is not None:
-            self._was_open[step_run.pk] = step_run.status in OPEN_STEP_STATUSES
-
-    def add_stage_run(self, stage_run):
-        self.stage_runs[stage_run.pk] = stage_run
-
-    def active_flow(self, api_name):
-        """The FlowSpec of the active version of ``api_name``, as of this transition.
-
-        The active versions of every flow the plan names are read in one query
-        the first time a step starts in this transition (a stage's parallel
-        steps then cost one query, not one each). The rule "a step runs the
-        flow version active when it starts" holds: this transition is when
-        they start.
-        """
-        from flows.compiled import FlowSpec
-        from flows.models import DefinitionStatus, Flow
-
-        if self._active_flows is None:
-            names = {step.flow for step in self.plan.steps_by_name.values() if step.flow}
-            self._active_flows = dict(
-                Flow.objects.filter(api_name__in=names, status=DefinitionStatus.ACTIVE).values_list("api_name", "pk")
-            )
-        flow_id = self._active_flows.get(api_name)
-        if flow_id is None:
-            return FlowSpec.active(api_name)  # raises FlowNotFound with the reason
-        return FlowSpec.load(flow_id)
-
-    @property
-    def runs_steps_in_process(self):
-        """``BATON_STEP_EXECUTION=in_process`` (as the effects say): background flows run inside the transition."""
-        return getattr(self.effects, "runs_steps_in_process", False)
-
-    def latest_step_runs(self):
-        latest = {}
-        for step_run in self.step_runs:
-            latest[step_run.step_name] = step_run
-        return latest
-
-    def forget_record(self):
-        """The run's record may have changed (a flow wrote it): read it again when next asked for."""
-        self._record_loaded = False
-
-    @property
-    def record(self):
-        if not self._record_loaded:
-            self._record = self.run.get_record()
-            self._record_loaded = True
-        return self._record
-
-    def scope(self):
-        """The names expressions see (DESIGN §3), read fresh for this transition."""
-        from .records import record_map
-
-        steps = {
-            name: {"status": s.status, "outputs": s.outputs or {}}
-            for name, s in self.latest_step_runs().items()
-            if s.status == StepStatus.COMPLETED
-        }
-        return {
-            "record": record_map(self.record),
-            "record_prior": self.run.record_prior,
-            "inputs": self.run.inputs or {},
-            "steps": steps,
-            "run": {
-                "id": self.run.pk,
-                "started_at": self.run.started_at,
-                "started_by": self.run.started_by.get_username() if self.run.started_by_id else None,
-                "orchestration": self.plan.api_name,
-                "version": self.plan.version,
-            },
-            "now": self.now,
-        }
-
-    def place(self, *parts):
-        return " › ".join([self.plan.api_name, *[p for p in parts if p]])
-
-    # -- bookkeeping -------------------------------------------------------
-    def event(self, kind, stage="", step="", **data):
-        """Note an event of ``kind`` (an ``EventKind``); written with the others by ``flush``."""
-        self.events.append(journal.new_event(kind, run=self.run, at=self.now, actor=self.actor,
-                                             stage=stage, step=step, **data))
-
-    def save_later(self, obj, fields):
-        """Write ``obj``'s ``fields`` when the transition ends, with others of the same kind.
-
-        Steps started together (a stage's parallel steps) are written in one
-        UPDATE instead of one each. Nothing in the transition reads them back
-        from the database before then.
-        """
-        self._pending_saves.append((obj, tuple(fields)))
-
-    def _run_fields(self):
-        run = self.run
-        return (run.status, run.ended_at, run.current_stage, run.stage_visits, run.error)
-
-    def flush(self):
-        if self._pending_saves:
-            # Rows getting the very same values (parallel steps of one flow
-            # with the same inputs, queued at the same instant) share one
-            # plain UPDATE ... WHERE id IN (...). Others are saved one by one:
-            # Django's bulk_update builds a CASE per field, which costs more
-            # Python time than the round trips it saves (profiled).
-            groups = {}
-            for obj, fields in self._pending_saves:
-                values = tuple(_db_value(obj, name) for name in fields)
-                groups.setdefault((type(obj), fields, values), []).append(obj)
-            self._pending_saves = []
-            for (model, fields, _), objs in groups.items():
-                if len(objs) == 1:
-                    objs[0].save(update_fields=fields)
-                else:
-                    first = objs[0]
-                    model.objects.filter(pk__in=[o.pk for o in objs]).update(
-                        **{model._meta.get_field(name).attname: getattr(first, model._meta.get_field(name).attname)
-                           for name in fields}
-                    )
-        self._write_open_counts()
-        if self.events:
-            journal.write(self.events)
-            self.events = []
-
-    def _write_open_counts(self):
-        """Keep ``StageRun.open_steps`` of counted stages equal to their open steps.
-
-        Written as a difference (``open_steps + n``), never as a total: a
-        worker's counted completion (``worker.complete_background_step``) may have
-        changed the count since this transition read its steps.
-        """
-        if not self._was_open:
-            return  # no counted stage in this transition: nothing to walk
-        changes = {}
-        for step_run in self._step_runs or ():
-            was = self._was_open.get(step_run.pk)
-            if was is None:
-                continue
-            now = step_run.status in OPEN_STEP_STATUSES
-            if now != was:
-                changes[step_run.stage_run] = changes.get(step_run.stage_run, 0) + (1 if now else -1)
-                self._was_open[step_run.pk] = now
-        for stage_run, change in changes.items():
-            if change:
-                StageRun.objects.filter(pk=stage_run.pk).update(open_steps=F("open_steps") + change)
-                stage_run.open_steps += change
-
-
-def _db_value(obj, name):
-    """A hashable stand-in for a field's value, to group rows written alike."""
-    value = getattr(obj, obj._meta.get_field(name).attname)
-    if isinstance(value, (dict, list)):
-        return to_json_text(value)
-    return value
-
-
-def to_json_text(value):
-    import json
-
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _locked(run_id, effects, actor):
-    # FOR UPDATE locks only the run's row (``of=("self",)``): with the
-    # orchestration joined in, every transition of every run of a version
-    # locked that one definition row too, and parallel workers queued on it.
-    run = OrchestrationRun.objects.select_for_update(of=("self",)).select_related("orchestration").get(pk=run_id)
-    return Transition(run=run, plan=Plan.load(run.orchestration_id), effects=effects or _default_effects(), actor=actor)
 
 
 # ---------------------------------------------------------------------------
@@ -331,8 +93,6 @@ def _locked(run_id, effects, actor):
 
 def start_run(orchestration, *, record=None, record_prior=None, inputs=None, user=None, effects=None):
     """Create a run of ``orchestration`` (a version) and enter its first element."""
-    from .records import model_label
-
     plan = Plan.load(orchestration)
     # No savepoint when a caller's transaction is already open (a pending
     # start, a launch inside a request): nothing here catches a failure to
@@ -346,7 +106,7 @@ def start_run(orchestration, *, record=None, record_prior=None, inputs=None, use
             inputs=to_json(inputs or {}),
             started_by=user if getattr(user, "pk", None) else None,
         )
-        ctx = Transition(run=run, plan=plan, effects=effects or _default_effects(), actor=user)
+        ctx = Transition(run=run, plan=plan, effects=effects or default_effects(), actor=user)
         if record is not None:
             ctx._record, ctx._record_loaded = record, True
         ctx._step_runs, ctx._stage_runs = [], {}  # a new run has none: nothing to read
@@ -376,7 +136,7 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
     """
     run_id = _run_of(step_run_id, run_id)
     with transaction.atomic():
-        ctx = _locked(run_id, effects, actor)
+        ctx = lock_run(run_id, effects, actor)
         step_run = _find_step_run(ctx, step_run_id)
         if step_run.status not in OPEN_STEP_STATUSES or step_run.status == StepStatus.WAITING:
             ctx.event(EventKind.COMPLETION_IGNORED, _stage_name(ctx, step_run), step_run.step_name,
@@ -393,7 +153,7 @@ def fail_step(step_run_id, error, traceback="", *, effects=None, run_id=None):
     """The step's flow failed for good (retries used up)."""
     run_id = _run_of(step_run_id, run_id)
     with transaction.atomic():
-        ctx = _locked(run_id, effects, None)
+        ctx = lock_run(run_id, effects, None)
         step_run = _find_step_run(ctx, step_run_id)
         if step_run.status not in ACTIVE_STEP_STATUSES:
             ctx.event(EventKind.FAILURE_IGNORED, _stage_name(ctx, step_run), step_run.step_name, status=step_run.status,
@@ -408,7 +168,7 @@ def fail_step(step_run_id, error, traceback="", *, effects=None, run_id=None):
 def record_changed(run_id, *, effects=None):
     """The run's record was saved: check pending conditions again."""
     with transaction.atomic():
-        ctx = _locked(run_id, effects, None)
+        ctx = lock_run(run_id, effects, None)
         if ctx.run.status != RunStatus.RUNNING:
             return
         _progress(ctx)
@@ -417,7 +177,7 @@ def record_changed(run_id, *, effects=None):
 
 def cancel_run(run_id, *, user=None, reason="", effects=None):
     with transaction.atomic():
-        ctx = _locked(run_id, effects, user)
+        ctx = lock_run(run_id, effects, user)
         if ctx.run.status in (RunStatus.COMPLETED, RunStatus.CANCELED):
             raise EngineError(f"run {run_id} is {ctx.run.status} and cannot be canceled")
         for stage_run in StageRun.objects.filter(run=ctx.run, status__in=[StageStatus.IN_PROGRESS, StageStatus.ERROR]):
@@ -431,7 +191,7 @@ def cancel_run(run_id, *, user=None, reason="", effects=None):
 def retry_step(run_id, step_name, *, user=None, effects=None):
     """Start again a step in error (inputs resolved afresh); the run resumes."""
     with transaction.atomic():
-        ctx = _locked(run_id, effects, user)
+        ctx = lock_run(run_id, effects, user)
         stage_run, step_run = _errored_step(ctx, step_name)
         step_run.status = StepStatus.WAITING
         step_run.error = step_run.traceback = ""
@@ -447,7 +207,7 @@ def retry_step(run_id, step_name, *, user=None, effects=None):
 def skip_step(run_id, step_name, outputs=None, *, user=None, effects=None):
     """Complete a step in error (or still open) with the given outputs; the run resumes."""
     with transaction.atomic():
-        ctx = _locked(run_id, effects, user)
+        ctx = lock_run(run_id, effects, user)
         try:
             stage_run, step_run = _errored_step(ctx, step_name)
         except EngineError:
@@ -655,8 +415,6 @@ def _close_stage(ctx, stage_run, status):
 # ---------------------------------------------------------------------------
 
 def _start_step(ctx, stage_run, step_run, step):
-    from .steps import prepare_step
-
     try:
         prepared = prepare_step(ctx, step, step_run)
     except (StepFailure, ExpressionError) as exc:
@@ -781,8 +539,6 @@ def _holds(ctx, condition, scope, place):
     """Whether a condition (expression or evaluation flow) holds."""
     if condition.expression:
         return evaluate_condition(condition.expression, scope, place)
-    from flows.runtime import evaluate_flow
-
     inputs = {name: evaluate(expr, scope, f"{place} › inputs.{name}") for name, expr in condition.flow_inputs.items()}
     return bool(evaluate_flow(condition.flow, inputs))
 

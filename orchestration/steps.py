@@ -10,7 +10,7 @@ from flows.durations import parse_duration
 from flows.expressions import ExpressionError, UnstorableValue, evaluate, to_json
 from flows.models import FlowType
 
-from .engine import StepFailure
+from .exceptions import StepFailure
 
 FLOW_TYPE_FOR_STEP = {"interactive": FlowType.SCREEN, "background": FlowType.AUTOLAUNCHED}
 

@@ -55,6 +55,7 @@ from . import engine, journal, tasks
 from .conf import baton_settings
 from .models import EventKind, OrchestrationRun, StepRun, StepStatus
 from .plan import Plan
+from .transition import to_json_text
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +416,7 @@ def complete_background_step(step_run_id, outputs, *, run_id, effects=None):
     an error in the statement.
     """
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        params = {"id": step_run_id, "now": timezone.now(), "outputs": engine.to_json_text(to_json(outputs or {})),
+        params = {"id": step_run_id, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {})),
                   "kind": EventKind.STEP_COMPLETED.value}
         try:
             with connection.cursor() as cursor:

@@ -14,10 +14,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def fx():
     """Every transition in the test, whoever starts it, uses the recorder."""
-    from unittest import mock
-
     recorder = Recorder()
-    with mock.patch("orchestration.engine._default_effects", return_value=recorder):
+    with engine.use_effects(recorder):
         yield recorder
 
 

@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 @pytest.fixture
 def fx():
     recorder = Recorder()
-    with mock.patch("orchestration.engine._default_effects", return_value=recorder):
+    with engine.use_effects(recorder):
         yield recorder
 
 
