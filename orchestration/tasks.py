@@ -21,7 +21,7 @@ from django.db import close_old_connections, connections
 
 # starts and worker import this module too (to send messages); only their
 # functions are used here, at call time.
-from . import starts, worker
+from . import children, starts, worker
 
 log = logging.getLogger(__name__)
 
@@ -101,4 +101,5 @@ def start_pending_run(pending_id, user_id=None):
 
 @shared_task(name="orchestration.tasks.sweep", ignore_result=True)
 def sweep():
-    return {"started": starts.start_leftover_pending(), "resent": worker.sweep_stuck_steps()}
+    return {"started": starts.start_leftover_pending(), "resent": worker.sweep_stuck_steps(),
+            "children_canceled": children.sweep_orphaned_children()}

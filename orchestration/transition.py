@@ -32,7 +32,7 @@ from flows.models import DefinitionStatus, Flow
 
 from . import journal
 from .conf import baton_settings
-from .models import OPEN_STEP_STATUSES, OrchestrationRun, StageRun, StepRun, StepStatus
+from .models import OPEN_STEP_STATUSES, OrchestrationRun, StageRun, StageStatus, StepRun, StepStatus
 from .plan import Plan
 from .records import record_map
 
@@ -154,6 +154,12 @@ class Transition:
             for name, s in self.latest_step_runs().items()
             if s.status == StepStatus.COMPLETED
         }
+        for name, s in self.latest_step_runs().items():
+            if s.status == StepStatus.ERROR and s.stage_run.status != StageStatus.IN_PROGRESS:
+                # A stage's error path reads why it failed (DESIGN §10 on_error).
+                steps[name] = {"status": s.status, "outputs": {},
+                               "error": {"message": s.error, "element": self.place(self.plan.step(name).stage, name)
+                                         if name in self.plan.steps_by_name else name}}
         return {
             "record": record_map(self.record),
             "record_prior": self.run.record_prior,
