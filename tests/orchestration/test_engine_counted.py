@@ -179,7 +179,7 @@ def test_a_counted_completion_meeting_a_transition_that_holds_the_run_waits_inst
         return thread
 
 
-    caplog.set_level("WARNING", logger="orchestration.engine")
+    caplog.set_level("WARNING", logger="orchestration.worker")
     locked = in_thread("locked", lambda: engine.complete_step(steps["a0"], {"n": 1.0}, run_id=run.pk,
                                                               effects=Recorder()))
     assert paused.wait(10)
