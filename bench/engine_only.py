@@ -5,10 +5,10 @@ two ways:
 
 * **in process** (the figure of record): ``BATON_STEP_EXECUTION=in_process``.
   A background step's flow runs inside the engine transition that starts it
-  (``engine._run_in_process``), as an engine that runs its nodes
+  (``worker.run_in_transition``), as an engine that runs its nodes
   synchronously does; a whole run of these no-op steps is one transaction.
 * **worker path, one process**: the default execution mode, with the Celery
-  message replaced by an in-process list (``send_step_message`` only is
+  message replaced by an in-process list (``worker.send_step_message`` only is
   swapped; the engine's effects and ``transaction.on_commit`` are unchanged).
   The loop then does what a worker does with each id: ``claim`` and
   ``execute_claimed``, i.e. two transactions per step. What is left is the
@@ -44,7 +44,7 @@ def main():
     common.setup_django()
     from django.test import override_settings
 
-    from orchestration import effects, engine, tasks
+    from orchestration import engine, worker
     from orchestration.models import OrchestrationRun, StepRun
 
     common.noop_flow()
@@ -56,16 +56,16 @@ def main():
         return StepRun.objects.filter(run_id__in=ids, status="completed").count()
 
     queue = collections.deque()
-    effects.send_step_message = lambda step_run_id, countdown=None: queue.append(step_run_id)
+    worker.send_step_message = lambda step_run_id, countdown=None: queue.append(step_run_id)
 
     def worker_path(count):
         for _ in range(count):
             engine.start_run(orch)
         done = 0
         while queue:
-            step_run = tasks.claim(queue.popleft(), "")
+            step_run = worker.claim(queue.popleft(), "")
             if step_run is not None:
-                tasks.execute_claimed(step_run)
+                worker.execute_claimed(step_run)
                 done += 1
         return done
 

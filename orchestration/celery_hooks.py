@@ -20,6 +20,7 @@ from datetime import timedelta
 from celery import bootsteps, current_app
 from celery.signals import celeryd_init
 
+from . import listener
 from .conf import baton_settings
 
 
@@ -48,8 +49,6 @@ class PendingStarts(bootsteps.StartStopStep):
         self.listener = None
 
     def start(self, worker):
-        from . import listener
-
         if listener.enabled():
             self.listener = listener.PendingStartListener().start()
 

@@ -121,6 +121,7 @@ def check_baton_settings(app_configs=None, **kwargs):
                               "from it, and their path from your URLconf.",
                               hint="Drop the path; if your server mounts the site under a sub-path, set FORCE_SCRIPT_NAME.",
                               id="baton.W001"))
+    errors += _check_effects()
     models = conf.baton_settings.BATON_FLOW_MODELS
     if isinstance(models, str) or not isinstance(models, (list, tuple)):
         return [*errors, Error(f"BATON_FLOW_MODELS must be a list of \"app_label.model\" names, not {models!r}.",
@@ -133,3 +134,21 @@ def check_baton_settings(app_configs=None, **kwargs):
                                 hint='Write "app_label.model" (for example "shop.order") of a model in INSTALLED_APPS.',
                                 id="baton.E005"))
     return errors
+
+
+def _check_effects():
+    """``BATON_EFFECTS`` must name an importable class with the engine's three methods."""
+    path = conf.baton_settings.BATON_EFFECTS
+    hint = ('Set BATON_EFFECTS to the dotted path of an effects class, for example '
+            '"workguide.effects.WorkGuideEffects" (the default); see orchestration/effects.py.')
+    try:
+        found = import_string(str(path))
+    except ImportError as exc:
+        return [Error(f"BATON_EFFECTS is {path!r}, which cannot be imported ({exc}).", hint=hint, id="baton.E008")]
+    if not isinstance(found, type):
+        return [Error(f"BATON_EFFECTS is {path!r}, which is not a class.", hint=hint, id="baton.E008")]
+    missing = [name for name in ("send_step", "open_work_item", "close_work_items") if not hasattr(found, name)]
+    if missing:
+        return [Error(f"BATON_EFFECTS is {path!r}, whose class lacks {', '.join(missing)}.", hint=hint,
+                      id="baton.E008")]
+    return []

@@ -52,6 +52,11 @@ SETTINGS = {
         "transition that starts the step; no broker, no worker).",
         choices=("worker", "in_process"),
     ),
+    "BATON_EFFECTS": Setting(
+        "workguide.effects.WorkGuideEffects",
+        "Dotted path of the class the engine asks for effects (send a background step, open and close work "
+        "items); see orchestration/effects.py for its three methods. The default is the Work Guide's.",
+    ),
     "BATON_RECORD_STARTS": Setting(
         "on_commit",
         "How a record-triggered run starts after its record's transaction commits: \"on_commit\" (in the "

@@ -3,7 +3,14 @@
 Nothing here talks to Celery, HTTP or mail. The engine changes database
 state and asks ``effects`` (see ``orchestration/effects.py``) for everything
 else: send a background step, open or close work items. The default effects
-defer sends until the transaction commits.
+(the ``BATON_EFFECTS`` setting) defer sends until the transaction commits.
+
+Around it: ``orchestration/transition.py`` holds the transition object (the
+run's state read once, the writes batched) and ``lock_run``;
+``orchestration/worker.py`` a background step's life between its start
+here and its completion here (claim, run, retry, leases, the counted
+completion), in both execution modes; ``orchestration/exceptions.py`` the
+exceptions, re-exported here.
 
 Transaction and lock model
 --------------------------
@@ -57,270 +64,31 @@ come from what was read, unchanged rows are not written back, and steps
 started together are written together. Each place says why it is safe.
 """
 import logging
-from dataclasses import dataclass, field
 
-from django.db import DatabaseError, connection, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db import transaction
 
 from flows.expressions import ExpressionError, evaluate, evaluate_condition, to_json
+from flows.runtime import evaluate_flow
 
-from . import children, journal
+# worker imports this module too (it reports outcomes through complete_step
+# and fail_step), and so does children (a child run tells its parent's step);
+# only their functions are used here, at call time.
+from . import children, worker
+from .exceptions import EngineError, StepFailure
 from .models import (
     END, OPEN_STEP_STATUSES, EventKind, OrchestrationRun, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
     StepType,
 )
 from .plan import Plan
+from .records import model_label
+from .steps import prepare_step
+from .transition import Transition, default_effects, lock_run
+# Public here as before: the exceptions, and the seam that chooses the effects.
+from .transition import use_effects  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 ACTIVE_STEP_STATUSES = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.IN_PROGRESS)
-
-
-class EngineError(Exception):
-    """An operator action that does not apply to the run's current state."""
-
-
-class StepFailure(Exception):
-    """Raised inside the engine when a step cannot start (bad mapping, assignee...)."""
-
-
-def _default_effects():
-    from .effects import DjangoEffects
-
-    return DjangoEffects()
-
-
-# ---------------------------------------------------------------------------
-# The transition context
-# ---------------------------------------------------------------------------
-
-@dataclass
-class Transition:
-    run: OrchestrationRun
-    plan: Plan
-    effects: object
-    actor: object = None
-    now: object = field(default_factory=timezone.now)
-    events: list = field(default_factory=list)
-    _record: object = None
-    _record_loaded: bool = False
-    _step_runs: list | None = None
-    _stage_runs: dict | None = None  # id -> StageRun, every visit that has step runs (and any opened here)
-    _active_flows: dict | None = None
-    _saved_run: tuple = ()
-    _pending_saves: list = field(default_factory=list)
-    _was_open: dict = field(default_factory=dict)  # step run id -> open when read (counted stages only)
-
-    def __post_init__(self):
-        self._saved_run = self._run_fields()
-
-    # -- state of the run ---------------------------------------------------
-    @property
-    def step_runs(self):
-        if self._step_runs is None:
-            # One query for the steps *and* their stage visits: the engine then
-            # finds the current stage and visit numbers in memory instead of
-            # asking the database again in every transition.
-            self._step_runs = list(
-                StepRun.objects.filter(run=self.run).select_related("stage_run").order_by("id")
-            )
-            stage_runs = {} if self._stage_runs is None else self._stage_runs
-            for step_run in self._step_runs:
-                # One object per stage visit, so a change made through one step is seen by all.
-                step_run.stage_run = stage_runs.setdefault(step_run.stage_run_id, step_run.stage_run)
-                self._note_open(step_run)
-            self._stage_runs = stage_runs
-        return self._step_runs
-
-    @property
-    def stage_runs(self):
-        self.step_runs  # noqa: B018 - loads the stage visits along with the steps
-        return self._stage_runs
-
-    def stage_run_in(self, status):
-        """The latest stage visit in ``status``, from memory; a query only when not found there.
-
-        A visit of a stage without steps has no step run to be read with, so
-        it may be missing from memory: hence the fallback query.
-        """
-        found = [sr for sr in self.stage_runs.values() if sr.status == status]
-        if found:
-            return max(found, key=lambda sr: sr.pk)
-        return StageRun.objects.filter(run=self.run, status=status).order_by("-id").first()
-
-    def step_runs_of(self, stage_run):
-        return [s for s in self.step_runs if s.stage_run_id == stage_run.pk]
-
-    def add_step_runs(self, step_runs):
-        self.step_runs.extend(step_runs)
-        for step_run in step_runs:
-            self._note_open(step_run)
-
-    def _note_open(self, step_run):
-        if step_run.stage_run.open_steps is not None:
-            self._was_open[step_run.pk] = step_run.status in OPEN_STEP_STATUSES
-
-    def add_stage_run(self, stage_run):
-        self.stage_runs[stage_run.pk] = stage_run
-
-    def active_flow(self, api_name):
-        """The FlowSpec of the active version of ``api_name``, as of this transition.
-
-        The active versions of every flow the plan names are read in one query
-        the first time a step starts in this transition (a stage's parallel
-        steps then cost one query, not one each). The rule "a step runs the
-        flow version active when it starts" holds: this transition is when
-        they start.
-        """
-        from flows.compiled import FlowSpec
-        from flows.models import DefinitionStatus, Flow
-
-        if self._active_flows is None:
-            names = {step.flow for step in self.plan.steps_by_name.values() if step.flow}
-            self._active_flows = dict(
-                Flow.objects.filter(api_name__in=names, status=DefinitionStatus.ACTIVE).values_list("api_name", "pk")
-            )
-        flow_id = self._active_flows.get(api_name)
-        if flow_id is None:
-            return FlowSpec.active(api_name)  # raises FlowNotFound with the reason
-        return FlowSpec.load(flow_id)
-
-    def latest_step_runs(self):
-        latest = {}
-        for step_run in self.step_runs:
-            latest[step_run.step_name] = step_run
-        return latest
-
-    @property
-    def record(self):
-        if not self._record_loaded:
-            self._record = self.run.get_record()
-            self._record_loaded = True
-        return self._record
-
-    def scope(self):
-        """The names expressions see (DESIGN §3), read fresh for this transition."""
-        from .records import record_map
-
-        steps = {
-            name: {"status": s.status, "outputs": s.outputs or {}}
-            for name, s in self.latest_step_runs().items()
-            if s.status == StepStatus.COMPLETED
-        }
-        for name, s in self.latest_step_runs().items():
-            if s.status == StepStatus.ERROR and s.stage_run.status != StageStatus.IN_PROGRESS:
-                # A stage's error path reads why it failed (DESIGN §10 on_error).
-                steps[name] = {"status": s.status, "outputs": {},
-                               "error": {"message": s.error, "element": self.place(self.plan.step(name).stage, name)
-                                         if name in self.plan.steps_by_name else name}}
-        return {
-            "record": record_map(self.record),
-            "record_prior": self.run.record_prior,
-            "inputs": self.run.inputs or {},
-            "steps": steps,
-            "run": {
-                "id": self.run.pk,
-                "started_at": self.run.started_at,
-                "started_by": self.run.started_by.get_username() if self.run.started_by_id else None,
-                "orchestration": self.plan.api_name,
-                "version": self.plan.version,
-            },
-            "now": self.now,
-        }
-
-    def place(self, *parts):
-        return " › ".join([self.plan.api_name, *[p for p in parts if p]])
-
-    # -- bookkeeping -------------------------------------------------------
-    def event(self, kind, stage="", step="", **data):
-        """Note an event of ``kind`` (an ``EventKind``); written with the others by ``flush``."""
-        self.events.append(journal.new_event(kind, run=self.run, at=self.now, actor=self.actor,
-                                             stage=stage, step=step, **data))
-
-    def save_later(self, obj, fields):
-        """Write ``obj``'s ``fields`` when the transition ends, with others of the same kind.
-
-        Steps started together (a stage's parallel steps) are written in one
-        UPDATE instead of one each. Nothing in the transition reads them back
-        from the database before then.
-        """
-        self._pending_saves.append((obj, tuple(fields)))
-
-    def _run_fields(self):
-        run = self.run
-        return (run.status, run.ended_at, run.current_stage, run.stage_visits, run.error)
-
-    def flush(self):
-        if self._pending_saves:
-            # Rows getting the very same values (parallel steps of one flow
-            # with the same inputs, queued at the same instant) share one
-            # plain UPDATE ... WHERE id IN (...). Others are saved one by one:
-            # Django's bulk_update builds a CASE per field, which costs more
-            # Python time than the round trips it saves (profiled).
-            groups = {}
-            for obj, fields in self._pending_saves:
-                values = tuple(_db_value(obj, name) for name in fields)
-                groups.setdefault((type(obj), fields, values), []).append(obj)
-            self._pending_saves = []
-            for (model, fields, _), objs in groups.items():
-                if len(objs) == 1:
-                    objs[0].save(update_fields=fields)
-                else:
-                    first = objs[0]
-                    model.objects.filter(pk__in=[o.pk for o in objs]).update(
-                        **{model._meta.get_field(name).attname: getattr(first, model._meta.get_field(name).attname)
-                           for name in fields}
-                    )
-        self._write_open_counts()
-        if self.events:
-            journal.write(self.events)
-            self.events = []
-
-    def _write_open_counts(self):
-        """Keep ``StageRun.open_steps`` of counted stages equal to their open steps.
-
-        Written as a difference (``open_steps + n``), never as a total: a
-        worker's counted completion (``complete_background_step``) may have
-        changed the count since this transition read its steps.
-        """
-        if not self._was_open:
-            return  # no counted stage in this transition: nothing to walk
-        changes = {}
-        for step_run in self._step_runs or ():
-            was = self._was_open.get(step_run.pk)
-            if was is None:
-                continue
-            now = step_run.status in OPEN_STEP_STATUSES
-            if now != was:
-                changes[step_run.stage_run] = changes.get(step_run.stage_run, 0) + (1 if now else -1)
-                self._was_open[step_run.pk] = now
-        for stage_run, change in changes.items():
-            if change:
-                StageRun.objects.filter(pk=stage_run.pk).update(open_steps=F("open_steps") + change)
-                stage_run.open_steps += change
-
-
-def _db_value(obj, name):
-    """A hashable stand-in for a field's value, to group rows written alike."""
-    value = getattr(obj, obj._meta.get_field(name).attname)
-    if isinstance(value, (dict, list)):
-        return to_json_text(value)
-    return value
-
-
-def to_json_text(value):
-    import json
-
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _locked(run_id, effects, actor):
-    # FOR UPDATE locks only the run's row (``of=("self",)``): with the
-    # orchestration joined in, every transition of every run of a version
-    # locked that one definition row too, and parallel workers queued on it.
-    run = OrchestrationRun.objects.select_for_update(of=("self",)).select_related("orchestration").get(pk=run_id)
-    return Transition(run=run, plan=Plan.load(run.orchestration_id), effects=effects or _default_effects(), actor=actor)
 
 
 # ---------------------------------------------------------------------------
@@ -332,8 +100,6 @@ def start_run(orchestration, *, record=None, record_prior=None, inputs=None, use
 
     ``parent`` is ``(step_run, depth)`` for a sub-orchestration's child run (``children.start_child``).
     """
-    from .records import model_label
-
     plan = Plan.load(orchestration)
     # No savepoint when a caller's transaction is already open (a pending
     # start, a launch inside a request): nothing here catches a failure to
@@ -349,7 +115,7 @@ def start_run(orchestration, *, record=None, record_prior=None, inputs=None, use
             parent_step_run=parent[0] if parent else None,
             depth=parent[1] if parent else 0,
         )
-        ctx = Transition(run=run, plan=plan, effects=effects or _default_effects(), actor=user)
+        ctx = Transition(run=run, plan=plan, effects=effects or default_effects(), actor=user)
         # The parent's transition reads how its child's first transition ended (children.py rule 3).
         ctx.started_by_parent = parent is not None
         if record is not None:
@@ -381,7 +147,7 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
     """
     run_id = _run_of(step_run_id, run_id)
     with transaction.atomic():
-        ctx = _locked(run_id, effects, actor)
+        ctx = lock_run(run_id, effects, actor)
         step_run = _find_step_run(ctx, step_run_id)
         if step_run.status not in OPEN_STEP_STATUSES or step_run.status == StepStatus.WAITING:
             ctx.event(EventKind.COMPLETION_IGNORED, _stage_name(ctx, step_run), step_run.step_name,
@@ -394,83 +160,11 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
     return True
 
 
-# A worker's completion of a step in a counted stage that leaves another
-# step open, in one autocommit statement. Locks are taken in the order every
-# transition takes them: first the run's row, in KEY SHARE mode, with the
-# step's row (``target``). The event this statement inserts needs that lock
-# anyway (its foreign key), but taken at the end, after the stage's row, it
-# waited for a transition holding the run while that transition waited for
-# the stage's row: a deadlock. Taken first, it waits for any transition of
-# the run to commit (KEY SHARE conflicts with the run lock's FOR UPDATE) and
-# never for another counted completion (KEY SHARE does not conflict with
-# itself). Then the step is re-checked open, the stage's count goes down only
-# if another step stays open (``open_steps > 1``, re-checked under the
-# stage row's lock, so of two completions racing for the last two steps one
-# sees 1 and stops), and only then are the step and its event written. The
-# last open step is completed by ``complete_step``: its completion and the
-# stage's transition stay one transaction, so no state "every step done,
-# stage still running" can outlive a worker that dies in between.
-_COMPLETE_COUNTED_SQL = """
-WITH target AS (
-    SELECT s.id, s.stage_run_id FROM orchestration_steprun AS s
-      JOIN orchestration_orchestrationrun AS r ON r.id = s.run_id
-     WHERE s.id = %(id)s AND s.status IN ('queued', 'running')
-       FOR UPDATE OF s FOR KEY SHARE OF r
-), counted AS (
-    UPDATE orchestration_stagerun AS g SET open_steps = g.open_steps - 1
-      FROM target
-     WHERE g.id = target.stage_run_id AND g.open_steps > 1
- RETURNING g.id, g.open_steps, g.stage_name
-), done AS (
-    UPDATE orchestration_steprun AS s
-       SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb
-      FROM counted
-     WHERE s.id = %(id)s AND s.stage_run_id = counted.id
- RETURNING s.run_id, s.step_name
-), event AS (
-    INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
-    SELECT done.run_id, %(now)s, NULL, %(kind)s, counted.stage_name, done.step_name,
-           jsonb_build_object('outputs', %(outputs)s::jsonb)
-      FROM done CROSS JOIN counted
-)
-SELECT counted.open_steps FROM counted CROSS JOIN done
-"""
-
-
-def complete_background_step(step_run_id, outputs, *, run_id, effects=None):
-    """A worker's step finished with ``outputs``. Returns True if it completed now.
-
-    In a counted stage (``ElementPlan.counts_down``: background steps that
-    start with the stage, default exits) a completion that leaves another
-    step open changes nothing but the step and the count, so it is written in
-    one statement without the run's lock: rule 4 cannot fire while a step is
-    open, and no condition waits on it. Everything else goes through
-    ``complete_step`` under the lock: the last open step of the stage (its
-    completion moves the run on), another database, another kind of stage, a
-    step no longer open (recorded as ignored there), an error in the
-    statement.
-    """
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        params = {"id": step_run_id, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {})),
-                  "kind": EventKind.STEP_COMPLETED.value}
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(_COMPLETE_COUNTED_SQL, params)
-                row = cursor.fetchone()
-        except DatabaseError:  # a deadlock with an operator's action, say: nothing was written
-            log.warning("counted completion of step %s failed; completing it under the run's lock", step_run_id,
-                        exc_info=True)
-            row = None
-        if row is not None:
-            return True
-    return complete_step(step_run_id, outputs, source="worker", run_id=run_id, effects=effects)
-
-
 def fail_step(step_run_id, error, traceback="", *, effects=None, run_id=None):
     """The step's flow failed for good (retries used up)."""
     run_id = _run_of(step_run_id, run_id)
     with transaction.atomic():
-        ctx = _locked(run_id, effects, None)
+        ctx = lock_run(run_id, effects, None)
         step_run = _find_step_run(ctx, step_run_id)
         if step_run.status not in ACTIVE_STEP_STATUSES:
             ctx.event(EventKind.FAILURE_IGNORED, _stage_name(ctx, step_run), step_run.step_name, status=step_run.status,
@@ -487,7 +181,7 @@ def resume_step_of_child(step_run_id, child_run_id, *, effects=None):
     parent's step, in error because of it, waits for the child again and the parent resumes."""
     run_id = _run_of(step_run_id, None)
     with transaction.atomic():
-        ctx = _locked(run_id, effects, None)
+        ctx = lock_run(run_id, effects, None)
         step_run = _find_step_run(ctx, step_run_id)
         stage_run = ctx.stage_runs.get(step_run.stage_run_id)
         if step_run.status != StepStatus.ERROR or stage_run is None or stage_run.status != StageStatus.ERROR:
@@ -505,7 +199,7 @@ def resume_step_of_child(step_run_id, child_run_id, *, effects=None):
 def record_changed(run_id, *, effects=None):
     """The run's record was saved: check pending conditions again."""
     with transaction.atomic():
-        ctx = _locked(run_id, effects, None)
+        ctx = lock_run(run_id, effects, None)
         if ctx.run.status != RunStatus.RUNNING:
             return
         _progress(ctx)
@@ -514,7 +208,7 @@ def record_changed(run_id, *, effects=None):
 
 def cancel_run(run_id, *, user=None, reason="", effects=None):
     with transaction.atomic():
-        ctx = _locked(run_id, effects, user)
+        ctx = lock_run(run_id, effects, user)
         if ctx.run.status in (RunStatus.COMPLETED, RunStatus.CANCELED):
             raise EngineError(f"run {run_id} is {ctx.run.status} and cannot be canceled")
         for stage_run in StageRun.objects.filter(run=ctx.run, status__in=[StageStatus.IN_PROGRESS, StageStatus.ERROR]):
@@ -528,7 +222,7 @@ def cancel_run(run_id, *, user=None, reason="", effects=None):
 def retry_step(run_id, step_name, *, user=None, effects=None):
     """Start again a step in error (inputs resolved afresh); the run resumes."""
     with transaction.atomic():
-        ctx = _locked(run_id, effects, user)
+        ctx = lock_run(run_id, effects, user)
         stage_run, step_run = _errored_step(ctx, step_name)
         step_run.status = StepStatus.WAITING
         step_run.error = step_run.traceback = ""
@@ -544,7 +238,7 @@ def retry_step(run_id, step_name, *, user=None, effects=None):
 def skip_step(run_id, step_name, outputs=None, *, user=None, effects=None):
     """Complete a step in error (or still open) with the given outputs; the run resumes."""
     with transaction.atomic():
-        ctx = _locked(run_id, effects, user)
+        ctx = lock_run(run_id, effects, user)
         try:
             stage_run, step_run = _errored_step(ctx, step_name)
         except EngineError:
@@ -631,7 +325,7 @@ def _open_stage(ctx, element):
         visit = StageRun.objects.filter(run=ctx.run, stage_name=element.name).count() + 1
     stage_run = StageRun.objects.create(
         run=ctx.run, stage_name=element.name, position=element.position, visit=visit, started_at=ctx.now,
-        open_steps=len(element.steps) if _counted(ctx, element) else None,
+        open_steps=len(element.steps) if worker.counts_completions(element, ctx.runs_steps_in_process) else None,
     )
     ctx.add_stage_run(stage_run)
     ctx.run.stage_visits += 1
@@ -644,17 +338,6 @@ def _open_stage(ctx, element):
     ctx.add_step_runs(step_runs)
     ctx.event(EventKind.STAGE_STARTED, element.name, visit=visit)
     return stage_run
-
-
-def _counted(ctx, element):
-    """Whether this visit of ``element`` keeps an open-steps count (see ``complete_background_step``).
-
-    Only on PostgreSQL (the counted completion is one statement there) and
-    only when steps go to workers: in-process steps end inside the
-    transition that starts them.
-    """
-    return (element.counts_down and connection.vendor == "postgresql"
-            and not getattr(ctx.effects, "runs_steps_in_process", False))
 
 
 def _current_stage_run(ctx):
@@ -768,8 +451,6 @@ def _close_stage(ctx, stage_run, status, **about):
 # ---------------------------------------------------------------------------
 
 def _start_step(ctx, stage_run, step_run, step):
-    from .steps import prepare_step
-
     try:
         prepared = prepare_step(ctx, step, step_run)
     except (StepFailure, ExpressionError) as exc:
@@ -789,14 +470,20 @@ def _start_step(ctx, stage_run, step_run, step):
         step_run.status = StepStatus.IN_PROGRESS
         step_run.save(update_fields=["inputs", "flow", "started_at", "status"])
         ctx.event(EventKind.STEP_STARTED, stage_run.stage_name, step.name, assignee=prepared.assignee)
-    elif getattr(ctx.effects, "runs_steps_in_process", False):
-        _run_in_process(ctx, stage_run, step_run, step)
+    elif ctx.runs_steps_in_process:
+        # The flow runs now, inside this transition (orchestration/worker.py);
+        # its outcome is written with the rest of the transition.
+        outcome = worker.run_in_transition(ctx, step_run, step)
+        if outcome.failed:
+            step_run.save(update_fields=["inputs", "flow", "started_at", "attempts"])
+            _step_error(ctx, step_run, outcome.error, outcome.traceback)
+        else:
+            _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outcome.outputs,
+                         also=["inputs", "flow", "started_at", "attempts"])
     else:
-        from .conf import baton_settings
-
         step_run.status = StepStatus.QUEUED
         step_run.queued_at = ctx.now
-        step_run.lease_until = ctx.now + timezone.timedelta(seconds=baton_settings.BATON_QUEUED_LEASE)
+        step_run.lease_until = worker.queued_lease(ctx.now)
         step_run.timeout_seconds = step.timeout_seconds
         # Written with the stage's other starting steps at the end of the
         # transition; the message itself leaves after commit.
@@ -840,49 +527,6 @@ def _evaluate_run_outputs(ctx):
             return False
     ctx.run.outputs = outputs
     return True
-
-
-def _run_in_process(ctx, stage_run, step_run, step):
-    """Run a background step's flow now, inside this transition (``BATON_STEP_EXECUTION=in_process``).
-
-    What a worker does after its claim, without the message and the two
-    transactions: attempts are counted and retried at once (no backoff:
-    nothing would wake the run up later), and the outcome is written with
-    the rest of the transition. A flow that can write (``FlowSpec.may_write``)
-    runs in a savepoint, so a failed attempt leaves nothing behind; a flow
-    that only computes needs none. The run's row stays locked while the flow
-    runs: this mode is for short flows (and tests, and small installations
-    without a worker), long ones belong on a worker.
-    """
-    import traceback as tb
-
-    from flows.compiled import FlowSpec
-    from flows.runtime import run_flow
-
-    spec = FlowSpec.load(step_run.flow_id)
-    step_run.status = StepStatus.RUNNING
-    while True:
-        step_run.attempts += 1
-        ctx.event(EventKind.STEP_RUNNING, stage_run.stage_name, step.name, attempt=step_run.attempts, in_process=True)
-        try:
-            if spec.may_write:
-                with transaction.atomic():
-                    outputs = run_flow(spec, step_run.inputs, record=ctx.record)
-                ctx._record_loaded = False  # the flow may have changed the run's record: read it again
-            else:
-                outputs = run_flow(spec, step_run.inputs, record=ctx.record)
-        except Exception as exc:  # the flow failed: try again at once, or give up
-            message = str(exc) or exc.__class__.__name__
-            if step_run.attempts <= step.retries:
-                ctx.event(EventKind.STEP_RETRY_SCHEDULED, stage_run.stage_name, step.name, attempt=step_run.attempts,
-                          error=message, in_seconds=0)
-                continue
-            step_run.save(update_fields=["inputs", "flow", "started_at", "attempts"])
-            _step_error(ctx, step_run, message, tb.format_exc())
-            return
-        break
-    _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs,
-                 also=["inputs", "flow", "started_at", "attempts"])
 
 
 def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=()):
@@ -984,8 +628,6 @@ def _holds(ctx, condition, scope, place):
     """Whether a condition (expression or evaluation flow) holds."""
     if condition.expression:
         return evaluate_condition(condition.expression, scope, place)
-    from flows.runtime import evaluate_flow
-
     inputs = {name: evaluate(expr, scope, f"{place} › inputs.{name}") for name, expr in condition.flow_inputs.items()}
     return bool(evaluate_flow(condition.flow, inputs))
 

@@ -6,7 +6,7 @@ collected with ``new_event`` and written together by ``write`` when the
 transition ends; code outside a transition (a worker's claim, the sweeper,
 the Work Guide) writes one with ``record``. The SQL statements that write an
 event in the same round trip as their update take the kind as a parameter
-from ``EventKind`` (see ``tasks._CLAIM_SQL``, ``engine._COMPLETE_COUNTED_SQL``).
+from ``EventKind`` (see ``worker._CLAIM_SQL``, ``worker._COMPLETE_COUNTED_SQL``).
 """
 from django.utils import timezone
 

@@ -12,9 +12,12 @@ import functools
 from django.db import transaction
 from django.utils import timezone
 
+from flows import spec as flow_spec
 from flows.models import Flow
 from flows.versioning import DefinitionStatus
 
+from . import spec as orchestration_spec
+from . import triggers
 from .models import Orchestration
 from .validation import impact_of_flow_activation, validate_flow, validate_orchestration
 
@@ -48,8 +51,6 @@ def activation_problems(definition, flows=None, superseded=()):
 
 
 def _notify_triggers(wait=False):
-    from . import triggers
-
     changed = getattr(triggers, "definitions_changed", None)
     if changed is not None:
         changed()
@@ -87,9 +88,7 @@ def activate(definition, user=None, *, flows=None, superseded=()):
 def new_version(definition):
     """A draft copy of ``definition`` (any status) with the next version number."""
     if isinstance(definition, Flow):
-        from flows.spec import copy_as_new_version
-    elif isinstance(definition, Orchestration):
-        from .spec import copy_as_new_version
-    else:
-        raise TypeError(f"not a definition: {definition!r}")
-    return copy_as_new_version(definition)
+        return flow_spec.copy_as_new_version(definition)
+    if isinstance(definition, Orchestration):
+        return orchestration_spec.copy_as_new_version(definition)
+    raise TypeError(f"not a definition: {definition!r}")

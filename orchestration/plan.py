@@ -124,7 +124,8 @@ class ElementPlan:
         the stage and end when their flow completes, with the default exit:
         nothing about the stage can change when one of several open steps
         completes, except that one fewer is open. Such a completion needs no
-        run lock (``engine.complete_background_step``).
+        run lock (``worker.complete_background_step``); ``worker.counts_completions``
+        adds where the steps run when a visit opens.
         """
         return (not self.is_decision and bool(self.steps) and self.exit_condition is None
                 and not self.on_error_goto

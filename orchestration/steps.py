@@ -11,7 +11,7 @@ from flows.expressions import ExpressionError, UnstorableValue, evaluate, to_jso
 from flows.models import FlowType
 from flows.versioning import DefinitionStatus
 
-from .engine import StepFailure
+from .exceptions import StepFailure
 from .models import Orchestration
 
 FLOW_TYPE_FOR_STEP = {"interactive": FlowType.SCREEN, "background": FlowType.AUTOLAUNCHED}

@@ -3,6 +3,7 @@ import itertools
 
 from flows.spec import flow_from_dict
 from orchestration.spec import orchestration_from_dict
+from workguide.effects import WorkGuideEffects
 
 _names = itertools.count(1)
 
@@ -60,10 +61,8 @@ class Recorder:
     """Effects that remember sends instead of publishing them."""
 
     def __init__(self):
-        from orchestration.effects import DjangoEffects
-
         self.sent = []
-        self._real = DjangoEffects()
+        self._real = WorkGuideEffects()
 
     def send_step(self, step_run):
         self.sent.append(step_run.pk)

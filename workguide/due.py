@@ -38,10 +38,16 @@ from django.utils import timezone
 
 from orchestration import journal
 from orchestration.conf import baton_settings
+from orchestration.exceptions import StepFailure
 from orchestration.models import EventKind
+from orchestration.plan import Plan
 
+# workguide.tasks imports this module too (its beat task runs the checks);
+# only its mail task is used here, at call time.
+from . import notifications, tasks
 from .models import WorkItem, WorkItemStatus
 from .notifications import WorkItemNotification, register
+from .services import give_to, lock_run, parse_assignee
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +82,14 @@ register(Escalation.kind, Escalation)
 
 def _send(item_id, kind):
     """Send now; hand failed addresses to the retrying mail task. Never raises."""
-    from .notifications import deliver
-
     try:
-        failed = deliver(item_id, kind)
+        failed = notifications.deliver(item_id, kind)
     except Exception:
         log.exception("work item %s: %s mail failed", item_id, kind)
         return
     if failed:
         try:
-            from .tasks import send_work_item_mail
-
-            send_work_item_mail.delay(item_id, kind, failed)
+            tasks.send_work_item_mail.delay(item_id, kind, failed)
         except Exception:
             log.error("work item %s: %s mail not sent to %s", item_id, kind, ", ".join(failed))
 
@@ -123,8 +125,6 @@ def send_reminders(now=None):
 
 def escalation_target(item):
     """The step's ``escalate_to`` for ``item`` ("" when it has none)."""
-    from orchestration.plan import Plan
-
     try:
         plan = Plan.load(item.run.orchestration_id)
         return plan.step(item.step_run.step_name).escalate_to or ""
@@ -147,10 +147,6 @@ def escalate_overdue(now=None):
 
 
 def _escalate(item_id, now):
-    from orchestration.engine import StepFailure
-
-    from .services import give_to, lock_run, parse_assignee
-
     with transaction.atomic():
         run_id = WorkItem.objects.filter(pk=item_id).values_list("run_id", flat=True).first()
         if run_id is None:

@@ -142,7 +142,7 @@ def definitions(capsys, monkeypatch):
     """The demo definitions, active; Celery messages are not sent (``_drain`` runs the steps here)."""
     if not HAS_IMPORTER:
         pytest.skip("orchestration.definition_files (the definition importer) is not written yet")
-    monkeypatch.setattr("orchestration.effects.send_step_message", lambda *args, **kwargs: None)
+    monkeypatch.setattr("orchestration.worker.send_step_message", lambda *args, **kwargs: None)
     call_command("load_demo", "--no-records")
     capsys.readouterr()
 

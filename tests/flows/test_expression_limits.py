@@ -18,7 +18,7 @@ import pytest
 from flows.expressions import ExpressionError, compile_expression, evaluate, evaluate_condition
 from flows.runtime import FlowError, run_flow
 from flows.validation import validate_flow
-from orchestration import engine, tasks
+from orchestration import engine, worker
 from orchestration.lifecycle import ActivationRefused, activate
 from orchestration.models import StepRun
 from orchestration.validation import validate_orchestration
@@ -340,9 +340,9 @@ def test_a_worker_step_whose_flow_runs_past_the_deadline_ends_in_error(settings)
     orch = orchestration([{"name": "one", "steps": [bg("spin", "mapper", retries=0)]}])
     sent = Recorder()
     run = engine.start_run(orch, effects=sent)
-    claimed = tasks.claim(sent.sent[0], "task-1")
+    claimed = worker.claim(sent.sent[0], "task-1")
     assert claimed.status == "running"
-    assert tasks.execute_claimed(claimed) == "error"
+    assert worker.execute_claimed(claimed) == "error"
     step_run = StepRun.objects.get(pk=claimed.pk)
     assert step_run.status == "error"
     assert "ran longer than 0.3 s and was stopped (setting BATON_CEL_MAX_SECONDS)" in step_run.error

@@ -116,7 +116,7 @@ def test_run_state_colours_the_diagram():
          "default": "second"},
         {"name": "second", "steps": [ui("b", "ask_d"), bg("c", "calc_d", entry={"after": ["b"]})]},
     ], api_name="coloured")
-    with mock.patch("orchestration.effects.send_step_message"):
+    with mock.patch("orchestration.worker.send_step_message"):
         run = engine.start_run(orch)
         engine.complete_step(StepRun.objects.get(run=run, step_name="a").pk, {"n": 1})
     state = run_state(run)
@@ -197,7 +197,7 @@ def test_diagram_pages_in_the_browser(page, live_server, screenshot_dir):
     User.objects.create_superuser("boss", "boss@example.com", "pw")
     deal = Opportunity.objects.create(name="Big deal", account="ACME", amount=12000, discount_percent=25)
     orch = Orchestration.objects.get(api_name="deal_approval", status="active")
-    with mock.patch("orchestration.effects.send_step_message"):
+    with mock.patch("orchestration.worker.send_step_message"):
         run = engine.start_run(orch, record=deal)
         review = StepRun.objects.get(run=run, step_name="manager_review")
         engine.complete_step(review.pk, {"decision": "rework", "comments": "too generous", "approved_discount": 20})
@@ -217,7 +217,7 @@ def test_diagram_pages_in_the_browser(page, live_server, screenshot_dir):
     svg.screenshot(path=str(screenshot_dir / "diagram-deal-approval-run.png"))
 
     # Live refresh: the owner finishes the revision elsewhere; the page follows within a poll or two.
-    with mock.patch("orchestration.effects.send_step_message"):
+    with mock.patch("orchestration.worker.send_step_message"):
         engine.complete_step(StepRun.objects.get(run=run, step_name="revise_deal").pk,
                              {"revised_amount": 11000, "revised_discount": 15, "note": "smaller discount"})
     page.locator('[data-step="revise_deal"][data-state="done"]').wait_for(timeout=15000)

@@ -4,7 +4,7 @@ from django.contrib.auth.models import Group, User
 
 from orchestration import engine
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
-from orchestration.tasks import claim, execute_claimed
+from orchestration.worker import claim, execute_claimed
 from tests.engine_builders import Recorder, bg, noop_flow, orchestration, screen_flow, ui
 from workguide.models import WorkItem
 
@@ -14,10 +14,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def fx():
     """Every transition in the test, whoever starts it, uses the recorder."""
-    from unittest import mock
-
     recorder = Recorder()
-    with mock.patch("orchestration.engine._default_effects", return_value=recorder):
+    with engine.use_effects(recorder):
         yield recorder
 
 
@@ -213,7 +211,7 @@ def test_failing_step_retries_then_errors_run_and_operator_can_retry_or_skip(fx,
     sent_retries = []
     from unittest import mock
 
-    with mock.patch("orchestration.effects.send_step_message", side_effect=lambda i, countdown=None: sent_retries.append(i)):
+    with mock.patch("orchestration.worker.send_step_message", side_effect=lambda i, countdown=None: sent_retries.append(i)):
         from django.test.utils import CaptureQueriesContext  # noqa: F401
 
         step_run = claim(fx.sent.pop(0), "t1")
@@ -385,7 +383,7 @@ def test_sweeper_resends_steps_past_their_lease(fx, django_capture_on_commit_cal
 
     from django.utils import timezone
 
-    from orchestration.tasks import sweep_stuck_steps
+    from orchestration.worker import sweep_stuck_steps
 
     noop_flow("a")
     orch = orchestration([{"name": "one", "steps": [bg("s", "a"), bg("t", "a")]}])
@@ -394,7 +392,7 @@ def test_sweeper_resends_steps_past_their_lease(fx, django_capture_on_commit_cal
     claim(running.pk, "w1")  # claimed, then its worker vanished
     sent = []
     later = timezone.now() + timedelta(hours=1)
-    with mock.patch("orchestration.effects.send_step_message", side_effect=lambda i, countdown=None: sent.append(i)), \
+    with mock.patch("orchestration.worker.send_step_message", side_effect=lambda i, countdown=None: sent.append(i)), \
             django_capture_on_commit_callbacks(execute=True):
         assert sweep_stuck_steps(now=timezone.now()) == 0  # nothing is past its lease yet
         assert sweep_stuck_steps(now=later) == 2
@@ -408,7 +406,7 @@ def test_a_failed_publish_ends_the_queued_lease_so_the_next_sweep_resends(fx, dj
 
     from django.utils import timezone
 
-    from orchestration.effects import send_step_message
+    from orchestration.worker import send_step_message
 
     noop_flow("a")
     orch = orchestration([{"name": "one", "steps": [bg("s", "a")]}])
@@ -419,9 +417,9 @@ def test_a_failed_publish_ends_the_queued_lease_so_the_next_sweep_resends(fx, dj
         assert send_step_message(step.pk) is None
     step.refresh_from_db()
     assert step.lease_until <= timezone.now()
-    from orchestration.tasks import sweep_stuck_steps
+    from orchestration.worker import sweep_stuck_steps
 
-    with mock.patch("orchestration.effects.send_step_message") as resend, django_capture_on_commit_callbacks(execute=True):
+    with mock.patch("orchestration.worker.send_step_message") as resend, django_capture_on_commit_callbacks(execute=True):
         assert sweep_stuck_steps() == 1
     resend.assert_called_once_with(step.pk)
 

@@ -1,12 +1,12 @@
 """Counted stages on PostgreSQL: a worker completes a step in one statement; the last one, under the lock, moves the run on.
 
-``engine.complete_background_step`` and ``StageRun.open_steps`` (kept by
+``worker.complete_background_step`` and ``StageRun.open_steps`` (kept by
 every transition through ``Transition._write_open_counts``).
 """
 import pytest
 from django.db import connection
 
-from orchestration import engine
+from orchestration import engine, worker
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
 from tests.pg_locks import wait_until, waiting_on_a_lock
@@ -37,7 +37,7 @@ def test_three_completions_are_one_statement_each_and_the_last_moves_the_run(gri
     ids = list(StepRun.objects.filter(stage_run=one).order_by("id").values_list("id", flat=True))
     for left, step_run_id in zip((3, 2, 1), ids[:3]):
         with django_assert_num_queries(1):
-            assert engine.complete_background_step(step_run_id, {"n": 7}, run_id=run.pk, effects=fx) is True
+            assert worker.complete_background_step(step_run_id, {"n": 7}, run_id=run.pk, effects=fx) is True
         one.refresh_from_db()
         assert one.open_steps == left and one.status == "in_progress"
     assert not StageRun.objects.filter(run=run, stage_name="two").exists()
@@ -46,13 +46,13 @@ def test_three_completions_are_one_statement_each_and_the_last_moves_the_run(gri
     from django.utils import timezone
 
     with connection.cursor() as cursor:
-        cursor.execute(engine._COMPLETE_COUNTED_SQL, {"id": ids[3], "now": timezone.now(), "outputs": "{}",
+        cursor.execute(worker._COMPLETE_COUNTED_SQL, {"id": ids[3], "now": timezone.now(), "outputs": "{}",
                                                       "kind": "step_completed"})
         assert cursor.fetchone() is None
     assert StepRun.objects.get(pk=ids[3]).status == "queued"
     one.refresh_from_db()
     assert one.open_steps == 1
-    assert engine.complete_background_step(ids[3], {"n": 7}, run_id=run.pk, effects=fx) is True
+    assert worker.complete_background_step(ids[3], {"n": 7}, run_id=run.pk, effects=fx) is True
     one.refresh_from_db()
     assert one.status == "completed" and one.open_steps == 0
     two = StageRun.objects.get(run=run, stage_name="two")
@@ -64,9 +64,9 @@ def test_three_completions_are_one_statement_each_and_the_last_moves_the_run(gri
     assert RunEvent.objects.filter(run=run, kind="stage_completed").count() == 1
     # The uncounted stage goes through complete_step; the run completes.
     b = StepRun.objects.get(stage_run=two, step_name="b")
-    assert engine.complete_background_step(b.pk, {}, run_id=run.pk, effects=fx)
+    assert worker.complete_background_step(b.pk, {}, run_id=run.pk, effects=fx)
     c = StepRun.objects.get(stage_run=two, step_name="c")
-    assert engine.complete_background_step(c.pk, {}, run_id=run.pk, effects=fx)
+    assert worker.complete_background_step(c.pk, {}, run_id=run.pk, effects=fx)
     assert OrchestrationRun.objects.get(pk=run.pk).status == "completed"
 
 
@@ -75,8 +75,8 @@ def test_a_duplicate_completion_is_ignored_and_counts_nothing(grid):
     run = engine.start_run(grid, effects=fx)
     one = StageRun.objects.get(run=run, stage_name="one")
     first = StepRun.objects.filter(stage_run=one).first()
-    assert engine.complete_background_step(first.pk, {}, run_id=run.pk, effects=fx) is True
-    assert engine.complete_background_step(first.pk, {}, run_id=run.pk, effects=fx) is False
+    assert worker.complete_background_step(first.pk, {}, run_id=run.pk, effects=fx) is True
+    assert worker.complete_background_step(first.pk, {}, run_id=run.pk, effects=fx) is False
     assert RunEvent.objects.filter(run=run, kind="completion_ignored").count() == 1
     one.refresh_from_db()
     assert one.open_steps == 3
@@ -87,12 +87,12 @@ def test_failure_retry_skip_and_cancel_keep_the_count_equal_to_the_open_steps(gr
     run = engine.start_run(grid, effects=fx)
     one = StageRun.objects.get(run=run, stage_name="one")
     a0, a1, a2, a3 = StepRun.objects.filter(stage_run=one).order_by("id")
-    engine.complete_background_step(a0.pk, {}, run_id=run.pk, effects=fx)
+    worker.complete_background_step(a0.pk, {}, run_id=run.pk, effects=fx)
     engine.fail_step(a1.pk, "boom", run_id=run.pk, effects=fx)
     assert open_count_matches(one) and one.open_steps == 2
     # Completions while the run is in error are recorded (rule 6); the stage waits for the operator.
-    engine.complete_background_step(a2.pk, {}, run_id=run.pk, effects=fx)
-    engine.complete_background_step(a3.pk, {}, run_id=run.pk, effects=fx)
+    worker.complete_background_step(a2.pk, {}, run_id=run.pk, effects=fx)
+    worker.complete_background_step(a3.pk, {}, run_id=run.pk, effects=fx)
     assert open_count_matches(one) and one.open_steps == 0
     assert OrchestrationRun.objects.get(pk=run.pk).status == "error"
     engine.retry_step(run.pk, "a1", effects=fx)
@@ -129,7 +129,7 @@ def test_sqlite_keeps_no_count_and_completes_under_the_lock():
     run = engine.start_run(orch, effects=fx)
     assert StageRun.objects.get(run=run).open_steps is None
     for step_run_id in fx.sent:
-        assert engine.complete_background_step(step_run_id, {}, run_id=run.pk, effects=fx)
+        assert worker.complete_background_step(step_run_id, {}, run_id=run.pk, effects=fx)
     assert OrchestrationRun.objects.get(pk=run.pk).status == "completed"
 
 
@@ -149,7 +149,7 @@ def test_a_counted_completion_meeting_a_transition_that_holds_the_run_waits_inst
     run = engine.start_run(grid, effects=fx)
     steps = dict(StepRun.objects.filter(run=run).values_list("step_name", "id"))
     for name in ("a2", "a3"):  # leave a0 and a1 open: a1's counted completion would leave one open
-        engine.complete_background_step(steps[name], {"n": 1.0}, run_id=run.pk, effects=fx)
+        worker.complete_background_step(steps[name], {"n": 1.0}, run_id=run.pk, effects=fx)
 
     paused, go = threading.Event(), threading.Event()
     locked_thread = {}
@@ -179,11 +179,11 @@ def test_a_counted_completion_meeting_a_transition_that_holds_the_run_waits_inst
         return thread
 
 
-    caplog.set_level("WARNING", logger="orchestration.engine")
+    caplog.set_level("WARNING", logger="orchestration.worker")
     locked = in_thread("locked", lambda: engine.complete_step(steps["a0"], {"n": 1.0}, run_id=run.pk,
                                                               effects=Recorder()))
     assert paused.wait(10)
-    counted = in_thread("counted", lambda: engine.complete_background_step(steps["a1"], {"n": 1.0}, run_id=run.pk,
+    counted = in_thread("counted", lambda: worker.complete_background_step(steps["a1"], {"n": 1.0}, run_id=run.pk,
                                                                            effects=Recorder()))
     wait_until(lambda: waiting_on_a_lock(postgres_db))
     assert waiting_on_a_lock(postgres_db), "the counted completion should wait for the run's lock"

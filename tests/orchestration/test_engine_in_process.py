@@ -21,7 +21,7 @@ def nothing_sent():
     """Fails the test if anything is published: in-process mode has no worker to receive it."""
     from unittest import mock
 
-    with mock.patch("orchestration.effects.send_step_message") as send:
+    with mock.patch("orchestration.worker.send_step_message") as send:
         yield send
     assert send.call_count == 0
 

@@ -16,7 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import flows
 from orchestration import engine
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
-from orchestration.tasks import claim, execute_claimed
+from orchestration.worker import claim, execute_claimed
 from tests.engine_builders import active_flow, orchestration
 
 COINS = []
@@ -86,9 +86,7 @@ class EngineMachine(RuleBasedStateMachine):
         step_run_id = self.fx.sent.pop(index)
         step_run = claim(step_run_id, f"t{step_run_id}")
         if step_run is not None:
-            from unittest import mock
-
-            with mock.patch("orchestration.engine._default_effects", return_value=self.fx):
+            with engine.use_effects(self.fx):
                 execute_claimed(step_run)
 
     @precondition(lambda self: hasattr(self, "fx") and self.fx.sent)
@@ -104,9 +102,7 @@ class EngineMachine(RuleBasedStateMachine):
     def record_saved(self):
         """Anything may happen between completions: the record is saved, conditions are re-checked."""
         if hasattr(self, "run"):
-            from unittest import mock
-
-            with mock.patch("orchestration.engine._default_effects", return_value=self.fx):
+            with engine.use_effects(self.fx):
                 engine.record_changed(self.run.pk)
 
     @invariant()
@@ -139,9 +135,7 @@ class EngineMachine(RuleBasedStateMachine):
         if not hasattr(self, "run"):
             return
         # Drain whatever is left, in order, then check the end state.
-        from unittest import mock
-
-        with mock.patch("orchestration.engine._default_effects", return_value=self.fx):
+        with engine.use_effects(self.fx):
             while self.fx.sent:
                 step_run = claim(self.fx.sent.pop(0), "drain")
                 if step_run is not None:

@@ -188,9 +188,10 @@ def test_duplicate_delivery_runs_the_flow_once(postgres_db, redis_server, celery
     """The step's message published again (a new message, and the very same message by task id)
     and the sweeper passing while the first delivery still runs within its lease: one execution."""
     from orchestration import engine
-    from orchestration.effects import send_step_message
+    from orchestration.worker import send_step_message
     from orchestration.models import RunEvent, StepRun
-    from orchestration.tasks import run_step, sweep_stuck_steps
+    from orchestration.tasks import run_step
+    from orchestration.worker import sweep_stuck_steps
     from tests.engine_builders import active_flow, orchestration
 
     counter = tmp_path / "executions"

@@ -122,13 +122,13 @@ def _complete_in_child(database_url, step_run_id, barrier, results, how="locked"
     from tests.servers import django_default_database
 
     connections.close_all()
-    from orchestration import engine
+    from orchestration import engine, worker
     from tests.engine_builders import Recorder
 
     with django_default_database(database_url):
         barrier.wait()
         if how == "counted":  # what a worker calls: one statement, the lock only for the last step
-            results.put(engine.complete_background_step(step_run_id, {}, run_id=run_id, effects=Recorder()))
+            results.put(worker.complete_background_step(step_run_id, {}, run_id=run_id, effects=Recorder()))
         else:
             results.put(engine.complete_step(step_run_id, {}, effects=Recorder()))
     connections.close_all()

@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from orchestration import engine, journal
+from orchestration import engine, journal, worker
 from orchestration.models import EventKind, RunEvent, StepRun
-from orchestration.tasks import claim, execute_claimed, sweep_stuck_steps
+from orchestration.worker import claim, execute_claimed, sweep_stuck_steps
 from tests.engine_builders import bg, noop_flow, orchestration, screen_flow
 from tests.engine_builders import Recorder
 from workguide import services
@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 @pytest.fixture
 def fx():
     recorder = Recorder()
-    with mock.patch("orchestration.engine._default_effects", return_value=recorder):
+    with engine.use_effects(recorder):
         yield recorder
 
 
@@ -39,7 +39,7 @@ def _a_busy_run(fx, capture):
     ])
     run = engine.start_run(orch, effects=fx)
     flaky, lost = (StepRun.objects.get(run=run, step_name=name) for name in ("flaky", "lost"))
-    with mock.patch("orchestration.effects.send_step_message"), capture(execute=True):
+    with mock.patch("orchestration.worker.send_step_message"), capture(execute=True):
         execute_claimed(claim(flaky.pk, "t1"))  # fails once: a retry is scheduled
         claim(lost.pk, "t2")  # claimed, then its worker vanished
         assert sweep_stuck_steps(now=timezone.now() + timedelta(hours=1)) >= 1
@@ -98,8 +98,6 @@ def test_events_are_written_with_event_kinds_not_bare_strings():
 
 
 def test_the_sql_statements_take_their_kind_as_a_parameter():
-    from orchestration import tasks
-
-    for sql in (tasks._CLAIM_SQL, engine._COMPLETE_COUNTED_SQL):
+    for sql in (worker._CLAIM_SQL, worker._COMPLETE_COUNTED_SQL):
         insert = sql[sql.index("INSERT INTO orchestration_runevent"):]
         assert "%(kind)s" in insert and "'step_" not in insert

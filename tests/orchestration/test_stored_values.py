@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 
 from flows.expressions import ExpressionError, UnstorableValue, render_merge, to_json
 from flows.runtime import FlowError, run_flow
-from orchestration import engine, tasks
+from orchestration import engine, worker
 from orchestration.models import StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
 from tests.flow_builders import field, screen, screen_flow, var
@@ -57,8 +57,8 @@ def test_a_worker_step_whose_output_holds_nan_ends_in_error_not_running():
     orch = orchestration([{"name": "one", "steps": [bg("make", "nan_out", retries=0)]}])
     sent = Recorder()
     run = engine.start_run(orch, effects=sent)
-    claimed = tasks.claim(sent.sent[0], "task-1")
-    assert tasks.execute_claimed(claimed) == "error"
+    claimed = worker.claim(sent.sent[0], "task-1")
+    assert worker.execute_claimed(claimed) == "error"
     step_run = StepRun.objects.get(pk=claimed.pk)
     assert step_run.status == "error" and step_run.lease_until is None
     assert "output l: [0]: a number that is not finite" in step_run.error

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from orchestration import engine, tasks
+from orchestration import engine, tasks, worker
 from orchestration.models import RunEvent, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
 from tests.pg_locks import wait_until, waiting_on_a_lock
@@ -25,7 +25,7 @@ def queued_step(timeout="45s"):
 def check_claim(run, step):
     assert step.timeout_seconds == 45
     before = timezone.now()
-    claimed = tasks.claim(step.pk, "task-1")
+    claimed = worker.claim(step.pk, "task-1")
     assert claimed is not None and claimed.pk == step.pk
     assert claimed.status == "running" and claimed.attempts == 1 and claimed.task_id == "task-1"
     assert claimed.run.orchestration_id == run.orchestration_id and claimed.run_id == run.pk
@@ -40,25 +40,25 @@ def check_claim(run, step):
     assert event.data == {"attempt": 1, "task_id": "task-1", "redelivered": False}
 
     # A second copy of the message finds it claimed: nothing happens.
-    assert tasks.claim(step.pk, "task-2") is None
+    assert worker.claim(step.pk, "task-2") is None
     assert RunEvent.objects.filter(run=run, kind="step_running").count() == 1
     # The same message redelivered after its worker died takes it back.
-    again = tasks.claim(step.pk, "task-1", redelivered=True)
+    again = worker.claim(step.pk, "task-1", redelivered=True)
     assert again is not None and again.attempts == 2
     assert RunEvent.objects.filter(run=run, kind="step_running").last().data["redelivered"] is True
     # A step that does not exist, or has finished, is not claimed.
-    assert tasks.claim(step.pk + 1000, "task-3") is None
-    tasks.execute_claimed(again)
+    assert worker.claim(step.pk + 1000, "task-3") is None
+    worker.execute_claimed(again)
     done = StepRun.objects.get(pk=step.pk)
     assert done.status == "completed" and done.outputs == {"x": 42}
-    assert tasks.claim(step.pk, "task-1", redelivered=True) is None
+    assert worker.claim(step.pk, "task-1", redelivered=True) is None
 
 
 def test_claim_on_postgresql_is_one_statement(postgres_db, django_assert_num_queries):
     assert connection.vendor == "postgresql"
     run, step = queued_step()
     with django_assert_num_queries(1):  # and the statement runs once: it changes rows
-        assert tasks.claim(step.pk, "probe") is not None
+        assert worker.claim(step.pk, "probe") is not None
     StepRun.objects.filter(pk=step.pk).update(status="queued", attempts=0, task_id="")
     RunEvent.objects.filter(kind="step_running").delete()
     check_claim(run, step)
@@ -109,8 +109,8 @@ def test_an_eager_task_inside_its_callers_transaction_keeps_the_connection():
 
 def test_lease_uses_the_copied_timeout_even_if_the_plan_is_unreadable(postgres_db):
     run, step = queued_step(timeout="45s")
-    with mock.patch("orchestration.tasks.Plan.load", side_effect=AssertionError("the claim read the plan")):
-        claimed = tasks.claim(step.pk, "t")
+    with mock.patch("orchestration.worker.Plan.load", side_effect=AssertionError("the claim read the plan")):
+        claimed = worker.claim(step.pk, "t")
     assert claimed.lease_until > timezone.now() + timedelta(seconds=60)
 
 
@@ -146,14 +146,14 @@ def test_a_worker_change_meeting_a_transition_that_holds_the_run_waits_instead_o
         finally:
             connections.close_all()
 
-    def worker():
+    def worker_side():
         try:
             if action.startswith("claim"):
-                results["claim"] = tasks.claim(step.pk, task_id="t-1", redelivered=action == "claim_redelivered")
+                results["claim"] = worker.claim(step.pk, task_id="t-1", redelivered=action == "claim_redelivered")
             elif action == "retry":
-                results["claim"] = tasks.schedule_retry(step, "boom", "")
+                results["claim"] = worker.schedule_retry(step, "boom", "", delay=2)
             else:
-                results["claim"] = tasks.sweep_stuck_steps() or None
+                results["claim"] = worker.sweep_stuck_steps() or None
         except BaseException as exc:  # noqa: BLE001
             results["claim"] = exc
         finally:
@@ -163,7 +163,7 @@ def test_a_worker_change_meeting_a_transition_that_holds_the_run_waits_instead_o
     first = threading.Thread(target=transition, daemon=True)
     first.start()
     assert holding.wait(10)
-    second = threading.Thread(target=worker, daemon=True)
+    second = threading.Thread(target=worker_side, daemon=True)
     second.start()
     wait_until(lambda: waiting_on_a_lock(postgres_db))
     go.set()

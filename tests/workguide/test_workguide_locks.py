@@ -24,7 +24,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from orchestration import engine
-from orchestration.effects import DjangoEffects
+from workguide.effects import WorkGuideEffects
 from orchestration.models import OrchestrationRun, StepRun
 from tests.pg_locks import wait_until, waiting_on_a_lock
 from tests.engine_builders import orchestration, ui
@@ -70,7 +70,7 @@ def in_thread(target, results, key, barrier=None):
     return thread
 
 
-class PausingEffects(DjangoEffects):
+class PausingEffects(WorkGuideEffects):
     """Stops the transition where it holds the run's lock and is about to cancel the work items."""
 
     def __init__(self):

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand
 
 from orchestration.children import sweep_orphaned_children
 from orchestration.starts import start_leftover_pending
-from orchestration.tasks import sweep_stuck_steps
+from orchestration.worker import sweep_stuck_steps
 
 
 class Command(BaseCommand):

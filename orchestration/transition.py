@@ -1,0 +1,303 @@
+"""One engine transition: the run it holds, what it read, what it will write; and how it begins.
+
+Every public function of ``orchestration/engine.py`` is one transition: it
+opens a database transaction and calls ``lock_run``, which locks the run's
+row (``SELECT ... FOR UPDATE``) and returns a ``Transition``. The engine's
+rules then work on that object: it reads the run's state once (the run row;
+its step runs joined with their stage visits; the active flows; the record)
+and keeps it in memory, collects the events, and writes what changed when
+the transition ends (``Transition.flush``), steps that changed alike in one
+UPDATE. The rules themselves, and why each shortcut is safe, are in the
+engine.
+
+The effects object of a transition (what the engine asks of the outside
+world: send a step, open or close work items; see ``orchestration/effects.py``)
+is the one a caller passes, else the one ``use_effects`` set (tests), else a
+new instance of the class named by the ``BATON_EFFECTS`` setting (by default
+the Work Guide's, ``workguide.effects.WorkGuideEffects``). The class is found
+by its dotted path when a transition needs it, so this app imports nothing
+from the Work Guide.
+"""
+import contextlib
+import functools
+import json
+from dataclasses import dataclass, field
+
+from django.db.models import F
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from flows.compiled import FlowSpec
+from flows.models import DefinitionStatus, Flow
+
+from . import journal
+from .conf import baton_settings
+from .models import OPEN_STEP_STATUSES, OrchestrationRun, StageRun, StageStatus, StepRun, StepStatus
+from .plan import Plan
+from .records import record_map
+
+
+@dataclass
+class Transition:
+    run: OrchestrationRun
+    plan: Plan
+    effects: object
+    actor: object = None
+    now: object = field(default_factory=timezone.now)
+    events: list = field(default_factory=list)
+    _record: object = None
+    _record_loaded: bool = False
+    _step_runs: list | None = None
+    _stage_runs: dict | None = None  # id -> StageRun, every visit that has step runs (and any opened here)
+    _active_flows: dict | None = None
+    _saved_run: tuple = ()
+    _pending_saves: list = field(default_factory=list)
+    _was_open: dict = field(default_factory=dict)  # step run id -> open when read (counted stages only)
+
+    def __post_init__(self):
+        self._saved_run = self._run_fields()
+
+    # -- state of the run ---------------------------------------------------
+    @property
+    def step_runs(self):
+        if self._step_runs is None:
+            # One query for the steps *and* their stage visits: the engine then
+            # finds the current stage and visit numbers in memory instead of
+            # asking the database again in every transition.
+            self._step_runs = list(
+                StepRun.objects.filter(run=self.run).select_related("stage_run").order_by("id")
+            )
+            stage_runs = {} if self._stage_runs is None else self._stage_runs
+            for step_run in self._step_runs:
+                # One object per stage visit, so a change made through one step is seen by all.
+                step_run.stage_run = stage_runs.setdefault(step_run.stage_run_id, step_run.stage_run)
+                self._note_open(step_run)
+            self._stage_runs = stage_runs
+        return self._step_runs
+
+    @property
+    def stage_runs(self):
+        self.step_runs  # noqa: B018 - loads the stage visits along with the steps
+        return self._stage_runs
+
+    def stage_run_in(self, status):
+        """The latest stage visit in ``status``, from memory; a query only when not found there.
+
+        A visit of a stage without steps has no step run to be read with, so
+        it may be missing from memory: hence the fallback query.
+        """
+        found = [sr for sr in self.stage_runs.values() if sr.status == status]
+        if found:
+            return max(found, key=lambda sr: sr.pk)
+        return StageRun.objects.filter(run=self.run, status=status).order_by("-id").first()
+
+    def step_runs_of(self, stage_run):
+        return [s for s in self.step_runs if s.stage_run_id == stage_run.pk]
+
+    def add_step_runs(self, step_runs):
+        self.step_runs.extend(step_runs)
+        for step_run in step_runs:
+            self._note_open(step_run)
+
+    def _note_open(self, step_run):
+        if step_run.stage_run.open_steps is not None:
+            self._was_open[step_run.pk] = step_run.status in OPEN_STEP_STATUSES
+
+    def add_stage_run(self, stage_run):
+        self.stage_runs[stage_run.pk] = stage_run
+
+    def active_flow(self, api_name):
+        """The FlowSpec of the active version of ``api_name``, as of this transition.
+
+        The active versions of every flow the plan names are read in one query
+        the first time a step starts in this transition (a stage's parallel
+        steps then cost one query, not one each). The rule "a step runs the
+        flow version active when it starts" holds: this transition is when
+        they start.
+        """
+        if self._active_flows is None:
+            names = {step.flow for step in self.plan.steps_by_name.values() if step.flow}
+            self._active_flows = dict(
+                Flow.objects.filter(api_name__in=names, status=DefinitionStatus.ACTIVE).values_list("api_name", "pk")
+            )
+        flow_id = self._active_flows.get(api_name)
+        if flow_id is None:
+            return FlowSpec.active(api_name)  # raises FlowNotFound with the reason
+        return FlowSpec.load(flow_id)
+
+    @property
+    def runs_steps_in_process(self):
+        """``BATON_STEP_EXECUTION=in_process`` (as the effects say): background flows run inside the transition."""
+        return getattr(self.effects, "runs_steps_in_process", False)
+
+    def latest_step_runs(self):
+        latest = {}
+        for step_run in self.step_runs:
+            latest[step_run.step_name] = step_run
+        return latest
+
+    def forget_record(self):
+        """The run's record may have changed (a flow wrote it): read it again when next asked for."""
+        self._record_loaded = False
+
+    @property
+    def record(self):
+        if not self._record_loaded:
+            self._record = self.run.get_record()
+            self._record_loaded = True
+        return self._record
+
+    def scope(self):
+        """The names expressions see (DESIGN §3), read fresh for this transition."""
+        steps = {
+            name: {"status": s.status, "outputs": s.outputs or {}}
+            for name, s in self.latest_step_runs().items()
+            if s.status == StepStatus.COMPLETED
+        }
+        for name, s in self.latest_step_runs().items():
+            if s.status == StepStatus.ERROR and s.stage_run.status != StageStatus.IN_PROGRESS:
+                # A stage's error path reads why it failed (DESIGN §10 on_error).
+                steps[name] = {"status": s.status, "outputs": {},
+                               "error": {"message": s.error, "element": self.place(self.plan.step(name).stage, name)
+                                         if name in self.plan.steps_by_name else name}}
+        return {
+            "record": record_map(self.record),
+            "record_prior": self.run.record_prior,
+            "inputs": self.run.inputs or {},
+            "steps": steps,
+            "run": {
+                "id": self.run.pk,
+                "started_at": self.run.started_at,
+                "started_by": self.run.started_by.get_username() if self.run.started_by_id else None,
+                "orchestration": self.plan.api_name,
+                "version": self.plan.version,
+            },
+            "now": self.now,
+        }
+
+    def place(self, *parts):
+        return " › ".join([self.plan.api_name, *[p for p in parts if p]])
+
+    # -- bookkeeping -------------------------------------------------------
+    def event(self, kind, stage="", step="", **data):
+        """Note an event of ``kind`` (an ``EventKind``); written with the others by ``flush``."""
+        self.events.append(journal.new_event(kind, run=self.run, at=self.now, actor=self.actor,
+                                             stage=stage, step=step, **data))
+
+    def save_later(self, obj, fields):
+        """Write ``obj``'s ``fields`` when the transition ends, with others of the same kind.
+
+        Steps started together (a stage's parallel steps) are written in one
+        UPDATE instead of one each. Nothing in the transition reads them back
+        from the database before then.
+        """
+        self._pending_saves.append((obj, tuple(fields)))
+
+    def _run_fields(self):
+        run = self.run
+        return (run.status, run.ended_at, run.current_stage, run.stage_visits, run.error)
+
+    def flush(self):
+        if self._pending_saves:
+            # Rows getting the very same values (parallel steps of one flow
+            # with the same inputs, queued at the same instant) share one
+            # plain UPDATE ... WHERE id IN (...). Others are saved one by one:
+            # Django's bulk_update builds a CASE per field, which costs more
+            # Python time than the round trips it saves (profiled).
+            groups = {}
+            for obj, fields in self._pending_saves:
+                values = tuple(_db_value(obj, name) for name in fields)
+                groups.setdefault((type(obj), fields, values), []).append(obj)
+            self._pending_saves = []
+            for (model, fields, _), objs in groups.items():
+                if len(objs) == 1:
+                    objs[0].save(update_fields=fields)
+                else:
+                    first = objs[0]
+                    model.objects.filter(pk__in=[o.pk for o in objs]).update(
+                        **{model._meta.get_field(name).attname: getattr(first, model._meta.get_field(name).attname)
+                           for name in fields}
+                    )
+        self._write_open_counts()
+        if self.events:
+            journal.write(self.events)
+            self.events = []
+
+    def _write_open_counts(self):
+        """Keep ``StageRun.open_steps`` of counted stages equal to their open steps.
+
+        Written as a difference (``open_steps + n``), never as a total: a
+        worker's counted completion (``worker.complete_background_step``) may have
+        changed the count since this transition read its steps.
+        """
+        if not self._was_open:
+            return  # no counted stage in this transition: nothing to walk
+        changes = {}
+        for step_run in self._step_runs or ():
+            was = self._was_open.get(step_run.pk)
+            if was is None:
+                continue
+            now = step_run.status in OPEN_STEP_STATUSES
+            if now != was:
+                changes[step_run.stage_run] = changes.get(step_run.stage_run, 0) + (1 if now else -1)
+                self._was_open[step_run.pk] = now
+        for stage_run, change in changes.items():
+            if change:
+                StageRun.objects.filter(pk=stage_run.pk).update(open_steps=F("open_steps") + change)
+                stage_run.open_steps += change
+
+
+def _db_value(obj, name):
+    """A hashable stand-in for a field's value, to group rows written alike."""
+    value = getattr(obj, obj._meta.get_field(name).attname)
+    if isinstance(value, (dict, list)):
+        return to_json_text(value)
+    return value
+
+
+def to_json_text(value):
+    """``value`` as JSON text with sorted keys (to compare values, and for SQL parameters)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def lock_run(run_id, effects=None, actor=None):
+    """Lock the run's row and begin a transition on it (call inside ``transaction.atomic``)."""
+    # FOR UPDATE locks only the run's row (``of=("self",)``): with the
+    # orchestration joined in, every transition of every run of a version
+    # locked that one definition row too, and parallel workers queued on it.
+    run = OrchestrationRun.objects.select_for_update(of=("self",)).select_related("orchestration").get(pk=run_id)
+    return Transition(run=run, plan=Plan.load(run.orchestration_id), effects=effects or default_effects(), actor=actor)
+
+
+# ---------------------------------------------------------------------------
+# Which effects a transition uses
+# ---------------------------------------------------------------------------
+
+_chosen_effects = []  # use_effects' stack: the innermost wins
+
+
+def default_effects():
+    """The effects of a transition whose caller passed none: ``use_effects``' object, else ``BATON_EFFECTS``'s class."""
+    if _chosen_effects:
+        return _chosen_effects[-1]
+    return effects_class(baton_settings.BATON_EFFECTS)()
+
+
+@functools.lru_cache(maxsize=8)
+def effects_class(path):
+    """The class a ``BATON_EFFECTS`` dotted path names (ImportError when it names nothing)."""
+    return import_string(path)
+
+
+@contextlib.contextmanager
+def use_effects(effects):
+    """Within the block, transitions that are given no effects use ``effects`` (in every thread).
+
+    The seam for tests and tools that want to see or replace what the engine
+    sends, without patching the engine's private functions.
+    """
+    _chosen_effects.append(effects)
+    try:
+        yield effects
+    finally:
+        _chosen_effects.remove(effects)
