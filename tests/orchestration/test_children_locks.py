@@ -9,33 +9,19 @@ import random
 import threading
 import time
 
-import pytest
 from django.contrib.auth.models import User
-from django.db import connection, connections
+from django.db import connection
 
 from orchestration import engine
 from orchestration.models import OrchestrationRun, StepRun
 from tests.engine_builders import orchestration, ui
+from tests.pg_locks import in_thread
 from tests.workguide_helpers import ok_flow
 from workguide import services
 from workguide.models import WorkItem
 
 ROUNDS = int(os.environ.get("BATON_LOCK_ROUNDS", "60")) // 2
 
-
-def in_thread(target, results, key, barrier):
-    def body():
-        try:
-            barrier.wait(10)
-            results[key] = target()
-        except BaseException as exc:  # noqa: BLE001 — the test inspects what each side got
-            results[key] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_a_child_completing_while_its_parent_is_canceled_never_deadlocks(postgres_db):

@@ -20,13 +20,13 @@ import time
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from orchestration import engine
 from workguide.effects import WorkGuideEffects
 from orchestration.models import OrchestrationRun, StepRun
-from tests.pg_locks import wait_until, waiting_on_a_lock
+from tests.pg_locks import in_thread, wait_until, waiting_on_a_lock
 from tests.engine_builders import orchestration, ui
 from tests.workguide_helpers import ok_flow
 from workguide import due, services
@@ -52,22 +52,6 @@ def setting(postgres_db):
     ])
     return {"alice": alice, "mona": User.objects.get(pk=mona.pk), "orch": orch}
 
-
-def in_thread(target, results, key, barrier=None):
-    """Run ``target`` on a thread of its own (its own connection); keep its result or exception."""
-    def body():
-        try:
-            if barrier is not None:
-                barrier.wait(10)
-            results[key] = target()
-        except BaseException as exc:  # noqa: BLE001 - the test inspects what each side got
-            results[key] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    return thread
 
 
 class PausingEffects(WorkGuideEffects):
