@@ -31,7 +31,7 @@
   function post(values) {
     var selected = document.querySelector(".bb-panel-form input[name=selected]");
     if (selected && !values.selected) values.selected = selected.value;
-    return htmx.ajax("POST", root().dataset.changeUrl, {target: "#bb-workspace", values: values});
+    return htmx.ajax("POST", root().dataset.changeUrl, {source: root(), target: "#bb-workspace", values: values});
   }
 
   function initSortable(scope) {
@@ -91,7 +91,7 @@
     new FormData(form).forEach(function (value, key) {
       if (key in values) { values[key] = [].concat(values[key], value); } else { values[key] = value; }
     });
-    htmx.ajax("POST", form.dataset.refreshUrl, {target: "#bb-workspace", values: values});
+    htmx.ajax("POST", form.dataset.refreshUrl, {source: form, target: "#bb-workspace", values: values});
   }
 
   var lastExpression = null;
@@ -112,7 +112,7 @@
       if (!kind || kind.value !== "expr") { out.textContent = ""; return; }
     }
     htmx.ajax("POST", root().dataset.checkUrl, {
-      target: out, swap: "innerHTML",
+      source: box, target: out, swap: "innerHTML",
       values: {source: box.value, element: form.dataset.element, what: whatOf(box)}
     });
   }
@@ -123,7 +123,7 @@
     var list = document.getElementById(box.getAttribute("list"));
     if (!kind || !list || ["user", "group", "queue"].indexOf(kind.value) === -1) return;
     var url = root().dataset.assigneesUrl + "?kind=" + encodeURIComponent(kind.value) + "&q=" + encodeURIComponent(box.value);
-    htmx.ajax("GET", url, {target: list, swap: "innerHTML"});
+    htmx.ajax("GET", url, {source: box, target: list, swap: "innerHTML"});
   }
 
   function later(box, fn) {
