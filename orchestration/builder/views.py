@@ -437,16 +437,19 @@ def dry_run_view(model_admin, request, object_id):
         run_inputs = {n: _typed(posted.get(f"in__{n}"), t) for n, t in inputs if (posted.get(f"in__{n}") or "").strip()}
         outputs = {}
         for s in steps:
-            values = {}
+            # "rework | approve": one value per visit of the step's stage (the last one repeats).
+            visits = {}
             for name, kind in s["outputs"]:
-                raw = posted.get(f"out__{s['step'].name}__{name}")
-                try:
-                    typed = _typed(raw, kind)
-                except SimulationError as exc:
-                    raise SimulationError(f"outputs of {s['step'].name} › {name}: {exc}")
-                if typed is not None:
-                    values[name] = typed
-            outputs[s["step"].name] = values
+                raw = posted.get(f"out__{s['step'].name}__{name}") or ""
+                for index, part in enumerate(raw.split("|") if raw.strip() else []):
+                    try:
+                        typed = _typed(part, kind)
+                    except SimulationError as exc:
+                        raise SimulationError(f"outputs of {s['step'].name} › {name}, visit {index + 1}: {exc}")
+                    if typed is not None:
+                        visits.setdefault(index, {})[name] = typed
+            per_visit = [visits.get(i, {}) for i in range(max(visits, default=-1) + 1)]
+            outputs[s["step"].name] = per_visit if len(per_visit) > 1 else (per_visit[0] if per_visit else {})
         result = dry_run(builder.orch, record_ref=(posted.get("record") or "").strip() or None,
                          inputs=run_inputs, outputs=outputs)
     except SimulationError as exc:

@@ -174,6 +174,10 @@ def test_build_check_dry_run_diff_and_activate_the_issue_example(builder_page, l
     expect(page.locator("#bb-dry-result")).to_contain_text("review → decision_1 → review")
     expect(page.locator(".bb-outcome.bb-taken")).to_contain_text("rework")
     shoot(page, "dry-run-rework")
+    page.fill("[name=out__approve__decision]", "rework | approve")  # one value per visit
+    act(page, page.locator("#bb-run-dry"))
+    expect(page.locator("#bb-dry-result")).to_contain_text(
+        "review → decision_1 → review → decision_1 → archive → end")
 
     # Activate v1: impact first.
     act(page, page.locator("#bb-activate"))

@@ -297,6 +297,8 @@ def test_dry_run_walks_both_outcomes_and_highlights_the_path(admin_client, draft
     html = done.content.decode()
     assert "review → route → finish → end" in html
     assert "bb-sim-done" in html
+    both = admin_client.post(url(draft, "dry-run/"), {ask: "rework | approve"}).content.decode()
+    assert "review → route → review → route → finish → end" in both
     bad = admin_client.post(url(draft, "dry-run/"), {"record": "nowhere.model:1"})
     assert bad.status_code == 400 and "Dry run: record" in bad.content.decode()
 
@@ -358,3 +360,21 @@ def test_the_yaml_view_shows_and_applies_the_import_format(admin_client, draft):
 def test_the_admin_links_to_the_builder(admin_client, draft):
     assert url(draft) in admin_client.get("/admin/orchestration/orchestration/").content.decode()
     assert url(draft) in admin_client.get(f"/admin/orchestration/orchestration/{draft.pk}/change/").content.decode()
+
+
+def test_opening_the_builder_reads_a_fixed_number_of_queries_whatever_the_size(admin_client, flows):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_user("admin")
+
+    def queries(n):
+        orch = make_orchestration(path=[stage(f"st{i}", *[step(f"p{i}_{k}", "bb_collect", type="interactive",
+                                                               assignee={"user": "admin"}) for k in range(n)])
+                                        for i in range(n)])
+        admin_client.get(url(orch))
+        with CaptureQueriesContext(connection) as ctx:
+            assert admin_client.get(url(orch)).status_code == 200
+        return len(ctx.captured_queries)
+
+    assert queries(2) == queries(6)

@@ -167,6 +167,13 @@
   });
 
   document.addEventListener("click", function (evt) {
+    var tool = evt.target.closest && evt.target.closest(".bb-step-tools button[data-op]");
+    if (tool && !tool.disabled) {
+      var values = {op: tool.dataset.op, step: tool.closest(".bb-step").dataset.pk};
+      if (tool.dataset.direction) values.direction = tool.dataset.direction;
+      post(values);
+      return;
+    }
     var insert = evt.target.closest && evt.target.closest(".bb-insert");
     if (insert) {
       var box = lastExpression && document.body.contains(lastExpression) ? lastExpression
