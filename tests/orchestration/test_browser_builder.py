@@ -198,6 +198,12 @@ def test_build_check_dry_run_diff_and_activate_the_issue_example(builder_page, l
     assert Step.objects.get(stage__orchestration=v2, name="notify").stage.name == "archive"
     act(page, page.locator("#bb-undo"))
     expect(page.locator(".bb-stage", has_text="Review").locator(".bb-step", has_text="Tell the team")).to_have_count(1)
+    # The keyboard does the same as dragging: focus "Move down" on a card and press Enter.
+    with page.expect_response(lambda r: "/builder/change/" in r.url):
+        page.locator(".bb-step", has_text="Approve the deal").get_by_role("button", name="Move down").press("Enter")
+    expect(page.locator(".bb-stage", has_text="Review").locator(".bb-step").first).to_contain_text("Tell the team")
+    act(page, page.locator("#bb-undo"))
+    expect(page.locator(".bb-stage", has_text="Review").locator(".bb-step").first).to_contain_text("Approve the deal")
     act(page, page.locator(".bb-step", has_text="Approve the deal").locator(".bb-card-open"))
     page.fill("[name=element-due_in]", "2d")
     apply(page)
