@@ -7,6 +7,7 @@ change answers 400 (409 for a frozen version) with the same workspace and
 the message naming the place; nothing was stored (``edits``).
 """
 import json
+import re
 
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -31,6 +32,7 @@ from .forms import (
 )
 
 TEMPLATES = "baton_admin/builder/"
+SELECTED = re.compile(r"start|(stage|decision|step)-\d+|dryrun|activate|yaml")
 ELEMENT_KINDS = ("start", "stage", "decision", "step")
 
 
@@ -53,7 +55,8 @@ class Builder:
         self.editable = self.orch.is_editable
         self.message = ""
         self.message_level = "info"
-        self.selected = request.POST.get("selected") or request.GET.get("selected") or ""
+        selected = request.POST.get("selected") or request.GET.get("selected") or ""
+        self.selected = selected if SELECTED.fullmatch(selected) else ""  # it is echoed into attributes
         self.panel = None  # (template, context) of the property panel
         self.sim = None
 

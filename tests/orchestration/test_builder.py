@@ -378,3 +378,10 @@ def test_opening_the_builder_reads_a_fixed_number_of_queries_whatever_the_size(a
         return len(ctx.captured_queries)
 
     assert queries(2) == queries(6)
+
+
+def test_the_selected_element_echoed_into_the_page_is_only_ever_an_element_key(admin_client, draft):
+    review = Stage.objects.get(orchestration=draft, name="review")
+    html = admin_client.post(url(draft, "change/"), {"op": "shift_element", "element": review.pk, "direction": "right",
+                                                     "selected": '", "op": "delete_element'}).content.decode()
+    assert "delete_element&quot;" not in html and '"selected": ""' in html
