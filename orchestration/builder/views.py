@@ -72,10 +72,12 @@ class Builder:
         names = {s.name: i for i, s in enumerate(stages)}
         sim_state = self.sim.state() if self.sim is not None else None
         elements = []
+        stage_number = 0
         for index, stage in enumerate(stages):
             is_decision = stage.kind == StageKind.DECISION
             key = element_key("decision" if is_decision else "stage", stage.pk)
-            item = {"obj": stage, "key": key, "is_decision": is_decision, "index": index,
+            stage_number += 0 if is_decision else 1
+            item = {"obj": stage, "key": key, "is_decision": is_decision, "index": index, "number": stage_number,
                     "problems": checks.of_element(key), "first": index == 0, "last": index == len(stages) - 1}
             if sim_state is not None:
                 item["sim"] = sim_state["elements"].get(stage.name, "")
@@ -460,6 +462,9 @@ def dry_run_view(model_admin, request, object_id):
         return builder.refuse(f"Dry run: {exc}")
     builder.sim = result
     context["dry_result"] = result
+    path = result.path
+    context["dry_path"] = " → ".join(path if len(path) <= 14 else
+                                     path[:8] + [f"… {len(path) - 12} more …"] + path[-4:])
     return builder.workspace()
 
 

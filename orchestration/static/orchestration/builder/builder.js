@@ -131,8 +131,56 @@
     timers.set(box, setTimeout(function () { fn(box); }, 400));
   }
 
+  /* Goto arrows: from each outcome (and a stage's "next") to the element it names.
+   * A jump forward runs above the canvas to the target's top; a loop back runs
+   * below it (dashed orange) to the target's bottom, so rework loops stand out. */
+  function drawArrows(scope) {
+    var svg = scope.querySelector(".bb-arrows");
+    var canvas = scope.querySelector(".bb-canvas");
+    if (!svg || !canvas) return;
+    var ns = "http://www.w3.org/2000/svg";
+    var base = svg.parentElement.getBoundingClientRect();
+    var left = svg.parentElement.scrollLeft;
+    svg.setAttribute("width", canvas.scrollWidth);
+    svg.setAttribute("height", canvas.scrollHeight + 60);
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    var marker = document.createElementNS(ns, "defs");
+    marker.innerHTML = '<marker id="bb-head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#64748b"></path></marker>';
+    svg.appendChild(marker);
+    var bottom = canvas.getBoundingClientRect().bottom - base.top + 30;
+    scope.querySelectorAll("[data-goto]").forEach(function (from) {
+      var name = from.dataset.goto;
+      var target = name && canvas.querySelector('.bb-canvas > li[data-name="' + CSS.escape(name) + '"]');
+      if (!target) return;
+      var a = from.getBoundingClientRect();
+      var b = target.getBoundingClientRect();
+      var loop = from.classList.contains("bb-loop");
+      var x1 = a.right - base.left + left, y1 = a.top + a.height / 2 - base.top;
+      var d;
+      if (loop) {
+        var x2 = b.left + b.width / 2 - base.left + left, y2 = b.bottom - base.top;
+        x1 = a.left - base.left + left; y1 = a.top + a.height / 2 - base.top;
+        d = "M" + x1 + "," + y1 + " C" + (x1 - 30) + "," + bottom + " " + x2 + "," + bottom + " " + x2 + "," + (y2 + 4);
+      } else {
+        var tx = b.left - base.left + left, ty = b.top + 24 - base.top;
+        d = "M" + x1 + "," + y1 + " C" + (x1 + 40) + "," + y1 + " " + (tx - 40) + "," + ty + " " + (tx - 2) + "," + ty;
+      }
+      var path = document.createElementNS(ns, "path");
+      path.setAttribute("d", d);
+      path.setAttribute("marker-end", "url(#bb-head)");
+      path.setAttribute("class", (loop ? "bb-arrow-loop" : "") + (from.classList.contains("bb-taken") ? " bb-arrow-taken" : ""));
+      svg.appendChild(path);
+    });
+  }
+
+  window.addEventListener("resize", function () {
+    var ws = document.getElementById("bb-workspace");
+    if (ws) drawArrows(ws);
+  });
+
   function init(scope) {
     initSortable(scope);
+    drawArrows(scope);
     scope.querySelectorAll(".bb-panel-form").forEach(applyKinds);
     var selected = scope.querySelector(".bb-selected");
     if (selected && selected.scrollIntoView) selected.scrollIntoView({block: "nearest", inline: "nearest"});
