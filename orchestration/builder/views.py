@@ -235,8 +235,7 @@ class Builder:
 
     def _apply_panel(self, locked, kind, form, extra):
         if kind == "start":
-            form.instance = locked
-            orch = form.save(commit=False)
+            orch = form.save(commit=False)  # the same row as ``locked``, with the panel's values
             orch.inputs = [row.variable() for row in extra.forms if row.cleaned_data.get("name")]
             orch.save()
             return orch

@@ -385,3 +385,31 @@ def test_the_selected_element_echoed_into_the_page_is_only_ever_an_element_key(a
     html = admin_client.post(url(draft, "change/"), {"op": "shift_element", "element": review.pk, "direction": "right",
                                                      "selected": '", "op": "delete_element'}).content.decode()
     assert "delete_element&quot;" not in html and '"selected": ""' in html
+
+
+def test_a_record_triggered_start_picks_an_exposed_model_and_offers_its_fields(admin_client, draft):
+    html = admin_client.get(url(draft, "panel/start/0/")).content.decode()
+    assert '<option value="demo.employee">' in html
+    response = admin_client.post(url(draft, "panel/start/0/"), {
+        "start-label": "", "start-start_type": "record_triggered", "start-start_model": "demo.employee",
+        "start-start_when": "created", "start-start_condition": "record.nope == 1", "start-max_stage_visits": "50",
+        "inputs-TOTAL_FORMS": "0", "inputs-INITIAL_FORMS": "0", "inputs-MIN_NUM_FORMS": "0",
+        "inputs-MAX_NUM_FORMS": "100"})
+    assert response.status_code == 200, response.content.decode()[:2000]
+    draft.refresh_from_db()
+    assert (draft.start_type, draft.start_model, draft.start_when) == ("record_triggered", "demo.employee", "created")
+    html = response.content.decode().replace("&#x27;", "'")
+    assert "model demo.employee has no field 'nope'" in html  # pinned to the start
+    assert 'data-insert="record.name"' in html or 'data-insert="record.email"' in html
+    refused = admin_client.post(url(draft, "panel/start/0/"), {
+        "start-start_type": "record_triggered", "start-start_model": "auth.user", "start-max_stage_visits": "50",
+        "inputs-TOTAL_FORMS": "0", "inputs-INITIAL_FORMS": "0", "inputs-MIN_NUM_FORMS": "0",
+        "inputs-MAX_NUM_FORMS": "100"})
+    assert refused.status_code == 400 and "start_model" in refused.content.decode()
+
+
+def test_a_frozen_versions_panels_are_shown_disabled(admin_client, draft):
+    draft.set_lifecycle_status("active")
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
+    html = admin_client.get(url(draft, f"panel/step/{ask.pk}/")).content.decode()
+    assert "<fieldset disabled>" in html and "bb-apply" not in html
