@@ -17,7 +17,7 @@ from flows.models import VARIABLE_TYPES, Flow, FlowType
 from flows.versioning import DefinitionStatus
 
 from ..models import (
-    END, DecisionOutcome, Orchestration, Stage, StageExit, StageKind, StartType, Step, StepEntry, StepExit, StepType,
+    END, DecisionOutcome, Orchestration, Stage, StageExit, StartType, Step, StepEntry, StepExit, StepType,
 )
 from ..validation import IDENTIFIER_NAME, NAME_FORMS, SLUG_NAME
 

@@ -6,7 +6,6 @@ panel) rendered after the validator ran on the changed draft. A refused
 change answers 400 (409 for a frozen version) with the same workspace and
 the message naming the place; nothing was stored (``edits``).
 """
-import json
 import re
 
 from django.contrib.admin.utils import unquote
@@ -580,7 +579,3 @@ def yaml_view(model_admin, request, object_id):
     context["yaml_text"] = dump_yaml({"orchestrations": [orchestration_to_dict(orch)]})
     builder.message = "YAML applied."
     return builder.workspace()
-
-
-def json_response(data, status=200):
-    return HttpResponse(json.dumps(data), content_type="application/json", status=status)
