@@ -413,3 +413,14 @@ def test_a_frozen_versions_panels_are_shown_disabled(admin_client, draft):
     ask = Step.objects.get(stage__orchestration=draft, name="ask")
     html = admin_client.get(url(draft, f"panel/step/{ask.pk}/")).content.decode()
     assert "<fieldset disabled>" in html and "bb-apply" not in html
+
+
+def test_renaming_a_step_keeps_the_after_lists_naming_it(admin_client, draft):
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    Step.objects.filter(pk=tell.pk).update(entry_type="after", entry_after=["ask"])
+    response = admin_client.post(url(draft, f"panel/step/{ask.pk}/"), step_post(ask, name="request", **{
+        "assignee_type": "user", "assignee": "admin"}))
+    assert response.status_code == 200, response.content.decode()[:2000]
+    tell.refresh_from_db()
+    assert tell.entry_after == ["request"]
