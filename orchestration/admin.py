@@ -23,6 +23,7 @@ from flows.models import FlowType
 from . import engine
 from . import permissions
 from .admin_tools import DiagramAdminMixin
+from .builder.admin import BuilderAdminMixin
 from .models import (
     DecisionOutcome, Orchestration, OrchestrationRun, RunEvent, Stage, StageExit, StageKind, StageRun, StartType, Step,
     StepEntry, StepExit, StepRun, StepType,
@@ -155,7 +156,7 @@ class OrchestrationForm(KindDependentForm):
 
 
 @admin.register(Orchestration)
-class OrchestrationAdmin(DiagramAdminMixin, DefinitionAdmin):
+class OrchestrationAdmin(BuilderAdminMixin, DiagramAdminMixin, DefinitionAdmin):
     form = OrchestrationForm
     list_display = (
         "api_name", "version", "status_text", "label", "start_type", "start_model", "created_at", "activated_at",

@@ -180,27 +180,9 @@ def _step_from_dict(stage, position, data):
     )
 
 
-@transaction.atomic
-def orchestration_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
-    """Create an ``Orchestration`` version with all its parts from a definition mapping."""
-    api_name = data["api_name"]
-    start = data.get("start") or {"type": StartType.AUTOLAUNCHED}
-    orch = Orchestration.objects.create(
-        api_name=api_name,
-        version=version or Orchestration.next_version_number(api_name),
-        status=DefinitionStatus.DRAFT,
-        label=data.get("label") or "",
-        description=data.get("description") or "",
-        start_type=start.get("type") or StartType.AUTOLAUNCHED,
-        start_model=(start.get("model") or "").lower(),
-        start_when=start.get("when") or "",
-        start_condition=start.get("condition") or "",
-        only_when_changed_to_meet=bool(start.get("only_when_changed_to_meet", False)),
-        inputs=[dict(v) for v in data.get("inputs") or []],
-        max_stage_visits=data.get("max_stage_visits", 50),
-        outputs=dict(data.get("outputs") or {}),
-    )
-    for position, element in enumerate(data.get("path") or []):
+def create_path(orch, path):
+    """Store the path elements of a definition mapping as ``orch``'s stage, step and outcome rows."""
+    for position, element in enumerate(path):
         if element.get("type") == "decision":
             stage = Stage.objects.create(
                 orchestration=orch, position=position, kind=StageKind.DECISION, name=element["name"],
@@ -227,8 +209,51 @@ def orchestration_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
         )
         for spos, step in enumerate(element.get("steps") or []):
             _step_from_dict(stage, spos, step)
+
+
+def _top_level_fields(data):
+    start = data.get("start") or {"type": StartType.AUTOLAUNCHED}
+    return dict(
+        label=data.get("label") or "",
+        description=data.get("description") or "",
+        start_type=start.get("type") or StartType.AUTOLAUNCHED,
+        start_model=(start.get("model") or "").lower(),
+        start_when=start.get("when") or "",
+        start_condition=start.get("condition") or "",
+        only_when_changed_to_meet=bool(start.get("only_when_changed_to_meet", False)),
+        inputs=[dict(v) for v in data.get("inputs") or []],
+        max_stage_visits=data.get("max_stage_visits", 50),
+        outputs=dict(data.get("outputs") or {}),
+    )
+
+
+@transaction.atomic
+def orchestration_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
+    """Create an ``Orchestration`` version with all its parts from a definition mapping."""
+    api_name = data["api_name"]
+    orch = Orchestration.objects.create(
+        api_name=api_name,
+        version=version or Orchestration.next_version_number(api_name),
+        status=DefinitionStatus.DRAFT,
+        **_top_level_fields(data),
+    )
+    create_path(orch, data.get("path") or [])
     if status != DefinitionStatus.DRAFT:
         orch.set_lifecycle_status(status)
+    return orch
+
+
+@transaction.atomic
+def replace_draft_content(orch, data):
+    """Make draft ``orch`` hold exactly the definition mapping ``data`` (its api_name and version stay).
+
+    The builder's undo and YAML view use it; a frozen version refuses (``FrozenDefinition``).
+    """
+    for key, value in _top_level_fields(data).items():
+        setattr(orch, key, value)
+    orch.save()
+    orch.stages.all().delete()
+    create_path(orch, data.get("path") or [])
     return orch
 
 

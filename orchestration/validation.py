@@ -695,19 +695,25 @@ class OrchestrationValidator:
         if orch.max_stage_visits < 1:
             self.add(place_of(orch.api_name, "max_stage_visits"), "must be at least 1")
 
+    def assignee_exists(self, kind, value):
+        """Whether the user, group or queue named ``value`` exists; each name is looked up once per validation."""
+        known = self.__dict__.setdefault("_assignees", {})
+        if (kind, value) not in known:
+            if kind == AssigneeType.USER:
+                User = get_user_model()
+                rows = User.objects.filter(**{User.USERNAME_FIELD: value})
+            elif kind == AssigneeType.GROUP:
+                rows = Group.objects.filter(name=value)
+            else:
+                # Queues are the Work Guide's: found through the app registry, so orchestration imports no workguide.
+                rows = apps.get_model("workguide", "Queue").objects.filter(name=value)
+            known[(kind, value)] = rows.exists()
+        return known[(kind, value)]
+
     def check_assignee(self, place, kind, value):
-        if kind == AssigneeType.USER:
-            User = get_user_model()
-            if not User.objects.filter(**{User.USERNAME_FIELD: value}).exists():
-                self.add(place, f"no user named {value!r}")
-        elif kind == AssigneeType.GROUP:
-            if not Group.objects.filter(name=value).exists():
-                self.add(place, f"no group named {value!r}")
-        elif kind == AssigneeType.QUEUE:
-            # Queues are the Work Guide's: found through the app registry, so orchestration imports no workguide.
-            Queue = apps.get_model("workguide", "Queue")
-            if not Queue.objects.filter(name=value).exists():
-                self.add(place, f"no queue named {value!r}")
+        if kind in (AssigneeType.USER, AssigneeType.GROUP, AssigneeType.QUEUE):
+            if not self.assignee_exists(kind, value):
+                self.add(place, f"no {kind} named {value!r}")
         else:
             self.add(place, f"unknown assignee type {kind!r} (user, group, queue or expr)")
 

@@ -1,0 +1,137 @@
+"""The validator's findings as the builder shows them.
+
+``Checks.of(orch)`` runs the activation validator once
+(``orchestration.validation.OrchestrationValidator``, the very code that
+Activate and ``import_definitions`` run) and pins each problem to the element
+its place names: ``api › stage › step › what`` goes on the step card,
+``api › stage › what`` on the stage or decision, ``api › start…`` on the start.
+Anything else is about the whole version.
+
+``names_in_scope`` and ``check_source`` ask the same validator what an
+expression at one place may read and whether it compiles and reads only
+those names.
+"""
+from dataclasses import dataclass, field
+
+from flows.validation import SEP
+
+from ..models import StageKind, StartType
+from ..validation import (
+    CONDITION, DECISION, RUN_KEYS, VALUE, OrchestrationValidator, Site,
+)
+
+START_KEY = "start"
+WHOLE_KEY = "orchestration"
+
+
+def element_key(kind, pk):
+    return f"{kind}-{pk}"
+
+
+@dataclass
+class Checks:
+    validator: OrchestrationValidator
+    problems: list
+    pinned: dict = field(default_factory=dict)  # element key -> [Problem]
+    keyed: list = field(default_factory=list)  # (element key, Problem) in the validator's order
+
+    @classmethod
+    def of(cls, orch):
+        validator = OrchestrationValidator(orch)
+        try:
+            problems = validator.run()
+        except Exception as exc:  # a half-made draft must still open; say what broke
+            from flows.validation import Problem
+
+            problems = [Problem(orch.api_name, f"the validator stopped: {exc.__class__.__name__}: {exc}")]
+        checks = cls(validator, problems)
+        checks._pin(orch)
+        return checks
+
+    @property
+    def stages(self):
+        return self.validator.stages
+
+    def _pin(self, orch):
+        stages = {s.name: s for s in self.stages}
+        for problem in self.problems:
+            key = self.key_for(problem.place, stages)
+            self.keyed.append((key, problem))
+            self.pinned.setdefault(key, []).append(problem)
+
+    @staticmethod
+    def key_for(place, stages):
+        parts = place.split(SEP)
+        if len(parts) < 2:
+            return WHOLE_KEY
+        head = parts[1]
+        if head.startswith("start"):
+            return START_KEY
+        stage = stages.get(head)
+        if stage is None:
+            return WHOLE_KEY
+        if len(parts) > 2 and stage.kind == StageKind.STAGE:
+            for step in stage.steps.all():
+                if step.name == parts[2]:
+                    return element_key("step", step.pk)
+        return element_key("decision" if stage.kind == StageKind.DECISION else "stage", stage.pk)
+
+    def of_element(self, key):
+        return self.pinned.get(key, [])
+
+
+# ------------------------------------------------------------------ names in scope
+
+def _site(validator, kind, stage=None, step=None, place=""):
+    return Site(place or validator.orch.api_name, "", kind, stage, step)
+
+
+def site_for(validator, element, what):
+    """The validator's ``Site`` for an expression box: ``element`` is ("start"|"stage"|"step"|"decision", pk)."""
+    kind, pk = element
+    orch = validator.orch
+    if kind == "start":
+        return Site(SEP.join((orch.api_name, "start.condition")), "", "start")
+    for stage in validator.stages:
+        if kind in ("stage", "decision") and stage.pk == pk:
+            site_kind = DECISION if stage.kind == StageKind.DECISION else CONDITION
+            return Site(SEP.join((orch.api_name, stage.name, what)), "", site_kind, stage)
+        if kind == "step":
+            for step in stage.steps.all():
+                if step.pk == pk:
+                    site_kind = CONDITION if what.startswith(("entry", "exit")) else VALUE
+                    return Site(SEP.join((orch.api_name, stage.name, step.name, what)), "", site_kind, stage, step)
+    return None
+
+
+def names_in_scope(validator, site):
+    """Dotted names an expression at ``site`` may read, with what each is; the validator decides."""
+    orch = validator.orch
+    names = []
+    for variable in orch.inputs or []:
+        if isinstance(variable, dict) and variable.get("name"):
+            names.append((f"inputs.{variable['name']}", f"input, {variable.get('type') or 'text'}"))
+    what, fields, _hidden = validator.record_fields()
+    for name in sorted(fields or ()):
+        names.append((f"record.{name}", f"field of {what}"))
+        if orch.start_type == StartType.RECORD_TRIGGERED:
+            names.append((f"record_prior.{name}", "its value before the update"))
+    if site is not None and site.kind != "start" and getattr(validator, "dom", None) is not None:
+        for step_name, step in validator.steps.items():
+            if validator.surely_before(site, step) is not None:
+                continue
+            flow = validator.step_flows.get(step_name)
+            for variable in (flow.output_variables() if flow is not None else []):
+                names.append((f"steps.{step_name}.outputs.{variable.name}",
+                              f"output of step {step.label or step_name}, {variable.type}"))
+            names.append((f"steps.{step_name}.status", f"status of step {step.label or step_name}"))
+    names += [(f"run.{key}", "the run") for key in RUN_KEYS] + [("now", "the time of evaluation")]
+    return names
+
+
+def check_source(validator, site, source):
+    """The validator's problems for ``source`` placed at ``site`` (compile errors, unknown names)."""
+    validator.problems = []
+    probe = Site(site.place, source, site.kind, site.stage, site.step)
+    validator.check_site(probe)
+    return list(validator.problems)

@@ -1,0 +1,426 @@
+"""The Orchestration Builder's endpoints (orchestration/builder/): every change one request
+answering the canvas and its checks, refusals naming the place and storing nothing."""
+import re
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from orchestration.models import BuilderSnapshot, DecisionOutcome, Orchestration, Stage, Step
+from tests.factories import make_flow, make_orchestration, make_user, stage, step, var
+
+pytestmark = pytest.mark.django_db
+
+
+def url(orch, suffix=""):
+    return f"/admin/orchestration/orchestration/{orch.pk}/builder/{suffix}"
+
+
+@pytest.fixture
+def flows():
+    return {
+        "collect": make_flow("bb_collect", type="screen", outputs=[var("decision")]),
+        "notify": make_flow("bb_notify", inputs=[var("who", required=True)], outputs=[var("sent", "boolean")]),
+        "archive": make_flow("bb_archive"),
+    }
+
+
+@pytest.fixture
+def draft(flows):
+    return make_orchestration("bb_orch", path=[
+        stage("review", step("ask", "bb_collect", type="interactive", assignee={"user": "admin"}),
+              step("tell", "bb_notify", inputs={"who": '"x"'})),
+        {"type": "decision", "name": "route", "outcomes": [
+            {"name": "again", "condition": 'steps.ask.outputs.decision == "rework"', "goto": "review"}],
+         "default": "finish"},
+        stage("finish", step("store", "bb_archive")),
+    ])
+
+
+def snapshot(orch):
+    from orchestration.spec import orchestration_to_dict
+
+    return orchestration_to_dict(Orchestration.objects.get(pk=orch.pk))
+
+
+def test_the_builder_page_shows_every_stage_and_step_by_label_or_name(admin_client, draft):
+    Stage.objects.filter(orchestration=draft, name="review").update(label="Review the request")
+    response = admin_client.get(url(draft))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for text in ("Review the request", "route", "finish", "ask", "tell", "store", "Autolaunched"):
+        assert text in html
+    assert "no problems" in html
+
+
+def test_the_builder_needs_the_change_permission(client, draft):
+    user = make_user("viewer", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_orchestration"))
+    client.force_login(user)
+    assert client.get(url(draft)).status_code == 403
+    assert client.post(url(draft, "change/"), {"op": "add_stage"}).status_code == 403
+    assert Stage.objects.filter(orchestration=draft).count() == 3
+    user.user_permissions.add(Permission.objects.get(codename="change_orchestration"))
+    client.force_login(User.objects.get(pk=user.pk))
+    assert client.get(url(draft)).status_code == 200
+
+
+def test_an_unknown_version_is_404(admin_client):
+    assert admin_client.get("/admin/orchestration/orchestration/999999/builder/").status_code == 404
+
+
+def test_adding_a_stage_a_decision_and_steps_each_answer_the_canvas(admin_client, draft):
+    response = admin_client.post(url(draft, "change/"), {"op": "add_stage"})
+    assert response.status_code == 200
+    new = Stage.objects.get(orchestration=draft, name="stage_1")
+    assert new.position == 3 and "New stage" in response.content.decode()
+    response = admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": new.pk, "type": "interactive"})
+    assert response.status_code == 200
+    added = Step.objects.get(stage=new)
+    assert (added.type, added.name) == ("interactive", "step_1")
+    # The new step has no flow: the check is pinned to its card and listed.
+    html = response.content.decode()
+    assert f'id="el-step-{added.pk}"' in html and "no flow given" in html
+    response = admin_client.post(url(draft, "change/"), {"op": "add_decision", "after": new.pk})
+    assert response.status_code == 200
+    assert Stage.objects.get(orchestration=draft, name="decision_1").kind == "decision"
+
+
+def test_moving_steps_and_stages_renumbers_positions(admin_client, draft):
+    review = Stage.objects.get(orchestration=draft, name="review")
+    finish = Stage.objects.get(orchestration=draft, name="finish")
+    tell = Step.objects.get(stage=review, name="tell")
+    response = admin_client.post(url(draft, "change/"), {"op": "move_step", "step": tell.pk, "stage": finish.pk, "index": 0})
+    assert response.status_code == 200
+    assert [s.name for s in finish.steps.order_by("position")] == ["tell", "store"]
+    assert [s.position for s in finish.steps.order_by("position")] == [0, 1]
+    response = admin_client.post(url(draft, "change/"), {"op": "shift_step", "step": tell.pk, "direction": "down"})
+    assert [s.name for s in finish.steps.order_by("position")] == ["store", "tell"]
+    response = admin_client.post(url(draft, "change/"), {"op": "shift_element", "element": finish.pk, "direction": "left"})
+    assert list(draft.stages.order_by("position").values_list("name", flat=True)) == ["review", "finish", "route"]
+    response = admin_client.post(url(draft, "change/"), {"op": "move_element", "element": finish.pk, "index": 5})
+    assert list(draft.stages.order_by("position").values_list("name", flat=True)) == ["review", "route", "finish"]
+
+
+def test_undo_puts_back_the_definition_before_the_last_change(admin_client, draft):
+    before = snapshot(draft)
+    finish = Stage.objects.get(orchestration=draft, name="finish")
+    admin_client.post(url(draft, "change/"), {"op": "delete_element", "element": finish.pk})
+    assert not Stage.objects.filter(orchestration=draft, name="finish").exists()
+    response = admin_client.post(url(draft, "change/"), {"op": "undo"})
+    assert response.status_code == 200 and "Undone: Deleted finish" in response.content.decode()
+    assert snapshot(draft) == before
+    response = admin_client.post(url(draft, "change/"), {"op": "undo"})
+    assert response.status_code == 400 and "nothing to undo" in response.content.decode()
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"op": "explode"}, "unknown change 'explode'"),
+    ({"op": "delete_step", "step": "999999"}, "no step with id 999999"),
+    ({"op": "move_step", "step": "abc", "stage": "1", "index": "0"}, "no step with id 'abc'"),
+    ({"op": "add_step", "stage": "STAGE", "type": "robot"}, "step type 'robot' is not one of"),
+    ({"op": "shift_step", "step": "STEP", "direction": "left"}, "there is no stage to the left"),
+    ({"op": "move_step", "step": "STEP", "stage": "DECISION", "index": "0"}, "cannot move a step into decision route"),
+    ({"op": "add_step", "stage": "DECISION", "type": "background"}, "a decision has outcomes, not steps"),
+    ({"op": "move_element", "element": "STAGE", "index": "x"}, "position 'x' is not a number"),
+])
+def test_a_bad_change_is_refused_naming_the_place_and_stores_nothing(admin_client, draft, data, words):
+    review = Stage.objects.get(orchestration=draft, name="review")
+    ids = {"STAGE": review.pk, "STEP": Step.objects.get(name="ask", stage=review).pk,
+           "DECISION": Stage.objects.get(orchestration=draft, name="route").pk}
+    data = {k: str(ids.get(v, v)) for k, v in data.items()}
+    before = snapshot(draft)
+    response = admin_client.post(url(draft, "change/"), data)
+    assert response.status_code == 400
+    assert words in response.content.decode().replace("&#x27;", "'")
+    assert snapshot(draft) == before
+    assert not BuilderSnapshot.objects.filter(orchestration=draft).exists()
+
+
+def test_a_frozen_version_is_read_only_with_new_version(admin_client, draft):
+    draft.set_lifecycle_status("active")
+    response = admin_client.get(url(draft))
+    html = response.content.decode()
+    assert response.status_code == 200 and "read-only" in html and "New version" in html
+    assert "bb-grip" not in html
+    before = snapshot(draft)
+    response = admin_client.post(url(draft, "change/"), {"op": "add_stage"})
+    assert response.status_code == 409 and "cannot be changed" in response.content.decode()
+    step_pk = Step.objects.get(stage__orchestration=draft, name="ask").pk
+    response = admin_client.post(url(draft, f"panel/step/{step_pk}/"), {"element-name": "x"})
+    assert response.status_code == 409
+    assert snapshot(draft) == before
+    response = admin_client.post(url(draft, "new-version/"))
+    newer = Orchestration.objects.get(api_name="bb_orch", version=2)
+    assert response.status_code == 302 and response["Location"] == url(newer)
+    assert newer.status == "draft"
+
+
+def step_post(step_obj, **changes):
+    data = {"element-name": step_obj.name, "element-label": step_obj.label, "element-type": step_obj.type,
+            "element-flow": step_obj.flow, "element-entry_type": "stage_start", "element-exit_type": "step_completes",
+            "element-assignee_type": step_obj.assignee_type, "element-assignee": step_obj.assignee,
+            "element-record": "", "element-due_in": "", "element-escalate_to": "", "element-retries": "3",
+            "element-timeout": "10m"}
+    for key, value in (step_obj.inputs or {}).items():
+        data[f"element-inputs__{key}"] = value
+    data.update({f"element-{k}": v for k, v in changes.items()})
+    return data
+
+
+def test_the_step_panel_offers_active_flows_of_its_type_and_their_inputs(admin_client, draft, flows):
+    make_flow("bb_draft_only", status="draft")
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    html = admin_client.get(url(draft, f"panel/step/{tell.pk}/")).content.decode()
+    assert "bb_notify v1" in html and "bb_archive v1" in html
+    assert "bb_collect" not in re.search(r'name="element-flow".*?</select>', html, re.S).group(0)
+    assert "bb_draft_only" not in html
+    assert 'name="element-inputs__who"' in html and "required" in html
+    # Names in scope: the decision output of ask is not certain before tell (same stage, no after).
+    assert 'data-insert="steps.ask.outputs.decision"' not in html
+    store = Step.objects.get(stage__orchestration=draft, name="store")
+    html = admin_client.get(url(draft, f"panel/step/{store.pk}/")).content.decode()
+    assert 'data-insert="steps.ask.outputs.decision"' in html and 'data-insert="run.started_by"' in html
+
+
+def test_saving_a_step_stores_its_fields_and_mapping_only_for_its_kind(admin_client, draft):
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    response = admin_client.post(url(draft, f"panel/step/{tell.pk}/"), step_post(
+        tell, label="Tell them", **{"inputs__who": "inputs.person", "entry_type": "after", "entry_after": ["ask"],
+                                    "assignee_type": "user", "assignee": "ghost", "retries": "5", "timeout": "2m"}))
+    assert response.status_code == 200, response.content.decode()[:2000]
+    tell.refresh_from_db()
+    assert (tell.label, tell.inputs, tell.entry_type, tell.entry_after) == (
+        "Tell them", {"who": "inputs.person"}, "after", ["ask"])
+    assert (tell.retries, tell.timeout, tell.assignee) == (5, "2m", "")  # a background step has no assignee
+    html = response.content.decode()
+    assert "inputs.person" in html and "declares no input" in html  # the validator ran on the change
+    assert "Saved" in html
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"name": "two words"}, "is not a valid step name"),
+    ({"name": "ask"}, "another step of this orchestration is named ask"),
+    ({"retries": "many"}, "retries"),
+    ({"timeout": "soon"}, "is not a duration for timeout"),
+    ({"type": "robot"}, "type"),
+])
+def test_a_bad_step_panel_is_refused_naming_the_field_and_stores_nothing(admin_client, draft, changes, words):
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    before = snapshot(draft)
+    response = admin_client.post(url(draft, f"panel/step/{tell.pk}/"), step_post(tell, **changes))
+    assert response.status_code == 400
+    text = response.content.decode().replace("&#x27;", "'")
+    assert "bb_orch › review › tell" in text and words in text
+    assert snapshot(draft) == before
+
+
+def test_renaming_a_stage_keeps_the_gotos_pointing_at_it(admin_client, draft):
+    review = Stage.objects.get(orchestration=draft, name="review")
+    response = admin_client.post(url(draft, f"panel/stage/{review.pk}/"), {
+        "element-name": "check", "element-label": "Check", "element-next": "", "element-exit_type": "all_steps_complete",
+        "element-exit_condition": "", "element-exit_flow": ""})
+    assert response.status_code == 200, response.content.decode()[:2000]
+    assert DecisionOutcome.objects.get(stage__orchestration=draft, name="again").goto == "check"
+
+
+def test_the_decision_panel_saves_outcomes_and_default(admin_client, draft):
+    route = Stage.objects.get(orchestration=draft, name="route")
+    admin_client.post(url(draft, "change/"), {"op": "add_outcome", "decision": route.pk})
+    outcomes = list(route.outcomes.order_by("position"))
+    data = {"element-name": "route", "element-label": "Approved?", "element-default_goto": "end",
+            "outcomes-TOTAL_FORMS": "2", "outcomes-INITIAL_FORMS": "2", "outcomes-MIN_NUM_FORMS": "0",
+            "outcomes-MAX_NUM_FORMS": "1000"}
+    for i, (o, name, cond, goto) in enumerate(zip(outcomes, ["again", "done"],
+                                                  ['steps.ask.outputs.decision == "rework"', "true"],
+                                                  ["review", "finish"])):
+        data.update({f"outcomes-{i}-id": str(o.pk), f"outcomes-{i}-name": name, f"outcomes-{i}-condition": cond,
+                     f"outcomes-{i}-goto": goto})
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"), data)
+    assert response.status_code == 200, response.content.decode()[:2000]
+    route.refresh_from_db()
+    assert route.default_goto == "end" and route.label == "Approved?"
+    assert [(o.name, o.goto) for o in route.outcomes.order_by("position")] == [("again", "review"), ("done", "finish")]
+    data["outcomes-1-name"] = "again"
+    before = snapshot(draft)
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"), data)
+    assert response.status_code == 400 and "outcome names must differ: again" in response.content.decode()
+    assert snapshot(draft) == before
+
+
+def test_the_start_panel_saves_the_trigger_and_inputs(admin_client, draft):
+    response = admin_client.post(url(draft, "panel/start/0/"), {
+        "start-label": "Deals", "start-start_type": "autolaunched", "start-start_model": "", "start-start_when": "",
+        "start-start_condition": "", "start-max_stage_visits": "50", "start-description": "",
+        "inputs-TOTAL_FORMS": "2", "inputs-INITIAL_FORMS": "0", "inputs-MIN_NUM_FORMS": "0", "inputs-MAX_NUM_FORMS": "100",
+        "inputs-0-name": "amount", "inputs-0-type": "number", "inputs-0-required": "on", "inputs-0-default": "5",
+        "inputs-1-name": "", "inputs-1-type": "text", "inputs-1-default": ""})
+    assert response.status_code == 200, response.content.decode()[:2000]
+    draft.refresh_from_db()
+    assert draft.inputs == [{"name": "amount", "type": "number", "required": True, "default": 5}]
+    response = admin_client.post(url(draft, "panel/start/0/"), {
+        "start-label": "Deals", "start-start_type": "autolaunched", "start-max_stage_visits": "50",
+        "inputs-TOTAL_FORMS": "1", "inputs-INITIAL_FORMS": "0", "inputs-MIN_NUM_FORMS": "0", "inputs-MAX_NUM_FORMS": "100",
+        "inputs-0-name": "amount", "inputs-0-type": "number", "inputs-0-default": "lots"})
+    assert response.status_code == 400 and "row 1 › default" in response.content.decode()
+    draft.refresh_from_db()
+    assert draft.inputs[0]["default"] == 5
+
+
+def test_an_expression_is_checked_as_typed_with_the_names_in_scope_there(admin_client, draft):
+    store = Step.objects.get(stage__orchestration=draft, name="store")
+    ok = admin_client.post(url(draft, "check/"), {"source": 'steps.ask.outputs.decision == "x"',
+                                                   "element": f"step:{store.pk}", "what": "exit.condition"})
+    assert ok.status_code == 200 and "compiles" in ok.content.decode()
+    bad = admin_client.post(url(draft, "check/"), {"source": "1 +", "element": f"step:{store.pk}", "what": "record"})
+    assert "bb-check-bad" in bad.content.decode()
+    unknown = admin_client.post(url(draft, "check/"), {"source": "steps.ask.outputs.colour",
+                                                        "element": f"step:{store.pk}", "what": "inputs.x"})
+    assert "has no output 'colour'" in unknown.content.decode().replace("&#x27;", "'")
+    nowhere = admin_client.post(url(draft, "check/"), {"source": "true", "element": "planet:3", "what": "x"})
+    assert nowhere.status_code == 400
+
+
+def test_assignee_search_lists_matching_users(admin_client, draft):
+    make_user("alice_bb")
+    make_user("bob_bb")
+    html = admin_client.get(url(draft, "assignees/") + "?kind=user&q=ali").content.decode()
+    assert "alice_bb" in html and "bob_bb" not in html
+
+
+def test_dry_run_walks_both_outcomes_and_highlights_the_path(admin_client, draft):
+    ask = "out__ask__decision"
+    rework = admin_client.post(url(draft, "dry-run/"), {ask: "rework"})
+    assert rework.status_code == 200
+    html = rework.content.decode()
+    assert "review → route → review" in html  # a loop: max_stage_visits stops it
+    done = admin_client.post(url(draft, "dry-run/"), {ask: "approve"})
+    html = done.content.decode()
+    assert "review → route → finish → end" in html
+    assert "bb-sim-done" in html
+    both = admin_client.post(url(draft, "dry-run/"), {ask: "rework | approve"}).content.decode()
+    assert "review → route → review → route → finish → end" in both
+    bad = admin_client.post(url(draft, "dry-run/"), {"record": "nowhere.model:1"})
+    assert bad.status_code == 400 and "Dry run: record" in bad.content.decode()
+
+
+def test_activate_shows_impact_then_activates_only_without_problems(admin_client, draft, flows):
+    html = admin_client.get(url(draft, "activate/")).content.decode()
+    assert "No version of bb_orch is active yet" in html
+    response = admin_client.post(url(draft, "activate/"), HTTP_HX_REQUEST="true")
+    assert response.status_code == 204 and response["HX-Redirect"] == url(draft)
+    draft.refresh_from_db()
+    assert draft.status == "active"
+    admin_client.post(url(draft, "new-version/"))
+    second = Orchestration.objects.get(api_name="bb_orch", version=2)
+    admin_client.post(url(second, "change/"), {"op": "add_stage"})
+    html = admin_client.get(url(second, "activate/")).content.decode()
+    assert "v1, now active, becomes obsolete" in html and "stage stage_1" in html
+    assert "must be fixed first" in html and "bb-confirm-activate" not in html
+    response = admin_client.post(url(second, "activate/"))
+    assert response.status_code == 400 and "Not activated" in response.content.decode()
+    second.refresh_from_db()
+    assert second.status == "draft"
+
+
+def test_the_diff_compares_two_versions_side_by_side(admin_client, draft):
+    draft.set_lifecycle_status("active")
+    admin_client.post(url(draft, "new-version/"))
+    second = Orchestration.objects.get(api_name="bb_orch", version=2)
+    finish = Stage.objects.get(orchestration=second, name="finish")
+    admin_client.post(url(second, "change/"), {"op": "add_step", "stage": finish.pk, "type": "background"})
+    admin_client.post(url(second, "change/"), {"op": "delete_step",
+                                               "step": Step.objects.get(stage__orchestration=second, name="tell").pk})
+    response = admin_client.get(url(second, "diff/") + f"?other={draft.pk}")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert re.search(r"step step_1 <small class=\"bb-diff-added\">added", html)
+    assert re.search(r"step tell <small class=\"bb-diff-removed\">removed", html)
+    assert re.search(r"stage finish <small class=\"bb-diff-changed\">changed", html)
+    assert admin_client.get(url(second, "diff/") + "?other=abc").status_code == 400
+
+
+def test_the_yaml_view_shows_and_applies_the_import_format(admin_client, draft):
+    html = admin_client.get(url(draft, "yaml/")).content.decode()
+    assert "api_name: bb_orch" in html
+    before = snapshot(draft)
+    bad = admin_client.post(url(draft, "yaml/"), {"yaml": "orchestrations:\n- api_name: bb_orch\n  path: [\n"})
+    assert bad.status_code == 400 and "line" in bad.content.decode()
+    assert snapshot(draft) == before
+    other = admin_client.post(url(draft, "yaml/"), {"yaml": "orchestrations:\n- api_name: other\n  path: []\n"})
+    assert other.status_code == 400 and "exactly one orchestration named bb_orch" in other.content.decode()
+    text = ("orchestrations:\n- api_name: bb_orch\n  start: {type: autolaunched}\n  path:\n"
+            "  - name: only\n    steps:\n    - {name: store, flow: bb_archive}\n")
+    ok = admin_client.post(url(draft, "yaml/"), {"yaml": text})
+    assert ok.status_code == 200
+    assert list(draft.stages.values_list("name", flat=True)) == ["only"]
+    admin_client.post(url(draft, "change/"), {"op": "undo"})
+    assert snapshot(draft) == before
+
+
+def test_the_admin_links_to_the_builder(admin_client, draft):
+    assert url(draft) in admin_client.get("/admin/orchestration/orchestration/").content.decode()
+    assert url(draft) in admin_client.get(f"/admin/orchestration/orchestration/{draft.pk}/change/").content.decode()
+
+
+def test_opening_the_builder_reads_a_fixed_number_of_queries_whatever_the_size(admin_client, flows):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_user("admin")
+
+    def queries(n):
+        orch = make_orchestration(path=[stage(f"st{i}", *[step(f"p{i}_{k}", "bb_collect", type="interactive",
+                                                               assignee={"user": "admin"}) for k in range(n)])
+                                        for i in range(n)])
+        admin_client.get(url(orch))
+        with CaptureQueriesContext(connection) as ctx:
+            assert admin_client.get(url(orch)).status_code == 200
+        return len(ctx.captured_queries)
+
+    assert queries(2) == queries(6)
+
+
+def test_the_selected_element_echoed_into_the_page_is_only_ever_an_element_key(admin_client, draft):
+    review = Stage.objects.get(orchestration=draft, name="review")
+    html = admin_client.post(url(draft, "change/"), {"op": "shift_element", "element": review.pk, "direction": "right",
+                                                     "selected": '", "op": "delete_element'}).content.decode()
+    assert "delete_element&quot;" not in html and '"selected": ""' in html
+
+
+def test_a_record_triggered_start_picks_an_exposed_model_and_offers_its_fields(admin_client, draft):
+    html = admin_client.get(url(draft, "panel/start/0/")).content.decode()
+    assert '<option value="demo.employee">' in html
+    response = admin_client.post(url(draft, "panel/start/0/"), {
+        "start-label": "", "start-start_type": "record_triggered", "start-start_model": "demo.employee",
+        "start-start_when": "created", "start-start_condition": "record.nope == 1", "start-max_stage_visits": "50",
+        "inputs-TOTAL_FORMS": "0", "inputs-INITIAL_FORMS": "0", "inputs-MIN_NUM_FORMS": "0",
+        "inputs-MAX_NUM_FORMS": "100"})
+    assert response.status_code == 200, response.content.decode()[:2000]
+    draft.refresh_from_db()
+    assert (draft.start_type, draft.start_model, draft.start_when) == ("record_triggered", "demo.employee", "created")
+    html = response.content.decode().replace("&#x27;", "'")
+    assert "model demo.employee has no field 'nope'" in html  # pinned to the start
+    assert 'data-insert="record.name"' in html or 'data-insert="record.email"' in html
+    refused = admin_client.post(url(draft, "panel/start/0/"), {
+        "start-start_type": "record_triggered", "start-start_model": "auth.user", "start-max_stage_visits": "50",
+        "inputs-TOTAL_FORMS": "0", "inputs-INITIAL_FORMS": "0", "inputs-MIN_NUM_FORMS": "0",
+        "inputs-MAX_NUM_FORMS": "100"})
+    assert refused.status_code == 400 and "start_model" in refused.content.decode()
+
+
+def test_a_frozen_versions_panels_are_shown_disabled(admin_client, draft):
+    draft.set_lifecycle_status("active")
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
+    html = admin_client.get(url(draft, f"panel/step/{ask.pk}/")).content.decode()
+    assert "<fieldset disabled>" in html and "bb-apply" not in html
+
+
+def test_renaming_a_step_keeps_the_after_lists_naming_it(admin_client, draft):
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    Step.objects.filter(pk=tell.pk).update(entry_type="after", entry_after=["ask"])
+    response = admin_client.post(url(draft, f"panel/step/{ask.pk}/"), step_post(ask, name="request", **{
+        "assignee_type": "user", "assignee": "admin"}))
+    assert response.status_code == 200, response.content.decode()[:2000]
+    tell.refresh_from_db()
+    assert tell.entry_after == ["request"]
