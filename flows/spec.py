@@ -92,24 +92,8 @@ def _variable_from_dict(flow, direction, position, data):
     )
 
 
-@transaction.atomic
-def flow_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
-    """Create a ``Flow`` version (with all its parts) from a definition mapping.
-
-    ``version`` defaults to the next number for the api_name. The rows are
-    written as a draft; a different ``status`` is set at the end (no
-    validation: use ``orchestration.lifecycle.activate`` for that).
-    """
-    api_name = data["api_name"]
-    flow = Flow.objects.create(
-        api_name=api_name,
-        version=version or Flow.next_version_number(api_name),
-        status=DefinitionStatus.DRAFT,
-        label=data.get("label") or "",
-        description=data.get("description") or "",
-        type=data["type"],
-        implementation=data.get("implementation") or "",
-    )
+def _write_parts(flow, data):
+    """Create ``flow``'s variables, screens with their fields, and elements from a definition mapping."""
     variables = [
         _variable_from_dict(flow, FlowVariable.INPUT, i, v) for i, v in enumerate(data.get("inputs") or [])
     ] + [
@@ -136,8 +120,52 @@ def flow_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
         FlowElement.objects.create(
             flow=flow, position=position, name=element.get("name") or "", type=element["type"], config=config
         )
+
+
+@transaction.atomic
+def flow_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
+    """Create a ``Flow`` version (with all its parts) from a definition mapping.
+
+    ``version`` defaults to the next number for the api_name. The rows are
+    written as a draft; a different ``status`` is set at the end (no
+    validation: use ``orchestration.lifecycle.activate`` for that).
+    """
+    api_name = data["api_name"]
+    flow = Flow.objects.create(
+        api_name=api_name,
+        version=version or Flow.next_version_number(api_name),
+        status=DefinitionStatus.DRAFT,
+        label=data.get("label") or "",
+        description=data.get("description") or "",
+        type=data["type"],
+        implementation=data.get("implementation") or "",
+    )
+    _write_parts(flow, data)
     if status != DefinitionStatus.DRAFT:
         flow.set_lifecycle_status(status)
+    return flow
+
+
+@transaction.atomic
+def replace_flow_content(flow, data):
+    """Make the draft ``flow`` hold ``data`` (a definition mapping of the same api_name): same row, new parts.
+
+    The flow designer stores every change this way, so what it keeps is
+    exactly what importing ``data`` would keep. The caller checks that
+    ``flow`` is a draft and that ``data`` has the definition file's shape.
+    """
+    if flow.status != DefinitionStatus.DRAFT:
+        raise ValueError(f"{flow.api_name} v{flow.version} is {flow.status}; only a draft can be changed")
+    flow.label = data.get("label") or ""
+    flow.description = data.get("description") or ""
+    flow.type = data["type"]
+    flow.implementation = data.get("implementation") or ""
+    flow.save(update_fields=["label", "description", "type", "implementation"])
+    flow.variables.all().delete()
+    ScreenField.objects.filter(screen__flow=flow).delete()
+    flow.screens.all().delete()
+    flow.elements.all().delete()
+    _write_parts(flow, data)
     return flow
 
 
