@@ -14,7 +14,7 @@ built from the draft's ``FlowSpec``, each field drawn by
 """
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -241,7 +241,7 @@ class FlowDesigner:
             "flow": flow, "data": data, "editable": editable, "view": view, "selection": panel["key"],
             "panel": panel, "screens": _screens(data, counts), "elements": _elements(data, counts),
             "variables": _variables(data, counts), "checks": checks, "flow_problems": counts.get("flow", 0),
-            "refused": list(refused), "is_screen_flow": data.get("type") == FlowType.SCREEN,
+            "refused": list(refused), "panel_checks": [c for c in checks if c.target == panel["key"]], "is_screen_flow": data.get("type") == FlowType.SCREEN,
             "field_types": FIELD_TYPES, "element_types": ELEMENT_TYPES, "variable_types": VARIABLE_TYPES,
             "flow_types": FlowType.choices, "choice_types": CHOICE_TYPES,
             "preview_screen": screen, "preview_form": form, "preview_problem": preview_problem,
@@ -289,18 +289,26 @@ class FlowDesigner:
             return refusal
         view = request.POST.get("view") if request.POST.get("view") in VIEWS else "designer"
         selection = request.POST.get("sel", "flow")
+        # A click that moved the focus out of the property panel brings the panel's unsaved values along
+        # (designer.js, as "panel-<name>"): they are applied first, so the click loses no typing.
+        pending = QueryDict(mutable=True)
+        for key in request.POST:
+            if key.startswith("panel-"):
+                pending.setlist(key[len("panel-"):], request.POST.getlist(key))
         with transaction.atomic():
             flow = Flow.objects.select_for_update().get(pk=flow.pk)
-            data = flow_to_dict(flow)
-            if request.POST.get("op"):
-                try:
-                    new, selection = apply_edit(data, request.POST)
-                except EditRefused as exc:
-                    context = self.context(request, flow, data=data, selection=selection, refused=exc.problems)
-                    return self._render(request, context, status=400)
-                if new != data:
-                    replace_flow_content(flow, new)
-                    data = new
+            data = new = flow_to_dict(flow)
+            try:
+                for form in (pending, request.POST):
+                    if form.get("op"):
+                        new, selection = apply_edit(new, form)
+            except EditRefused as exc:
+                context = self.context(request, flow, data=data, selection=selection, refused=exc.problems)
+                return self._render(request, context, status=400)
+            if new != data:
+                replace_flow_content(flow, new)
+                data = new
+        selection = request.POST.get("then_sel") or selection
         return self._render(request, self.context(request, flow, data=data, selection=selection, view=view))
 
     def yaml(self, request, object_id):

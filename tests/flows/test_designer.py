@@ -255,8 +255,9 @@ def test_problems_are_listed_with_their_place_and_pinned_to_their_part(admin_cli
     page = body(response)
     assert "1 problem — activation waits until they are fixed" in page
     assert "intake › screen first › field model › visible_if" in page
-    assert 'hx-get="/admin/flows/flow/%d/builder/?sel=s0f1"' % flow.pk in page
+    assert "hx-vals='{\"then_sel\": \"s0f1\"}'" in page  # the list entry jumps to the field
     assert 'id="fd-activate" disabled' in page
+    assert 'class="fd-panel-problems"' in page  # the selected field's panel shows its problem too
     # Fixing it clears the check and enables activation.
     page = body(edit(admin_client, flow, op="field", screen="0", field="1", name="model", type="text",
                      visible_if="kind == 'laptop'"))

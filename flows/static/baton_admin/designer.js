@@ -112,6 +112,37 @@
     draw();
   }
 
+  /* Typing in the property panel is stored on "change". A click elsewhere in the designer blurs the box
+   * (firing that change) just before its own request; the first answer would redraw the designer and the
+   * click's request, queued behind it, would be dropped with its old button. So while the panel holds
+   * unsaved typing, a mouse press on another control cancels the panel's own request and the control's
+   * request carries the panel's values instead (as "panel-<name>"; the server applies them first). */
+  var dirty = false, pressing = false;
+  function panelForm() { return document.getElementById("fd-panel-form"); }
+  document.addEventListener("input", function (event) {
+    if (panelForm() && panelForm().contains(event.target)) dirty = true;
+  });
+  document.addEventListener("mousedown", function (event) {
+    var control = event.target.closest && event.target.closest("[hx-post], [hx-get]");
+    pressing = Boolean(dirty && control && root() && root().contains(control) &&
+                       !(panelForm() && panelForm().contains(control)) && !control.closest("#fd-preview"));
+  }, true);
+  document.addEventListener("htmx:confirm", function (event) {
+    if (pressing && event.detail.elt === panelForm()) event.preventDefault();
+  });
+  document.addEventListener("htmx:configRequest", function (event) {
+    var form = panelForm();
+    if (!pressing || !form || form.contains(event.detail.elt) || event.detail.verb !== "post") return;
+    pressing = false;
+    dirty = false;
+    new FormData(form).forEach(function (value, name) {
+      var key = "panel-" + name;
+      var had = event.detail.parameters[key];
+      if (had === undefined) event.detail.parameters[key] = value;
+      else event.detail.parameters[key] = [].concat(had, value);
+    });
+  });
+
   /* Keyboard moves: Alt+Arrow on a card presses its move button. */
   document.addEventListener("keydown", function (event) {
     if (!event.altKey || (event.key !== "ArrowUp" && event.key !== "ArrowDown")) return;
@@ -136,6 +167,7 @@
 
   document.addEventListener("htmx:afterSettle", function (event) {
     if (!root() || !root().contains(event.detail.elt) && event.detail.elt !== root()) return;
+    dirty = false;
     setUp();
     if (!focus) return;
     var again = document.getElementById(focus.id);
