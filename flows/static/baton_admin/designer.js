@@ -25,8 +25,10 @@
     var r = root();
     if (!r) return;
     values.sel = values.sel || r.getAttribute("data-selection") || "flow";
+    // The source is the page's frame, which stays: the designer itself is replaced by the answer.
     htmx.ajax("POST", r.getAttribute("data-edit-url"), {
-      target: "#flow-designer", swap: "outerHTML", values: values, headers: {"X-CSRFToken": csrf()}
+      source: "#fd-page", target: "#flow-designer", swap: "outerHTML", values: values,
+      headers: {"X-CSRFToken": csrf()}
     });
   }
 
