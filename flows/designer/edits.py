@@ -21,7 +21,6 @@ import re
 from flows.models import ELEMENT_TYPES, FIELD_TYPES, VARIABLE_TYPES, FlowType
 from flows.validation import ELEMENT_KEYS, Problem, place_of
 
-INPUT_FIELD_TYPES = [t for t in FIELD_TYPES if t != "display"]
 CHOICE_TYPES = ("choice", "multichoice")
 # Element settings that are maps of names to expressions, edited as rows.
 EXPRESSION_MAPS = ("set", "filter", "values", "inputs", "headers")

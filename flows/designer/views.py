@@ -70,10 +70,6 @@ def validator_problems(flow):
 
 # --------------------------------------------------------------------------- what the templates show
 
-def _problems_of(counts, key):
-    return counts.get(key, 0)
-
-
 def _screens(data, counts):
     out = []
     for s, screen in enumerate(data.get("screens") or []):
