@@ -93,14 +93,17 @@ def _variable_from_dict(flow, direction, position, data):
 
 
 def _write_parts(flow, data):
-    """Create ``flow``'s variables, screens with their fields, and elements from a definition mapping."""
-    variables = [
+    """Create ``flow``'s variables, screens with their fields, and elements from a definition mapping.
+
+    ``flow`` is a draft being written (new, or emptied by ``replace_flow_content``), so its parts are
+    written in bulk: a few queries per kind of part instead of one save each.
+    """
+    FlowVariable.objects.bulk_create([
         _variable_from_dict(flow, FlowVariable.INPUT, i, v) for i, v in enumerate(data.get("inputs") or [])
     ] + [
         _variable_from_dict(flow, FlowVariable.OUTPUT, i, v) for i, v in enumerate(data.get("outputs") or [])
-    ]
-    for variable in variables:
-        variable.save()
+    ])
+    fields = []
     for position, screen_data in enumerate(data.get("screens") or []):
         validate = screen_data.get("validate") or {}
         screen = Screen.objects.create(
@@ -108,18 +111,19 @@ def _write_parts(flow, data):
             validate=validate.get("condition") or "", validate_message=validate.get("message") or "",
         )
         for fpos, field in enumerate(screen_data.get("fields") or []):
-            ScreenField.objects.create(
+            fields.append(ScreenField(
                 screen=screen, position=fpos, name=field["name"], type=field.get("type", "text"),
                 label=field.get("label") or "", help_text=field.get("help_text") or "",
                 required=bool(field.get("required", False)), default=field.get("default") or "",
                 visible_if=field.get("visible_if") or "", choices=list(field.get("choices") or []),
                 text=field.get("text") or "",
-            )
-    for position, element in enumerate(data.get("elements") or []):
-        config = {k: v for k, v in element.items() if k not in ("type", "name")}
-        FlowElement.objects.create(
-            flow=flow, position=position, name=element.get("name") or "", type=element["type"], config=config
-        )
+            ))
+    ScreenField.objects.bulk_create(fields)
+    FlowElement.objects.bulk_create([
+        FlowElement(flow=flow, position=position, name=element.get("name") or "", type=element["type"],
+                    config={k: v for k, v in element.items() if k not in ("type", "name")})
+        for position, element in enumerate(data.get("elements") or [])
+    ])
 
 
 @transaction.atomic
