@@ -29,6 +29,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.text import slugify
 from nested_admin.formsets import NestedInlineFormSet
 
@@ -646,10 +647,23 @@ class FlowElementInline(FrozenAwareInlineMixin, nested_admin.NestedStackedInline
 @admin.register(Flow)
 class FlowAdmin(DefinitionAdmin):
     form = FlowForm
-    list_display = ("api_name", "version", "status_text", "type", "label", "created_at", "activated_at")
+    change_form_template = "admin/baton/flow_change_form.html"
+    list_display = ("api_name", "version", "status_text", "type", "label", "created_at", "activated_at",
+                    "designer_link")
     list_filter = ("status", "type", "api_name")
     inlines = [FlowVariableInline, ScreenInline, FlowElementInline]
     fieldsets = (
         (None, {"fields": (("api_name", "version", "status"), "label", "description", "type", "implementation")}),
         ("History", {"fields": (("created_at", "activated_at"),), "classes": ("collapse",)}),
     )
+
+    def get_urls(self):
+        from .designer.views import designer_urls
+
+        return designer_urls(self) + super().get_urls()
+
+    @admin.display(description="Designer")
+    def designer_link(self, obj):
+        url = reverse(f"{self.admin_site.name}:flows_flow_builder", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, "Open in designer" if obj.status == DefinitionStatus.DRAFT
+                           else "View in designer")

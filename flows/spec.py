@@ -92,6 +92,40 @@ def _variable_from_dict(flow, direction, position, data):
     )
 
 
+def _write_parts(flow, data):
+    """Create ``flow``'s variables, screens with their fields, and elements from a definition mapping.
+
+    ``flow`` is a draft being written (new, or emptied by ``replace_flow_content``), so its parts are
+    written in bulk: a few queries per kind of part instead of one save each.
+    """
+    FlowVariable.objects.bulk_create([
+        _variable_from_dict(flow, FlowVariable.INPUT, i, v) for i, v in enumerate(data.get("inputs") or [])
+    ] + [
+        _variable_from_dict(flow, FlowVariable.OUTPUT, i, v) for i, v in enumerate(data.get("outputs") or [])
+    ])
+    fields = []
+    for position, screen_data in enumerate(data.get("screens") or []):
+        validate = screen_data.get("validate") or {}
+        screen = Screen.objects.create(
+            flow=flow, position=position, name=screen_data["name"], label=screen_data.get("label") or "",
+            validate=validate.get("condition") or "", validate_message=validate.get("message") or "",
+        )
+        for fpos, field in enumerate(screen_data.get("fields") or []):
+            fields.append(ScreenField(
+                screen=screen, position=fpos, name=field["name"], type=field.get("type", "text"),
+                label=field.get("label") or "", help_text=field.get("help_text") or "",
+                required=bool(field.get("required", False)), default=field.get("default") or "",
+                visible_if=field.get("visible_if") or "", choices=list(field.get("choices") or []),
+                text=field.get("text") or "",
+            ))
+    ScreenField.objects.bulk_create(fields)
+    FlowElement.objects.bulk_create([
+        FlowElement(flow=flow, position=position, name=element.get("name") or "", type=element["type"],
+                    config={k: v for k, v in element.items() if k not in ("type", "name")})
+        for position, element in enumerate(data.get("elements") or [])
+    ])
+
+
 @transaction.atomic
 def flow_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
     """Create a ``Flow`` version (with all its parts) from a definition mapping.
@@ -110,34 +144,32 @@ def flow_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
         type=data["type"],
         implementation=data.get("implementation") or "",
     )
-    variables = [
-        _variable_from_dict(flow, FlowVariable.INPUT, i, v) for i, v in enumerate(data.get("inputs") or [])
-    ] + [
-        _variable_from_dict(flow, FlowVariable.OUTPUT, i, v) for i, v in enumerate(data.get("outputs") or [])
-    ]
-    for variable in variables:
-        variable.save()
-    for position, screen_data in enumerate(data.get("screens") or []):
-        validate = screen_data.get("validate") or {}
-        screen = Screen.objects.create(
-            flow=flow, position=position, name=screen_data["name"], label=screen_data.get("label") or "",
-            validate=validate.get("condition") or "", validate_message=validate.get("message") or "",
-        )
-        for fpos, field in enumerate(screen_data.get("fields") or []):
-            ScreenField.objects.create(
-                screen=screen, position=fpos, name=field["name"], type=field.get("type", "text"),
-                label=field.get("label") or "", help_text=field.get("help_text") or "",
-                required=bool(field.get("required", False)), default=field.get("default") or "",
-                visible_if=field.get("visible_if") or "", choices=list(field.get("choices") or []),
-                text=field.get("text") or "",
-            )
-    for position, element in enumerate(data.get("elements") or []):
-        config = {k: v for k, v in element.items() if k not in ("type", "name")}
-        FlowElement.objects.create(
-            flow=flow, position=position, name=element.get("name") or "", type=element["type"], config=config
-        )
+    _write_parts(flow, data)
     if status != DefinitionStatus.DRAFT:
         flow.set_lifecycle_status(status)
+    return flow
+
+
+@transaction.atomic
+def replace_flow_content(flow, data):
+    """Make the draft ``flow`` hold ``data`` (a definition mapping of the same api_name): same row, new parts.
+
+    The flow designer stores every change this way, so what it keeps is
+    exactly what importing ``data`` would keep. The caller checks that
+    ``flow`` is a draft and that ``data`` has the definition file's shape.
+    """
+    if flow.status != DefinitionStatus.DRAFT:
+        raise ValueError(f"{flow.api_name} v{flow.version} is {flow.status}; only a draft can be changed")
+    flow.label = data.get("label") or ""
+    flow.description = data.get("description") or ""
+    flow.type = data["type"]
+    flow.implementation = data.get("implementation") or ""
+    flow.save(update_fields=["label", "description", "type", "implementation"])
+    flow.variables.all().delete()
+    ScreenField.objects.filter(screen__flow=flow).delete()
+    flow.screens.all().delete()
+    flow.elements.all().delete()
+    _write_parts(flow, data)
     return flow
 
 
