@@ -10,6 +10,7 @@ Endpoints (under ``/api/``):
 - ``POST work-items/{id}/claim/``        take an item for yourself (any assignee; a user item too)
 - ``POST work-items/{id}/release/``      give a claimed item back (``unclaim/`` is the same)
 - ``GET|POST work-items/{id}/comments/`` read or add comments
+- ``GET|POST delegations/``, ``GET|DELETE delegations/{id}/``  out-of-office substitutes
 
 Visibility is the Work Guide's (``workguide.services.visible_items``): an item
 is seen by its assignee (a group's or queue's members) and by holders of
@@ -55,14 +56,20 @@ class WorkItemSerializer(serializers.ModelSerializer):
     assignee = serializers.CharField(source="assignee_display", help_text='"user:NAME", "group:NAME" or "queue:NAME".')
     claimed_by = serializers.SerializerMethodField()
     completed_by = serializers.SerializerMethodField()
+    delegated_from = serializers.SerializerMethodField(
+        help_text="The user this item was for, when their delegation gave it to its assignee (else null).")
     record = serializers.SerializerMethodField()
     is_overdue = serializers.BooleanField()
 
     class Meta:
         model = WorkItem
-        fields = ["id", "status", "label", "run", "orchestration", "step", "assignee", "claimed_by", "record",
-                  "inputs", "created_at", "due_at", "is_overdue", "completed_at", "completed_by"]
+        fields = ["id", "status", "label", "run", "orchestration", "step", "assignee", "claimed_by", "delegated_from",
+                  "record", "inputs", "created_at", "due_at", "is_overdue", "completed_at", "completed_by"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_delegated_from(self, item):
+        return _username(item.delegated_from) if item.delegated_from_id else None
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_claimed_by(self, item):
@@ -236,7 +243,7 @@ def form_values(spec, values):
 WORK_ITEM_EXAMPLE = {
     "id": 17, "status": "open", "label": "Pick replacement equipment", "run": 42,
     "orchestration": "equipment_refresh", "step": "pick_equipment", "assignee": "queue:it_support",
-    "claimed_by": None, "record": {"model": "demo.employee", "pk": "1", "label": "Grace Hopper"},
+    "claimed_by": None, "delegated_from": None, "record": {"model": "demo.employee", "pk": "1", "label": "Grace Hopper"},
     "inputs": {"employee_name": "Grace Hopper", "department": "Engineering", "needs_laptop": True, "remote": False},
     "created_at": "2025-01-06T09:30:00Z", "due_at": "2025-01-09T09:30:00Z", "is_overdue": False,
     "completed_at": None, "completed_by": None,
@@ -267,7 +274,7 @@ ALREADY_DONE = error_example("Already completed", "“Pick equipment” was alre
 
 
 RELATED = ["run__orchestration", "step_run", "assignee_user", "assignee_group", "assignee_queue", "claimed_by",
-           "completed_by"]
+           "completed_by", "delegated_from"]
 
 
 @extend_schema_view(
@@ -432,6 +439,8 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
         item = self.get_object()
+        if item.claimed_by_id is not None and not services.can_release(item, request.user):
+            raise Conflict(f"{item.label} is claimed by {item.claimed_by}")
         try:
             item = services.unclaim(item, request.user)
         except services.ClaimedByOther as exc:
@@ -472,3 +481,91 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
             return Response(CommentSerializer(event).data, status=status.HTTP_201_CREATED)
         page = self.paginate_queryset(services.comments(item).order_by("id"))
         return self.get_paginated_response(CommentSerializer(page, many=True).data)
+
+
+# ---------------------------------------------------------------------------
+# Delegations
+# ---------------------------------------------------------------------------
+
+def _user_named(name, field):
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    user = model._default_manager.filter(**{model.USERNAME_FIELD: name}).first()
+    if user is None:
+        raise exceptions.ValidationError({field: [f"no user {name!r}"]})
+    return user
+
+
+class DelegationSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    user = serializers.CharField(required=False, max_length=150,
+                                 help_text="Whose work is delegated (username); default: the caller. Another "
+                                           "user's needs workguide.manage_workitem.")
+    substitute = serializers.CharField(max_length=150, help_text="Who receives it meanwhile (username).")
+    starts = serializers.DateTimeField()
+    ends = serializers.DateTimeField()
+    active = serializers.BooleanField(read_only=True, help_text="In force now.")
+
+    def to_representation(self, delegation):
+        field = serializers.DateTimeField()
+        return {"id": delegation.pk, "user": delegation.user.get_username(),
+                "substitute": delegation.substitute.get_username(),
+                "starts": field.to_representation(delegation.starts), "ends": field.to_representation(delegation.ends),
+                "active": delegation.is_active()}
+
+
+DELEGATION_EXAMPLE = {"substitute": "bob", "starts": "2025-08-01T00:00:00Z", "ends": "2025-08-15T00:00:00Z"}
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Delegations",
+                       description="The caller's delegations and those naming them as substitute (managers: all).",
+                       responses={200: DelegationSerializer(many=True)}, tags=["delegations"]),
+    retrieve=extend_schema(summary="A delegation", responses={200: DelegationSerializer, **error_responses(404)},
+                           tags=["delegations"]),
+    create=extend_schema(
+        summary="Set a delegation",
+        description="While it lasts (`starts` ≤ now < `ends`), new work items given to `user` by name go to "
+                    "`substitute`, recorded as `delegated_from`; reminders for `user`'s items go to the "
+                    "substitute; `user` still sees them. 400 for a period that ends before it starts or overlaps "
+                    "another of the user's, an unknown or inactive substitute, or the user as their own; 403 for "
+                    "another user's without `workguide.manage_workitem`.",
+        request=DelegationSerializer, responses={201: DelegationSerializer, **error_responses(400, 403)},
+        examples=[OpenApiExample("Two weeks away", value=DELEGATION_EXAMPLE, request_only=True)],
+        tags=["delegations"]),
+    destroy=extend_schema(summary="End a delegation", description="Its user, or a manager. Items already "
+                          "delegated stay with the substitute.", responses={204: None, **error_responses(403, 404)},
+                          tags=["delegations"]),
+)
+@extend_schema(parameters=[id_parameter("delegation")])
+class DelegationViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Out-of-office substitutes."""
+
+    lookup_value_regex = r"[0-9]{1,18}"
+    serializer_class = DelegationSerializer
+
+    def get_queryset(self):
+        return services.delegations_for(self.request.user).order_by("starts", "id")
+
+    def create(self, request):
+        body = DelegationSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        user = _user_named(data["user"], "user") if data.get("user") else request.user
+        substitute = _user_named(data["substitute"], "substitute")
+        try:
+            delegation = services.set_delegation(request.user, substitute, data["starts"], data["ends"], user=user)
+        except DjangoPermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc) or None)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError(django_errors(exc))
+        return Response(DelegationSerializer(delegation).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        delegation = self.get_object()
+        if not services.may_delete_delegation(delegation, request.user):
+            raise exceptions.PermissionDenied("only the delegation's user or a holder of workguide.manage_workitem "
+                                              "may end it")
+        delegation.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)

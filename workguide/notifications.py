@@ -55,7 +55,10 @@ class WorkItemNotification:
         item = self.item
         users = get_user_model()._default_manager.filter(is_active=True).exclude(email="")
         if item.assignee_type == "user":
-            people = users.filter(pk=item.assignee_user_id)
+            from .services import active_delegation
+
+            delegation = active_delegation(item.assignee_user)  # away: their substitute is told instead
+            people = users.filter(pk=delegation.substitute_id if delegation else item.assignee_user_id)
         elif item.assignee_type == "group":
             people = users.filter(groups=item.assignee_group_id)
         else:

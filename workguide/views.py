@@ -145,7 +145,7 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
         "item": item, "ctx": ctx, "done": done, "notice": notice, "form": None, "state": None,
         "blocked": "", "problem": "", "next_items": next_items or [],
         "claimable": item.is_open and item.assignee_type != WorkItem.USER and item.claimed_by_id is None
-        and services.is_assignee(item, user),
+        and services.can_claim(item, user),
     }
     if done:
         return data
@@ -319,7 +319,7 @@ def _claim_on_start(item, user):
     """A group or queue item is claimed by whoever starts filling it in, so two people never do it twice."""
     if item.assignee_type == WorkItem.USER or item.claimed_by_id == user.pk:
         return
-    if item.claimed_by_id is None and services.is_assignee(item, user):
+    if item.claimed_by_id is None and services.can_claim(item, user):
         services.claim(item, user)
 
 
