@@ -195,8 +195,9 @@ can_manage = permissions.can_manage_work_items
 
 
 def _memberships(user):
-    """The ids of ``user``'s groups and of the queues they belong to (by name or through a group): two queries."""
-    group_ids = list(user.groups.values_list("id", flat=True))
+    """The ids of ``user``'s groups (a subquery, run inside the caller's query) and of the queues they
+    belong to (by name or through a group): one query, so My Work stays within its budget with a delegation."""
+    group_ids = user.groups.values("id")
     queue_ids = list(Queue.objects.filter(Q(members=user) | Q(member_groups__in=group_ids)).values_list("id", flat=True).distinct())
     return group_ids, queue_ids
 
