@@ -155,6 +155,10 @@ def end_delegation(request, pk):
     return redirect("workguide:my_work")
 
 
+def _row_label(item):
+    return f"{item.label} — {item.record_label}" if item.record_label else item.label
+
+
 BULK_ACTIONS = {"claim": "Claimed", "release": "Released", "reassign": "Reassigned"}
 
 
@@ -187,11 +191,11 @@ def bulk(request):
                 services.unclaim(item, request.user)
             else:
                 services.reassign(item, request.user, form.cleaned_data["assignee"])
-            results.append({"pk": pk, "label": item.label, "ok": True, "text": BULK_ACTIONS[action].lower()})
+            results.append({"pk": pk, "label": _row_label(item), "ok": True, "text": BULK_ACTIONS[action].lower()})
         except ValidationError as exc:
-            results.append({"pk": pk, "label": item.label, "ok": False, "text": " ".join(_messages_of(exc))})
+            results.append({"pk": pk, "label": _row_label(item), "ok": False, "text": " ".join(_messages_of(exc))})
         except (ClaimedByOther, WorkItemClosed, PermissionDenied) as exc:
-            results.append({"pk": pk, "label": item.label, "ok": False, "text": str(exc) or "not allowed"})
+            results.append({"pk": pk, "label": _row_label(item), "ok": False, "text": str(exc) or "not allowed"})
     context = _my_work(request) | {"bulk_results": results, "bulk_action": action}
     return render(request, "workguide/my_work.html", context)
 
