@@ -148,6 +148,11 @@ def deliver(item_id, kind="new_work_item", only=None):
     if item is None:
         log.info("work item %s is gone; no mail", item_id)
         return []
+    off = set(baton_settings.BATON_WORK_ITEM_MAILS_OFF or ())
+    if "*" in off or item.run.orchestration.api_name in off:
+        log.info("work item %s: %s mail off for %s (BATON_WORK_ITEM_MAILS_OFF)", item_id, kind,
+                 item.run.orchestration.api_name)
+        return []
     notification = NOTIFICATIONS[kind](item)
     if not notification.applies():
         log.info("work item %s is %s; no %s mail", item_id, item.status, kind)

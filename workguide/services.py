@@ -17,6 +17,7 @@ from orchestration.engine import StepFailure
 from orchestration import permissions
 from orchestration.models import EventKind
 
+from . import signals
 from .models import Delegation, Queue, WorkItem, WorkItemStatus
 
 log = logging.getLogger(__name__)
@@ -176,12 +177,18 @@ def open_work_item(ctx, step_run, step, prepared):
     from .notifications import notify_new_work_item
 
     transaction.on_commit(lambda: notify_new_work_item(item.pk))
+    signals.send_on_commit(signals.work_item_opened, [item.pk])
     return item
 
 
 def close_work_items(ctx, step_runs, status):
     ids = [s.pk for s in step_runs]
-    WorkItem.objects.filter(step_run_id__in=ids, status=WorkItemStatus.OPEN).update(
+    closing = WorkItem.objects.filter(step_run_id__in=ids, status=WorkItemStatus.OPEN)
+    signal = signals.work_item_completed if status == WorkItemStatus.COMPLETED else signals.work_item_canceled
+    if signal.has_listeners():
+        signals.send_on_commit(signal, closing.values_list("pk", flat=True),
+                               actor=ctx.actor if getattr(ctx.actor, "pk", None) else None)
+    closing.update(
         status=status, completed_at=ctx.now,
         completed_by=ctx.actor if (status == WorkItemStatus.COMPLETED and getattr(ctx.actor, "pk", None)) else None,
     )
@@ -416,6 +423,7 @@ def claim(item, user):
                 raise WorkItemClosed(_closed_message(item))
             raise ClaimedByOther(f"{item.label} is already claimed by {item.claimed_by}")
         _log(item, EventKind.WORK_ITEM_CLAIMED, user)
+        signals.send_on_commit(signals.work_item_claimed, [item.pk], actor=user)
     item.refresh_from_db()
     return item
 
@@ -457,6 +465,7 @@ def reassign(item, user, assignee):
         before = fresh.assignee_display
         fresh.save(update_fields=give_to(fresh, kind, target))
         _log(fresh, EventKind.WORK_ITEM_REASSIGNED, user, before=before, after=assignee)
+        signals.send_on_commit(signals.work_item_reassigned, [fresh.pk], actor=user, before=before, after=assignee)
         from .notifications import notify_new_work_item
 
         transaction.on_commit(lambda: notify_new_work_item(fresh.pk))
