@@ -128,16 +128,76 @@ def screens_of(spec):
     ]
 
 
+class ResolvedFieldSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    label = serializers.CharField()
+    help_text = serializers.CharField()
+    required = serializers.BooleanField()
+    choices = ChoiceSerializer(many=True)
+    visible = serializers.BooleanField(help_text="Whether its visible_if holds now: hidden fields are sent empty.")
+    value = serializers.JSONField(help_text="The value to show: typed so far, drafted, kept, or the default evaluated.")
+    text = serializers.CharField(help_text="display fields: the text with its merge fields resolved.")
+
+
+class CurrentScreenSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="0-based.")
+    count = serializers.IntegerField()
+    name = serializers.CharField()
+    label = serializers.CharField()
+    fields = ResolvedFieldSerializer(many=True)
+
+
+def resolved_screen(item, typed=None):
+    """The item's current screen with every expression evaluated (for a client without CEL), or None.
+
+    ``typed`` (field → value as the page's form data) redraws it from what is
+    typed, as the page's live preview does: visibility and merge text follow.
+    """
+    from flows.compiled import FlowSpec
+    from flows.runtime import FlowError
+    from flows.screens import ScreenFlowState, json_value
+
+    try:
+        state = ScreenFlowState(FlowSpec.load(item.flow_id), item.inputs, item.progress)
+    except FlowError:
+        return None
+    form = state.preview(typed) if typed is not None else state.form()
+    screen = state.current_screen
+    hidden = set(form.hidden_names)
+    fields = []
+    for f in screen.fields:
+        visible = f.name not in hidden
+        value = None
+        if f.is_input and visible:
+            raw = form.initial.get(f.name)
+            try:
+                value = json_value(f, form.fields[f.name].clean(raw)) if raw not in (None, "", []) else raw
+            except Exception:
+                value = raw
+        fields.append({
+            "name": f.name, "type": f.type, "label": f.label, "help_text": f.help_text, "required": f.required,
+            "choices": [{"value": v, "label": lab} for v, lab in f.choice_pairs()], "visible": visible,
+            "value": value if value not in ("",) else None,
+            "text": form.fields[f.name].text if f.type == "display" and visible else "",
+        })
+    return {"index": state.index, "count": state.screen_count, "name": screen.name, "label": screen.label,
+            "fields": fields}
+
+
 class WorkItemDetailSerializer(WorkItemSerializer):
     """A work item with the screen flow it is finished with, and what the caller may do."""
 
     flow = serializers.SerializerMethodField()
     screens = serializers.SerializerMethodField(help_text="The screens and fields: send their values to complete.")
+    current_screen = serializers.SerializerMethodField(
+        help_text="The screen the item stands on, with display text resolved, defaults evaluated and each field's "
+                  "visibility: a client needs no CEL (null once the item is closed).")
     progress = serializers.SerializerMethodField(help_text="Values saved so far on the page (field → value).")
     can_complete = serializers.SerializerMethodField(help_text="Whether the caller may complete it now.")
 
     class Meta(WorkItemSerializer.Meta):
-        fields = WorkItemSerializer.Meta.fields + ["flow", "screens", "progress", "can_complete"]
+        fields = WorkItemSerializer.Meta.fields + ["flow", "screens", "current_screen", "progress", "can_complete"]
         read_only_fields = fields
 
     def _spec(self, item):
@@ -157,6 +217,10 @@ class WorkItemDetailSerializer(WorkItemSerializer):
     @extend_schema_field(ScreenSerializer(many=True))
     def get_screens(self, item):
         return screens_of(self._spec(item))
+
+    @extend_schema_field(CurrentScreenSerializer(allow_null=True))
+    def get_current_screen(self, item):
+        return resolved_screen(item) if item.is_open else None
 
     @extend_schema_field(serializers.DictField(child=serializers.JSONField()))
     def get_progress(self, item):
@@ -375,6 +439,37 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
         except DjangoValidationError as exc:
             raise exceptions.ValidationError(django_errors(exc))
         return self._detail(item)
+
+    @extend_schema(
+        summary="Preview the current screen",
+        description="Send what is typed on the current screen (`values`, as for `complete`); get the screen back "
+                    "with visibility, merge text and defaults evaluated against it, as the page redraws it. "
+                    "Nothing is stored. 409 when the item is closed.",
+        request=CompleteSerializer, responses={200: CurrentScreenSerializer, **error_responses(400, 404, 409)},
+        tags=["work items"],
+    )
+    @action(detail=True, methods=["post"])
+    def preview(self, request, pk=None):
+        from flows.compiled import FlowSpec
+
+        item = self.get_object()
+        body = CompleteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        check_size("values", body.validated_data["values"])
+        if not item.is_open:
+            raise Conflict(services._closed_message(item))
+        data, errors = form_values(FlowSpec.load(item.flow_id), body.validated_data["values"])
+        if errors:
+            raise exceptions.ValidationError(errors)
+        from django.http import QueryDict
+
+        typed = QueryDict(mutable=True)
+        for name, value in data.items():
+            if isinstance(value, list):
+                typed.setlist(name, value)
+            elif value is not None:
+                typed[name] = value if not isinstance(value, bool) else ("on" if value else "")
+        return Response(resolved_screen(item, typed))
 
     @extend_schema(
         summary="Reassign a work item",
