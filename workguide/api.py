@@ -616,7 +616,7 @@ DELEGATION_EXAMPLE = {"substitute": "bob", "starts": "2025-08-01T00:00:00Z", "en
 @extend_schema_view(
     list=extend_schema(summary="Delegations",
                        description="The caller's delegations and those naming them as substitute (managers: all).",
-                       responses={200: DelegationSerializer(many=True)}, tags=["delegations"]),
+                       responses={200: DelegationSerializer(many=True), **error_responses()}, tags=["delegations"]),
     retrieve=extend_schema(summary="A delegation", responses={200: DelegationSerializer, **error_responses(404)},
                            tags=["delegations"]),
     create=extend_schema(
@@ -630,7 +630,8 @@ DELEGATION_EXAMPLE = {"substitute": "bob", "starts": "2025-08-01T00:00:00Z", "en
         examples=[OpenApiExample("Two weeks away", value=DELEGATION_EXAMPLE, request_only=True)],
         tags=["delegations"]),
     destroy=extend_schema(summary="End a delegation", description="Its user, or a manager. Items already "
-                          "delegated stay with the substitute.", responses={204: None, **error_responses(403, 404)},
+                          "delegated stay with the substitute. Answers with the delegation as it was.",
+                          responses={200: DelegationSerializer, **error_responses(403, 404)},
                           tags=["delegations"]),
 )
 @extend_schema(parameters=[id_parameter("delegation")])
@@ -662,5 +663,6 @@ class DelegationViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveMode
         if not services.may_delete_delegation(delegation, request.user):
             raise exceptions.PermissionDenied("only the delegation's user or a holder of workguide.manage_workitem "
                                               "may end it")
+        gone = DelegationSerializer(delegation).data
         delegation.delete()
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(gone)
