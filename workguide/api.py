@@ -616,7 +616,7 @@ DELEGATION_EXAMPLE = {"substitute": "bob", "starts": "2025-08-01T00:00:00Z", "en
 @extend_schema_view(
     list=extend_schema(summary="Delegations",
                        description="The caller's delegations and those naming them as substitute (managers: all).",
-                       responses={200: DelegationSerializer(many=True), **error_responses()}, tags=["delegations"]),
+                       responses={200: DelegationSerializer(many=True), **error_responses(400, 404)}, tags=["delegations"]),
     retrieve=extend_schema(summary="A delegation", responses={200: DelegationSerializer, **error_responses(404)},
                            tags=["delegations"]),
     create=extend_schema(
