@@ -196,6 +196,8 @@ def bulk(request):
             results.append({"pk": pk, "label": _row_label(item), "ok": False, "text": " ".join(_messages_of(exc))})
         except (ClaimedByOther, WorkItemClosed, PermissionDenied) as exc:
             results.append({"pk": pk, "label": _row_label(item), "ok": False, "text": str(exc) or "not allowed"})
+    if request.POST.get("from") == "team" and services.can_manage(request.user):
+        return render(request, "workguide/team.html", _team(request) | {"bulk_results": results, "bulk_action": action})
     context = _my_work(request) | {"bulk_results": results, "bulk_action": action}
     return render(request, "workguide/my_work.html", context)
 
@@ -206,6 +208,10 @@ def team(request):
     """Managers: the open items of every group and queue, who holds what, what is overdue."""
     if not services.can_manage(request.user):
         raise PermissionDenied("the team view needs workguide.manage_workitem")
+    return render(request, "workguide/team.html", _team(request))
+
+
+def _team(request):
     from django.db.models import Count, F, Q
 
     now = timezone.now()
@@ -235,10 +241,8 @@ def team(request):
     holders = list(items.order_by().filter(claimed_by__isnull=False).values("claimed_by__username")
                    .annotate(held=Count("id"), overdue=Count("id", filter=overdue)).order_by("-held"))
     page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "workguide/team.html", {
-        "teams": teams, "team": team_name, "holders": holders, "page": page, "items": list(page.object_list),
-        "now": now, "bulk_form": BulkForm(),
-    })
+    return {"teams": teams, "team": team_name, "holders": holders, "page": page, "items": list(page.object_list),
+            "now": now, "bulk_form": BulkForm(), "bulk_from": "team"}
 
 
 @login_required

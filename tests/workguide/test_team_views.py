@@ -93,6 +93,11 @@ def test_team_view_for_managers_shows_holders_and_overdue(client, users):
     assert page.context["items"][0].pk == first.pk  # soonest due first
     assert client.get("/workguide/team/?team=queue:desk").context["page"].paginator.count == 0
     assert "Team view" in client.get("/workguide/").content.decode()
+    # bulk from the team view answers with the team view and a result per item
+    answer = client.post("/workguide/bulk/", {"from": "team", "action": "release", "items": [first.pk, second.pk]})
+    assert answer.templates[0].name == "workguide/team.html"
+    assert [r["ok"] for r in answer.context["bulk_results"]] == [True, False]
+    assert answer.context["holders"] == []
 
 
 def test_my_work_query_count_with_a_delegation_in_force(client, users, django_assert_max_num_queries):
