@@ -3,7 +3,9 @@
 Endpoints (under ``/api/``):
 
 - ``GET  work-items/``                   the caller's items (direct, via groups, via queues), open by default
-- ``GET  work-items/{id}/``              one item, with its screen flow's fields (what ``complete`` takes)
+- ``GET  work-items/{id}/``              one item, with its screen flow's fields (what ``complete`` takes) and
+                                         ``current_screen`` with every expression evaluated (no CEL in the client)
+- ``POST work-items/{id}/preview/``      ``{values}`` typed so far: the current screen redrawn against them
 - ``POST work-items/{id}/complete/``     ``{values}``: validated by the same screen-flow code as the page
 - ``POST work-items/{id}/reassign/``     ``{assignee: "user:NAME" | "group:NAME" | "queue:NAME"}`` (managers,
                                          or whoever holds the item: hand it on)
