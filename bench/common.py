@@ -248,8 +248,8 @@ def insert_waiting_work(orchestration_id, flow_id, items, *, items_per_run=1, as
         params["base"] = base
         cur.execute(
             f"""INSERT INTO {run_t} (orchestration_id, status, record_model, record_pk, inputs, started_at,
-                    current_stage, stage_visits, error)
-                SELECT %(orch)s, {run_status}, '', '', '{{}}', now() - g * interval '1 second', 'wait', 1, ''
+                    current_stage, stage_visits, error, depth, outputs)
+                SELECT %(orch)s, {run_status}, '', '', '{{}}', now() - g * interval '1 second', 'wait', 1, '', 0, '{{}}'
                 FROM generate_series(1, %(runs)s) g""", params)
         cur.execute(
             f"""INSERT INTO {stage_t} (run_id, stage_name, position, visit, status, started_at)

@@ -9,7 +9,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from workguide.api import WorkItemViewSet
+from workguide.api import DelegationViewSet, WorkItemViewSet
 
 from .api.common import BatonAPIView, api_not_found
 from .api.views import OrchestrationViewSet, RunViewSet
@@ -71,6 +71,7 @@ router = SimpleRouter()
 router.register("orchestrations", OrchestrationViewSet, basename="orchestration")
 router.register("runs", RunViewSet, basename="run")
 router.register("work-items", WorkItemViewSet, basename="work-item")
+router.register("delegations", DelegationViewSet, basename="delegation")
 
 urlpatterns = [
     path("schema/", SchemaView.as_view(), name="schema"),

@@ -105,6 +105,10 @@ SETTINGS = {
         "comes from the URL configuration, so any prefix works.",
     ),
     "BATON_MAIL_RETRIES": Setting(5, "Times a work-item mail that failed to send is retried, with exponential backoff."),
+    "BATON_WORK_ITEM_MAILS_OFF": Setting(
+        (), "Orchestration api_names (or \"*\") whose work items send no default mail (new work, reminder, "
+            "escalation): route them through the work-item signals instead."
+    ),
     "BATON_REMINDER_BEFORE": Setting(24 * 3600, "Seconds before a work item's due time that its reminder goes out."),
     "BATON_STALLED_AFTER": Setting(
         3 * 24 * 3600, "Seconds after which the monitor lists an open work item as stalled."

@@ -3,13 +3,16 @@
 Endpoints (under ``/api/``):
 
 - ``GET  work-items/``                   the caller's items (direct, via groups, via queues), open by default
-- ``GET  work-items/{id}/``              one item, with its screen flow's fields (what ``complete`` takes)
+- ``GET  work-items/{id}/``              one item, with its screen flow's fields (what ``complete`` takes) and
+                                         ``current_screen`` with every expression evaluated (no CEL in the client)
+- ``POST work-items/{id}/preview/``      ``{values}`` typed so far: the current screen redrawn against them
 - ``POST work-items/{id}/complete/``     ``{values}``: validated by the same screen-flow code as the page
 - ``POST work-items/{id}/reassign/``     ``{assignee: "user:NAME" | "group:NAME" | "queue:NAME"}`` (managers,
                                          or whoever holds the item: hand it on)
 - ``POST work-items/{id}/claim/``        take an item for yourself (any assignee; a user item too)
 - ``POST work-items/{id}/release/``      give a claimed item back (``unclaim/`` is the same)
 - ``GET|POST work-items/{id}/comments/`` read or add comments
+- ``GET|POST delegations/``, ``GET|DELETE delegations/{id}/``  out-of-office substitutes
 
 Visibility is the Work Guide's (``workguide.services.visible_items``): an item
 is seen by its assignee (a group's or queue's members) and by holders of
@@ -58,14 +61,20 @@ class WorkItemSerializer(serializers.ModelSerializer):
     assignee = serializers.CharField(source="assignee_display", help_text='"user:NAME", "group:NAME" or "queue:NAME".')
     claimed_by = serializers.SerializerMethodField()
     completed_by = serializers.SerializerMethodField()
+    delegated_from = serializers.SerializerMethodField(
+        help_text="The user this item was for, when their delegation gave it to its assignee (else null).")
     record = serializers.SerializerMethodField()
     is_overdue = serializers.BooleanField()
 
     class Meta:
         model = WorkItem
-        fields = ["id", "status", "label", "run", "orchestration", "step", "assignee", "claimed_by", "record",
-                  "inputs", "created_at", "due_at", "is_overdue", "completed_at", "completed_by"]
+        fields = ["id", "status", "label", "run", "orchestration", "step", "assignee", "claimed_by", "delegated_from",
+                  "record", "inputs", "created_at", "due_at", "is_overdue", "completed_at", "completed_by"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_delegated_from(self, item):
+        return _username(item.delegated_from) if item.delegated_from_id else None
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_claimed_by(self, item):
@@ -124,16 +133,76 @@ def screens_of(spec):
     ]
 
 
+class ResolvedFieldSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    label = serializers.CharField()
+    help_text = serializers.CharField()
+    required = serializers.BooleanField()
+    choices = ChoiceSerializer(many=True)
+    visible = serializers.BooleanField(help_text="Whether its visible_if holds now: hidden fields are sent empty.")
+    value = serializers.JSONField(help_text="The value to show: typed so far, drafted, kept, or the default evaluated.")
+    text = serializers.CharField(help_text="display fields: the text with its merge fields resolved.")
+
+
+class CurrentScreenSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="0-based.")
+    count = serializers.IntegerField()
+    name = serializers.CharField()
+    label = serializers.CharField()
+    fields = ResolvedFieldSerializer(many=True)
+
+
+def resolved_screen(item, typed=None):
+    """The item's current screen with every expression evaluated (for a client without CEL), or None.
+
+    ``typed`` (field → value as the page's form data) redraws it from what is
+    typed, as the page's live preview does: visibility and merge text follow.
+    """
+    from flows.compiled import FlowSpec
+    from flows.runtime import FlowError
+    from flows.screens import ScreenFlowState, json_value
+
+    try:
+        state = ScreenFlowState(FlowSpec.load(item.flow_id), item.inputs, item.progress)
+    except FlowError:
+        return None
+    form = state.preview(typed) if typed is not None else state.form()
+    screen = state.current_screen
+    hidden = set(form.hidden_names)
+    fields = []
+    for f in screen.fields:
+        visible = f.name not in hidden
+        value = None
+        if f.is_input and visible:
+            raw = form.initial.get(f.name)
+            try:
+                value = json_value(f, form.fields[f.name].clean(raw)) if raw not in (None, "", []) else raw
+            except Exception:
+                value = raw
+        fields.append({
+            "name": f.name, "type": f.type, "label": f.label, "help_text": f.help_text, "required": f.required,
+            "choices": [{"value": v, "label": lab} for v, lab in f.choice_pairs()], "visible": visible,
+            "value": value if value not in ("",) else None,
+            "text": form.fields[f.name].text if f.type == "display" and visible else "",
+        })
+    return {"index": state.index, "count": state.screen_count, "name": screen.name, "label": screen.label,
+            "fields": fields}
+
+
 class WorkItemDetailSerializer(WorkItemSerializer):
     """A work item with the screen flow it is finished with, and what the caller may do."""
 
     flow = serializers.SerializerMethodField()
     screens = serializers.SerializerMethodField(help_text="The screens and fields: send their values to complete.")
+    current_screen = serializers.SerializerMethodField(
+        help_text="The screen the item stands on, with display text resolved, defaults evaluated and each field's "
+                  "visibility: a client needs no CEL (null once the item is closed).")
     progress = serializers.SerializerMethodField(help_text="Values saved so far on the page (field → value).")
     can_complete = serializers.SerializerMethodField(help_text="Whether the caller may complete it now.")
 
     class Meta(WorkItemSerializer.Meta):
-        fields = WorkItemSerializer.Meta.fields + ["flow", "screens", "progress", "can_complete"]
+        fields = WorkItemSerializer.Meta.fields + ["flow", "screens", "current_screen", "progress", "can_complete"]
         read_only_fields = fields
 
     def _spec(self, item):
@@ -151,6 +220,10 @@ class WorkItemDetailSerializer(WorkItemSerializer):
     @extend_schema_field(ScreenSerializer(many=True))
     def get_screens(self, item):
         return screens_of(self._spec(item))
+
+    @extend_schema_field(CurrentScreenSerializer(allow_null=True))
+    def get_current_screen(self, item):
+        return resolved_screen(item) if item.is_open else None
 
     @extend_schema_field(serializers.DictField(child=serializers.JSONField()))
     def get_progress(self, item):
@@ -237,7 +310,7 @@ def form_values(spec, values):
 WORK_ITEM_EXAMPLE = {
     "id": 17, "status": "open", "label": "Pick replacement equipment", "run": 42,
     "orchestration": "equipment_refresh", "step": "pick_equipment", "assignee": "queue:it_support",
-    "claimed_by": None, "record": {"model": "demo.employee", "pk": "1", "label": "Grace Hopper"},
+    "claimed_by": None, "delegated_from": None, "record": {"model": "demo.employee", "pk": "1", "label": "Grace Hopper"},
     "inputs": {"employee_name": "Grace Hopper", "department": "Engineering", "needs_laptop": True, "remote": False},
     "created_at": "2025-01-06T09:30:00Z", "due_at": "2025-01-09T09:30:00Z", "is_overdue": False,
     "completed_at": None, "completed_by": None,
@@ -268,7 +341,7 @@ ALREADY_DONE = error_example("Already completed", "“Pick equipment” was alre
 
 
 RELATED = ["run__orchestration", "step_run", "assignee_user", "assignee_group", "assignee_queue", "claimed_by",
-           "completed_by"]
+           "completed_by", "delegated_from"]
 
 
 @extend_schema_view(
@@ -368,6 +441,37 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
         return self._detail(item)
 
     @extend_schema(
+        summary="Preview the current screen",
+        description="Send what is typed on the current screen (`values`, as for `complete`); get the screen back "
+                    "with visibility, merge text and defaults evaluated against it, as the page redraws it. "
+                    "Nothing is stored. 409 when the item is closed.",
+        request=CompleteSerializer, responses={200: CurrentScreenSerializer, **error_responses(400, 404, 409)},
+        tags=["work items"],
+    )
+    @action(detail=True, methods=["post"])
+    def preview(self, request, pk=None):
+        from flows.compiled import FlowSpec
+
+        item = self.get_object()
+        body = CompleteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        check_size("values", body.validated_data["values"])
+        if not item.is_open:
+            raise Conflict(services._closed_message(item))
+        data, errors = form_values(FlowSpec.load(item.flow_id), body.validated_data["values"])
+        if errors:
+            raise exceptions.ValidationError(errors)
+        from django.http import QueryDict
+
+        typed = QueryDict(mutable=True)
+        for name, value in data.items():
+            if isinstance(value, list):
+                typed.setlist(name, value)
+            elif value is not None:
+                typed[name] = value if not isinstance(value, bool) else ("on" if value else "")
+        return Response(resolved_screen(item, typed))
+
+    @extend_schema(
         summary="Reassign a work item",
         description="Give the item to a user, group or queue: managers (`workguide.manage_workitem`) any item, "
                     "and whoever holds it (the user it is given to, or who claimed it) may hand it on. "
@@ -430,6 +534,8 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
     @action(detail=True, methods=["post"])
     def release(self, request, pk=None):
         item = self.get_object()
+        if item.claimed_by_id is not None and not services.can_release(item, request.user):
+            raise Conflict(f"{item.label} is claimed by {item.claimed_by}")
         try:
             item = services.unclaim(item, request.user)
         except services.ClaimedByOther as exc:
@@ -470,3 +576,93 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
             return Response(CommentSerializer(event).data, status=status.HTTP_201_CREATED)
         page = self.paginate_queryset(services.comments(item).order_by("id"))
         return self.get_paginated_response(CommentSerializer(page, many=True).data)
+
+
+# ---------------------------------------------------------------------------
+# Delegations
+# ---------------------------------------------------------------------------
+
+def _user_named(name, field):
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    user = model._default_manager.filter(**{model.USERNAME_FIELD: name}).first()
+    if user is None:
+        raise exceptions.ValidationError({field: [f"no user {name!r}"]})
+    return user
+
+
+class DelegationSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    user = serializers.CharField(required=False, max_length=150,
+                                 help_text="Whose work is delegated (username); default: the caller. Another "
+                                           "user's needs workguide.manage_workitem.")
+    substitute = serializers.CharField(max_length=150, help_text="Who receives it meanwhile (username).")
+    starts = serializers.DateTimeField()
+    ends = serializers.DateTimeField()
+    active = serializers.BooleanField(read_only=True, help_text="In force now.")
+
+    def to_representation(self, delegation):
+        field = serializers.DateTimeField()
+        return {"id": delegation.pk, "user": delegation.user.get_username(),
+                "substitute": delegation.substitute.get_username(),
+                "starts": field.to_representation(delegation.starts), "ends": field.to_representation(delegation.ends),
+                "active": delegation.is_active()}
+
+
+DELEGATION_EXAMPLE = {"substitute": "bob", "starts": "2025-08-01T00:00:00Z", "ends": "2025-08-15T00:00:00Z"}
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Delegations",
+                       description="The caller's delegations and those naming them as substitute (managers: all).",
+                       responses={200: DelegationSerializer(many=True), **error_responses(400, 404)}, tags=["delegations"]),
+    retrieve=extend_schema(summary="A delegation", responses={200: DelegationSerializer, **error_responses(404)},
+                           tags=["delegations"]),
+    create=extend_schema(
+        summary="Set a delegation",
+        description="While it lasts (`starts` ≤ now < `ends`), new work items given to `user` by name go to "
+                    "`substitute`, recorded as `delegated_from`; reminders for `user`'s items go to the "
+                    "substitute; `user` still sees them. 400 for a period that ends before it starts or overlaps "
+                    "another of the user's, an unknown or inactive substitute, or the user as their own; 403 for "
+                    "another user's without `workguide.manage_workitem`.",
+        request=DelegationSerializer, responses={201: DelegationSerializer, **error_responses(400, 403)},
+        examples=[OpenApiExample("Two weeks away", value=DELEGATION_EXAMPLE, request_only=True)],
+        tags=["delegations"]),
+    destroy=extend_schema(summary="End a delegation", description="Its user, or a manager. Items already "
+                          "delegated stay with the substitute. Answers with the delegation as it was.",
+                          responses={200: DelegationSerializer, **error_responses(403, 404)},
+                          tags=["delegations"]),
+)
+@extend_schema(parameters=[id_parameter("delegation")])
+class DelegationViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Out-of-office substitutes."""
+
+    lookup_value_regex = r"[0-9]{1,18}"
+    serializer_class = DelegationSerializer
+
+    def get_queryset(self):
+        return services.delegations_for(self.request.user).order_by("starts", "id")
+
+    def create(self, request):
+        body = DelegationSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        user = _user_named(data["user"], "user") if data.get("user") else request.user
+        substitute = _user_named(data["substitute"], "substitute")
+        try:
+            delegation = services.set_delegation(request.user, substitute, data["starts"], data["ends"], user=user)
+        except DjangoPermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc) or None)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError(django_errors(exc))
+        return Response(DelegationSerializer(delegation).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        delegation = self.get_object()
+        if not services.may_delete_delegation(delegation, request.user):
+            raise exceptions.PermissionDenied("only the delegation's user or a holder of workguide.manage_workitem "
+                                              "may end it")
+        gone = DelegationSerializer(delegation).data
+        delegation.delete()
+        return Response(gone)

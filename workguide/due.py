@@ -173,6 +173,9 @@ def _escalate(item_id, now):
             item.save(update_fields=["escalated_at", *give_to(item, kind, target)])
             _event(item, EventKind.WORK_ITEM_ESCALATED, now, before=before, after=target_text,
                    due_at=item.due_at.isoformat())
+            from . import signals
+
+            signals.send_on_commit(signals.work_item_reassigned, [item.pk], before=before, after=target_text)
         else:
             item.save(update_fields=["escalated_at"])
             data = {"assignee": before, "due_at": item.due_at.isoformat()}

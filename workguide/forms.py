@@ -93,3 +93,45 @@ class LaunchForm(forms.Form):
                 value = value.isoformat()
             values[var["name"]] = value
         return values
+
+
+class DelegationForm(forms.Form):
+    """My Work: while I am away, my new work goes to a substitute."""
+
+    substitute = forms.CharField(max_length=150, help_text="Their username.")
+    starts = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+                                 input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"])
+    ends = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+                               input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"])
+
+    def clean_substitute(self):
+        from django.contrib.auth import get_user_model
+
+        model = get_user_model()
+        name = self.cleaned_data["substitute"].strip()
+        user = model._default_manager.filter(**{model.USERNAME_FIELD: name}).first()
+        if user is None:
+            raise forms.ValidationError(f"No user {name!r}.")
+        return user
+
+
+class BulkForm(forms.Form):
+    """The items ticked on My Work (or the team view) and what to do with each."""
+
+    action = forms.ChoiceField(choices=[("claim", "Claim"), ("release", "Release"), ("reassign", "Reassign to")])
+    assignee = forms.CharField(max_length=300, required=False, label="Assignee",
+                               help_text='For reassign: "user:NAME", "group:NAME" or "queue:NAME".')
+    items = forms.TypedMultipleChoiceField(coerce=int, choices=(), required=True,
+                                           error_messages={"required": "Tick at least one item."})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["items"].valid_value = lambda value: str(value).isdigit() and len(str(value)) <= 18
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("action") == "reassign" and not (cleaned.get("assignee") or "").strip():
+            self.add_error("assignee", 'Say who gets them: "user:NAME", "group:NAME" or "queue:NAME".')
+        if len(cleaned.get("items") or []) > 100:
+            self.add_error("items", "At most 100 items at once.")
+        return cleaned

@@ -55,6 +55,10 @@ class WorkItem(models.Model):
     completed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    delegated_from = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="delegated_work_items",
+        help_text="The user this item was for, when a delegation gave it to their substitute.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -101,6 +105,41 @@ class WorkItem(models.Model):
         from .services import complete_work_item
 
         return complete_work_item(self, user, values)
+
+
+class Delegation(models.Model):
+    """An out-of-office substitute: from ``starts`` until ``ends``, new work for ``user`` goes to ``substitute``.
+
+    Only items given to ``user`` by name are redirected (a group's or queue's
+    items stay with the group or queue); the item records ``delegated_from``
+    and ``user`` still sees it. One hop: a substitute's own delegation is
+    not followed.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="delegations")
+    substitute = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                   related_name="delegations_received")
+    starts = models.DateTimeField()
+    ends = models.DateTimeField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["starts", "id"]
+        constraints = [
+            models.CheckConstraint(name="delegation_ends_after_start", condition=Q(ends__gt=models.F("starts"))),
+            models.CheckConstraint(name="delegation_not_to_self", condition=~Q(substitute=models.F("user"))),
+        ]
+        indexes = [models.Index(fields=["user", "ends"], name="delegation_user_ends"),
+                   models.Index(fields=["substitute", "ends"], name="delegation_substitute_ends")]
+
+    def __str__(self):
+        return f"{self.user} → {self.substitute} ({self.starts:%Y-%m-%d} – {self.ends:%Y-%m-%d})"
+
+    def is_active(self, now=None):
+        now = now or timezone.now()
+        return self.starts <= now < self.ends
 
 
 class LaunchRequest(models.Model):

@@ -55,7 +55,10 @@ class WorkItemNotification:
         item = self.item
         users = get_user_model()._default_manager.filter(is_active=True).exclude(email="")
         if item.assignee_type == "user":
-            people = users.filter(pk=item.assignee_user_id)
+            from .services import active_delegation
+
+            delegation = active_delegation(item.assignee_user)  # away: their substitute is told instead
+            people = users.filter(pk=delegation.substitute_id if delegation else item.assignee_user_id)
         elif item.assignee_type == "group":
             people = users.filter(groups=item.assignee_group_id)
         else:
@@ -144,6 +147,11 @@ def deliver(item_id, kind="new_work_item", only=None):
     )
     if item is None:
         log.info("work item %s is gone; no mail", item_id)
+        return []
+    off = set(baton_settings.BATON_WORK_ITEM_MAILS_OFF or ())
+    if "*" in off or item.run.orchestration.api_name in off:
+        log.info("work item %s: %s mail off for %s (BATON_WORK_ITEM_MAILS_OFF)", item_id, kind,
+                 item.run.orchestration.api_name)
         return []
     notification = NOTIFICATIONS[kind](item)
     if not notification.applies():

@@ -17,7 +17,8 @@ from orchestration.engine import StepFailure
 from orchestration import permissions
 from orchestration.models import EventKind
 
-from .models import Queue, WorkItem, WorkItemStatus
+from . import signals
+from .models import Delegation, Queue, WorkItem, WorkItemStatus
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +65,89 @@ def give_to(item, kind, target):
     """Set ``item``'s assignee to ``target`` (from ``parse_assignee``) and drop any claim; the caller saves.
 
     Returns the changed field names (for ``save(update_fields=...)``). Both
-    reassignment by a person (``reassign``) and escalation (``due.py``) go through here.
+    reassignment by a person (``reassign``) and escalation (``due.py``) go
+    through here; a user away on a delegation is replaced by their substitute
+    (``route``), and ``delegated_from`` says so.
     """
-    changed = _assign_fields(kind, target) | {"claimed_by": None}
+    kind, target, delegated_from = route(kind, target)
+    changed = _assign_fields(kind, target) | {"claimed_by": None, "delegated_from": delegated_from}
     for name, value in changed.items():
         setattr(item, name, value)
     return list(changed)
 
 
+# ---------------------------------------------------------------------------
+# Delegation: out-of-office substitutes
+# ---------------------------------------------------------------------------
+
+def active_delegation(user, now=None):
+    """``user``'s delegation in force at ``now`` (the latest started), or None."""
+    now = now or timezone.now()
+    return (Delegation.objects.filter(user=user, starts__lte=now, ends__gt=now, substitute__is_active=True)
+            .select_related("substitute").order_by("-starts", "-id").first())
+
+
+def route(kind, target, now=None):
+    """``(kind, target, delegated_from)``: a user away on a delegation is replaced by their substitute.
+
+    Every way work reaches a person goes through here (a step opening, a
+    reassignment, an escalation), so new work follows a delegation however
+    it arrives. One hop: the substitute's own delegation is not followed.
+    """
+    if kind != "user":
+        return kind, target, None
+    delegation = active_delegation(target, now)
+    if delegation is None:
+        return kind, target, None
+    return kind, delegation.substitute, target
+
+
+def delegating_to(user, now=None):
+    """The ids of the users whose delegation to ``user`` is in force now (a subquery, not a query)."""
+    now = now or timezone.now()
+    return Delegation.objects.filter(substitute=user, starts__lte=now, ends__gt=now).values("user_id")
+
+
+def set_delegation(by, substitute, starts, ends, user=None):
+    """Create a delegation for ``user`` (default: ``by``); another user's needs ``workguide.manage_workitem``.
+
+    ValidationError (keyed by field) for a period that ends before it
+    starts, a substitute who is the user, an inactive one, or a period that
+    overlaps another delegation of the same user; PermissionDenied for
+    someone else's without the permission.
+    """
+    user = user or by
+    if user.pk != by.pk and not can_manage(by):
+        raise PermissionDenied("setting another user's delegation needs workguide.manage_workitem")
+    errors = {}
+    if substitute.pk == user.pk:
+        errors["substitute"] = ["a user cannot be their own substitute"]
+    elif not substitute.is_active:
+        errors["substitute"] = [f"{substitute.get_username()} is not an active user"]
+    if ends <= starts:
+        errors["ends"] = ["the delegation must end after it starts"]
+    elif Delegation.objects.filter(user=user, starts__lt=ends, ends__gt=starts).exists():
+        errors["starts"] = [f"{user.get_username()} already has a delegation in this period"]
+    if errors:
+        raise ValidationError(errors)
+    return Delegation.objects.create(user=user, substitute=substitute, starts=starts, ends=ends, created_by=by)
+
+
+def delegations_for(user):
+    """The delegations ``user`` may see: their own and those naming them as substitute (managers: all)."""
+    qs = Delegation.objects.select_related("user", "substitute")
+    if can_manage(user):
+        return qs
+    return qs.filter(Q(user=user) | Q(substitute=user))
+
+
+def may_delete_delegation(delegation, user):
+    return delegation.user_id == user.pk or can_manage(user)
+
+
 def open_work_item(ctx, step_run, step, prepared):
     """Called by the engine (inside its transaction) when an interactive step starts."""
-    kind, target = parse_assignee(prepared.assignee)
+    kind, target, delegated_from = route(*parse_assignee(prepared.assignee), now=ctx.now)
     from orchestration.records import load_record
 
     record_label = ""
@@ -95,18 +168,27 @@ def open_work_item(ctx, step_run, step, prepared):
         inputs=prepared.inputs,
         created_at=ctx.now,
         due_at=prepared.due_at,
+        delegated_from=delegated_from,
         **_assign_fields(kind, target),
     )
-    ctx.event(EventKind.WORK_ITEM_OPENED, step.stage, step.name, work_item=item.pk, assignee=prepared.assignee)
+    extra = {"delegated_from": delegated_from.get_username()} if delegated_from else {}
+    ctx.event(EventKind.WORK_ITEM_OPENED, step.stage, step.name, work_item=item.pk, assignee=prepared.assignee,
+              **extra)
     from .notifications import notify_new_work_item
 
     transaction.on_commit(lambda: notify_new_work_item(item.pk))
+    signals.send_on_commit(signals.work_item_opened, [item.pk])
     return item
 
 
 def close_work_items(ctx, step_runs, status):
     ids = [s.pk for s in step_runs]
-    WorkItem.objects.filter(step_run_id__in=ids, status=WorkItemStatus.OPEN).update(
+    closing = WorkItem.objects.filter(step_run_id__in=ids, status=WorkItemStatus.OPEN)
+    signal = signals.work_item_completed if status == WorkItemStatus.COMPLETED else signals.work_item_canceled
+    if signal.has_listeners():
+        signals.send_on_commit(signal, closing.values_list("pk", flat=True),
+                               actor=ctx.actor if getattr(ctx.actor, "pk", None) else None)
+    closing.update(
         status=status, completed_at=ctx.now,
         completed_by=ctx.actor if (status == WorkItemStatus.COMPLETED and getattr(ctx.actor, "pk", None)) else None,
     )
@@ -120,8 +202,9 @@ can_manage = permissions.can_manage_work_items
 
 
 def _memberships(user):
-    """The ids of ``user``'s groups and of the queues they belong to (by name or through a group): two queries."""
-    group_ids = list(user.groups.values_list("id", flat=True))
+    """The ids of ``user``'s groups (a subquery, run inside the caller's query) and of the queues they
+    belong to (by name or through a group): one query, so My Work stays within its budget with a delegation."""
+    group_ids = user.groups.values("id")
     queue_ids = list(Queue.objects.filter(Q(members=user) | Q(member_groups__in=group_ids)).values_list("id", flat=True).distinct())
     return group_ids, queue_ids
 
@@ -136,6 +219,8 @@ def assignee_q(user, prefix="", memberships=None):
         Q(**{f"{prefix}assignee_user": user})
         | Q(**{f"{prefix}assignee_group_id__in": group_ids})
         | Q(**{f"{prefix}assignee_queue_id__in": queue_ids})
+        | Q(**{f"{prefix}delegated_from": user})  # delegated away: still theirs to see
+        | Q(**{f"{prefix}assignee_user_id__in": delegating_to(user)})  # a substitute sees the absent user's items
     )
 
 
@@ -174,47 +259,14 @@ def may_see_record_runs(user, record_model, record_pk):
     return can_view_runs(user) or record_items(user, record_model, record_pk).exists()
 
 
-def is_assignee(item, user):
-    if not user.is_authenticated:
-        return False
-    if item.assignee_type == WorkItem.USER:
-        return item.assignee_user_id == user.pk
-    if item.assignee_type == WorkItem.GROUP:
-        return user.groups.filter(pk=item.assignee_group_id).exists()
-    queue = item.assignee_queue
-    return queue.members.filter(pk=user.pk).exists() or queue.member_groups.filter(user=user).exists()
-
-
-def can_work(item, user):
-    """May ``user`` fill in and finish ``item`` now?
-
-    Its assignees and managers (``workguide.manage_workitem``), while nobody
-    else holds a claim on it. The claim binds managers too: a manager who
-    wants to finish an item someone else claimed releases or reassigns it
-    first (both recorded), so the claimer is never overtaken unnoticed.
-    """
-    if not (is_assignee(item, user) or can_manage(user)):
-        return False
-    return item.claimed_by_id in (None, user.pk)
-
-
-def holds(item, user):
-    """Is ``item`` ``user``'s own work: given to them by name, or claimed by them?"""
-    if not user.is_authenticated:
-        return False
-    if item.claimed_by_id is not None:
-        return item.claimed_by_id == user.pk
-    return item.assignee_type == WorkItem.USER and item.assignee_user_id == user.pk
-
-
-def can_release(item, user):
-    """May ``user`` give up the claim on ``item``? The claimer, or a manager."""
-    return item.claimed_by_id is not None and (item.claimed_by_id == user.pk or can_manage(user))
-
-
-def can_reassign(item, user):
-    """May ``user`` give ``item`` to someone else? Managers; and whoever holds it (``holds``): hand it on."""
-    return can_manage(user) or holds(item, user)
+# The rules for one item live in the permission module, with everyone else's.
+is_assignee = permissions.is_work_item_assignee
+can_claim = permissions.can_claim_work_item
+can_work = permissions.can_complete_work_item
+holds = permissions.holds_work_item
+can_release = permissions.can_release_work_item
+can_reassign = permissions.can_reassign_work_item
+can_skip = permissions.can_skip_work_item
 
 
 # ---------------------------------------------------------------------------
@@ -356,7 +408,7 @@ def claim(item, user):
     item as taken up, and the same call works for whatever an item is
     assigned to); for others it is not theirs (PermissionDenied).
     """
-    if not is_assignee(item, user):
+    if not can_claim(item, user):
         raise PermissionDenied("not your work item")
     with transaction.atomic():
         lock_run(item.run_id)  # the event below takes the run: take it first (see lock_run)
@@ -371,6 +423,7 @@ def claim(item, user):
                 raise WorkItemClosed(_closed_message(item))
             raise ClaimedByOther(f"{item.label} is already claimed by {item.claimed_by}")
         _log(item, EventKind.WORK_ITEM_CLAIMED, user)
+        signals.send_on_commit(signals.work_item_claimed, [item.pk], actor=user)
     item.refresh_from_db()
     return item
 
@@ -412,6 +465,7 @@ def reassign(item, user, assignee):
         before = fresh.assignee_display
         fresh.save(update_fields=give_to(fresh, kind, target))
         _log(fresh, EventKind.WORK_ITEM_REASSIGNED, user, before=before, after=assignee)
+        signals.send_on_commit(signals.work_item_reassigned, [fresh.pk], actor=user, before=before, after=assignee)
         from .notifications import notify_new_work_item
 
         transaction.on_commit(lambda: notify_new_work_item(fresh.pk))
@@ -455,6 +509,8 @@ def my_open_items(user):
         WorkItem.objects.filter(mine, status=WorkItemStatus.OPEN)
         .annotate(source=Case(
             When(assignee_user=user, then=Value("me")),
+            When(delegated_from=user, then=Value("me")),
+            When(assignee_user_id__in=delegating_to(user), then=Value("me")),
             When(assignee_group_id__in=group_ids, then=Value("groups")),
             default=Value("queues"),
             output_field=CharField(),

@@ -37,7 +37,7 @@ from flows.screens import ACTIONS, ScreenFlowState
 from orchestration import permissions
 
 from . import services
-from .forms import CommentForm, MyWorkFilterForm, ReassignForm
+from .forms import BulkForm, CommentForm, DelegationForm, MyWorkFilterForm, ReassignForm
 from .models import Queue, WorkItem
 from .services import ClaimedByOther, WorkItemClosed
 
@@ -50,7 +50,7 @@ CHANGED_EVENT = "workguide-changed"
 STEP_COMPLETED_EVENT = "baton:step-completed"
 ITEM_RELATED = (
     "run__orchestration", "flow", "step_run", "assignee_user", "assignee_group", "assignee_queue", "claimed_by",
-    "completed_by",
+    "completed_by", "delegated_from",
 )
 
 
@@ -94,10 +94,14 @@ def _my_work(request):
         from django.db.models import Q
 
         shown = shown.filter(Q(label__icontains=query) | Q(record_label__icontains=query))
-    shown = shown.select_related("run__orchestration", "assignee_user", "assignee_group", "assignee_queue", "claimed_by")
+    shown = shown.select_related("run__orchestration", "assignee_user", "assignee_group", "assignee_queue", "claimed_by",
+                                 "delegated_from")
     page = Paginator(shown, PAGE_SIZE).get_page(request.GET.get("page"))
     kept = {k: v for k, v in request.GET.items() if k != "page" and v not in ("", None)}
     return {
+        **_delegation_context(request.user),
+        "bulk_form": BulkForm(),
+        "may_manage": services.can_manage(request.user),
         "form": form,
         "counts": counts,
         "page": page,
@@ -112,6 +116,133 @@ def _my_work(request):
 @require_GET
 def my_work(request):
     return render(request, "workguide/my_work.html", _my_work(request))
+
+
+def _delegation_context(user, form=None):
+    """The caller's delegations (current and coming) and the form to set one: one query."""
+    mine = list(services.delegations_for(user).filter(user=user, ends__gt=timezone.now()).order_by("starts"))
+    return {"delegations": mine, "delegation_form": form or DelegationForm(), "now": timezone.now()}
+
+
+@login_required
+@require_POST
+def delegate(request):
+    """Set the caller's delegation from My Work (another user's is the API's, for managers)."""
+    form = DelegationForm(request.POST)
+    if form.is_valid():
+        try:
+            services.set_delegation(request.user, form.cleaned_data["substitute"], form.cleaned_data["starts"],
+                                    form.cleaned_data["ends"])
+            messages.success(request, f"Until {form.cleaned_data['ends']:%Y-%m-%d %H:%M}, new work for you goes to "
+                                      f"{form.cleaned_data['substitute'].get_username()}.")
+            return redirect("workguide:my_work")
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error)
+    context = _my_work(request) | _delegation_context(request.user, form)
+    return render(request, "workguide/my_work.html", context, status=400)
+
+
+@login_required
+@require_POST
+def end_delegation(request, pk):
+    delegation = get_object_or_404(services.delegations_for(request.user), pk=pk)
+    if not services.may_delete_delegation(delegation, request.user):
+        raise Http404("no such delegation")
+    delegation.delete()
+    messages.success(request, "Your delegation is ended: new work comes to you again.")
+    return redirect("workguide:my_work")
+
+
+def _row_label(item):
+    return f"{item.label} — {item.record_label}" if item.record_label else item.label
+
+
+BULK_ACTIONS = {"claim": "Claimed", "release": "Released", "reassign": "Reassigned"}
+
+
+@login_required
+@require_POST
+def bulk(request):
+    """Claim, release or reassign the ticked items, each on its own: a result line per item."""
+    form = BulkForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect("workguide:my_work")
+    action = form.cleaned_data["action"]
+    ids = form.cleaned_data["items"]
+    found = {item.pk: item for item in services.visible_items(request.user).select_related(*ITEM_RELATED)
+             .filter(pk__in=ids)}
+    results = []
+    for pk in ids:
+        item = found.get(pk)
+        if item is None:
+            results.append({"pk": pk, "label": f"Item {pk}", "ok": False, "text": "not found"})
+            continue
+        try:
+            if action == "claim":
+                services.claim(item, request.user)
+            elif action == "release":
+                if item.claimed_by_id is None:
+                    raise PermissionDenied("it is not claimed")
+                services.unclaim(item, request.user)
+            else:
+                services.reassign(item, request.user, form.cleaned_data["assignee"])
+            results.append({"pk": pk, "label": _row_label(item), "ok": True, "text": BULK_ACTIONS[action].lower()})
+        except ValidationError as exc:
+            results.append({"pk": pk, "label": _row_label(item), "ok": False, "text": " ".join(_messages_of(exc))})
+        except (ClaimedByOther, WorkItemClosed, PermissionDenied) as exc:
+            results.append({"pk": pk, "label": _row_label(item), "ok": False, "text": str(exc) or "not allowed"})
+    if request.POST.get("from") == "team" and services.can_manage(request.user):
+        return render(request, "workguide/team.html", _team(request) | {"bulk_results": results, "bulk_action": action})
+    context = _my_work(request) | {"bulk_results": results, "bulk_action": action}
+    return render(request, "workguide/my_work.html", context)
+
+
+@login_required
+@require_GET
+def team(request):
+    """Managers: the open items of every group and queue, who holds what, what is overdue."""
+    if not services.can_manage(request.user):
+        raise PermissionDenied("the team view needs workguide.manage_workitem")
+    return render(request, "workguide/team.html", _team(request))
+
+
+def _team(request):
+    from django.db.models import Count, F, Q
+
+    now = timezone.now()
+    items = (WorkItem.objects.filter(status="open").exclude(assignee_type=WorkItem.USER)
+             .select_related("run__orchestration", "assignee_group", "assignee_queue", "claimed_by", "delegated_from")
+             .order_by(F("due_at").asc(nulls_last=True), "-created_at", "-id"))
+    team_name = request.GET.get("team", "")
+    kind, _, name = team_name.partition(":")
+    if kind == "group":
+        items = items.filter(assignee_group__name=name)
+    elif kind == "queue":
+        items = items.filter(assignee_queue__name=name)
+    overdue = Q(due_at__lt=now)
+    teams = [
+        {"key": f"group:{row['assignee_group__name']}", "open": row["open"], "overdue": row["overdue"],
+         "unclaimed": row["unclaimed"]}
+        for row in WorkItem.objects.filter(status="open", assignee_type=WorkItem.GROUP).values("assignee_group__name")
+        .annotate(open=Count("id"), overdue=Count("id", filter=overdue),
+                  unclaimed=Count("id", filter=Q(claimed_by__isnull=True))).order_by("assignee_group__name")
+    ] + [
+        {"key": f"queue:{row['assignee_queue__name']}", "open": row["open"], "overdue": row["overdue"],
+         "unclaimed": row["unclaimed"]}
+        for row in WorkItem.objects.filter(status="open", assignee_type=WorkItem.QUEUE).values("assignee_queue__name")
+        .annotate(open=Count("id"), overdue=Count("id", filter=overdue),
+                  unclaimed=Count("id", filter=Q(claimed_by__isnull=True))).order_by("assignee_queue__name")
+    ]
+    holders = list(items.order_by().filter(claimed_by__isnull=False).values("claimed_by__username")
+                   .annotate(held=Count("id"), overdue=Count("id", filter=overdue)).order_by("-held"))
+    page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+    return {"teams": teams, "team": team_name, "holders": holders, "page": page, "items": list(page.object_list),
+            "now": now, "bulk_form": BulkForm(), "bulk_from": "team"}
 
 
 @login_required
@@ -145,7 +276,7 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
         "item": item, "ctx": ctx, "done": done, "notice": notice, "form": None, "state": None,
         "blocked": "", "problem": "", "next_items": next_items or [],
         "claimable": item.is_open and item.assignee_type != WorkItem.USER and item.claimed_by_id is None
-        and services.is_assignee(item, user),
+        and services.can_claim(item, user),
     }
     if done:
         return data
@@ -319,7 +450,7 @@ def _claim_on_start(item, user):
     """A group or queue item is claimed by whoever starts filling it in, so two people never do it twice."""
     if item.assignee_type == WorkItem.USER or item.claimed_by_id == user.pk:
         return
-    if item.claimed_by_id is None and services.is_assignee(item, user):
+    if item.claimed_by_id is None and services.can_claim(item, user):
         services.claim(item, user)
 
 

@@ -200,3 +200,37 @@ def test_the_same_launch_form_sent_twice_at_once_starts_one_run(setting):
         assert answers[0][1] == [f"Started {run.orchestration.label or api_name} (run #{run.pk})."], answers
         assert "only one run was started" in answers[1][1][0], answers
     assert OrchestrationRun.objects.count() == rounds
+
+
+def test_two_members_bulk_claiming_the_same_items_at_once_each_item_goes_to_one(setting):
+    """Issue 17 point 3: bulk claim from My Work by two members of the group, in opposite orders, released
+    together: every item ends claimed by exactly one of them, each page reports one ✓ per item it won and an
+    ✗ "already claimed" for the rest, no error and no deadlock."""
+    from django.test import Client
+
+    gina = User.objects.create_user("gina")
+    gina.groups.add(Group.objects.get(name="crew"))
+    for round_number in range(max(ROUNDS // 12, 3)):
+        ids = [WorkItem.objects.get(run=engine.start_run(setting["orch"])).pk for _ in range(5)]
+        results, barrier = {}, threading.Barrier(2)
+
+        def bulk_claim(user, order):
+            def send():
+                client = Client()
+                client.force_login(user)
+                response = client.post("/workguide/bulk/", {"action": "claim", "items": order})
+                page = response.content.decode()
+                return response.status_code, page.count("✓ claimed"), page.count("is already claimed by")
+            return send
+
+        threads = [in_thread(bulk_claim(setting["alice"], ids), results, "alice", barrier),
+                   in_thread(bulk_claim(gina, list(reversed(ids))), results, "gina", barrier)]
+        for thread in threads:
+            thread.join(30)
+        assert not any(t.is_alive() for t in threads)
+        assert all(not isinstance(r, BaseException) for r in results.values()), results
+        assert [r[0] for r in results.values()] == [200, 200]
+        won = {name: WorkItem.objects.filter(pk__in=ids, claimed_by__username=name).count() for name in results}
+        assert sum(won.values()) == 5, won
+        for name, (_, ok, refused) in results.items():
+            assert ok == won[name] and refused == 5 - won[name], (name, results)
