@@ -9,6 +9,7 @@ urlpatterns = [
     path("items/<int:pk>/", views.item_page, name="item"),
     path("items/<int:pk>/flow/", views.flow_panel, name="flow"),
     path("items/<int:pk>/flow/preview/", views.flow_preview, name="flow_preview"),
+    path("items/<int:pk>/flow/draft/", views.flow_draft, name="flow_draft"),
     path("items/<int:pk>/path/", views.item_path, name="item_path"),
     path("items/<int:pk>/claim/", views.claim_item, name="claim"),
     path("items/<int:pk>/unclaim/", views.unclaim_item, name="unclaim"),

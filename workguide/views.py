@@ -23,7 +23,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import Http404, HttpResponseBadRequest
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -258,6 +258,28 @@ def flow_preview(request, pk):
     services.save_progress(item, state.progress)
     panel = panel_context(request, item, form=form, state=state, ctx=ctx)
     return render(request, "workguide/_live_fields.html", {"panel": panel, "item": item, "form": panel["form"]})
+
+
+@login_required
+@require_POST
+def flow_draft(request, pk):
+    """Keep what is typed on the current screen as its draft, as the fields change (htmx, no swap): 204.
+
+    The form names its screen (``screen``, its index); a draft for another
+    screen than the one the person stands on (a request still on its way
+    after Next or Back) is dropped, as is one for an item that is no longer
+    theirs to work. Nothing is validated and nothing is claimed.
+    """
+    item = get_item(request, pk)
+    if item.is_open and services.can_work(item, request.user):
+        try:
+            state = _state(item)
+        except FlowError:
+            state = None
+        if state is not None and not state.finished and request.POST.get("screen") == str(state.index):
+            state.drafts[state.current_screen.name] = state.preview(request.POST).initial_draft
+            services.save_progress(item, state.progress)
+    return HttpResponse(status=204)
 
 
 def _flow_move(request, item):

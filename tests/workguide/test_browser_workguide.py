@@ -194,3 +194,27 @@ def test_two_people_finishing_the_same_item(page, browser, live_server, users, s
     expect(manager.get_by_text("was already completed by alice")).to_be_visible()
     shot(manager, screenshot_dir, "finish-twice-second")
     other.close()
+
+
+def test_values_typed_but_not_submitted_survive_leaving_the_page(page, live_server, users, screenshot_dir):
+    """Issue 17 point 5: a draft is saved as the fields change, on a screen without visible_if too."""
+    run = start(guide_orchestration(), record=employee())
+    item = item_of(run)
+    log_in(page, live_server, "alice", f"/workguide/items/{item.pk}/")
+    page.get_by_label("Laptop").select_option("mac")
+    page.get_by_label("Monitors").fill("3")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("Screen 2 of 2")).to_be_visible()
+    with page.expect_response(lambda r: r.url.endswith("/flow/draft/") and r.status == 204):
+        page.get_by_label("Notes").fill("typed, never submitted")
+    with page.expect_response(lambda r: r.url.endswith("/flow/draft/") and r.status == 204):
+        page.get_by_label("Needed by").fill("2030-02-03")
+    page.get_by_role("link", name="My Work").first.click()
+    expect(page.get_by_role("heading", name="My Work")).to_be_visible()
+    page.go_back()
+    page.reload()
+    expect(page.get_by_text("Screen 2 of 2")).to_be_visible()
+    expect(page.get_by_label("Notes")).to_have_value("typed, never submitted")
+    expect(page.get_by_label("Needed by")).to_have_value("2030-02-03")
+    shot(page, screenshot_dir, "draft-kept")
+    assert item_of(run).status == "open"

@@ -682,3 +682,33 @@ def test_the_launch_button_warns_of_a_run_already_running_on_the_record(client, 
     assert OrchestrationRun.objects.count() == 2
     other = employee("Grace", "Hopper")  # another record: no warning
     assert "already running" not in _render('{% launch_button "refresh" record %}', alice, record=other)
+
+
+def test_values_typed_on_any_screen_are_kept_as_a_draft_as_they_change(alice, users, item):
+    """Issue 17 point 5: what is typed on the current screen survives leaving the page, not only submitted
+    screens (a screen without visible_if kept nothing until Next)."""
+    post(alice, item, "next", STEP_ONE)
+    page = alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    # Every screen's fields post a draft as they change, naming the screen they belong to.
+    assert f'hx-post="/workguide/items/{item.pk}/flow/draft/"' in page and 'name="screen" value="1"' in page
+    response = alice.post(f"/workguide/items/{item.pk}/flow/draft/",
+                          {"ctx": "page", "screen": "1", "notes": "call <b>first</b>", "contact": "not-yet"}, **HX)
+    assert response.status_code == 204
+    reloaded = alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "call &lt;b&gt;first&lt;/b&gt;</textarea>" in reloaded and 'value="not-yet"' in reloaded
+    assert "errorlist" not in reloaded  # a draft is not validated
+    # A late draft of a screen the person has left changes nothing (it would land on the wrong screen).
+    before = item_of(item.run).progress
+    assert alice.post(f"/workguide/items/{item.pk}/flow/draft/", {"screen": "0", "laptop": "linux"},
+                      **HX).status_code == 204
+    assert item_of(item.run).progress == before
+    # Back and Next again: the draft of screen two is still there; finishing clears it with the item.
+    post(alice, item, "back", {"notes": "call <b>first</b>"})  # Back sends the screen as it stands
+    post(alice, item, "next", STEP_ONE)
+    assert "call &lt;b&gt;first&lt;/b&gt;" in alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    # Nobody else's draft: an outsider gets 404, an item no longer open keeps what it had.
+    alice.logout()
+    alice.force_login(users["otto"])
+    assert alice.post(f"/workguide/items/{item.pk}/flow/draft/", {"screen": "1", "notes": "x"}, **HX).status_code == 404
+    alice.force_login(users["alice"])
+    assert alice.get(f"/workguide/items/{item.pk}/flow/draft/").status_code == 405
