@@ -160,18 +160,34 @@ def record_items(user, record_model, record_pk):
     )
 
 
+def record_runs(user, record_model, record_pk):
+    """The runs on a record that ``user`` may follow in its Work Guide component (any status).
+
+    Every run for who may see runs; else the runs they requested (started)
+    and the runs in which they have an item (``record_items``).
+    """
+    from orchestration.models import OrchestrationRun
+
+    runs = OrchestrationRun.objects.filter(record_model=record_model, record_pk=str(record_pk))
+    if not user.is_authenticated:
+        return runs.none()
+    if can_view_runs(user):
+        return runs
+    return runs.filter(Q(started_by=user) | Q(pk__in=record_items(user, record_model, record_pk).values("run_id")))
+
+
 def may_see_record_runs(user, record_model, record_pk):
     """May ``user`` see the Work Guide of a record (its runs' stage paths)?
 
-    Those who may see runs, and those who have an item there: one they may
-    see now (assigned to them, their group or their queue, or any item for a
-    manager), open or already closed, so that finishing one's step does not
-    hide the path it just moved. Nobody else learns whether the record has
-    runs, or even exists.
+    Those who may see runs, those who requested a run there, and those who
+    have an item there: one they may see now (assigned to them, their group
+    or their queue, or any item for a manager), open or already closed, so
+    that finishing one's step does not hide the path it just moved. Nobody
+    else learns whether the record has runs, or even exists.
     """
     if not user.is_authenticated:
         return False
-    return can_view_runs(user) or record_items(user, record_model, record_pk).exists()
+    return can_view_runs(user) or record_runs(user, record_model, record_pk).exists()
 
 
 def is_assignee(item, user):
@@ -515,6 +531,65 @@ def stage_path(run, stage_runs=None):
             state = "skipped"
         path.append({"name": element.name, "label": element.label, "state": state})
     return path
+
+
+def waiting_on(runs):
+    """For running ``runs``: run id → its open work items (who holds them, when due), soonest due first. One query."""
+    from django.db.models import F
+
+    waiting = {run.pk: [] for run in runs}
+    if not waiting:
+        return waiting
+    items = (WorkItem.objects.filter(run_id__in=list(waiting), status=WorkItemStatus.OPEN)
+             .select_related("assignee_user", "assignee_group", "assignee_queue", "claimed_by")
+             .order_by(F("due_at").asc(nulls_last=True), "created_at", "id"))
+    for item in items:
+        waiting[item.run_id].append(item)
+    return waiting
+
+
+def holder_text(item):
+    """Who an open item waits on, in words: "alice", "group crew, claimed by gina", "queue desk"."""
+    if item.assignee_type == WorkItem.USER:
+        return item.assignee_user.get_username()
+    name = item.assignee_group.name if item.assignee_type == WorkItem.GROUP else item.assignee_queue.name
+    text = f"{item.assignee_type} {name}"
+    return f"{text}, claimed by {item.claimed_by.get_username()}" if item.claimed_by_id else text
+
+
+def past_runs(runs, limit=5):
+    """The ended ones of ``runs``, newest first, each ``{run, outcome}`` in words. Three queries."""
+    from orchestration.models import RunEvent, RunStatus, StageRun, StageStatus
+    from orchestration.plan import Plan
+
+    ended = list(runs.exclude(status=RunStatus.RUNNING).select_related("orchestration")
+                 .order_by("-ended_at", "-started_at", "-id")[:limit])
+    ids = [run.pk for run in ended]
+    last_stage = dict(StageRun.objects.filter(run_id__in=ids, status=StageStatus.COMPLETED)
+                      .order_by("run_id", "id").values_list("run_id", "stage_name"))  # the last one per run wins
+    cancels = {}
+    for event in (RunEvent.objects.filter(run_id__in=ids, kind="run_canceled").select_related("actor")
+                  .order_by("run_id", "id")):
+        cancels[event.run_id] = event
+    entries = []
+    for run in ended:
+        if run.status == RunStatus.COMPLETED:
+            outcome = "Completed"
+            stage = last_stage.get(run.pk)
+            if stage:
+                element = Plan.load(run.orchestration_id).by_name.get(stage)
+                outcome += f", last stage “{element.label if element else stage}”"
+        elif run.status == RunStatus.CANCELED:
+            event = cancels.get(run.pk)
+            outcome = "Canceled" + (f" by {event.actor.get_username()}" if event and event.actor_id else "")
+            reason = str(((event.data or {}).get("reason") if event else "") or "")
+            if reason:
+                outcome += f": “{reason}”"
+        else:
+            first_line = (run.error or "").strip().splitlines()[:1]
+            outcome = "Stopped with an error" + (f": {first_line[0][:160]}" if first_line else "")
+        entries.append({"run": run, "outcome": outcome})
+    return entries
 
 
 def _reachable(plan, names):

@@ -506,25 +506,30 @@ def comment_item(request, pk):
 # The record component
 # ---------------------------------------------------------------------------
 
-def component_context(request, record_model, record_pk, notice=""):
-    """The running orchestrations on a record and the caller's open items for it.
+PAST_RUNS = 5
 
-    Who may see runs gets every running orchestration; anyone else only the
-    runs in which they have an item (``services.record_items``), and nothing
-    about the others. Callers check ``services.may_see_record_runs`` first.
+
+def component_context(request, record_model, record_pk, notice=""):
+    """The running orchestrations on a record, whom each waits on, the caller's open items, the past runs.
+
+    Who may see runs gets every run on the record; anyone else only the
+    runs they requested and those in which they have an item
+    (``services.record_runs``), and nothing about the others. Callers check
+    ``services.may_see_record_runs`` first.
     """
-    from orchestration.models import OrchestrationRun, RunStatus, StageRun
+    from orchestration.models import RunStatus, StageRun
 
     user = request.user
-    runs = OrchestrationRun.objects.filter(record_model=record_model, record_pk=str(record_pk), status=RunStatus.RUNNING)
-    if not services.can_view_runs(user):
-        runs = runs.filter(pk__in=services.record_items(user, record_model, record_pk).values("run_id"))
+    visible = services.record_runs(user, record_model, record_pk)
     runs = list(
-        runs.select_related("orchestration")
+        visible.filter(status=RunStatus.RUNNING).select_related("orchestration")
         .prefetch_related(Prefetch("stage_runs", queryset=StageRun.objects.order_by("id")))
         .order_by("started_at", "id")
     )
-    paths = [{"run": run, "path": services.stage_path(run, list(run.stage_runs.all()))} for run in runs]
+    waiting = services.waiting_on(runs)
+    paths = [{"run": run, "path": services.stage_path(run, list(run.stage_runs.all())),
+              "waiting": [{"item": item, "holder": services.holder_text(item)} for item in waiting[run.pk]]}
+             for run in runs]
     if services.can_manage(user):
         mine = WorkItem.objects.filter(status="open")
     else:
@@ -536,7 +541,8 @@ def component_context(request, record_model, record_pk, notice=""):
     panels = [panel_context(request, item, ctx="component") for item in items]
     dom_id = "wg-" + "".join(ch if ch.isalnum() else "-" for ch in f"{record_model}-{record_pk}")
     return {
-        "paths": paths, "panels": panels, "notice": notice, "dom_id": dom_id,
+        "paths": paths, "panels": panels, "notice": notice, "dom_id": dom_id, "now": timezone.now(),
+        "past_runs": services.past_runs(visible, PAST_RUNS),
         "record_model": record_model, "record_pk": str(record_pk), "request": request, "user": user,
     }
 

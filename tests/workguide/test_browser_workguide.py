@@ -218,3 +218,28 @@ def test_values_typed_but_not_submitted_survive_leaving_the_page(page, live_serv
     expect(page.get_by_label("Needed by")).to_have_value("2030-02-03")
     shot(page, screenshot_dir, "draft-kept")
     assert item_of(run).status == "open"
+
+
+def test_requester_reads_who_the_run_waits_on_and_earlier_runs(page, live_server, users, screenshot_dir):
+    """Issue 17 point 6 on the demo's record page, for a requester who has no item in the run."""
+    import datetime
+
+    from django.utils import timezone
+
+    from orchestration import engine
+    from workguide.models import WorkItem
+
+    record = employee()
+    orch = guide_orchestration(assignee={"group": "crew"})
+    old = start(orch, record=record, user=users["quinn"])
+    engine.cancel_run(old.pk, user=users["mona"], reason="Started by mistake")
+    run = start(orch, record=record, user=users["quinn"])
+    WorkItem.objects.filter(run=run).update(due_at=timezone.now() + datetime.timedelta(days=1))
+    log_in(page, live_server, "quinn", f"/demo/employees/{record.pk}/")
+    component = page.locator(".wg-component")
+    expect(component.locator(".wg-waiting")).to_contain_text("group crew")
+    expect(component.locator(".wg-waiting")).to_contain_text("Enter the details")
+    expect(component.locator(".wg-waiting time")).to_be_visible()
+    component.get_by_text("Earlier runs").click()
+    expect(component.locator(".wg-past-runs")).to_contain_text("Canceled by mona: “Started by mistake”")
+    shot(page, screenshot_dir, "component-requester")

@@ -712,3 +712,38 @@ def test_values_typed_on_any_screen_are_kept_as_a_draft_as_they_change(alice, us
     assert alice.post(f"/workguide/items/{item.pk}/flow/draft/", {"screen": "1", "notes": "x"}, **HX).status_code == 404
     alice.force_login(users["alice"])
     assert alice.get(f"/workguide/items/{item.pk}/flow/draft/").status_code == 405
+
+
+def test_the_component_tells_the_requester_who_it_waits_on_and_lists_past_runs(client, users):
+    """Issue 17 point 6: a requester (who started the runs, holds no item and may not view runs) reads who the run
+    is waiting on and when it is due, and the record's earlier runs with their outcome."""
+    from orchestration import engine
+
+    record = employee()
+    orch = guide_orchestration(assignee={"group": "crew"})
+    running = start(orch, record=record, user=users["alice"])
+    waiting = item_of(running)
+    due = timezone.now() + datetime.timedelta(days=2)
+    WorkItem.objects.filter(pk=waiting.pk).update(due_at=due)
+    services.claim(item_of(running), users["gina"])
+    canceled = start(orch, record=record, user=users["alice"])
+    engine.cancel_run(canceled.pk, user=users["mona"], reason="Asked twice <oops>")
+    done = start(orch, record=record, user=users["alice"])
+    OrchestrationRun.objects.filter(pk=done.pk).update(status="completed", ended_at=timezone.now())
+    start(orch, record=employee("Other", "Person"), user=users["alice"])  # another record: not listed
+
+    client.force_login(users["alice"])
+    response = client.get(f"/workguide/records/demo.employee/{record.pk}/", **HX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    # Who the running run waits on, and by when.
+    assert "Waiting on" in html and "Enter the details" in html and "group crew" in html
+    assert "claimed by gina" in html and f"due <time datetime=\"{timezone.localtime(due).isoformat()}\">{timezone.localtime(due):%Y-%m-%d %H:%M}</time>" in html
+    # Earlier runs of the record with their outcome, newest first; the cancel reason escaped.
+    assert "Earlier runs" in html
+    assert html.index(f"#{done.pk}") < html.index(f"#{canceled.pk}")
+    assert "Completed" in html and "Canceled by mona" in html and "Asked twice &lt;oops&gt;" in html
+    assert "About the hire" not in html  # not hers to fill in
+    # Someone with nothing to do with the record still learns nothing.
+    client.force_login(users["otto"])
+    assert client.get(f"/workguide/records/demo.employee/{record.pk}/", **HX).status_code == 404
