@@ -299,6 +299,7 @@ class PathStepSerializer(serializers.Serializer):
     assignee = serializers.SerializerMethodField(help_text='{"user"|"group"|"queue"|"expr": value}; '
                                                            "interactive steps only.")
     due_in = serializers.CharField()
+    priority = serializers.IntegerField(help_text="0 to 100 (default 50); work items copy it, My Work sorts by it.")
 
     @extend_schema_field(OpenApiTypes.ANY)
     def get_entry(self, step):
@@ -418,12 +419,12 @@ ORCHESTRATION_DETAIL_EXAMPLE = {
                     "flow": "onboarding_pick_equipment",
                     "inputs": {"employee_name": 'record.first_name + " " + record.last_name'},
                     "entry": "stage_start", "exit": "step_completes", "assignee": {"queue": "it_support"},
-                    "due_in": "3d"}],
+                    "due_in": "3d", "priority": 50}],
          "outcomes": [], "default": ""},
         {"type": "stage", "name": "deliver", "label": "Deliver", "next": "", "exit": "all_steps_complete",
          "steps": [{"name": "ship", "label": "Ship the equipment", "type": "background",
                     "flow": "onboarding_ship_equipment", "inputs": {"employee_id": "record.id"},
-                    "entry": "stage_start", "exit": "step_completes", "assignee": None, "due_in": ""}],
+                    "entry": "stage_start", "exit": "step_completes", "assignee": None, "due_in": "", "priority": 50}],
          "outcomes": [], "default": ""},
     ],
 }

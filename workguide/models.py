@@ -49,6 +49,7 @@ class WorkItem(models.Model):
     progress = models.JSONField(default=dict, blank=True, help_text="Screen reached and values so far.")
     created_at = models.DateTimeField(default=timezone.now)
     due_at = models.DateTimeField(null=True, blank=True)
+    priority = models.PositiveSmallIntegerField(default=50, help_text="The step's priority (0 to 100), higher first.")
     reminded_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -95,6 +95,7 @@ def open_work_item(ctx, step_run, step, prepared):
         inputs=prepared.inputs,
         created_at=ctx.now,
         due_at=prepared.due_at,
+        priority=step.priority,
         **_assign_fields(kind, target),
     )
     ctx.event(EventKind.WORK_ITEM_OPENED, step.stage, step.name, work_item=item.pk, assignee=prepared.assignee)
