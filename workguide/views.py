@@ -22,7 +22,8 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch, Q
+from django.db.models.fields.json import KeyTextTransform
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -35,6 +36,7 @@ from flows.compiled import FlowSpec
 from flows.runtime import FlowError
 from flows.screens import ACTIONS, ScreenFlowState
 from orchestration import permissions
+from orchestration.conf import baton_settings
 
 from . import services
 from .forms import CommentForm, MyWorkFilterForm, ReassignForm
@@ -73,6 +75,15 @@ def _ctx_of(request):
 # My Work
 # ---------------------------------------------------------------------------
 
+SORTS = {
+    "": ("-created_at", "-id"),
+    "oldest": ("created_at", "id"),
+    "due": (F("due_at").asc(nulls_last=True), "-created_at", "-id"),
+    "priority": ("-priority", F("due_at").asc(nulls_last=True), "-created_at", "-id"),
+}
+NOT_KEPT = ("page", "known")  # the pager's and the live refresh's own parameters
+
+
 def _my_work(request):
     items = services.my_open_items(request.user)
     orchestrations = list(
@@ -82,27 +93,41 @@ def _my_work(request):
     form = MyWorkFilterForm(request.GET or None, orchestrations=choices)
     filters = form.filters() if request.GET else {}
     counts = services.source_counts(items)
-    shown = items
-    if filters.get("source"):
-        shown = shown.filter(source=filters["source"])
+    completed_tab = filters.get("tab") == "completed"
+    if completed_tab:  # what the caller finished, newest first; the sources and overdue do not apply
+        shown = WorkItem.objects.filter(status="completed", completed_by=request.user).order_by("-completed_at", "-id")
+    else:
+        shown = items.order_by(*SORTS[filters.get("sort") or ""])
+        if filters.get("source"):
+            shown = shown.filter(source=filters["source"])
+        if filters.get("overdue"):
+            shown = shown.filter(due_at__lt=timezone.now())
     if filters.get("orchestration"):
         shown = shown.filter(run__orchestration__api_name=filters["orchestration"])
-    if filters.get("overdue"):
-        shown = shown.filter(due_at__lt=timezone.now())
     query = (filters.get("q") or "").strip()
     if query:
-        from django.db.models import Q
-
         shown = shown.filter(Q(label__icontains=query) | Q(record_label__icontains=query))
+    record = (filters.get("record") or "").strip()
+    if record:
+        shown = shown.filter(record_label__icontains=record)
+    if filters.get("data_field"):  # process data: a field of the item's inputs (a checked name, never a lookup)
+        shown = shown.alias(process_value=KeyTextTransform(filters["data_field"], "inputs"))
+        value = (filters.get("data_value") or "").strip()
+        shown = (shown.filter(process_value__icontains=value) if value
+                 else shown.filter(inputs__has_key=filters["data_field"]))
     shown = shown.select_related("run__orchestration", "assignee_user", "assignee_group", "assignee_queue", "claimed_by")
     page = Paginator(shown, PAGE_SIZE).get_page(request.GET.get("page"))
-    kept = {k: v for k, v in request.GET.items() if k != "page" and v not in ("", None)}
+    kept = {k: v for k, v in request.GET.items() if k not in NOT_KEPT and v not in ("", None)}
     return {
+        "completed_tab": completed_tab,
+        "sort_label": dict(form.fields["sort"].choices).get(filters.get("sort") or "", "Newest first"),
+        "poll_seconds": baton_settings.BATON_WORKGUIDE_POLL_SECONDS,
+        "page_number": page.number,
         "form": form,
         "counts": counts,
         "page": page,
         "items": list(page.object_list),
-        "filtered": bool(kept),
+        "filtered": bool(set(kept) - {"tab", "sort"}),
         "query_string": urlencode(kept),
         "now": timezone.now(),
     }
@@ -117,10 +142,18 @@ def my_work(request):
 @login_required
 @require_GET
 def my_work_results(request):
-    """The results only (the list, its pager), for htmx; pushes the page's own URL."""
+    """The results only (the list, its pager, the counts out of band), for htmx; pushes the page's own URL.
+
+    The live refresh polls this with ``known`` = the version it shows: while
+    ``services.open_items_version`` still gives that (one query), the answer
+    is 204 and htmx leaves the list as it is.
+    """
+    known = request.GET.get("known")
+    if known and known == services.open_items_version(request.user):
+        return HttpResponse(status=204)
     context = _my_work(request)
-    response = render(request, "workguide/_results.html", context)
-    if request.htmx:
+    response = render(request, "workguide/_results.html", {**context, "oob_counts": bool(request.htmx)})
+    if request.htmx and not known:
         url = reverse("workguide:my_work")
         query = context["query_string"]
         page_number = request.GET.get("page")

@@ -747,3 +747,93 @@ def test_the_component_tells_the_requester_who_it_waits_on_and_lists_past_runs(c
     # Someone with nothing to do with the record still learns nothing.
     client.force_login(users["otto"])
     assert client.get(f"/workguide/records/demo.employee/{record.pk}/", **HX).status_code == 404
+
+
+def test_my_work_sorts_by_due_date_created_and_priority(client, users, run):
+    """Issue 17 point 4: sort by due date, created, priority (a step's priority, copied to its item)."""
+    item = item_of(run)
+    assert item.priority == 50  # the default
+    now = timezone.now()
+    WorkItem.objects.filter(pk=item.pk).update(label="Middle", priority=50, due_at=now + datetime.timedelta(days=2),
+                                               created_at=now - datetime.timedelta(hours=2))
+    WorkItem.objects.bulk_create([
+        _copy(item, 1, priority=90, due_at=None, created_at=now - datetime.timedelta(hours=3)),
+        _copy(item, 2, priority=10, due_at=now + datetime.timedelta(days=1), created_at=now - datetime.timedelta(hours=1)),
+    ])
+    client.force_login(users["alice"])
+
+    def order(query):
+        return [i.label for i in client.get(f"/workguide/results/?{query}", **HX).context["items"]]
+
+    assert order("") == ["Copy 2", "Middle", "Copy 1"]  # newest first
+    assert order("sort=oldest") == ["Copy 1", "Middle", "Copy 2"]
+    assert order("sort=due") == ["Copy 2", "Middle", "Copy 1"]  # no due date last
+    assert order("sort=priority") == ["Copy 1", "Middle", "Copy 2"]
+    assert order("sort=bogus") == ["Copy 2", "Middle", "Copy 1"]
+    assert "priority 90" in client.get("/workguide/?sort=priority").content.decode()
+
+
+def test_a_step_priority_reaches_its_work_item(users):
+    flow = ok_flow()
+    orch = orchestration([{"name": "only", "steps": [ui("do", flow.api_name, label="Do", priority=85)]}])
+    assert item_of(start(orch), step="do").priority == 85
+
+
+def test_my_work_filters_by_record_and_process_data_and_shows_a_completed_tab(client, users):
+    """Issue 17 point 4: filter by record and by a field of the item's inputs; a tab of what the caller finished."""
+    ada = start(guide_orchestration(), record=employee())
+    start(guide_orchestration(), record=employee("Grace", "Hopper"))
+    client.force_login(users["alice"])
+
+    def labels(query):
+        response = client.get(f"/workguide/results/?{query}", **HX)
+        assert response.status_code == 200
+        return sorted(i.record_label for i in response.context["items"])
+
+    assert labels("record=hopp") == ["Grace Hopper"]
+    assert labels("data_field=who&data_value=lovel") == ["Ada Lovelace"]  # the step's input "who"
+    assert labels("data_field=who") == ["Ada Lovelace", "Grace Hopper"]
+    assert labels("data_field=nothing_here") == []
+    # A name that is not a plain field name is refused with a message, never used as a lookup.
+    page = client.get("/workguide/?data_field=who__contains&data_value=x")
+    assert page.status_code == 200 and "A field name" in page.content.decode()
+    assert labels("data_field=who__contains&data_value=x") == ["Ada Lovelace", "Grace Hopper"]
+    # The completed tab lists what alice finished, newest first; the open list no longer has it.
+    post(client, item_of(ada), "next", STEP_ONE)
+    post(client, item_of(ada), "finish", STEP_TWO)
+    done = client.get("/workguide/results/?tab=completed", **HX)
+    assert [i.pk for i in done.context["items"]] == [item_of(ada).pk] and "finished" in done.content.decode()
+    assert item_of(ada).pk not in [i.pk for i in client.get("/workguide/results/", **HX).context["items"]]
+    client.force_login(users["gina"])
+    assert list(client.get("/workguide/results/?tab=completed", **HX).context["items"]) == []
+
+
+def test_my_work_live_check_answers_204_until_an_item_arrives_or_leaves(client, users, run,
+                                                                         django_assert_max_num_queries):
+    """Issue 17 point 4: the page polls with the version it shows; unchanged costs one query and swaps nothing."""
+    import re
+
+    client.force_login(users["alice"])
+    page = client.get("/workguide/").content.decode()
+    poll = re.search(r'id="wg-poll" hidden hx-get="([^"]+)" hx-trigger="every 1.5s"', page)
+    assert poll
+    url = poll.group(1).replace("&amp;", "&")
+    with django_assert_max_num_queries(3) as queries:  # the session, the user, the check
+        assert client.get(url, **HX).status_code == 204
+    assert len([q for q in queries.captured_queries if "workguide_workitem" in q["sql"]]) == 1
+    second = start(guide_orchestration(), record=employee("Grace", "Hopper"))  # arrives
+    response = client.get(url, **HX)
+    assert response.status_code == 200 and "Grace Hopper" in response.content.decode()
+    assert 'id="wg-counts" aria-label="Your open items by source" hx-swap-oob="true"' in response.content.decode()
+    assert "HX-Push-Url" not in response
+    url = re.search(r'id="wg-poll" hidden hx-get="([^"]+)"', response.content.decode()).group(1).replace("&amp;", "&")
+    assert client.get(url, **HX).status_code == 204
+    from orchestration import engine
+
+    engine.cancel_run(second.pk, reason="gone")  # leaves
+    assert client.get(url, **HX).status_code == 200
+    # Someone else's item arriving changes nothing for alice.
+    url = re.search(r'id="wg-poll" hidden hx-get="([^"]+)"',
+                    client.get(url, **HX).content.decode()).group(1).replace("&amp;", "&")
+    start(guide_orchestration(assignee={"user": "otto"}), record=employee("Otto", "Else"))
+    assert client.get(url, **HX).status_code == 204
