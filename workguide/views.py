@@ -576,6 +576,8 @@ def component_context(request, record_model, record_pk, notice=""):
     return {
         "paths": paths, "panels": panels, "notice": notice, "dom_id": dom_id, "now": timezone.now(),
         "past_runs": services.past_runs(visible, PAST_RUNS),
+        "version": services.record_items_version(record_model, record_pk),
+        "poll_seconds": baton_settings.BATON_WORKGUIDE_POLL_SECONDS,
         "record_model": record_model, "record_pk": str(record_pk), "request": request, "user": user,
     }
 
@@ -602,6 +604,9 @@ def component(request, model, pk):
 
     if load_record(model, pk) is None:
         raise Http404("no such record")
+    known = request.GET.get("known")
+    if known and known == services.record_items_version(model, pk):  # the live refresh: nothing new, nothing gone
+        return HttpResponse(status=204)
     return render(request, "workguide/component.html", component_context(request, model, pk))
 
 

@@ -243,3 +243,35 @@ def test_requester_reads_who_the_run_waits_on_and_earlier_runs(page, live_server
     component.get_by_text("Earlier runs").click()
     expect(component.locator(".wg-past-runs")).to_contain_text("Canceled by mona: “Started by mistake”")
     shot(page, screenshot_dir, "component-requester")
+
+
+def test_my_work_and_the_component_follow_items_arriving_and_leaving_without_a_reload(page, live_server, users,
+                                                                                    screenshot_dir):
+    """Issue 17 point 4: the live refresh (a cheap check every 1.5 s; the page is never reloaded)."""
+    from orchestration import engine
+
+    start(guide_orchestration(), record=employee())
+    log_in(page, live_server, "alice")
+    expect(page.locator(".wg-row")).to_have_count(1)
+    page.evaluate("window.stayed = true")
+    arriving = start(guide_orchestration(), record=employee("Grace", "Hopper"))
+    expect(page.locator(".wg-row")).to_have_count(2, timeout=4000)
+    expect(page.locator("#wg-counts .wg-count").first).to_have_text("2")
+    shot(page, screenshot_dir, "live-1-arrived")
+    engine.cancel_run(arriving.pk, reason="not needed")
+    expect(page.locator(".wg-row")).to_have_count(1, timeout=4000)
+    expect(page.get_by_text("Grace Hopper")).to_have_count(0)
+    assert page.evaluate("window.stayed") is True
+
+    record = employee("Alan", "Turing")
+    first = start(guide_orchestration(), record=record)
+    page.goto(f"{live_server.url}/demo/employees/{record.pk}/")
+    component = page.locator(".wg-component")
+    expect(component.locator(".wg-item")).to_have_count(1)
+    page.evaluate("window.stayed = true")
+    start(guide_orchestration(api_name="second_hire"), record=record)
+    expect(component.locator(".wg-item")).to_have_count(2, timeout=4000)
+    shot(page, screenshot_dir, "live-2-component")
+    engine.cancel_run(first.pk, reason="duplicate")
+    expect(component.locator(".wg-item")).to_have_count(1, timeout=4000)
+    assert page.evaluate("window.stayed") is True

@@ -837,3 +837,23 @@ def test_my_work_live_check_answers_204_until_an_item_arrives_or_leaves(client, 
                     client.get(url, **HX).content.decode()).group(1).replace("&amp;", "&")
     start(guide_orchestration(assignee={"user": "otto"}), record=employee("Otto", "Else"))
     assert client.get(url, **HX).status_code == 204
+
+
+def test_the_component_live_check_answers_204_until_an_item_on_the_record_opens_or_closes(alice, users, run, item):
+    import re
+
+    url_of = lambda html: re.search(r'<div hidden hx-get="([^"]+)" hx-trigger="every 1.5s"', html).group(1)  # noqa: E731
+    html = alice.get(f"/workguide/records/demo.employee/{run.record_pk}/", **HX).content.decode()
+    url = url_of(html)
+    assert url.startswith(f"/workguide/records/demo.employee/{run.record_pk}/?known=")
+    assert alice.get(url, **HX).status_code == 204
+    start(guide_orchestration(assignee={"group": "crew"}), record=run.get_record(), user=users["alice"])  # she asks
+    response = alice.get(url, **HX)
+    assert response.status_code == 200 and "group crew" in response.content.decode()
+    url = url_of(response.content.decode())
+    assert alice.get(url, **HX).status_code == 204
+    post(alice, item, "next", STEP_ONE)
+    post(alice, item, "finish", STEP_TWO)  # one closes, the next opens
+    assert alice.get(url, **HX).status_code == 200
+    alice.force_login(users["otto"])
+    assert alice.get(url, **HX).status_code == 404  # the check never answers before the permission
