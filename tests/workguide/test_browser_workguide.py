@@ -246,9 +246,11 @@ def test_requester_reads_who_the_run_waits_on_and_earlier_runs(page, live_server
 
 
 def test_my_work_and_the_component_follow_items_arriving_and_leaving_without_a_reload(page, live_server, users,
-                                                                                    screenshot_dir):
+                                                                                    screenshot_dir, settings):
     """Issue 17 point 4: the live refresh (a cheap check every 1.5 s; the page is never reloaded)."""
     from orchestration import engine
+
+    settings.BATON_WORKGUIDE_POLL_SECONDS = 1.5
 
     start(guide_orchestration(), record=employee())
     log_in(page, live_server, "alice")
