@@ -315,8 +315,19 @@ def _either(word, obj):
     return {"if": {"type": "string"}, "then": {"const": word}, "else": obj}
 
 
+_COMPLETION = {"oneOf": [
+    {"enum": ["all", "any"]},
+    _obj({"at_least": {"type": "integer", "minimum": 1}}, ["at_least"]),
+    _obj({"percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100}}, ["percent"]),
+    _obj({"condition": _NAME}, ["condition"]),
+]}
+
 STEP = _obj({
-    "name": _IDENT, "label": _TEXT, "type": {"enum": ["interactive", "background"]}, "flow": _REF,
+    "name": _IDENT, "label": _TEXT, "type": {"enum": ["interactive", "background", "orchestration", "wait"]},
+    "flow": _REF, "orchestration": _REF,
+    "for_each": _NAME, "assignees": _NAME, "completion": _COMPLETION, "sequential": {"type": "boolean"},
+    "remaining": {"enum": ["continue"]},
+    "for": _NAME, "until": _NAME, "event": _REF, "on_timeout": {"enum": ["complete", "error"]},
     "inputs": _EXPR_MAP,
     "entry": _either("stage_start", {
         **_obj({"after": {**_NAMES, "minItems": 1}, "condition": _NAME, "evaluation_flow": _REF, "inputs": _EXPR_MAP}),
@@ -324,16 +335,18 @@ STEP = _obj({
         "dependentSchemas": {"inputs": {"required": ["evaluation_flow"]}},
     }),
     "exit": _either("step_completes", _CONDITION_OBJ),
-    "assignee": {**_obj({"user": _NAME, "group": _NAME, "queue": _NAME, "expr": _NAME}),
-                 "minProperties": 1, "maxProperties": 1},
+    "assignee": {**_obj({"user": _NAME, "group": _NAME, "queue": _NAME, "expr": _NAME, "same_as": _IDENT,
+                         "exclude": _NAME}),
+                 "minProperties": 1, "maxProperties": 2},
     "record": _TEXT, "due_in": _NAME, "escalate_to": {"type": "string", "pattern": r"^(user|group|queue):.+$"},
     "retries": {"type": "integer", "minimum": 0}, "timeout": _NAME,
     "priority": {"type": "integer", "minimum": 0, "maximum": 100},
-}, ["name", "flow"])
+}, ["name"])
 
 STAGE = _obj({
     "type": {"const": "stage"}, "name": _ELEMENT_NAME, "label": _TEXT, "next": _REF,
     "exit": _either("all_steps_complete", _CONDITION_OBJ), "steps": {"type": "array", "items": STEP},
+    "on_error": _obj({"goto": _REF}, ["goto"]),
 }, ["name"])
 
 OUTCOME = {
@@ -363,7 +376,7 @@ START = _obj({
 ORCHESTRATION = _obj({
     "api_name": _SLUG, "label": _TEXT, "description": _TEXT, "start": START,
     "inputs": {"type": "array", "items": VARIABLE}, "max_stage_visits": {"type": "integer", "minimum": 1},
-    "path": {"type": "array", "items": PATH_ELEMENT},
+    "path": {"type": "array", "items": PATH_ELEMENT}, "outputs": _EXPR_MAP,
 }, ["api_name", "path"])
 
 DOCUMENT_SCHEMA = {

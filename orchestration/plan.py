@@ -54,10 +54,36 @@ class StepPlan:
     retries: int
     timeout: str
     stage: str
+    # The process patterns of DESIGN.md §10 (docs/definitions.md): empty when unused.
+    assignee_exclude: str = ""
+    for_each: str = ""
+    assignees: str = ""
+    completion: object = "all"  # "all" | "any" | {"at_least": N} | {"percent": P} | {"condition": expr}
+    sequential: bool = False
+    remaining: str = ""
+    child_orchestration: str = ""
+    wait_for: str = ""
+    wait_until: str = ""
+    wait_event: str = ""
+    wait_timeout: str = ""
+    on_timeout: str = ""
 
     @property
     def is_interactive(self):
         return self.type == "interactive"
+
+    @property
+    def is_multi_instance(self):
+        """One instance per element of ``for_each`` (or per assignee of ``assignees``)."""
+        return bool(self.for_each or self.assignees)
+
+    @property
+    def is_wait(self):
+        return self.type == "wait"
+
+    @property
+    def is_child_orchestration(self):
+        return self.type == "orchestration"
 
     @property
     def timeout_seconds(self):
@@ -85,6 +111,7 @@ class ElementPlan:
     steps: tuple
     outcomes: tuple
     default_goto: str
+    on_error_goto: str = ""  # a stage whose step fails after its retries goes here instead of stopping
 
     @property
     def is_decision(self):
@@ -101,7 +128,9 @@ class ElementPlan:
         run lock (``engine.complete_background_step``).
         """
         return (not self.is_decision and bool(self.steps) and self.exit_condition is None
+                and not self.on_error_goto
                 and all(s.type == "background" and s.entry == "stage_start" and s.exit_condition is None
+                        and not s.is_multi_instance
                         for s in self.steps))
 
     def step(self, name):
@@ -125,6 +154,7 @@ class Plan:
     inputs: tuple
     max_stage_visits: int
     elements: tuple
+    outputs: dict = field(default_factory=dict)  # {name: expression} evaluated when a run completes
 
     @cached_property
     def by_name(self):
@@ -191,6 +221,12 @@ class Plan:
                     yield step.assignee
                 if step.record:
                     yield step.record
+                for text in (step.for_each, step.assignees, step.assignee_exclude, step.wait_until):
+                    if text:
+                        yield text
+                if isinstance(step.completion, dict) and step.completion.get("condition"):
+                    yield step.completion["condition"]
+        yield from (v for v in self.outputs.values() if isinstance(v, str))
 
     @cached_property
     def record_prior_fields(self):
@@ -291,6 +327,18 @@ class Plan:
                     retries=s.retries,
                     timeout=s.timeout,
                     stage=stage.name,
+                    assignee_exclude=s.assignee_exclude,
+                    for_each=s.for_each,
+                    assignees=s.assignees,
+                    completion=s.completion if s.completion not in (None, "") else "all",
+                    sequential=s.sequential,
+                    remaining=s.remaining,
+                    child_orchestration=s.child_orchestration,
+                    wait_for=s.wait_for,
+                    wait_until=s.wait_until,
+                    wait_event=s.wait_event,
+                    wait_timeout=s.wait_timeout,
+                    on_timeout=s.on_timeout,
                 )
                 for s in sorted(stage.steps.all(), key=lambda s: (s.position, s.id))
             )
@@ -310,6 +358,7 @@ class Plan:
                     steps=steps,
                     outcomes=outcomes,
                     default_goto=stage.default_goto,
+                    on_error_goto=stage.on_error_goto,
                 )
             )
         return cls(
@@ -325,6 +374,7 @@ class Plan:
             inputs=tuple(orch.inputs or ()),
             max_stage_visits=orch.max_stage_visits or 50,
             elements=tuple(elements),
+            outputs=dict(orch.outputs or {}),
         )
 
 

@@ -14,6 +14,9 @@ from .models import (
 )
 
 STEP_DEFAULTS = {"retries": 3, "timeout": "10m"}
+# A wait step's keys in the file format and the Step fields that hold them.
+WAIT_KEYS = {"for": "wait_for", "until": "wait_until", "event": "wait_event", "timeout": "wait_timeout",
+             "on_timeout": "on_timeout"}
 
 
 def _put(out, key, value, default=""):
@@ -36,7 +39,8 @@ def _step_to_dict(step):
     out = {"name": step.name}
     _put(out, "label", step.label)
     _put(out, "type", step.type, StepType.BACKGROUND)
-    out["flow"] = step.flow
+    if step.flow or step.type in (StepType.INTERACTIVE, StepType.BACKGROUND):
+        out["flow"] = step.flow
     if step.inputs:
         out["inputs"] = dict(step.inputs)
     if step.entry_type == StepEntry.AFTER:
@@ -47,12 +51,25 @@ def _step_to_dict(step):
         out["entry"] = _condition_to_dict("evaluation_flow", "", step.entry_flow, step.entry_flow_inputs)
     if step.exit_type != StepExit.STEP_COMPLETES:
         out["exit"] = _condition_to_dict(step.exit_type, step.exit_condition, step.exit_flow, step.exit_flow_inputs)
-    if step.assignee_type:
-        out["assignee"] = {step.assignee_type: step.assignee}
+    if step.assignee_type or step.assignee_exclude:
+        out["assignee"] = {step.assignee_type: step.assignee} if step.assignee_type else {}
+        _put(out["assignee"], "exclude", step.assignee_exclude)
+    _put(out, "assignees", step.assignees)
     _put(out, "record", step.record)
     _put(out, "due_in", step.due_in)
     _put(out, "escalate_to", step.escalate_to)
     _put(out, "priority", step.priority, 50)
+    _put(out, "for_each", step.for_each)
+    _put(out, "completion", step.completion, "all")
+    _put(out, "sequential", step.sequential, False)
+    _put(out, "remaining", step.remaining)
+    if step.type == StepType.ORCHESTRATION:
+        out["orchestration"] = step.child_orchestration
+    if step.type == StepType.WAIT:
+        # A wait step's "timeout" is how long it waits for its event; it has no retries.
+        for key, attr in WAIT_KEYS.items():
+            _put(out, key, getattr(step, attr))
+        return out
     for key, default in STEP_DEFAULTS.items():
         _put(out, key, getattr(step, key), default)
     return out
@@ -81,6 +98,8 @@ def _stage_to_dict(stage):
     if stage.exit_type != StageExit.ALL_STEPS_COMPLETE:
         out["exit"] = _condition_to_dict(stage.exit_type, stage.exit_condition, stage.exit_flow,
                                          stage.exit_flow_inputs)
+    if stage.on_error_goto:
+        out["on_error"] = {"goto": stage.on_error_goto}
     steps = [_step_to_dict(s) for s in stage.steps.all()]
     if steps:
         out["steps"] = steps
@@ -109,6 +128,8 @@ def orchestration_to_dict(orch):
             for variable in orch.inputs
         ]
     _put(out, "max_stage_visits", orch.max_stage_visits, 50)
+    if orch.outputs:
+        out["outputs"] = dict(orch.outputs)
     out["path"] = [_stage_to_dict(stage) for stage in orch.stages.prefetch_related("steps", "outcomes")]
     return out
 
@@ -132,13 +153,16 @@ def _step_from_dict(stage, position, data):
     entry = data.get("entry")
     entry_kind, entry_condition, entry_flow, entry_flow_inputs = _condition_from(entry, StepEntry.STAGE_START)
     exit_kind, exit_condition, exit_flow, exit_flow_inputs = _condition_from(data.get("exit"), StepExit.STEP_COMPLETES)
-    assignee = data.get("assignee") or {}
+    assignee = dict(data.get("assignee") or {})
+    exclude = assignee.pop("exclude", "") or ""
     assignee_type, assignee_value = "", ""
     if assignee:
         assignee_type, assignee_value = next(iter(assignee.items()))
+    kind = data.get("type") or StepType.BACKGROUND
+    wait = {attr: str(data.get(key) or "") for key, attr in WAIT_KEYS.items()} if kind == StepType.WAIT else {}
     return Step.objects.create(
         stage=stage, position=position, name=data["name"], label=data.get("label") or "",
-        type=data.get("type") or StepType.BACKGROUND, flow=data.get("flow") or "",
+        type=kind, flow=data.get("flow") or "",
         inputs=dict(data.get("inputs") or {}),
         entry_type=entry_kind,
         entry_after=list(entry.get("after") or []) if isinstance(entry, dict) else [],
@@ -147,7 +171,13 @@ def _step_from_dict(stage, position, data):
         assignee_type=assignee_type, assignee="" if assignee_value is None else str(assignee_value),
         record=data.get("record") or "", due_in=str(data.get("due_in") or ""),
         escalate_to=data.get("escalate_to") or "", priority=data.get("priority", 50),
-        retries=data.get("retries", 3), timeout=str(data.get("timeout", "10m")),
+        retries=data.get("retries", 3) if kind != StepType.WAIT else 0,
+        timeout=str(data.get("timeout", "10m")) if kind != StepType.WAIT else "10m",
+        assignee_exclude=str(exclude), assignees=data.get("assignees") or "",
+        for_each=data.get("for_each") or "", completion=data.get("completion", "all"),
+        sequential=bool(data.get("sequential", False)), remaining=data.get("remaining") or "",
+        child_orchestration=(data.get("orchestration") or "") if kind == StepType.ORCHESTRATION else "",
+        **wait,
     )
 
 
@@ -169,6 +199,7 @@ def orchestration_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
         only_when_changed_to_meet=bool(start.get("only_when_changed_to_meet", False)),
         inputs=[dict(v) for v in data.get("inputs") or []],
         max_stage_visits=data.get("max_stage_visits", 50),
+        outputs=dict(data.get("outputs") or {}),
     )
     for position, element in enumerate(data.get("path") or []):
         if element.get("type") == "decision":
@@ -193,6 +224,7 @@ def orchestration_from_dict(data, status=DefinitionStatus.DRAFT, version=None):
             label=element.get("label") or "", next=element.get("next") or "",
             exit_type=exit_kind, exit_condition=exit_condition, exit_flow=exit_flow,
             exit_flow_inputs=exit_flow_inputs,
+            on_error_goto=(element.get("on_error") or {}).get("goto") or "",
         )
         for spos, step in enumerate(element.get("steps") or []):
             _step_from_dict(stage, spos, step)

@@ -19,14 +19,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from flows.durations import parse_duration
-from flows.expressions import tokens
+from flows.expressions import evaluate, tokens
 from flows.names import TYPE_NAMES, reads
 from flows.models import VARIABLE_TYPES, Flow, FlowType
 from flows.validation import Problem, check_expression, check_model, place_of, validate_flow  # noqa: F401
 from flows.versioning import DefinitionStatus
 
 from .models import (
-    END, AssigneeType, Orchestration, StageExit, StageKind, StartType, StartWhen, StepEntry, StepExit, StepType,
+    END, AssigneeType, Orchestration, StageExit, StageKind, StartType, StartWhen, Step, StepEntry, StepExit,
+    StepType,
 )
 
 # Where an expression sits decides what it may read.
@@ -35,7 +36,23 @@ START, VALUE, CONDITION, DECISION = "start", "value", "condition", "decision"
 # The names a run's expressions see (DESIGN §3), and the keys of those that are fixed maps.
 SCOPE_NAMES = ("inputs", "now", "record", "record_prior", "run", "steps")
 RUN_KEYS = ("id", "orchestration", "started_at", "started_by", "version")
-STEP_KEYS = ("outputs", "status")
+STEP_KEYS = ("outputs", "status", "instances", "completed_by", "error")
+# A multi-instance step's own inputs, assignee and record also see its element;
+# its completion condition sees its instances (DESIGN §10).
+INSTANCE_NAMES = ("item", "index")
+COMPLETION_NAMES = ("instances",)
+# Constructs of DESIGN §10 that the definition format and this validator know but the engine does not
+# run yet: activating them would run the step as if they were not there, so activation refuses them.
+# Each entry goes when its execution lands.
+NOT_YET_RUNNABLE = (
+    ("for_each", lambda step: bool(step.for_each)),
+    ("assignees", lambda step: bool(step.assignees)),
+    ("assignee.exclude", lambda step: bool(step.assignee_exclude)),
+    ("assignee.same_as", lambda step: step.assignee_type == AssigneeType.SAME_AS),
+    ("type", lambda step: step.type == StepType.WAIT),
+)
+# Where an orchestration's ``outputs`` are evaluated: when the run completes.
+OUTPUT = "output"
 
 
 # The names the definition file schema accepts (orchestration.definition_files), stored in 100-character columns.
@@ -202,6 +219,10 @@ def reads_record(sources):
     return any(read.name == "record" for source in sources if isinstance(source, str) for read in reads(source))
 
 
+class MayHaveFailed(str):
+    """Why a step's outputs may be missing that a ``has()`` guard answers: its stage's error path."""
+
+
 @dataclass
 class Site:
     """One expression of an orchestration and where it sits."""
@@ -212,6 +233,7 @@ class Site:
     stage: object = None
     step: object = None
     merge: bool = False
+    extra_names: tuple = ()  # names in scope here only (item, index, instances)
 
 
 def _stages(orch):
@@ -244,7 +266,11 @@ def expression_sites(orch, stages=None):
             yield from _mapping_sites(place_of(base, "exit.inputs"), stage.exit_flow_inputs, CONDITION, stage, None)
         for step in stage.steps.all():
             sbase = place_of(base, step.name)
-            yield from _mapping_sites(place_of(sbase, "inputs"), step.inputs, VALUE, stage, step)
+            element = INSTANCE_NAMES if (step.for_each or step.assignees) else ()
+            for site in _mapping_sites(place_of(sbase, "inputs"), step.inputs, VALUE, stage, step):
+                # A multi-instance step's values are evaluated per instance, with its element in scope.
+                site.extra_names = element
+                yield site
             if step.entry_type == StepEntry.CONDITION:
                 yield Site(place_of(sbase, "entry.condition"), step.entry_condition, CONDITION, stage, step)
             elif step.entry_type == StepEntry.EVALUATION_FLOW:
@@ -254,9 +280,22 @@ def expression_sites(orch, stages=None):
             elif step.exit_type == StepExit.EVALUATION_FLOW:
                 yield from _mapping_sites(place_of(sbase, "exit.inputs"), step.exit_flow_inputs, CONDITION, stage, step)
             if step.assignee_type == AssigneeType.EXPR:
-                yield Site(place_of(sbase, "assignee.expr"), step.assignee, VALUE, stage, step)
+                yield Site(place_of(sbase, "assignee.expr"), step.assignee, VALUE, stage, step, extra_names=element)
             if step.record:
-                yield Site(place_of(sbase, "record"), step.record, VALUE, stage, step)
+                yield Site(place_of(sbase, "record"), step.record, VALUE, stage, step, extra_names=element)
+            if step.assignee_exclude:
+                yield Site(place_of(sbase, "assignee.exclude"), step.assignee_exclude, VALUE, stage, step,
+                           extra_names=element)
+            for key in ("for_each", "assignees"):
+                if getattr(step, key):
+                    yield Site(place_of(sbase, key), getattr(step, key), VALUE, stage, step)
+            if isinstance(step.completion, dict) and isinstance(step.completion.get("condition"), str):
+                yield Site(place_of(sbase, "completion.condition"), step.completion["condition"], CONDITION,
+                           stage, step, extra_names=COMPLETION_NAMES)
+            if step.type == StepType.WAIT and step.wait_until:
+                yield Site(place_of(sbase, "until"), step.wait_until, VALUE, stage, step)
+    for key, source in (orch.outputs or {}).items():
+        yield Site(place_of(orch.api_name, f"outputs.{key}"), source, OUTPUT)
 
 
 def _flow_desc(flow):
@@ -276,6 +315,7 @@ class OrchestrationValidator:
         self.by_name = {}
         self.steps = {}  # step name -> Step
         self._flow_cache = {}
+        self._children = {}
         self._record_fields = None
 
     def add(self, place, message):
@@ -351,6 +391,8 @@ class OrchestrationValidator:
                     targets.append(("default", stage.default_goto))
             else:
                 targets = [("next", stage.next)] if stage.next else [("", following)]
+                if stage.on_error_goto:
+                    targets.append(("on_error.goto", stage.on_error_goto))
             succ = []
             for where, target in targets:
                 if not target:
@@ -375,11 +417,22 @@ class OrchestrationValidator:
             if stage.name not in self.reachable:
                 what = "decision" if stage.kind == StageKind.DECISION else "stage"
                 self.add(place_of(orch.api_name, stage.name), f"no path from the start reaches this {what}")
-        # Dominators: the elements on every path from the start to each element.
+        # Dominators: the elements on every path from the start to each element. A stage with an
+        # error path ends two ways, so its normal end is a node of its own (``passed``): what follows
+        # the stage normally is reached through it, its error target is not.
         nodes = [s.name for s in self.stages if s.name in self.reachable]
+        edges = {n: list(self.succ.get(n, [])) for n in nodes}
+        for stage in self.stages:
+            if stage.name in edges and stage.on_error_goto and stage.kind != StageKind.DECISION:
+                passed = self.passed(stage.name)
+                normal = [t for t in edges[stage.name] if t != stage.on_error_goto or t == self._following(stage)]
+                edges[passed] = normal
+                edges[stage.name] = [passed] + ([stage.on_error_goto] if stage.on_error_goto in edges else [])
+                nodes.insert(nodes.index(stage.name) + 1, passed)
+        self.succ_passed = edges
         preds = {n: [] for n in nodes}
         for n in nodes:
-            for t in self.succ.get(n, []):
+            for t in edges.get(n, []):
                 if t in preds and n not in preds[t]:
                     preds[t].append(n)
         self.dom = {n: set(nodes) for n in nodes}
@@ -393,6 +446,24 @@ class OrchestrationValidator:
                 new = set.intersection(*incoming) | {n} if incoming else {n}
                 if new != self.dom[n]:
                     self.dom[n], changed = new, True
+        # The elements on every path to the end (where an orchestration's outputs are evaluated).
+        into_end = [self.dom[n] for n in nodes if END in edges.get(n, [])]
+        self.dom_end = set.intersection(*into_end) if into_end else set()
+
+    @staticmethod
+    def passed(stage_name):
+        """The node of a stage's normal end in the dominator graph (no stage can have this name)."""
+        return f"{stage_name} ✓"
+
+    def _following(self, stage):
+        if stage.next:
+            return stage.next
+        index = self.stages.index(stage)
+        return self.stages[index + 1].name if index + 1 < len(self.stages) else END
+
+    def completed_before(self, target_stage, dominators):
+        """Whether ``target_stage`` ended normally on every path with these dominators."""
+        return (self.passed(target_stage.name) if target_stage.on_error_goto else target_stage.name) in dominators
 
     def check_decision_cycles(self):
         """Refuse decisions that can go to each other without entering a stage.
@@ -441,6 +512,13 @@ class OrchestrationValidator:
         here = site.stage
         if site.kind == START:
             return "the start condition runs before any step"
+        if site.kind == OUTPUT:
+            if self.completed_before(target_stage, self.dom_end):
+                if target.entry_type in (StepEntry.CONDITION, StepEntry.EVALUATION_FLOW):
+                    return f"step {target.name} may never start (its entry is a condition)"
+                return None
+            return (f"step {target.name} (stage {target_stage.name}) is not certain to have completed when the run "
+                    f"ends: stage {target_stage.name} is not on every path to the end")
         if here is not None and target_stage.pk == here.pk:
             if site.kind == CONDITION:
                 return None
@@ -450,7 +528,12 @@ class OrchestrationValidator:
                 return f"step {target.name} reads its own output"
             return (f"step {target.name} runs in the same stage and is not certain to have completed "
                     f"(add it to this step's entry.after)")
-        if here is None or here.name not in self.dom or target_stage.name not in self.dom.get(here.name, ()):
+        if (here is not None and target_stage.on_error_goto and here.name in self.dom
+                and target_stage.name in self.dom[here.name]
+                and not self.completed_before(target_stage, self.dom[here.name])):
+            return MayHaveFailed(f"stage {target_stage.name} has an error path to {target_stage.on_error_goto} "
+                                 f"on the way here, so step {target.name} may have failed without outputs")
+        if here is None or here.name not in self.dom or not self.completed_before(target_stage, self.dom.get(here.name, ())):
             return (f"step {target.name} (stage {target_stage.name}) is not certain to have completed before: "
                     f"stage {target_stage.name} is not on every path to {here.name if here else 'here'}")
         if site.kind == VALUE:
@@ -497,10 +580,16 @@ class OrchestrationValidator:
         declared = [v.get("name") for v in self.orch.inputs or [] if isinstance(v, dict)]
         for read in reads(source):
             name, path = read.name, read.path
-            if name in TYPE_NAMES:
+            if name in TYPE_NAMES or name in site.extra_names:
                 continue
             if name not in SCOPE_NAMES:
-                self.add(site.place, f"{name} — not in scope (an expression here reads {', '.join(SCOPE_NAMES)})")
+                here = ", ".join((*SCOPE_NAMES, *site.extra_names))
+                hint = ""
+                if name in INSTANCE_NAMES:
+                    hint = " — item and index exist only in a step with for_each or assignees"
+                elif name in COMPLETION_NAMES:
+                    hint = " — instances exists only in a completion condition"
+                self.add(site.place, f"{name} — not in scope (an expression here reads {here}){hint}")
             elif name == "inputs" and len(path) > 1 and path[1] not in declared:
                 self.add(site.place, f"inputs.{path[1]} — {self.orch.api_name} declares no input {path[1]!r} "
                                      f"(inputs: {_names(n for n in declared if n)})")
@@ -523,6 +612,9 @@ class OrchestrationValidator:
             self.check_names(site, source)
             named, outputs, computed = step_reads(source)
             for text in computed:
+                target = self.steps.get(text.split(".")[1]) if text.count(".") == 2 else None
+                if target is not None and (target.for_each or target.assignees):
+                    continue  # a multi-instance step's outputs are a list: indexing it is the way to read them
                 self.add(site.place, f"{text}[…] — a computed index into {text} cannot be checked: "
                                      f"name the step and output (steps.<step>.outputs.<output>)")
             for name in sorted(named):
@@ -534,6 +626,11 @@ class OrchestrationValidator:
                 if target is None:
                     continue
                 ref = f"steps.{step_name}.outputs.{output}"
+                if target.for_each or target.assignees:
+                    self.add(site.place, f"{ref} — step {step_name} runs once per element: its outputs are a list "
+                                         f"in element order (steps.{step_name}.outputs[0].{output}, or "
+                                         f"steps.{step_name}.instances)")
+                    continue
                 why = self.surely_before(site, target)
                 if (why is None and site.kind == VALUE and target.exit_type != StepExit.STEP_COMPLETES
                         and ("steps", step_name, "outputs", output) in unguarded):
@@ -541,8 +638,19 @@ class OrchestrationValidator:
                     # outputs, and its readers still run (docs/definitions.md).
                     why = (f"step {step_name} may end by its exit condition without outputs: "
                            f"read it as has({ref}) ? {ref} : <default>")
+                if isinstance(why, MayHaveFailed):
+                    if ("steps", step_name, "outputs", output) not in unguarded:
+                        why = None  # read under has(): the error path is handled
+                    else:
+                        why = f"{why}: read it as has({ref}) ? {ref} : <default>"
                 if why:
                     self.add(site.place, f"{ref} — {why}")
+                if target.type == StepType.ORCHESTRATION:
+                    child = self.child_orchestration(target.child_orchestration)
+                    if child is not None and output not in (child.outputs or {}):
+                        self.add(site.place, f"{ref} — orchestration {child.api_name} v{child.version} declares no "
+                                             f"output {output!r} (outputs: {_names(child.outputs or {})})")
+                    continue
                 flow = self.step_flows.get(step_name)
                 if flow is not None:
                     outputs = [v.name for v in flow.output_variables()]
@@ -632,6 +740,8 @@ class OrchestrationValidator:
                 self.add(f"{base} › default", "a decision needs a default (a stage name or end)")
             if stage.steps.exists():
                 self.add(base, "a decision has no steps")
+            if stage.on_error_goto:
+                self.add(place_of(base, "on_error"), "a decision runs no step, so it has no error path")
             return
         steps = list(stage.steps.all())
         if not steps:
@@ -648,9 +758,17 @@ class OrchestrationValidator:
     def check_step(self, base, step, stage_step_names):
         place = place_of(base, _short_name(step.name))
         self.check_name(place, step.name, "step", IDENTIFIER_NAME)
-        expected = {StepType.INTERACTIVE: FlowType.SCREEN, StepType.BACKGROUND: FlowType.AUTOLAUNCHED}.get(step.type)
-        if expected is None:
-            self.add(place_of(place, "type"), f"unknown step type {step.type!r} (interactive or background)")
+        for key, what in NOT_YET_RUNNABLE:
+            if what(step):
+                self.add(place_of(place, key), "the engine of this version cannot run this yet (DESIGN §10; "
+                                               "see CHANGELOG.md): it is accepted in files but not activated")
+        if step.type not in StepType.values:
+            self.add(place_of(place, "type"), f"unknown step type {step.type!r} ({', '.join(StepType.values)})")
+        self.check_instances(place, step)
+        if step.type == StepType.WAIT:
+            self.check_wait(place, step)
+        elif step.type == StepType.ORCHESTRATION:
+            self.check_child(place, step)
         flow = self.step_flows.get(step.name)
         if flow is not None:
             self.check_mapping(place_of(place, "inputs"), flow, step.inputs)
@@ -673,8 +791,15 @@ class OrchestrationValidator:
         elif step.exit_type == StepExit.CONDITION and not step.exit_condition:
             self.add(place_of(place, "exit.condition"), "an expression is required")
         if step.type == StepType.INTERACTIVE:
-            if not step.assignee_type or not step.assignee:
-                self.add(place_of(place, "assignee"), "an interactive step needs an assignee (user, group, queue or expr)")
+            if step.assignees:
+                if step.assignee_type:
+                    self.add(place_of(place, "assignees"),
+                             f"give either assignees (one item each) or assignee.{step.assignee_type}, not both")
+            elif not step.assignee_type or not step.assignee:
+                self.add(place_of(place, "assignee"),
+                         "an interactive step needs an assignee (user, group, queue, expr or same_as) or assignees")
+            elif step.assignee_type == AssigneeType.SAME_AS:
+                self.check_same_as(place_of(place, "assignee.same_as"), step)
             elif step.assignee_type != AssigneeType.EXPR:
                 self.check_assignee(place_of(place, f"assignee.{step.assignee_type}"), step.assignee_type, step.assignee)
             if step.due_in:
@@ -691,14 +816,198 @@ class OrchestrationValidator:
                              f"{step.escalate_to!r}: write user:NAME, group:NAME or queue:NAME")
                 else:
                     self.check_assignee(place_of(place, "escalate_to"), kind, name)
-        elif step.type == StepType.BACKGROUND:
-            for key in ("assignee", "record", "due_in", "escalate_to"):
+        else:
+            for key in ("assignee", "assignee_exclude", "assignees", "record", "due_in", "escalate_to"):
                 if getattr(step, key):
-                    self.add(place_of(place, key), "only interactive steps have this")
+                    self.add(place_of(place, key.replace("assignee_", "assignee.")), "only interactive steps have this")
+        if step.type == StepType.BACKGROUND:
             try:
                 parse_duration(step.timeout)
             except ValueError as exc:
                 self.add(place_of(place, "timeout"), str(exc))
+        if step.type in (StepType.WAIT, StepType.ORCHESTRATION):
+            if step.flow:
+                self.add(place_of(place, "flow"), f"a {step.type} step runs no flow")
+            if step.type == StepType.WAIT and step.inputs:
+                self.add(place_of(place, "inputs"), "a wait step takes no inputs")
+
+    # -------------------------------------------------------------- process patterns (DESIGN §10)
+    def check_instances(self, place, step):
+        """``for_each`` / ``assignees`` with ``completion``, ``sequential`` and ``remaining``."""
+        source = step.for_each or step.assignees
+        if step.for_each and step.assignees:
+            self.add(place_of(place, "assignees"), "give either for_each or assignees, not both")
+        if step.type == StepType.WAIT and step.for_each:
+            self.add(place_of(place, "for_each"), "a wait step runs once (it has no instances)")
+        completion = step.completion if step.completion not in (None, "") else "all"
+        if not source:
+            for key, unset in (("completion", completion == "all"), ("sequential", not step.sequential),
+                               ("remaining", not step.remaining)):
+                if not unset:
+                    self.add(place_of(place, key), "only a step with for_each or assignees has this")
+            return
+        key = "for_each" if step.for_each else "assignees"
+        size = self.check_list_source(place_of(place, key), source)
+        if isinstance(completion, str):
+            if completion not in ("all", "any"):
+                self.add(place_of(place, "completion"),
+                         f"{completion!r}: write all, any, {{at_least: N}}, {{percent: P}} or {{condition: ...}}")
+        elif not isinstance(completion, dict) or len(completion) != 1 or next(iter(completion)) not in (
+                "at_least", "percent", "condition"):
+            self.add(place_of(place, "completion"),
+                     "write all, any, {at_least: N}, {percent: P} or {condition: ...} (one key)")
+        else:
+            (rule, value), = completion.items()
+            if rule == "at_least":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    self.add(place_of(place, "completion.at_least"), f"{value!r}: a whole number of at least 1")
+                elif size is not None and value > size:
+                    self.add(place_of(place, "completion.at_least"),
+                             f"{value} instances can never complete: {key} gives {size}")
+            elif rule == "percent":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
+                    self.add(place_of(place, "completion.percent"), f"{value!r}: a number above 0, at most 100")
+            elif not isinstance(value, str) or not value.strip():
+                self.add(place_of(place, "completion.condition"), "an expression is required")
+        if step.remaining and step.remaining != "continue":
+            self.add(place_of(place, "remaining"), f"{step.remaining!r}: the only choice is continue")
+        elif step.remaining and completion == "all":
+            self.add(place_of(place, "remaining"), "with completion all no instance remains when it is met")
+
+    def check_list_source(self, place, source):
+        """What can be known statically of a ``for_each``/``assignees`` list: its size when it is a
+        literal (None otherwise); a value that is surely not a list is a problem."""
+        found = reads(source)
+        if not found:
+            try:
+                value = evaluate(source, {}, place)
+            except Exception:  # noqa: BLE001 — the expression check reports what is wrong with it
+                return None
+            if not isinstance(value, list):
+                self.add(place, f"gives {type(value).__name__} {value!r}: for_each and assignees need a list")
+                return None
+            return len(value)
+        if len(found) == 1 and found[0].text.strip() == source.strip():
+            path = found[0].path
+            if path[0] == "inputs" and len(path) == 2:
+                declared = {v.get("name"): v.get("type", "text") for v in self.orch.inputs or [] if isinstance(v, dict)}
+                kind = declared.get(path[1])
+                if kind is not None and kind != "list":
+                    self.add(place, f"inputs.{path[1]} is a {kind} input: for_each and assignees need a list")
+            elif path[0] == "steps" and len(path) == 4 and path[2] == "outputs":
+                flow = self.step_flows.get(path[1])
+                target = self.steps.get(path[1])
+                if flow is not None and target is not None and not (target.for_each or target.assignees):
+                    kinds = {v.name: v.type for v in flow.output_variables()}
+                    kind = kinds.get(path[3])
+                    if kind is not None and kind != "list":
+                        self.add(place, f"steps.{path[1]}.outputs.{path[3]} is a {kind} output of "
+                                        f"{_flow_desc(flow)}: for_each and assignees need a list")
+        return None
+
+    def check_same_as(self, place, step):
+        target = self.steps.get(step.assignee)
+        if target is None:
+            self.add(place, f"no step named {step.assignee!r} in {self.orch.api_name}")
+        elif target.name == step.name:
+            self.add(place, "a step cannot take its own assignee")
+        elif target.type != StepType.INTERACTIVE:
+            self.add(place, f"step {target.name} is a {target.type} step: only an interactive step has a person "
+                            f"who completed it")
+        else:
+            why = self.surely_before(Site(place, "", VALUE, step.stage, step), target)
+            if why:
+                self.add(place, f"same_as {target.name} — {why}")
+
+    def check_wait(self, place, step):
+        given = [key for key, attr in (("for", "wait_for"), ("until", "wait_until"), ("event", "wait_event"))
+                 if getattr(step, attr)]
+        if len(given) != 1:
+            self.add(place, "a wait step needs exactly one of for, until or event"
+                            + (f" (has {', '.join(given)})" if given else ""))
+        if step.wait_for:
+            try:
+                parse_duration(step.wait_for)
+            except ValueError as exc:
+                self.add(place_of(place, "for"), str(exc))
+        if step.wait_timeout:
+            if not step.wait_event:
+                self.add(place_of(place, "timeout"), "only a wait for an event has a timeout")
+            try:
+                parse_duration(step.wait_timeout)
+            except ValueError as exc:
+                self.add(place_of(place, "timeout"), str(exc))
+        if step.on_timeout:
+            if step.on_timeout not in ("complete", "error"):
+                self.add(place_of(place, "on_timeout"), f"{step.on_timeout!r}: complete or error")
+            elif not step.wait_timeout:
+                self.add(place_of(place, "on_timeout"), "give a timeout first")
+
+    def child_orchestration(self, api_name):
+        """The active version of a sub-orchestration step's orchestration, or None."""
+        if api_name not in self._children:
+            self._children[api_name] = Orchestration.objects.filter(
+                api_name=api_name, status=DefinitionStatus.ACTIVE).first()
+        return self._children[api_name]
+
+    def check_child(self, place, step):
+        where = place_of(place, "orchestration")
+        if not step.child_orchestration:
+            self.add(where, "a sub-orchestration step names the orchestration it runs")
+            return
+        if step.child_orchestration == self.orch.api_name:
+            child = self.orch
+        else:
+            child = self.child_orchestration(step.child_orchestration)
+        if child is None:
+            versions = list(Orchestration.objects.filter(api_name=step.child_orchestration)
+                            .values_list("version", "status"))
+            listed = ", ".join(f"v{v} {s}" for v, s in sorted(versions))
+            self.add(where, f"orchestration {step.child_orchestration} has no active version ({listed})" if versions
+                     else f"no orchestration named {step.child_orchestration!r}")
+            return
+        declared = {v.get("name"): v for v in child.inputs or [] if isinstance(v, dict)}
+        for key in step.inputs or {}:
+            if key not in declared:
+                self.add(place_of(place, f"inputs.{key}"),
+                         f"orchestration {child.api_name} declares no input {key!r} (inputs: {_names(declared)})")
+        for name, variable in declared.items():
+            if variable.get("required") and variable.get("default") is None and name not in (step.inputs or {}):
+                self.add(place_of(place, "inputs"), f"required input {name!r} of orchestration {child.api_name} "
+                                                    f"is not mapped")
+        trail = self.recursion_through(step, child)
+        if trail:
+            self.add(where, "recursion without a guard: " + " → ".join(trail) + " (give a step on the way an "
+                     "entry condition that ends it; BATON_MAX_CHILD_DEPTH stops it at run time)")
+
+    def recursion_through(self, step, child):
+        """The api_names of a cycle back to this orchestration through steps that always start, or None.
+
+        A step with an entry condition (or evaluation flow) is a guard: it can stop the recursion.
+        """
+        if step.entry_type in (StepEntry.CONDITION, StepEntry.EVALUATION_FLOW):
+            return None
+        todo, seen = [(child, [self.orch.api_name, child.api_name])], set()
+        while todo:
+            orch, trail = todo.pop()
+            if orch.api_name == self.orch.api_name:
+                return trail
+            if orch.api_name in seen:
+                continue
+            seen.add(orch.api_name)
+            for inner in Step.objects.filter(stage__orchestration=orch, type=StepType.ORCHESTRATION).exclude(
+                    entry_type__in=(StepEntry.CONDITION, StepEntry.EVALUATION_FLOW)):
+                nxt = (self.orch if inner.child_orchestration == self.orch.api_name
+                       else self.child_orchestration(inner.child_orchestration))
+                if nxt is not None:
+                    todo.append((nxt, trail + [nxt.api_name]))
+        return None
+
+    def check_outputs(self):
+        for name in self.orch.outputs or {}:
+            if not IDENTIFIER_NAME.fullmatch(str(name)):
+                self.add(place_of(self.orch.api_name, f"outputs.{name}"),
+                         f"output name {_short_name(str(name))!r} must be {NAME_FORMS[IDENTIFIER_NAME]}")
 
     def check_after_cycles(self, base, steps):
         graph = {s.name: [n for n in (s.entry_after or []) if n != s.name]
@@ -744,11 +1053,14 @@ class OrchestrationValidator:
                     continue
                 expected = {StepType.INTERACTIVE: FlowType.SCREEN,
                             StepType.BACKGROUND: FlowType.AUTOLAUNCHED}.get(step.type)
+                if expected is None:
+                    continue  # wait and sub-orchestration steps run no flow
                 self.step_flows[step.name] = self.flow(
                     step.flow, place_of(orch.api_name, stage.name, step.name, "flow"), expected
                 )
         for stage in self.stages:
             self.check_stage(stage)
+        self.check_outputs()
         for site in expression_sites(orch, self.stages):
             self.check_site(site)
         return _dedupe(self.problems)

@@ -32,6 +32,10 @@ class Orchestration(VersionedDefinition):
     only_when_changed_to_meet = models.BooleanField(default=False)
     inputs = models.JSONField(default=list, blank=True, help_text="Input variables: [{name, type, required, default}].")
     max_stage_visits = models.PositiveIntegerField(default=50)
+    outputs = models.JSONField(
+        default=dict, blank=True,
+        help_text="{name: expression} evaluated when a run completes (a sub-orchestration step's outputs).",
+    )
 
     class Meta(VersionedDefinition.Meta):
         constraints = VersionedDefinition.versioned_constraints("orchestration")
@@ -65,6 +69,10 @@ class Stage(DefinitionPart):
     exit_flow = models.CharField(max_length=100, blank=True)
     exit_flow_inputs = models.JSONField(default=dict, blank=True)
     default_goto = models.CharField(max_length=100, blank=True, help_text="Decision: where to go when no outcome holds.")
+    on_error_goto = models.CharField(
+        max_length=100, blank=True,
+        help_text="Stage: where the run goes when a step of it fails after its retries (default: the run stops in error).",
+    )
 
     class Meta:
         ordering = ["orchestration", "position", "id"]
@@ -99,6 +107,8 @@ class DecisionOutcome(DefinitionPart):
 class StepType(models.TextChoices):
     INTERACTIVE = "interactive", "Interactive"
     BACKGROUND = "background", "Background"
+    ORCHESTRATION = "orchestration", "Sub-orchestration"
+    WAIT = "wait", "Wait"
 
 
 class StepEntry(models.TextChoices):
@@ -119,6 +129,18 @@ class AssigneeType(models.TextChoices):
     GROUP = "group", "Group"
     QUEUE = "queue", "Queue"
     EXPR = "expr", "Expression"
+    SAME_AS = "same_as", "Same person as a step"
+
+
+class Completion:
+    """The ``completion`` rules of a multi-instance step (stored as JSON: a word or a one-key mapping)."""
+
+    WORDS = ("all", "any")
+    KEYS = ("at_least", "percent", "condition")
+
+
+def completion_all():
+    return "all"
 
 
 class Step(DefinitionPart):
@@ -126,8 +148,8 @@ class Step(DefinitionPart):
     position = models.PositiveIntegerField(default=0)
     name = models.CharField(max_length=100)
     label = models.CharField(max_length=200, blank=True)
-    type = models.CharField(max_length=12, choices=StepType.choices, default=StepType.BACKGROUND)
-    flow = models.CharField(max_length=100, help_text="api_name of the flow the step runs.")
+    type = models.CharField(max_length=20, choices=StepType.choices, default=StepType.BACKGROUND)
+    flow = models.CharField(max_length=100, blank=True, help_text="api_name of the flow the step runs.")
     inputs = models.JSONField(default=dict, blank=True, help_text="{flow_input: expression}")
     entry_type = models.CharField(max_length=20, choices=StepEntry.choices, default=StepEntry.STAGE_START)
     entry_after = models.JSONField(default=list, blank=True)
@@ -146,9 +168,24 @@ class Step(DefinitionPart):
     escalate_to = models.CharField(max_length=300, blank=True, help_text='"user:NAME", "group:NAME" or "queue:NAME".')
     priority = models.PositiveSmallIntegerField(
         default=50, help_text="0 to 100, higher first: My Work can sort its items by it (work items copy it).")
+    assignee_exclude = models.TextField(blank=True, help_text="Expression giving usernames who may never do this step.")
     # Background steps
     retries = models.PositiveIntegerField(default=3)
     timeout = models.CharField(max_length=20, default="10m")
+    # Multi-instance steps (any type but wait)
+    for_each = models.TextField(blank=True, help_text="Expression giving a list: one instance per element.")
+    assignees = models.TextField(blank=True, help_text="Interactive: expression giving a list of assignees, one item each.")
+    completion = models.JSONField(default=completion_all, blank=True, help_text='"all", "any", {at_least: N}, {percent: P} or {condition: expression}.')
+    sequential = models.BooleanField(default=False)
+    remaining = models.CharField(max_length=10, blank=True, help_text='"continue": instances left when completion is met go on.')
+    # Sub-orchestration steps
+    child_orchestration = models.CharField(max_length=100, blank=True, help_text="api_name of the orchestration the step runs.")
+    # Wait steps
+    wait_for = models.CharField(max_length=20, blank=True, help_text="A duration to wait.")
+    wait_until = models.TextField(blank=True, help_text="Expression giving the datetime to wait until.")
+    wait_event = models.CharField(max_length=100, blank=True, help_text="The name of the event to wait for.")
+    wait_timeout = models.CharField(max_length=20, blank=True, help_text="How long to wait for the event.")
+    on_timeout = models.CharField(max_length=10, blank=True, help_text='"complete" (default) or "error".')
 
     class Meta:
         ordering = ["stage", "position", "id"]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orchestration', '0008_runevent_kind_choices'),
+        ('orchestration', '0010_child_runs'),
     ]
 
     operations = [
