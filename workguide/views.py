@@ -141,6 +141,62 @@ def my_work(request):
 
 @login_required
 @require_GET
+def saved_filters(request):
+    """The caller's saved filters, loaded by the page after it shows (htmx): My Work itself stays within its
+    query budget."""
+    from .models import SavedFilter
+
+    saved = list(SavedFilter.objects.filter(user=request.user).values("pk", "name", "query"))
+    return render(request, "workguide/_saved_filters.html", {"saved_filters": saved})
+
+
+FILTER_NAMES = ("tab", "q", "source", "orchestration", "overdue", "record", "data_field", "data_value", "sort")
+
+
+@login_required
+@require_POST
+def save_filter(request):
+    """Keep My Work's filters under a name for the caller (the same name again replaces them); back to the list.
+
+    The filters come as the filter form's own fields (htmx includes them) or,
+    without JavaScript, as the page's query string (``query``); only My
+    Work's filter names are kept.
+    """
+    from django.http import QueryDict
+
+    from .models import SavedFilter
+
+    source = request.POST if any(request.POST.get(k) for k in FILTER_NAMES) else QueryDict(request.POST.get("query", ""))
+    kept = {k: source.get(k)[:200] for k in FILTER_NAMES if source.get(k)}
+    name = " ".join(request.POST.get("name", "").split())[:60]
+    url = reverse("workguide:my_work") + (f"?{urlencode(kept)}" if kept else "")
+    if not name:
+        messages.error(request, "Give the filters a name to save them under.")
+    elif not kept:
+        messages.error(request, "Nothing to save: choose some filters or a sort first.")
+    else:
+        SavedFilter.objects.update_or_create(user=request.user, name=name, defaults={"query": urlencode(kept)})
+        messages.success(request, f"Saved these filters as “{name}”.")
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def delete_filter(request, pk):
+    from .models import SavedFilter
+
+    saved = get_object_or_404(SavedFilter, pk=pk, user=request.user)  # another user's: 404
+    saved.delete()
+    messages.success(request, f"Deleted the saved filters “{saved.name}”.")
+    return redirect("workguide:my_work")
+
+
+@login_required
+@require_GET
 def my_work_results(request):
     """The results only (the list, its pager, the counts out of band), for htmx; pushes the page's own URL.
 

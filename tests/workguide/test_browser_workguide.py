@@ -277,3 +277,25 @@ def test_my_work_and_the_component_follow_items_arriving_and_leaving_without_a_r
     engine.cancel_run(first.pk, reason="duplicate")
     expect(component.locator(".wg-item")).to_have_count(1, timeout=4000)
     assert page.evaluate("window.stayed") is True
+
+
+def test_filters_sort_and_saved_filters_on_my_work(page, live_server, users, screenshot_dir):
+    """Issue 17 point 4: filter by record, sort, save the filters under a name, use them again."""
+    start(guide_orchestration(), record=employee())
+    start(guide_orchestration(), record=employee("Grace", "Hopper"))
+    log_in(page, live_server, "alice")
+    expect(page.locator(".wg-row")).to_have_count(2)
+    page.get_by_label("Record").fill("hopper")
+    page.get_by_label("Record").press("Enter")
+    expect(page.locator(".wg-row")).to_have_count(1)
+    page.get_by_label("Sort by").select_option("due")
+    expect(page).to_have_url(re.compile(r"record=hopper.*sort=due"))
+    page.get_by_label("Save the filters above as").fill("Grace, soonest due")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text("Saved these filters as “Grace, soonest due”.")).to_be_visible()
+    page.goto(f"{live_server.url}/workguide/")
+    expect(page.locator(".wg-row")).to_have_count(2)
+    page.get_by_role("link", name="Grace, soonest due").click()
+    expect(page.locator(".wg-row")).to_have_count(1)
+    expect(page.get_by_label("Sort by")).to_have_value("due")
+    shot(page, screenshot_dir, "saved-filters")

@@ -857,3 +857,36 @@ def test_the_component_live_check_answers_204_until_an_item_on_the_record_opens_
     assert alice.get(url, **HX).status_code == 200
     alice.force_login(users["otto"])
     assert alice.get(url, **HX).status_code == 404  # the check never answers before the permission
+
+
+def test_saved_filters_are_kept_per_user_and_only_my_works_filter_names(client, users):
+    """Issue 17 point 4: saved filters."""
+    from workguide.models import SavedFilter
+
+    start(guide_orchestration(), record=employee("Grace", "Hopper"))
+    client.force_login(users["alice"])
+    response = client.post("/workguide/filters/", {"name": "  Hopper   by due ", "record": "hopper", "sort": "due",
+                                                   "evil": "x", "page": "3"})
+    assert response.status_code == 302 and response["Location"] == "/workguide/?record=hopper&sort=due"
+    saved = SavedFilter.objects.get(user=users["alice"])
+    assert (saved.name, saved.query) == ("Hopper by due", "record=hopper&sort=due")
+    page = client.get("/workguide/").content.decode()
+    assert 'hx-get="/workguide/filters/saved/" hx-trigger="load"' in page  # loaded after the page shows
+    listed = client.get("/workguide/filters/saved/", **HX).content.decode()
+    assert 'href="/workguide/?record=hopper&amp;sort=due">Hopper by due</a>' in listed
+    # Without JavaScript the page's query string is sent instead; the same name replaces the filters.
+    client.post("/workguide/filters/", {"name": "Hopper by due", "query": "q=grace&tab=completed&x=1"})
+    assert SavedFilter.objects.get(user=users["alice"]).query == "tab=completed&q=grace"
+    # htmx: a redirect header; nothing to save or no name: a message, nothing stored.
+    response = client.post("/workguide/filters/", {"name": "Mine", "source": "me"}, **HX)
+    assert response.status_code == 204 and response["HX-Redirect"] == "/workguide/?source=me"
+    client.post("/workguide/filters/", {"name": "Empty"})
+    client.post("/workguide/filters/", {"name": " ", "q": "x"})
+    assert sorted(SavedFilter.objects.values_list("name", flat=True)) == ["Hopper by due", "Mine"]
+    # Another user neither sees nor deletes them.
+    client.force_login(users["gina"])
+    assert "Hopper by due" not in client.get("/workguide/filters/saved/", **HX).content.decode()
+    assert client.post(f"/workguide/filters/{saved.pk}/delete/").status_code == 404
+    client.force_login(users["alice"])
+    assert client.post(f"/workguide/filters/{saved.pk}/delete/").status_code == 302
+    assert list(SavedFilter.objects.values_list("name", flat=True)) == ["Mine"]
