@@ -109,6 +109,9 @@ SETTINGS = {
         (), "Orchestration api_names (or \"*\") whose work items send no default mail (new work, reminder, "
             "escalation): route them through the work-item signals instead."
     ),
+
+    "BATON_WORKGUIDE_POLL_SECONDS": Setting(
+        1.5, "Seconds between My Work's and the record component's cheap checks for new or gone items (0: off)."),
     "BATON_REMINDER_BEFORE": Setting(24 * 3600, "Seconds before a work item's due time that its reminder goes out."),
     "BATON_STALLED_AFTER": Setting(
         3 * 24 * 3600, "Seconds after which the monitor lists an open work item as stalled."

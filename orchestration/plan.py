@@ -50,6 +50,7 @@ class StepPlan:
     record: str
     due_in: str
     escalate_to: str
+    priority: int
     retries: int
     timeout: str
     stage: str
@@ -323,6 +324,7 @@ class Plan:
                     record=s.record,
                     due_in=s.due_in,
                     escalate_to=s.escalate_to,
+                    priority=s.priority,
                     retries=s.retries,
                     timeout=s.timeout,
                     stage=stage.name,

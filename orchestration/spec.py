@@ -58,6 +58,7 @@ def _step_to_dict(step):
     _put(out, "record", step.record)
     _put(out, "due_in", step.due_in)
     _put(out, "escalate_to", step.escalate_to)
+    _put(out, "priority", step.priority, 50)
     _put(out, "for_each", step.for_each)
     _put(out, "completion", step.completion, "all")
     _put(out, "sequential", step.sequential, False)
@@ -169,7 +170,7 @@ def _step_from_dict(stage, position, data):
         exit_type=exit_kind, exit_condition=exit_condition, exit_flow=exit_flow, exit_flow_inputs=exit_flow_inputs,
         assignee_type=assignee_type, assignee="" if assignee_value is None else str(assignee_value),
         record=data.get("record") or "", due_in=str(data.get("due_in") or ""),
-        escalate_to=data.get("escalate_to") or "",
+        escalate_to=data.get("escalate_to") or "", priority=data.get("priority", 50),
         retries=data.get("retries", 3) if kind != StepType.WAIT else 0,
         timeout=str(data.get("timeout", "10m")) if kind != StepType.WAIT else "10m",
         assignee_exclude=str(exclude), assignees=data.get("assignees") or "",

@@ -815,6 +815,8 @@ class OrchestrationValidator:
                     parse_duration(step.due_in)
                 except ValueError as exc:
                     self.add(place_of(place, "due_in"), str(exc))
+            if not isinstance(step.priority, int) or not 0 <= step.priority <= 100:
+                self.add(place_of(place, "priority"), f"{step.priority!r}: a whole number from 0 to 100")
             if step.escalate_to:
                 kind, sep, name = step.escalate_to.partition(":")
                 if not sep or not name:

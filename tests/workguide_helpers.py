@@ -110,10 +110,13 @@ STEP_TWO = {"needed_by": "2030-01-15", "contact": "ada@example.com", "extras": [
 
 def people_who_sign_in(settings):
     """``people()`` with the password "pw" each, for browser tests that sign in through the page
-    (a fast hasher; tasks and mail in process)."""
+    (a fast hasher; tasks and mail in process; the live refresh off)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    # No live refresh unless a test asks for it: a poll landing while the test thread writes to the in-memory
+    # SQLite database meets "database table is locked" (a 500 the page would report).
+    settings.BATON_WORKGUIDE_POLL_SECONDS = 0
     users = people()
     for user in users.values():
         user.set_password("pw")

@@ -18,6 +18,16 @@ class MyWorkFilterForm(forms.Form):
     )
     orchestration = forms.ChoiceField(label="Orchestration", required=False, choices=[("", "Any orchestration")])
     overdue = forms.BooleanField(label="Overdue only", required=False)
+    tab = forms.ChoiceField(required=False, choices=[("", "Open"), ("completed", "Completed by me")],
+                            widget=forms.HiddenInput)
+    sort = forms.ChoiceField(label="Sort by", required=False, choices=[
+        ("", "Newest first"), ("oldest", "Oldest first"), ("due", "Due date"), ("priority", "Priority")])
+    record = forms.CharField(label="Record", required=False, max_length=200)
+    data_field = forms.RegexField(
+        label="Data field", required=False, max_length=100, regex=r"^(?!.*__)[A-Za-z_][A-Za-z0-9_]*$",
+        error_messages={"invalid": "A field name: letters, digits and single _, not starting with a digit."},
+        help_text="A field of the item's inputs, e.g. amount")
+    data_value = forms.CharField(label="contains", required=False, max_length=200)
 
     def __init__(self, *args, orchestrations=(), **kwargs):
         super().__init__(*args, **kwargs)

@@ -49,6 +49,7 @@ class WorkItem(models.Model):
     progress = models.JSONField(default=dict, blank=True, help_text="Screen reached and values so far.")
     created_at = models.DateTimeField(default=timezone.now)
     due_at = models.DateTimeField(null=True, blank=True)
+    priority = models.PositiveSmallIntegerField(default=50, help_text="The step's priority (0 to 100), higher first.")
     reminded_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -159,3 +160,19 @@ class LaunchRequest(models.Model):
 
     def __str__(self):
         return f"launch {self.token[:8]}… → run {self.run_id}"
+
+
+class SavedFilter(models.Model):
+    """A named set of My Work's filters (its query string), kept for one user."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_work_filters")
+    name = models.CharField(max_length=60)
+    query = models.CharField(max_length=1000, help_text="My Work's query string, only its known filter names.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="savedfilter_user_name")]
+
+    def __str__(self):
+        return f"{self.name} ({self.user_id})"

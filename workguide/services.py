@@ -169,6 +169,7 @@ def open_work_item(ctx, step_run, step, prepared):
         created_at=ctx.now,
         due_at=prepared.due_at,
         delegated_from=delegated_from,
+        priority=step.priority,
         **_assign_fields(kind, target),
     )
     extra = {"delegated_from": delegated_from.get_username()} if delegated_from else {}
@@ -245,18 +246,34 @@ def record_items(user, record_model, record_pk):
     )
 
 
+def record_runs(user, record_model, record_pk):
+    """The runs on a record that ``user`` may follow in its Work Guide component (any status).
+
+    Every run for who may see runs; else the runs they requested (started)
+    and the runs in which they have an item (``record_items``).
+    """
+    from orchestration.models import OrchestrationRun
+
+    runs = OrchestrationRun.objects.filter(record_model=record_model, record_pk=str(record_pk))
+    if not user.is_authenticated:
+        return runs.none()
+    if can_view_runs(user):
+        return runs
+    return runs.filter(Q(started_by=user) | Q(pk__in=record_items(user, record_model, record_pk).values("run_id")))
+
+
 def may_see_record_runs(user, record_model, record_pk):
     """May ``user`` see the Work Guide of a record (its runs' stage paths)?
 
-    Those who may see runs, and those who have an item there: one they may
-    see now (assigned to them, their group or their queue, or any item for a
-    manager), open or already closed, so that finishing one's step does not
-    hide the path it just moved. Nobody else learns whether the record has
-    runs, or even exists.
+    Those who may see runs, those who requested a run there, and those who
+    have an item there: one they may see now (assigned to them, their group
+    or their queue, or any item for a manager), open or already closed, so
+    that finishing one's step does not hide the path it just moved. Nobody
+    else learns whether the record has runs, or even exists.
     """
     if not user.is_authenticated:
         return False
-    return can_view_runs(user) or record_items(user, record_model, record_pk).exists()
+    return can_view_runs(user) or record_runs(user, record_model, record_pk).exists()
 
 
 # The rules for one item live in the permission module, with everyone else's.
@@ -519,8 +536,24 @@ def my_open_items(user):
     )
 
 
+def _version_aggregates():
+    """What says that a set of items changed: one more or one less, another item, a claim taken or given back."""
+    from django.db.models import Count, Max, Sum
+
+    return {"v_count": Count("id"), "v_max": Max("id"), "v_sum": Sum("id"), "v_claims": Sum("claimed_by_id"),
+            "v_claimed": Count("claimed_by_id")}
+
+
+def _version_text(values):
+    return "-".join(str(values.get(key) or 0) for key in ("v_count", "v_max", "v_sum", "v_claims", "v_claimed"))
+
+
 def source_counts(queryset):
-    """``{"me": n, "groups": n, "queues": n, "all": n, "overdue": n}`` in one query."""
+    """``{"me": n, "groups": n, "queues": n, "all": n, "overdue": n, "version": text}`` in one query.
+
+    ``version`` is the set's ``open_items_version``: My Work's live refresh
+    compares it with the cheap check's, so both must cover the same items.
+    """
     from django.db.models import Count
 
     counts = queryset.order_by().aggregate(
@@ -529,8 +562,35 @@ def source_counts(queryset):
         groups=Count("id", filter=Q(source="groups")),
         queues=Count("id", filter=Q(source="queues")),
         overdue=Count("id", filter=Q(due_at__lt=timezone.now())),
+        **_version_aggregates(),
     )
+    counts["version"] = _version_text(counts)
     return counts
+
+
+def open_items_version(user):
+    """A short text that changes when an open item arrives in ``user``'s My Work, leaves it, or is claimed or
+    released: one query (the user's groups and queues are subqueries), for the live refresh's cheap check.
+
+    It covers the items ``my_open_items`` gives; ``source_counts`` gives the same text for them.
+    """
+    groups = Group.objects.filter(user=user).values("id")
+    queues = Queue.objects.filter(Q(members=user) | Q(member_groups__in=groups)).values("id")
+    mine = Q(assignee_user=user) | Q(assignee_group_id__in=groups) | Q(assignee_queue_id__in=queues)
+    return _version_text(WorkItem.objects.filter(mine, status=WorkItemStatus.OPEN).aggregate(**_version_aggregates()))
+
+
+def record_items_version(record_model, record_pk):
+    """Changes when a work item on a record (its own or its run's) opens, closes or is claimed: one query."""
+    from django.db.models import Count, Max, Sum
+
+    record_pk = str(record_pk)
+    is_open = Q(status=WorkItemStatus.OPEN)
+    values = (WorkItem.objects.filter(Q(record_model=record_model, record_pk=record_pk)
+                                      | Q(run__record_model=record_model, run__record_pk=record_pk))
+              .aggregate(v_count=Count("id", filter=is_open), v_max=Max("id"), v_sum=Sum("id", filter=is_open),
+                         v_claims=Sum("claimed_by_id", filter=is_open), v_claimed=Count("id", filter=~is_open)))
+    return _version_text(values)
 
 
 def stage_path(run, stage_runs=None):
@@ -571,6 +631,65 @@ def stage_path(run, stage_runs=None):
             state = "skipped"
         path.append({"name": element.name, "label": element.label, "state": state})
     return path
+
+
+def waiting_on(runs):
+    """For running ``runs``: run id → its open work items (who holds them, when due), soonest due first. One query."""
+    from django.db.models import F
+
+    waiting = {run.pk: [] for run in runs}
+    if not waiting:
+        return waiting
+    items = (WorkItem.objects.filter(run_id__in=list(waiting), status=WorkItemStatus.OPEN)
+             .select_related("assignee_user", "assignee_group", "assignee_queue", "claimed_by")
+             .order_by(F("due_at").asc(nulls_last=True), "created_at", "id"))
+    for item in items:
+        waiting[item.run_id].append(item)
+    return waiting
+
+
+def holder_text(item):
+    """Who an open item waits on, in words: "alice", "group crew, claimed by gina", "queue desk"."""
+    if item.assignee_type == WorkItem.USER:
+        return item.assignee_user.get_username()
+    name = item.assignee_group.name if item.assignee_type == WorkItem.GROUP else item.assignee_queue.name
+    text = f"{item.assignee_type} {name}"
+    return f"{text}, claimed by {item.claimed_by.get_username()}" if item.claimed_by_id else text
+
+
+def past_runs(runs, limit=5):
+    """The ended ones of ``runs``, newest first, each ``{run, outcome}`` in words. Three queries."""
+    from orchestration.models import RunEvent, RunStatus, StageRun, StageStatus
+    from orchestration.plan import Plan
+
+    ended = list(runs.exclude(status=RunStatus.RUNNING).select_related("orchestration")
+                 .order_by("-ended_at", "-started_at", "-id")[:limit])
+    ids = [run.pk for run in ended]
+    last_stage = dict(StageRun.objects.filter(run_id__in=ids, status=StageStatus.COMPLETED)
+                      .order_by("run_id", "id").values_list("run_id", "stage_name"))  # the last one per run wins
+    cancels = {}
+    for event in (RunEvent.objects.filter(run_id__in=ids, kind="run_canceled").select_related("actor")
+                  .order_by("run_id", "id")):
+        cancels[event.run_id] = event
+    entries = []
+    for run in ended:
+        if run.status == RunStatus.COMPLETED:
+            outcome = "Completed"
+            stage = last_stage.get(run.pk)
+            if stage:
+                element = Plan.load(run.orchestration_id).by_name.get(stage)
+                outcome += f", last stage “{element.label if element else stage}”"
+        elif run.status == RunStatus.CANCELED:
+            event = cancels.get(run.pk)
+            outcome = "Canceled" + (f" by {event.actor.get_username()}" if event and event.actor_id else "")
+            reason = str(((event.data or {}).get("reason") if event else "") or "")
+            if reason:
+                outcome += f": “{reason}”"
+        else:
+            first_line = (run.error or "").strip().splitlines()[:1]
+            outcome = "Stopped with an error" + (f": {first_line[0][:160]}" if first_line else "")
+        entries.append({"run": run, "outcome": outcome})
+    return entries
 
 
 def _reachable(plan, names):

@@ -22,8 +22,9 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
-from django.http import Http404, HttpResponseBadRequest
+from django.db.models import F, Prefetch, Q
+from django.db.models.fields.json import KeyTextTransform
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -35,6 +36,7 @@ from flows.compiled import FlowSpec
 from flows.runtime import FlowError
 from flows.screens import ACTIONS, ScreenFlowState
 from orchestration import permissions
+from orchestration.conf import baton_settings
 
 from . import services
 from .forms import BulkForm, CommentForm, DelegationForm, MyWorkFilterForm, ReassignForm
@@ -73,6 +75,15 @@ def _ctx_of(request):
 # My Work
 # ---------------------------------------------------------------------------
 
+SORTS = {
+    "": ("-created_at", "-id"),
+    "oldest": ("created_at", "id"),
+    "due": (F("due_at").asc(nulls_last=True), "-created_at", "-id"),
+    "priority": ("-priority", F("due_at").asc(nulls_last=True), "-created_at", "-id"),
+}
+NOT_KEPT = ("page", "known")  # the pager's and the live refresh's own parameters
+
+
 def _my_work(request):
     items = services.my_open_items(request.user)
     orchestrations = list(
@@ -82,31 +93,45 @@ def _my_work(request):
     form = MyWorkFilterForm(request.GET or None, orchestrations=choices)
     filters = form.filters() if request.GET else {}
     counts = services.source_counts(items)
-    shown = items
-    if filters.get("source"):
-        shown = shown.filter(source=filters["source"])
+    completed_tab = filters.get("tab") == "completed"
+    if completed_tab:  # what the caller finished, newest first; the sources and overdue do not apply
+        shown = WorkItem.objects.filter(status="completed", completed_by=request.user).order_by("-completed_at", "-id")
+    else:
+        shown = items.order_by(*SORTS[filters.get("sort") or ""])
+        if filters.get("source"):
+            shown = shown.filter(source=filters["source"])
+        if filters.get("overdue"):
+            shown = shown.filter(due_at__lt=timezone.now())
     if filters.get("orchestration"):
         shown = shown.filter(run__orchestration__api_name=filters["orchestration"])
-    if filters.get("overdue"):
-        shown = shown.filter(due_at__lt=timezone.now())
     query = (filters.get("q") or "").strip()
     if query:
-        from django.db.models import Q
-
         shown = shown.filter(Q(label__icontains=query) | Q(record_label__icontains=query))
+    record = (filters.get("record") or "").strip()
+    if record:
+        shown = shown.filter(record_label__icontains=record)
+    if filters.get("data_field"):  # process data: a field of the item's inputs (a checked name, never a lookup)
+        shown = shown.alias(process_value=KeyTextTransform(filters["data_field"], "inputs"))
+        value = (filters.get("data_value") or "").strip()
+        shown = (shown.filter(process_value__icontains=value) if value
+                 else shown.filter(inputs__has_key=filters["data_field"]))
     shown = shown.select_related("run__orchestration", "assignee_user", "assignee_group", "assignee_queue", "claimed_by",
                                  "delegated_from")
     page = Paginator(shown, PAGE_SIZE).get_page(request.GET.get("page"))
-    kept = {k: v for k, v in request.GET.items() if k != "page" and v not in ("", None)}
+    kept = {k: v for k, v in request.GET.items() if k not in NOT_KEPT and v not in ("", None)}
     return {
         **_delegation_context(request.user),
         "bulk_form": BulkForm(),
         "may_manage": services.can_manage(request.user),
+        "completed_tab": completed_tab,
+        "sort_label": dict(form.fields["sort"].choices).get(filters.get("sort") or "", "Newest first"),
+        "poll_seconds": baton_settings.BATON_WORKGUIDE_POLL_SECONDS,
+        "page_number": page.number,
         "form": form,
         "counts": counts,
         "page": page,
         "items": list(page.object_list),
-        "filtered": bool(kept),
+        "filtered": bool(set(kept) - {"tab", "sort"}),
         "query_string": urlencode(kept),
         "now": timezone.now(),
     }
@@ -247,11 +272,75 @@ def _team(request):
 
 @login_required
 @require_GET
-def my_work_results(request):
-    """The results only (the list, its pager), for htmx; pushes the page's own URL."""
-    context = _my_work(request)
-    response = render(request, "workguide/_results.html", context)
+def saved_filters(request):
+    """The caller's saved filters, loaded by the page after it shows (htmx): My Work itself stays within its
+    query budget."""
+    from .models import SavedFilter
+
+    saved = list(SavedFilter.objects.filter(user=request.user).values("pk", "name", "query"))
+    return render(request, "workguide/_saved_filters.html", {"saved_filters": saved})
+
+
+FILTER_NAMES = ("tab", "q", "source", "orchestration", "overdue", "record", "data_field", "data_value", "sort")
+
+
+@login_required
+@require_POST
+def save_filter(request):
+    """Keep My Work's filters under a name for the caller (the same name again replaces them); back to the list.
+
+    The filters come as the filter form's own fields (htmx includes them) or,
+    without JavaScript, as the page's query string (``query``); only My
+    Work's filter names are kept.
+    """
+    from django.http import QueryDict
+
+    from .models import SavedFilter
+
+    source = request.POST if any(request.POST.get(k) for k in FILTER_NAMES) else QueryDict(request.POST.get("query", ""))
+    kept = {k: source.get(k)[:200] for k in FILTER_NAMES if source.get(k)}
+    name = " ".join(request.POST.get("name", "").split())[:60]
+    url = reverse("workguide:my_work") + (f"?{urlencode(kept)}" if kept else "")
+    if not name:
+        messages.error(request, "Give the filters a name to save them under.")
+    elif not kept:
+        messages.error(request, "Nothing to save: choose some filters or a sort first.")
+    else:
+        SavedFilter.objects.update_or_create(user=request.user, name=name, defaults={"query": urlencode(kept)})
+        messages.success(request, f"Saved these filters as “{name}”.")
     if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def delete_filter(request, pk):
+    from .models import SavedFilter
+
+    saved = get_object_or_404(SavedFilter, pk=pk, user=request.user)  # another user's: 404
+    saved.delete()
+    messages.success(request, f"Deleted the saved filters “{saved.name}”.")
+    return redirect("workguide:my_work")
+
+
+@login_required
+@require_GET
+def my_work_results(request):
+    """The results only (the list, its pager, the counts out of band), for htmx; pushes the page's own URL.
+
+    The live refresh polls this with ``known`` = the version it shows: while
+    ``services.open_items_version`` still gives that (one query), the answer
+    is 204 and htmx leaves the list as it is.
+    """
+    known = request.GET.get("known")
+    if known and known == services.open_items_version(request.user):
+        return HttpResponse(status=204)
+    context = _my_work(request)
+    response = render(request, "workguide/_results.html", {**context, "oob_counts": bool(request.htmx)})
+    if request.htmx and not known:
         url = reverse("workguide:my_work")
         query = context["query_string"]
         page_number = request.GET.get("page")
@@ -389,6 +478,28 @@ def flow_preview(request, pk):
     services.save_progress(item, state.progress)
     panel = panel_context(request, item, form=form, state=state, ctx=ctx)
     return render(request, "workguide/_live_fields.html", {"panel": panel, "item": item, "form": panel["form"]})
+
+
+@login_required
+@require_POST
+def flow_draft(request, pk):
+    """Keep what is typed on the current screen as its draft, as the fields change (htmx, no swap): 204.
+
+    The form names its screen (``screen``, its index); a draft for another
+    screen than the one the person stands on (a request still on its way
+    after Next or Back) is dropped, as is one for an item that is no longer
+    theirs to work. Nothing is validated and nothing is claimed.
+    """
+    item = get_item(request, pk)
+    if item.is_open and services.can_work(item, request.user):
+        try:
+            state = _state(item)
+        except FlowError:
+            state = None
+        if state is not None and not state.finished and request.POST.get("screen") == str(state.index):
+            state.drafts[state.current_screen.name] = state.preview(request.POST).initial_draft
+            services.save_progress(item, state.progress)
+    return HttpResponse(status=204)
 
 
 def _flow_move(request, item):
@@ -615,25 +726,30 @@ def comment_item(request, pk):
 # The record component
 # ---------------------------------------------------------------------------
 
-def component_context(request, record_model, record_pk, notice=""):
-    """The running orchestrations on a record and the caller's open items for it.
+PAST_RUNS = 5
 
-    Who may see runs gets every running orchestration; anyone else only the
-    runs in which they have an item (``services.record_items``), and nothing
-    about the others. Callers check ``services.may_see_record_runs`` first.
+
+def component_context(request, record_model, record_pk, notice=""):
+    """The running orchestrations on a record, whom each waits on, the caller's open items, the past runs.
+
+    Who may see runs gets every run on the record; anyone else only the
+    runs they requested and those in which they have an item
+    (``services.record_runs``), and nothing about the others. Callers check
+    ``services.may_see_record_runs`` first.
     """
-    from orchestration.models import OrchestrationRun, RunStatus, StageRun
+    from orchestration.models import RunStatus, StageRun
 
     user = request.user
-    runs = OrchestrationRun.objects.filter(record_model=record_model, record_pk=str(record_pk), status=RunStatus.RUNNING)
-    if not services.can_view_runs(user):
-        runs = runs.filter(pk__in=services.record_items(user, record_model, record_pk).values("run_id"))
+    visible = services.record_runs(user, record_model, record_pk)
     runs = list(
-        runs.select_related("orchestration")
+        visible.filter(status=RunStatus.RUNNING).select_related("orchestration")
         .prefetch_related(Prefetch("stage_runs", queryset=StageRun.objects.order_by("id")))
         .order_by("started_at", "id")
     )
-    paths = [{"run": run, "path": services.stage_path(run, list(run.stage_runs.all()))} for run in runs]
+    waiting = services.waiting_on(runs)
+    paths = [{"run": run, "path": services.stage_path(run, list(run.stage_runs.all())),
+              "waiting": [{"item": item, "holder": services.holder_text(item)} for item in waiting[run.pk]]}
+             for run in runs]
     if services.can_manage(user):
         mine = WorkItem.objects.filter(status="open")
     else:
@@ -645,7 +761,10 @@ def component_context(request, record_model, record_pk, notice=""):
     panels = [panel_context(request, item, ctx="component") for item in items]
     dom_id = "wg-" + "".join(ch if ch.isalnum() else "-" for ch in f"{record_model}-{record_pk}")
     return {
-        "paths": paths, "panels": panels, "notice": notice, "dom_id": dom_id,
+        "paths": paths, "panels": panels, "notice": notice, "dom_id": dom_id, "now": timezone.now(),
+        "past_runs": services.past_runs(visible, PAST_RUNS),
+        "version": services.record_items_version(record_model, record_pk),
+        "poll_seconds": baton_settings.BATON_WORKGUIDE_POLL_SECONDS,
         "record_model": record_model, "record_pk": str(record_pk), "request": request, "user": user,
     }
 
@@ -672,6 +791,9 @@ def component(request, model, pk):
 
     if load_record(model, pk) is None:
         raise Http404("no such record")
+    known = request.GET.get("known")
+    if known and known == services.record_items_version(model, pk):  # the live refresh: nothing new, nothing gone
+        return HttpResponse(status=204)
     return render(request, "workguide/component.html", component_context(request, model, pk))
 
 

@@ -57,6 +57,7 @@ class PathStepSerializer(serializers.Serializer):
     assignee = serializers.SerializerMethodField(help_text='{"user"|"group"|"queue"|"expr": value}; '
                                                            "interactive steps only.")
     due_in = serializers.CharField()
+    priority = serializers.IntegerField(help_text="0 to 100 (default 50); work items copy it, My Work sorts by it.")
 
     @extend_schema_field(OpenApiTypes.ANY)
     def get_entry(self, step):

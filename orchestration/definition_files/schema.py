@@ -126,6 +126,7 @@ STEP = _obj({
                  "minProperties": 1, "maxProperties": 2},
     "record": _TEXT, "due_in": _NAME, "escalate_to": {"type": "string", "pattern": r"^(user|group|queue):.+$"},
     "retries": {"type": "integer", "minimum": 0}, "timeout": _NAME,
+    "priority": {"type": "integer", "minimum": 0, "maximum": 100},
 }, ["name"])
 
 STAGE = _obj({

@@ -166,6 +166,8 @@ class Step(DefinitionPart):
     record = models.TextField(blank=True, help_text="Expression giving the record where the Work Guide shows (default: the run's record).")
     due_in = models.CharField(max_length=20, blank=True)
     escalate_to = models.CharField(max_length=300, blank=True, help_text='"user:NAME", "group:NAME" or "queue:NAME".')
+    priority = models.PositiveSmallIntegerField(
+        default=50, help_text="0 to 100, higher first: My Work can sort its items by it (work items copy it).")
     assignee_exclude = models.TextField(blank=True, help_text="Expression giving usernames who may never do this step.")
     # Background steps
     retries = models.PositiveIntegerField(default=3)

@@ -277,3 +277,22 @@ def test_login_page_renders_and_logs_in(client, django_user_model):
     response = client.post(reverse("login"), {"username": "lou", "password": "pw-lou-12345",
                                               "next": reverse("demo:employees")})
     assert response.status_code == 302 and response["Location"] == reverse("demo:employees")
+
+
+def _dangling_describedby(html):
+    """The ids that an aria-describedby names and no element of the page has."""
+    import re
+
+    ids = set(re.findall(r'\sid="([^"]+)"', html))
+    named = {ref for refs in re.findall(r'aria-describedby="([^"]+)"', html) for ref in refs.split()}
+    return sorted(named - ids)
+
+
+def test_every_aria_describedby_names_an_element_of_the_page(user_client):
+    # issue 17 #9: the opportunity page's stage field pointed at id_stage-stage_helptext, its help was id_stage-stage_help
+    deal = Opportunity.objects.create(name="Hooli", account="Hooli", amount=10)
+    for url in (reverse("demo:opportunity", args=[deal.pk]), reverse("demo:opportunity_add"),
+                reverse("demo:employee_add"), reverse("demo:opportunity_edit", args=[deal.pk])):
+        body = user_client.get(url).content.decode()
+        assert "aria-describedby" in body, url
+        assert _dangling_describedby(body) == [], url

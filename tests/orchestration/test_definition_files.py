@@ -497,3 +497,16 @@ def test_over_long_names_are_refused_and_not_echoed_whole(old, new, place):
 def test_names_must_be_slug_like(old, new, place):
     problems = problems_of(GOOD.replace(old, new, 1))
     assert has(problems, place, "does not match the expected form")
+
+
+def test_step_priority_round_trips_and_is_checked(ann):
+    text = GOOD.replace("due_in: 2d}", "due_in: 2d, priority: 80}")
+    import_document(text)
+    orch = Orchestration.objects.get(api_name="df_orch")
+    assert orch.stages.get(name="ask").steps.get().priority == 80
+    exported = yaml.safe_load(export_document(["df_orch"]))
+    step = exported["orchestrations"][0]["path"][0]["steps"][0]
+    assert step["priority"] == 80
+    assert "priority" not in exported["orchestrations"][0]["path"][2]["steps"][0]  # the default is left out
+    problems = problems_of(GOOD.replace("due_in: 2d}", "due_in: 2d, priority: high}"))
+    assert has(problems, "orchestrations[0].path[0].steps[0].priority", "expected a whole number")

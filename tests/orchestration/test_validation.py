@@ -790,3 +790,12 @@ def test_an_over_long_name_is_refused_and_quoted_short(flows):
     problems = validate_orchestration(o)
     assert_problem(problems, "(5,000 characters)", "at most 100 characters")
     assert all(len(str(p)) < 1_000 for p in problems)
+
+
+def test_priority_is_a_whole_number_from_0_to_100(flows):
+    make_user("ann")
+    o = orch(stage("one", step("b", "v_form", type="interactive", assignee={"user": "ann"}, priority=101),
+                   step("c", "v_form", type="interactive", assignee={"user": "ann"}, priority=90)))
+    problems = validate_orchestration(o)
+    assert_problem(problems, "one › b › priority", "from 0 to 100")
+    assert not [p for p in problems if "one › c" in str(p)]

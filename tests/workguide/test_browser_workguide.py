@@ -194,3 +194,108 @@ def test_two_people_finishing_the_same_item(page, browser, live_server, users, s
     expect(manager.get_by_text("was already completed by alice")).to_be_visible()
     shot(manager, screenshot_dir, "finish-twice-second")
     other.close()
+
+
+def test_values_typed_but_not_submitted_survive_leaving_the_page(page, live_server, users, screenshot_dir):
+    """Issue 17 point 5: a draft is saved as the fields change, on a screen without visible_if too."""
+    run = start(guide_orchestration(), record=employee())
+    item = item_of(run)
+    log_in(page, live_server, "alice", f"/workguide/items/{item.pk}/")
+    page.get_by_label("Laptop").select_option("mac")
+    page.get_by_label("Monitors").fill("3")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("Screen 2 of 2")).to_be_visible()
+    with page.expect_response(lambda r: r.url.endswith("/flow/draft/") and r.status == 204):
+        page.get_by_label("Notes").fill("typed, never submitted")
+    with page.expect_response(lambda r: r.url.endswith("/flow/draft/") and r.status == 204):
+        page.get_by_label("Needed by").fill("2030-02-03")
+    page.get_by_role("link", name="My Work").first.click()
+    expect(page.get_by_role("heading", name="My Work")).to_be_visible()
+    page.go_back()
+    page.reload()
+    expect(page.get_by_text("Screen 2 of 2")).to_be_visible()
+    expect(page.get_by_label("Notes")).to_have_value("typed, never submitted")
+    expect(page.get_by_label("Needed by")).to_have_value("2030-02-03")
+    shot(page, screenshot_dir, "draft-kept")
+    assert item_of(run).status == "open"
+
+
+def test_requester_reads_who_the_run_waits_on_and_earlier_runs(page, live_server, users, screenshot_dir):
+    """Issue 17 point 6 on the demo's record page, for a requester who has no item in the run."""
+    import datetime
+
+    from django.utils import timezone
+
+    from orchestration import engine
+    from workguide.models import WorkItem
+
+    record = employee()
+    orch = guide_orchestration(assignee={"group": "crew"})
+    old = start(orch, record=record, user=users["quinn"])
+    engine.cancel_run(old.pk, user=users["mona"], reason="Started by mistake")
+    run = start(orch, record=record, user=users["quinn"])
+    WorkItem.objects.filter(run=run).update(due_at=timezone.now() + datetime.timedelta(days=1))
+    log_in(page, live_server, "quinn", f"/demo/employees/{record.pk}/")
+    component = page.locator(".wg-component")
+    expect(component.locator(".wg-waiting")).to_contain_text("group crew")
+    expect(component.locator(".wg-waiting")).to_contain_text("Enter the details")
+    expect(component.locator(".wg-waiting time")).to_be_visible()
+    component.get_by_text("Earlier runs").click()
+    expect(component.locator(".wg-past-runs")).to_contain_text("Canceled by mona: “Started by mistake”")
+    shot(page, screenshot_dir, "component-requester")
+
+
+def test_my_work_and_the_component_follow_items_arriving_and_leaving_without_a_reload(page, live_server, users,
+                                                                                    screenshot_dir, settings):
+    """Issue 17 point 4: the live refresh (a cheap check every 1.5 s; the page is never reloaded)."""
+    from orchestration import engine
+
+    settings.BATON_WORKGUIDE_POLL_SECONDS = 1.5
+
+    start(guide_orchestration(), record=employee())
+    log_in(page, live_server, "alice")
+    expect(page.locator(".wg-row")).to_have_count(1)
+    page.evaluate("window.stayed = true")
+    arriving = start(guide_orchestration(), record=employee("Grace", "Hopper"))
+    expect(page.locator(".wg-row")).to_have_count(2, timeout=4000)
+    expect(page.locator("#wg-counts .wg-count").first).to_have_text("2")
+    shot(page, screenshot_dir, "live-1-arrived")
+    engine.cancel_run(arriving.pk, reason="not needed")
+    expect(page.locator(".wg-row")).to_have_count(1, timeout=4000)
+    expect(page.get_by_text("Grace Hopper")).to_have_count(0)
+    assert page.evaluate("window.stayed") is True
+
+    record = employee("Alan", "Turing")
+    first = start(guide_orchestration(), record=record)
+    page.goto(f"{live_server.url}/demo/employees/{record.pk}/")
+    component = page.locator(".wg-component")
+    expect(component.locator(".wg-item")).to_have_count(1)
+    page.evaluate("window.stayed = true")
+    start(guide_orchestration(api_name="second_hire"), record=record)
+    expect(component.locator(".wg-item")).to_have_count(2, timeout=4000)
+    shot(page, screenshot_dir, "live-2-component")
+    engine.cancel_run(first.pk, reason="duplicate")
+    expect(component.locator(".wg-item")).to_have_count(1, timeout=4000)
+    assert page.evaluate("window.stayed") is True
+
+
+def test_filters_sort_and_saved_filters_on_my_work(page, live_server, users, screenshot_dir):
+    """Issue 17 point 4: filter by record, sort, save the filters under a name, use them again."""
+    start(guide_orchestration(), record=employee())
+    start(guide_orchestration(), record=employee("Grace", "Hopper"))
+    log_in(page, live_server, "alice")
+    expect(page.locator(".wg-row")).to_have_count(2)
+    page.get_by_label("Record").fill("hopper")
+    page.get_by_label("Record").press("Enter")
+    expect(page.locator(".wg-row")).to_have_count(1)
+    page.get_by_label("Sort by").select_option("due")
+    expect(page).to_have_url(re.compile(r"record=hopper.*sort=due"))
+    page.get_by_label("Save the filters above as").fill("Grace, soonest due")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_text("Saved these filters as “Grace, soonest due”.")).to_be_visible()
+    page.goto(f"{live_server.url}/workguide/")
+    expect(page.locator(".wg-row")).to_have_count(2)
+    page.get_by_role("link", name="Grace, soonest due").click()
+    expect(page.locator(".wg-row")).to_have_count(1)
+    expect(page.get_by_label("Sort by")).to_have_value("due")
+    shot(page, screenshot_dir, "saved-filters")

@@ -682,3 +682,211 @@ def test_the_launch_button_warns_of_a_run_already_running_on_the_record(client, 
     assert OrchestrationRun.objects.count() == 2
     other = employee("Grace", "Hopper")  # another record: no warning
     assert "already running" not in _render('{% launch_button "refresh" record %}', alice, record=other)
+
+
+def test_values_typed_on_any_screen_are_kept_as_a_draft_as_they_change(alice, users, item):
+    """Issue 17 point 5: what is typed on the current screen survives leaving the page, not only submitted
+    screens (a screen without visible_if kept nothing until Next)."""
+    post(alice, item, "next", STEP_ONE)
+    page = alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    # Every screen's fields post a draft as they change, naming the screen they belong to.
+    assert f'hx-post="/workguide/items/{item.pk}/flow/draft/"' in page and 'name="screen" value="1"' in page
+    response = alice.post(f"/workguide/items/{item.pk}/flow/draft/",
+                          {"ctx": "page", "screen": "1", "notes": "call <b>first</b>", "contact": "not-yet"}, **HX)
+    assert response.status_code == 204
+    reloaded = alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    assert "call &lt;b&gt;first&lt;/b&gt;</textarea>" in reloaded and 'value="not-yet"' in reloaded
+    assert "errorlist" not in reloaded  # a draft is not validated
+    # A late draft of a screen the person has left changes nothing (it would land on the wrong screen).
+    before = item_of(item.run).progress
+    assert alice.post(f"/workguide/items/{item.pk}/flow/draft/", {"screen": "0", "laptop": "linux"},
+                      **HX).status_code == 204
+    assert item_of(item.run).progress == before
+    # Back and Next again: the draft of screen two is still there; finishing clears it with the item.
+    post(alice, item, "back", {"notes": "call <b>first</b>"})  # Back sends the screen as it stands
+    post(alice, item, "next", STEP_ONE)
+    assert "call &lt;b&gt;first&lt;/b&gt;" in alice.get(f"/workguide/items/{item.pk}/").content.decode()
+    # Nobody else's draft: an outsider gets 404, an item no longer open keeps what it had.
+    alice.logout()
+    alice.force_login(users["otto"])
+    assert alice.post(f"/workguide/items/{item.pk}/flow/draft/", {"screen": "1", "notes": "x"}, **HX).status_code == 404
+    alice.force_login(users["alice"])
+    assert alice.get(f"/workguide/items/{item.pk}/flow/draft/").status_code == 405
+
+
+def test_the_component_tells_the_requester_who_it_waits_on_and_lists_past_runs(client, users):
+    """Issue 17 point 6: a requester (who started the runs, holds no item and may not view runs) reads who the run
+    is waiting on and when it is due, and the record's earlier runs with their outcome."""
+    from orchestration import engine
+
+    record = employee()
+    orch = guide_orchestration(assignee={"group": "crew"})
+    running = start(orch, record=record, user=users["alice"])
+    waiting = item_of(running)
+    due = timezone.now() + datetime.timedelta(days=2)
+    WorkItem.objects.filter(pk=waiting.pk).update(due_at=due)
+    services.claim(item_of(running), users["gina"])
+    canceled = start(orch, record=record, user=users["alice"])
+    engine.cancel_run(canceled.pk, user=users["mona"], reason="Asked twice <oops>")
+    done = start(orch, record=record, user=users["alice"])
+    OrchestrationRun.objects.filter(pk=done.pk).update(status="completed", ended_at=timezone.now())
+    start(orch, record=employee("Other", "Person"), user=users["alice"])  # another record: not listed
+
+    client.force_login(users["alice"])
+    response = client.get(f"/workguide/records/demo.employee/{record.pk}/", **HX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    # Who the running run waits on, and by when.
+    assert "Waiting on" in html and "Enter the details" in html and "group crew" in html
+    assert "claimed by gina" in html and f"due <time datetime=\"{timezone.localtime(due).isoformat()}\">{timezone.localtime(due):%Y-%m-%d %H:%M}</time>" in html
+    # Earlier runs of the record with their outcome, newest first; the cancel reason escaped.
+    assert "Earlier runs" in html
+    assert html.index(f"#{done.pk}") < html.index(f"#{canceled.pk}")
+    assert "Completed" in html and "Canceled by mona" in html and "Asked twice &lt;oops&gt;" in html
+    assert "About the hire" not in html  # not hers to fill in
+    # Someone with nothing to do with the record still learns nothing.
+    client.force_login(users["otto"])
+    assert client.get(f"/workguide/records/demo.employee/{record.pk}/", **HX).status_code == 404
+
+
+def test_my_work_sorts_by_due_date_created_and_priority(client, users, run):
+    """Issue 17 point 4: sort by due date, created, priority (a step's priority, copied to its item)."""
+    item = item_of(run)
+    assert item.priority == 50  # the default
+    now = timezone.now()
+    WorkItem.objects.filter(pk=item.pk).update(label="Middle", priority=50, due_at=now + datetime.timedelta(days=2),
+                                               created_at=now - datetime.timedelta(hours=2))
+    WorkItem.objects.bulk_create([
+        _copy(item, 1, priority=90, due_at=None, created_at=now - datetime.timedelta(hours=3)),
+        _copy(item, 2, priority=10, due_at=now + datetime.timedelta(days=1), created_at=now - datetime.timedelta(hours=1)),
+    ])
+    client.force_login(users["alice"])
+
+    def order(query):
+        return [i.label for i in client.get(f"/workguide/results/?{query}", **HX).context["items"]]
+
+    assert order("") == ["Copy 2", "Middle", "Copy 1"]  # newest first
+    assert order("sort=oldest") == ["Copy 1", "Middle", "Copy 2"]
+    assert order("sort=due") == ["Copy 2", "Middle", "Copy 1"]  # no due date last
+    assert order("sort=priority") == ["Copy 1", "Middle", "Copy 2"]
+    assert order("sort=bogus") == ["Copy 2", "Middle", "Copy 1"]
+    assert "priority 90" in client.get("/workguide/?sort=priority").content.decode()
+
+
+def test_a_step_priority_reaches_its_work_item(users):
+    flow = ok_flow()
+    orch = orchestration([{"name": "only", "steps": [ui("do", flow.api_name, label="Do", priority=85)]}])
+    assert item_of(start(orch), step="do").priority == 85
+
+
+def test_my_work_filters_by_record_and_process_data_and_shows_a_completed_tab(client, users):
+    """Issue 17 point 4: filter by record and by a field of the item's inputs; a tab of what the caller finished."""
+    ada = start(guide_orchestration(), record=employee())
+    start(guide_orchestration(), record=employee("Grace", "Hopper"))
+    client.force_login(users["alice"])
+
+    def labels(query):
+        response = client.get(f"/workguide/results/?{query}", **HX)
+        assert response.status_code == 200
+        return sorted(i.record_label for i in response.context["items"])
+
+    assert labels("record=hopp") == ["Grace Hopper"]
+    assert labels("data_field=who&data_value=lovel") == ["Ada Lovelace"]  # the step's input "who"
+    assert labels("data_field=who") == ["Ada Lovelace", "Grace Hopper"]
+    assert labels("data_field=nothing_here") == []
+    # A name that is not a plain field name is refused with a message, never used as a lookup.
+    page = client.get("/workguide/?data_field=who__contains&data_value=x")
+    assert page.status_code == 200 and "A field name" in page.content.decode()
+    assert labels("data_field=who__contains&data_value=x") == ["Ada Lovelace", "Grace Hopper"]
+    # The completed tab lists what alice finished, newest first; the open list no longer has it.
+    post(client, item_of(ada), "next", STEP_ONE)
+    post(client, item_of(ada), "finish", STEP_TWO)
+    done = client.get("/workguide/results/?tab=completed", **HX)
+    assert [i.pk for i in done.context["items"]] == [item_of(ada).pk] and "finished" in done.content.decode()
+    assert item_of(ada).pk not in [i.pk for i in client.get("/workguide/results/", **HX).context["items"]]
+    client.force_login(users["gina"])
+    assert list(client.get("/workguide/results/?tab=completed", **HX).context["items"]) == []
+
+
+def test_my_work_live_check_answers_204_until_an_item_arrives_or_leaves(client, users, run,
+                                                                         django_assert_max_num_queries):
+    """Issue 17 point 4: the page polls with the version it shows; unchanged costs one query and swaps nothing."""
+    import re
+
+    client.force_login(users["alice"])
+    page = client.get("/workguide/").content.decode()
+    poll = re.search(r'id="wg-poll" hidden hx-get="([^"]+)" hx-trigger="every 1.5s"', page)
+    assert poll
+    url = poll.group(1).replace("&amp;", "&")
+    with django_assert_max_num_queries(3) as queries:  # the session, the user, the check
+        assert client.get(url, **HX).status_code == 204
+    assert len([q for q in queries.captured_queries if "workguide_workitem" in q["sql"]]) == 1
+    second = start(guide_orchestration(), record=employee("Grace", "Hopper"))  # arrives
+    response = client.get(url, **HX)
+    assert response.status_code == 200 and "Grace Hopper" in response.content.decode()
+    assert 'id="wg-counts" aria-label="Your open items by source" hx-swap-oob="true"' in response.content.decode()
+    assert "HX-Push-Url" not in response
+    url = re.search(r'id="wg-poll" hidden hx-get="([^"]+)"', response.content.decode()).group(1).replace("&amp;", "&")
+    assert client.get(url, **HX).status_code == 204
+    from orchestration import engine
+
+    engine.cancel_run(second.pk, reason="gone")  # leaves
+    assert client.get(url, **HX).status_code == 200
+    # Someone else's item arriving changes nothing for alice.
+    url = re.search(r'id="wg-poll" hidden hx-get="([^"]+)"',
+                    client.get(url, **HX).content.decode()).group(1).replace("&amp;", "&")
+    start(guide_orchestration(assignee={"user": "otto"}), record=employee("Otto", "Else"))
+    assert client.get(url, **HX).status_code == 204
+
+
+def test_the_component_live_check_answers_204_until_an_item_on_the_record_opens_or_closes(alice, users, run, item):
+    import re
+
+    url_of = lambda html: re.search(r'<div hidden hx-get="([^"]+)" hx-trigger="every 1.5s"', html).group(1)  # noqa: E731
+    html = alice.get(f"/workguide/records/demo.employee/{run.record_pk}/", **HX).content.decode()
+    url = url_of(html)
+    assert url.startswith(f"/workguide/records/demo.employee/{run.record_pk}/?known=")
+    assert alice.get(url, **HX).status_code == 204
+    start(guide_orchestration(assignee={"group": "crew"}), record=run.get_record(), user=users["alice"])  # she asks
+    response = alice.get(url, **HX)
+    assert response.status_code == 200 and "group crew" in response.content.decode()
+    url = url_of(response.content.decode())
+    assert alice.get(url, **HX).status_code == 204
+    post(alice, item, "next", STEP_ONE)
+    post(alice, item, "finish", STEP_TWO)  # one closes, the next opens
+    assert alice.get(url, **HX).status_code == 200
+    alice.force_login(users["otto"])
+    assert alice.get(url, **HX).status_code == 404  # the check never answers before the permission
+
+
+def test_saved_filters_are_kept_per_user_and_only_my_works_filter_names(client, users):
+    """Issue 17 point 4: saved filters."""
+    from workguide.models import SavedFilter
+
+    start(guide_orchestration(), record=employee("Grace", "Hopper"))
+    client.force_login(users["alice"])
+    response = client.post("/workguide/filters/", {"name": "  Hopper   by due ", "record": "hopper", "sort": "due",
+                                                   "evil": "x", "page": "3"})
+    assert response.status_code == 302 and response["Location"] == "/workguide/?record=hopper&sort=due"
+    saved = SavedFilter.objects.get(user=users["alice"])
+    assert (saved.name, saved.query) == ("Hopper by due", "record=hopper&sort=due")
+    page = client.get("/workguide/").content.decode()
+    assert 'hx-get="/workguide/filters/saved/" hx-trigger="load"' in page  # loaded after the page shows
+    listed = client.get("/workguide/filters/saved/", **HX).content.decode()
+    assert 'href="/workguide/?record=hopper&amp;sort=due">Hopper by due</a>' in listed
+    # Without JavaScript the page's query string is sent instead; the same name replaces the filters.
+    client.post("/workguide/filters/", {"name": "Hopper by due", "query": "q=grace&tab=completed&x=1"})
+    assert SavedFilter.objects.get(user=users["alice"]).query == "tab=completed&q=grace"
+    # htmx: a redirect header; nothing to save or no name: a message, nothing stored.
+    response = client.post("/workguide/filters/", {"name": "Mine", "source": "me"}, **HX)
+    assert response.status_code == 204 and response["HX-Redirect"] == "/workguide/?source=me"
+    client.post("/workguide/filters/", {"name": "Empty"})
+    client.post("/workguide/filters/", {"name": " ", "q": "x"})
+    assert sorted(SavedFilter.objects.values_list("name", flat=True)) == ["Hopper by due", "Mine"]
+    # Another user neither sees nor deletes them.
+    client.force_login(users["gina"])
+    assert "Hopper by due" not in client.get("/workguide/filters/saved/", **HX).content.decode()
+    assert client.post(f"/workguide/filters/{saved.pk}/delete/").status_code == 404
+    client.force_login(users["alice"])
+    assert client.post(f"/workguide/filters/{saved.pk}/delete/").status_code == 302
+    assert list(SavedFilter.objects.values_list("name", flat=True)) == ["Mine"]
