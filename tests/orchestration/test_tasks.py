@@ -1,4 +1,4 @@
-"""``orchestration/tasks.py``: the claim on PostgreSQL (one statement) and on SQLite, and connection reuse."""
+"""The claim (``orchestration/worker.py``) on PostgreSQL (one statement) and on SQLite, and the tasks' connection reuse (``tasks.py``)."""
 from datetime import timedelta
 from unittest import mock
 
@@ -175,3 +175,14 @@ def test_a_worker_change_meeting_a_transition_that_holds_the_run_waits_instead_o
     assert step.status == "discontinued"
     assert not RunEvent.objects.filter(run=run, kind__in=["step_running", "step_retry_scheduled",
                                                           "step_resent"]).exists()
+
+
+def test_one_retry_policy_for_both_execution_modes(settings):
+    from types import SimpleNamespace
+
+    settings.BATON_RETRY_BACKOFF = 2
+    step = SimpleNamespace(retries=2)
+    tried = [SimpleNamespace(attempts=n) for n in (1, 2, 3)]
+    assert [worker.retry_delay(s, step) for s in tried] == [2, 4, None]
+    assert [worker.retry_delay(s, step, in_process=True) for s in tried] == [0, 0, None]
+    assert worker.retry_delay(SimpleNamespace(attempts=20), SimpleNamespace(retries=30)) == 300  # at most 5 minutes
