@@ -84,6 +84,12 @@ class StepFailure(Exception):
     """Raised inside the engine when a step cannot start (bad mapping, assignee...)."""
 
 
+def _waits():
+    from . import waits  # wait steps, events, timers, pause (DESIGN §10); it builds on this module
+
+    return waits
+
+
 def _default_effects():
     from .effects import DjangoEffects
 
@@ -731,6 +737,8 @@ def _close_stage(ctx, stage_run, status):
 def _start_step(ctx, stage_run, step_run, step):
     from .steps import prepare_step
 
+    if step.is_wait:  # hook: wait steps start in orchestration/waits.py
+        return _waits().start_wait(ctx, stage_run, step_run, step)
     try:
         prepared = prepare_step(ctx, step, step_run)
     except (StepFailure, ExpressionError) as exc:
@@ -821,6 +829,8 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
         ctx.save_later(step_run, fields)
     else:
         step_run.save(update_fields=fields)
+    if step_run.type == "wait":  # hook: an ended wait step's timers never fire (orchestration/waits.py)
+        _waits().step_closed(ctx, step_run)
     if close_items and step_run.type == "interactive":
         ctx.effects.close_work_items(ctx, [step_run], "completed" if close_items == "completed" else "canceled")
     ctx.event(EventKind(f"step_{status}"), _stage_name(ctx, step_run), step_run.step_name,
@@ -848,7 +858,7 @@ def _stage_error(ctx, stage_run, error):
 
 
 def _run_error(ctx, error):
-    if ctx.run.status == RunStatus.RUNNING:
+    if ctx.run.status in (RunStatus.RUNNING, RunStatus.PAUSED):  # a failure while paused is an error too
         ctx.run.status = RunStatus.ERROR
         ctx.run.error = error
         ctx.event(EventKind.RUN_ERROR, error=error)

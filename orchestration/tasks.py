@@ -317,8 +317,9 @@ def start_pending_run(pending_id, user_id=None):
 @shared_task(name="orchestration.tasks.sweep", ignore_result=True)
 def sweep():
     from .starts import start_leftover_pending
+    from .waits import fire_due_timers
 
-    return {"started": start_leftover_pending(), "resent": sweep_stuck_steps()}
+    return {"started": start_leftover_pending(), "resent": sweep_stuck_steps(), "timers": fire_due_timers()}
 
 
 def sweep_stuck_steps(now=None):

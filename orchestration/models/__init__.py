@@ -6,3 +6,4 @@ from .runs import (  # noqa: F401
     OPEN_STEP_STATUSES, EventKind, OrchestrationRun, PendingStart, RunEvent, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
 )
 from .triggers import TriggerIndexVersion  # noqa: F401
+from .waits import KeptEvent, Timer, TimerPurpose, TimerState  # noqa: F401
