@@ -468,11 +468,13 @@ class StepRunSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="step_name")
     flow = serializers.SerializerMethodField(help_text="The flow version the step ran.")
     work_item = serializers.SerializerMethodField(help_text="Interactive steps: the work item's id.")
+    wait = serializers.SerializerMethodField(help_text="Wait steps: the event awaited, the timer's due time, and "
+                                                       "while it waits for an event, its signed webhook URL.")
 
     class Meta:
         model = StepRun
         fields = ["id", "name", "type", "status", "flow", "inputs", "outputs", "error", "attempts",
-                  "work_item", "started_at", "ended_at"]
+                  "work_item", "wait", "started_at", "ended_at"]
         read_only_fields = fields
 
     @extend_schema_field(inline_serializer("FlowVersionRef", {
@@ -486,6 +488,14 @@ class StepRunSerializer(serializers.ModelSerializer):
     def get_work_item(self, step_run):
         item = getattr(step_run, "work_item", None)
         return item.pk if item is not None else None
+
+    @extend_schema_field(inline_serializer("WaitState", {
+        "event": serializers.CharField(allow_null=True), "due_at": serializers.DateTimeField(allow_null=True),
+        "webhook_url": serializers.CharField(allow_null=True)}, allow_null=True))
+    def get_wait(self, step_run):
+        from .waits import wait_state
+
+        return wait_state(step_run)
 
 
 class StageRunSerializer(serializers.ModelSerializer):
@@ -534,7 +544,10 @@ class SkipSerializer(serializers.Serializer):
 
 
 def run_detail_queryset():
-    steps = StepRun.objects.select_related("flow", "work_item").order_by("id")
+    from .models import Timer
+
+    steps = StepRun.objects.select_related("flow", "work_item").order_by("id").prefetch_related(
+        Prefetch("timers", queryset=Timer.objects.filter(state="pending"), to_attr="pending_timers"))
     return OrchestrationRun.objects.select_related("orchestration", "started_by").prefetch_related(
         Prefetch("stage_runs", queryset=StageRun.objects.order_by("started_at", "id").prefetch_related(
             Prefetch("step_runs", queryset=steps))),

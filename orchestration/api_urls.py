@@ -11,6 +11,7 @@ from rest_framework.routers import SimpleRouter
 
 from workguide.api import WorkItemViewSet
 
+from . import api_waits
 from .api import BatonAPIView, OrchestrationViewSet, RunViewSet, api_not_found
 
 
@@ -74,6 +75,7 @@ router.register("work-items", WorkItemViewSet, basename="work-item")
 urlpatterns = [
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", DocsView.as_view(), name="api-docs"),
+    *api_waits.urlpatterns(),  # pause, resume, events, withdraw a step, wait webhooks
     path("", include(router.urls)),
     re_path(r"^", api_not_found),
 ]

@@ -277,8 +277,32 @@ def webhook_url(step_run_id, name):
         step_run_id, name)
 
 
+def wait_state(step_run, plan=None):
+    """What a wait step waits for, for the API and the monitor: ``{event, due_at, webhook_url}``, or None.
+
+    Reads ``step_run.pending_timers`` when the caller prefetched them.
+    """
+    from .plan import Plan
+
+    if step_run.type != "wait":
+        return None
+    timers = getattr(step_run, "pending_timers", None)
+    if timers is None:
+        timers = list(step_run.timers.filter(state=TimerState.PENDING))
+    if plan is None:
+        plan = Plan.load(step_run.stage_run.run.orchestration_id)
+    step = plan.steps_by_name.get(step_run.step_name)
+    event = step.wait_event if step is not None else ""
+    waiting = step_run.status == StepStatus.IN_PROGRESS
+    return {
+        "event": event or None,
+        "due_at": timers[0].due_at if timers else None,
+        "webhook_url": webhook_url(step_run.pk, event) if event and waiting else None,
+    }
+
+
 def send_webhook_event(token, data=None):
-    """Deliver the event a webhook token names to its step. Returns the run.
+    """Deliver the event a webhook token names to its step. Returns ``(run, step name, event name)``.
 
     A bad signature and a step no longer waiting are both NothingWaits
     (404: the URL is not a way to learn which runs exist).
@@ -301,7 +325,7 @@ def send_webhook_event(token, data=None):
         _deliver(ctx, waiting[0], name, data, source="webhook")
         engine._progress(ctx)
         engine._save_run(ctx)
-    return ctx.run
+    return ctx.run, waiting[0].step_name, name
 
 
 # ---------------------------------------------------------------------------
