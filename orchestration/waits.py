@@ -257,7 +257,8 @@ def _deliver(ctx, step_run, name, data, *, source):
 # name). The signature is an HMAC with SECRET_KEY (django.core.signing).
 
 def webhook_token(step_run_id, name):
-    return signing.dumps([step_run_id, name], salt=WEBHOOK_SALT)
+    # Signer, not dumps: no timestamp, so the URL shown stays the same while the step waits.
+    return signing.Signer(salt=WEBHOOK_SALT).sign_object([step_run_id, name])
 
 
 def webhook_path(step_run_id, name):
@@ -301,6 +302,32 @@ def wait_state(step_run, plan=None):
     }
 
 
+def wait_states(step_runs, plan):
+    """Set ``step_run.wait`` (``wait_state``) on each step run of one run, with one query for their timers."""
+    ids = [s.pk for s in step_runs if s.type == "wait"]
+    pending = {}
+    for timer in Timer.objects.filter(step_run_id__in=ids, state=TimerState.PENDING).order_by("due_at"):
+        pending.setdefault(timer.step_run_id, []).append(timer)
+    for step_run in step_runs:
+        step_run.pending_timers = pending.get(step_run.pk, [])
+        step_run.wait = wait_state(step_run, plan)
+    return step_runs
+
+
+def waiting_overview(limit=50):
+    """For the monitor's list: paused runs, pending timers (soonest first) and kept events. A fixed number of queries."""
+    paused = OrchestrationRun.objects.filter(status=RunStatus.PAUSED).select_related("orchestration")
+    timers = (Timer.objects.filter(state=TimerState.PENDING, run__status__in=[RunStatus.RUNNING, RunStatus.PAUSED])
+              .select_related("run__orchestration", "step_run").order_by("due_at", "id"))
+    kept = (KeptEvent.objects.filter(taken_at__isnull=True, run__status__in=[RunStatus.RUNNING, RunStatus.PAUSED])
+            .select_related("run__orchestration", "sent_by").order_by("kept_at", "id"))
+    return {
+        "paused": list(paused.order_by("-started_at")[:limit]), "paused_total": paused.count(),
+        "timers": list(timers[:limit]), "timers_total": timers.count(),
+        "kept": list(kept[:limit]), "kept_total": kept.count(),
+    }
+
+
 def send_webhook_event(token, data=None):
     """Deliver the event a webhook token names to its step. Returns ``(run, step name, event name)``.
 
@@ -310,7 +337,7 @@ def send_webhook_event(token, data=None):
     from .models import StepRun
 
     try:
-        step_run_id, name = signing.loads(token, salt=WEBHOOK_SALT)
+        step_run_id, name = signing.Signer(salt=WEBHOOK_SALT).unsign_object(token)
     except (signing.BadSignature, ValueError, TypeError):
         raise NothingWaits("this webhook URL is not valid")
     data = check_event(name, data)
