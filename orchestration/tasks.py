@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from . import engine, journal
 from .conf import baton_settings
+from .children import sweep_orphaned_children
 from .models import EventKind, OrchestrationRun, StepRun, StepStatus
 from .plan import Plan
 
@@ -319,7 +320,8 @@ def sweep():
     from .starts import start_leftover_pending
     from .waits import fire_due_timers
 
-    return {"started": start_leftover_pending(), "resent": sweep_stuck_steps(), "timers": fire_due_timers()}
+    return {"started": start_leftover_pending(), "resent": sweep_stuck_steps(),
+            "children_canceled": sweep_orphaned_children(), "timers": fire_due_timers()}
 
 
 def sweep_stuck_steps(now=None):

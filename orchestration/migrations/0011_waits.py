@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orchestration', '0009_process_patterns'),
+        ('orchestration', '0010_child_runs'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
