@@ -335,3 +335,44 @@ def test_orchestration_sweep_command_fires_due_timers(fx, capsys):
     call_command("orchestration_sweep")
     assert "fired 1 timer(s)" in capsys.readouterr().out
     assert statuses(run)["nap"] == "completed"
+
+
+# -- diagram and dry run --------------------------------------------------------------
+
+def signing_orch():
+    noop_flow("sim_after")
+    return make_orch([
+        {"name": "sign", "steps": [wait("sign", event="signed", timeout="14d", on_timeout="error"),
+                                   wait("nap", **{"for": "1h"})]},
+        {"name": "file", "steps": [bg("file", "sim_after", entry={"condition": "steps.sign.outputs.ok == true"})]},
+    ])
+
+
+def test_the_diagram_draws_waits_as_hourglasses():
+    from orchestration.diagram import render_diagram
+    from orchestration.plan import Plan
+
+    svg = render_diagram(Plan.load(signing_orch().pk))
+    assert svg.count('class="icon hourglass"') == 2
+    assert 'data-step-type="wait"' in svg
+    assert "event signed, timeout 14d" in svg and "for 1h" in svg
+
+
+def test_the_dry_run_chooses_the_event_or_the_timer():
+    from orchestration.simulate import simulate
+
+    orch = signing_orch()
+    arrived = simulate(orch, outputs={"sign": {"ok": True}})
+    assert arrived.result == "completed", arrived.text()
+    assert "event signed arrives with the outputs given" in arrived.text()
+    assert "its timer fires" in arrived.text()
+    timed_out = simulate(orch, timeouts=["sign"])
+    assert timed_out.result == "error"
+    assert "no event 'signed' came within 14d (on_timeout: error)" in timed_out.text()
+
+
+def test_simulate_orchestration_takes_timeout(capsys):
+    orch = signing_orch()
+    orch.refresh_from_db()
+    call_command("simulate_orchestration", orch.api_name, "--outputs", 'sign={"ok": true}')
+    assert "event signed arrives" in capsys.readouterr().out
