@@ -118,3 +118,17 @@ def test_the_work_item_page_says_the_run_is_paused(client, db):
     client.force_login(alice)
     page = client.get(reverse("workguide:item", args=[item.pk])).content.decode()
     assert "The run is paused" in page
+
+
+def test_pause_and_resume_from_the_admin(client, waiting_run):
+    admin_user = User.objects.create_superuser("root", password="pw")
+    client.force_login(admin_user)
+    url = reverse("admin:orchestration_orchestrationrun_changelist")
+    client.post(url, {"action": "pause_runs", "_selected_action": [waiting_run.pk]})
+    waiting_run.refresh_from_db()
+    assert waiting_run.status == "paused"
+    event = RunEvent.objects.get(run=waiting_run, kind="run_paused")
+    assert (event.actor, event.data) == (admin_user, {"reason": "admin"})
+    client.post(url, {"action": "resume_runs", "_selected_action": [waiting_run.pk]})
+    waiting_run.refresh_from_db()
+    assert waiting_run.status == "running"
