@@ -376,3 +376,19 @@ def test_simulate_orchestration_takes_timeout(capsys):
     orch.refresh_from_db()
     call_command("simulate_orchestration", orch.api_name, "--outputs", 'sign={"ok": true}')
     assert "event signed arrives" in capsys.readouterr().out
+
+
+def test_the_demo_contract_signature_runs_to_its_end(fx):
+    from demo.management.commands.load_demo import DEFINITIONS_DIR
+    from orchestration.definition_files import import_document
+
+    import_document((DEFINITIONS_DIR / "contract_signature.yaml").read_text(), activate=True)
+    run = orchestration.launch("contract_signature")
+    assert statuses(run) == {"signed": "in_progress"}
+    orchestration.send_event(run, "signed", data={"signed_by": "Maya"})
+    assert statuses(run)["pause"] == "in_progress"
+    assert waits.fire_due_timers(now=later(minutes=2)) == 1
+    drain(fx)
+    run.refresh_from_db()
+    assert run.status == "completed", run.error
+    assert StepRun.objects.get(run=run, step_name="file_contract").outputs == {"filed": True}
