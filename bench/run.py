@@ -148,6 +148,7 @@ def print_figures(results, quick):
         rows.append(line(f"(7) event -> next step running p50, {wt['samples']} runs", wt["p50_ms"], "ms", None, "",
                          None, "<= 20 ms", wt["p50_ms"] <= 20))
         rows.append(line("(7) event -> next step running p99", wt["p99_ms"], "ms"))
+        rows.append(line("(7) send_event call itself p50", wt["send_event_p50_ms"], "ms"))
     tc = results.get("trigger_cost")
     if tc:
         plain, ratios = tc["plain_us"], tc["ratios"]
