@@ -1,10 +1,7 @@
 """The monitor's part of wait steps, pause/resume and withdrawing a step."""
-from datetime import timedelta
-
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
-from django.utils import timezone
 
 import orchestration
 from orchestration import engine, waits
