@@ -10,6 +10,7 @@ benchmark as its own process on a fresh copy of it:
     bench/trigger_cost.py     (4) save() of watched models against a plain save()
     bench/workguide_scale.py  (5) My Work and the record component at 1,000,000 items against 1,000
     bench/parked.py           (6) throughput (1) with 100,000 runs waiting on work items
+    bench/waits.py            (7) an event delivered -> the next background step running
 
 and prints one line per figure: the figure, its baseline measured in this
 same run, the ratio, and the target with pass/miss. ``--only NAME[,NAME]``
@@ -32,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.servers import PostgresServer, RedisServer, find_binary  # noqa: E402
 
-ORDER = ["throughput", "engine_only", "latency", "trigger_cost", "workguide_scale", "parked"]
+ORDER = ["throughput", "engine_only", "latency", "trigger_cost", "workguide_scale", "parked", "waits"]
 
 
 def start_services(pg, redis):
@@ -142,6 +143,12 @@ def print_figures(results, quick):
                              "<= 20 ms", lat["worker_starts_p50_ms"] <= 20))
             rows.append(line("(3) latency p99, worker starts", lat["worker_starts_p99_ms"], "ms", None, "", None,
                              "<= 100 ms", lat["worker_starts_p99_ms"] <= 100))
+    wt = results.get("waits")
+    if wt:
+        rows.append(line(f"(7) event -> next step running p50, {wt['samples']} runs", wt["p50_ms"], "ms", None, "",
+                         None, "<= 20 ms", wt["p50_ms"] <= 20))
+        rows.append(line("(7) event -> next step running p99", wt["p99_ms"], "ms"))
+        rows.append(line("(7) send_event call itself p50", wt["send_event_p50_ms"], "ms"))
     tc = results.get("trigger_cost")
     if tc:
         plain, ratios = tc["plain_us"], tc["ratios"]
@@ -220,7 +227,7 @@ def main():
         print(f"  services up and migrated in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
         plans = {
             "throughput": [], "engine_only": [], "latency": [], "trigger_cost": [], "workguide_scale": [],
-            "parked": [],
+            "parked": [], "waits": [],
         }
         for name in ORDER:
             if name in names:

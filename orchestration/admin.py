@@ -219,7 +219,7 @@ class OrchestrationRunAdmin(admin.ModelAdmin):
     list_select_related = ("orchestration",)
     date_hierarchy = "started_at"
     inlines = [StageRunInline, StepRunInline, RunEventInline]
-    actions = ["cancel_runs", "retry_failed_steps"]
+    actions = ["cancel_runs", "retry_failed_steps", "pause_runs", "resume_runs"]
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.concrete_fields] + ["monitor_link"]
@@ -247,6 +247,21 @@ class OrchestrationRunAdmin(admin.ModelAdmin):
                 engine.retry_step(run.pk, name, user=request.user)
 
         self._operate(request, queryset, retry, "retried")
+
+    # Pause and resume (orchestration/waits.py): recorded with the admin user and the reason "admin".
+    @admin.action(description="Pause the selected runs", permissions=["operate"])
+    def pause_runs(self, request, queryset):
+        from . import waits
+
+        self._operate(request, queryset, lambda run: waits.pause_run(run.pk, user=request.user, reason="admin"),
+                      "paused")
+
+    @admin.action(description="Resume the selected paused runs", permissions=["operate"])
+    def resume_runs(self, request, queryset):
+        from . import waits
+
+        self._operate(request, queryset, lambda run: waits.resume_run(run.pk, user=request.user, reason="admin"),
+                      "resumed")
 
     def _operate(self, request, queryset, action, done_word):
         done = 0

@@ -11,6 +11,7 @@ from rest_framework.routers import SimpleRouter
 
 from workguide.api import DelegationViewSet, WorkItemViewSet
 
+from . import api_waits
 from .api.common import BatonAPIView, api_not_found
 from .api.views import OrchestrationViewSet, RunViewSet
 
@@ -76,6 +77,7 @@ router.register("delegations", DelegationViewSet, basename="delegation")
 urlpatterns = [
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", DocsView.as_view(), name="api-docs"),
+    *api_waits.urlpatterns(),  # pause, resume, events, withdraw a step, wait webhooks
     path("", include(router.urls)),
     re_path(r"^", api_not_found),
 ]

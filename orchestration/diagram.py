@@ -161,6 +161,13 @@ def _step_subtitle(step):
             parts.append(f"{step.assignee_type}:{step.assignee}")
         if step.due_in:
             parts.append(f"due {step.due_in}")
+    if step.is_wait:  # drawn as an hourglass box
+        if step.wait_event:
+            parts.append(f"event {step.wait_event}" + (f", timeout {step.wait_timeout}" if step.wait_timeout else ""))
+        elif step.wait_for:
+            parts.append(f"for {step.wait_for}")
+        elif step.wait_until:
+            parts.append(f"until {step.wait_until}")
     if step.entry == "after" and step.after:
         parts.append("after " + ", ".join(step.after))
     elif step.entry_condition:

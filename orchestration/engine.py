@@ -91,6 +91,14 @@ log = logging.getLogger(__name__)
 ACTIVE_STEP_STATUSES = (StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.IN_PROGRESS)
 
 
+def _waits():
+    # Wait steps, events, timers and pause (DESIGN §10) live in orchestration/waits.py, which builds on
+    # this module: imported when a wait step needs it, so neither module's loading needs the other.
+    from . import waits
+
+    return waits
+
+
 # ---------------------------------------------------------------------------
 # Public transitions
 # ---------------------------------------------------------------------------
@@ -451,6 +459,8 @@ def _close_stage(ctx, stage_run, status, **about):
 # ---------------------------------------------------------------------------
 
 def _start_step(ctx, stage_run, step_run, step):
+    if step.is_wait:  # hook: wait steps start in orchestration/waits.py
+        return _waits().start_wait(ctx, stage_run, step_run, step)
     try:
         prepared = prepare_step(ctx, step, step_run)
     except (StepFailure, ExpressionError) as exc:
@@ -543,6 +553,8 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
         ctx.save_later(step_run, fields)
     else:
         step_run.save(update_fields=fields)
+    if step_run.type == "wait":  # hook: an ended wait step's timers never fire (orchestration/waits.py)
+        _waits().step_closed(ctx, step_run)
     if close_items and step_run.type == "interactive":
         ctx.effects.close_work_items(ctx, [step_run], "completed" if close_items == "completed" else "canceled")
     if step_run.type == StepType.ORCHESTRATION:
@@ -581,7 +593,7 @@ def _stage_error(ctx, stage_run, error):
 
 
 def _run_error(ctx, error):
-    if ctx.run.status == RunStatus.RUNNING:
+    if ctx.run.status in (RunStatus.RUNNING, RunStatus.PAUSED):  # a failure while paused is an error too
         ctx.run.status = RunStatus.ERROR
         ctx.run.error = error
         ctx.event(EventKind.RUN_ERROR, error=error)

@@ -199,13 +199,19 @@ def _step_detail(step):
         parts.append("when " + (step.entry_condition.expression or f"flow {step.entry_condition.flow}"))
     if step.is_child_orchestration:
         parts.append(f"runs orchestration {step.child_orchestration} (its outputs: as given)")
+    elif step.is_wait:
+        if step.wait_event:
+            parts.append(f"waits for event {step.wait_event}" + (
+                f" (timeout {step.wait_timeout}, then {step.on_timeout or 'complete'})" if step.wait_timeout else ""))
+        else:
+            parts.append(f"waits for {step.wait_for}" if step.wait_for else f"waits until {step.wait_until}")
     else:
         parts.append(f"flow {step.flow}")
     return "; ".join(parts)
 
 
 class _Walk:
-    def __init__(self, plan, record, inputs, outputs, now, errors=None):
+    def __init__(self, plan, record, inputs, outputs, now, errors=None, timeouts=()):
         self.plan = plan
         self.record_value = (record_map(record) if record is not None else None) or {}
         # Whether the walk stands in for data a run would have (no record; a
@@ -216,6 +222,7 @@ class _Walk:
         self.now = now or timezone.now()
         self.completed = {}  # step name → outputs (latest visit)
         self.errors = dict(errors or {})  # step name → the error it fails with (a chosen failure)
+        self.timeouts = set(timeouts or ())  # wait steps whose timer fires (else: their event arrives)
         self.failed = {}  # step name → {"message", "element"} of a step that failed (read on an error path)
         self.step_visits = {}
         self.stage_visits = {}
@@ -314,12 +321,18 @@ class _Walk:
                 for step in ready:
                     waiting.remove(step)
                     notes = self.start_step(element, step)
+                    if (step.is_wait and step.name in self.timeouts and step.wait_event and step.wait_timeout
+                            and step.on_timeout == "error"):
+                        self.errors.setdefault(step.name, f"no event {step.wait_event!r} came within "
+                                                          f"{step.wait_timeout} (on_timeout: error)")
                     if step.name in self.errors:
                         failed = self.fail_step(element, step, entry, group, notes, sim, waiting)
                         if failed is not None:
                             return failed
                     outs = to_json(self.outputs_for(step.name))
                     detail = _step_detail(step)
+                    if step.is_wait:
+                        outs, detail = self.wait_outcome(step, outs, detail)
                     if step.exit_condition and self.holds(step.exit_condition, self.place(element.name, step.name, "exit")):
                         outs, detail = {}, detail + "; ended by its exit condition at once (no outputs)"
                     entry.steps.append(SimStep(step.name, step.label, step.type, group, detail, outs, notes))
@@ -357,6 +370,14 @@ class _Walk:
         sim.result, sim.message = "error", f"step {step.name} fails ({message}); the run would stop in error here"
         return False
 
+    def wait_outcome(self, step, outs, detail):
+        """A wait step's chosen outcome: its event arrives (with the outputs given), or its timer fires."""
+        if not step.wait_event:
+            return {}, detail + "; its timer fires"
+        if step.name in self.timeouts and step.wait_timeout:
+            return {"timed_out": True}, detail + "; no event: its timeout fires (on_timeout: complete)"
+        return outs, detail + f"; event {step.wait_event} arrives with the outputs given"
+
     def _why_waiting(self, step):
         if step.entry == "after":
             return "waits for " + ", ".join(n for n in step.after if n not in self.completed)
@@ -373,16 +394,18 @@ class _Walk:
         return goto
 
 
-def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None, errors=None):
+def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None, errors=None, timeouts=()):
     """Walk the path of ``orchestration`` (a model instance, id or Plan) in memory. Returns a ``Simulation``.
 
     ``errors`` maps a step name to the error it fails with (after its retries), to walk a stage's error path.
+    ``timeouts`` names wait steps whose timer fires: an event wait then times out (``on_timeout``);
+    other event waits receive their event, with the outputs given for them as its data.
     """
     plan = orchestration if isinstance(orchestration, Plan) else Plan.from_model(_orch(orchestration))
     status = getattr(orchestration, "status", "") if not isinstance(orchestration, (int, Plan)) else ""
     # The inputs as a launch would clean them (types converted, defaults applied).
     cleaned, input_errors = check_variables(list(plan.inputs), inputs or {})
-    walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now, errors)
+    walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now, errors, timeouts)
     sim = Simulation(plan.api_name, plan.version, status or "version", walk.record_ref, dict(inputs or {}),
                      sorted(outputs or {}))
     if input_errors:
@@ -491,7 +514,7 @@ def find_version(api_name, version=None):
     return found
 
 
-def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors=None):
+def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors=None, timeouts=()):
     """``simulate`` inside a transaction that is always rolled back; the record given as "model:pk"."""
     with transaction.atomic():
         try:
@@ -500,6 +523,7 @@ def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors
             raise SimulationError(f"record: {' '.join(exc.messages)}")
         if record_ref and record is None:
             raise SimulationError(f"record: {record_ref} does not exist")
-        result = simulate(orchestration, record=record, inputs=inputs, outputs=outputs, errors=errors)
+        result = simulate(orchestration, record=record, inputs=inputs, outputs=outputs, errors=errors,
+                          timeouts=timeouts)
         transaction.set_rollback(True)
     return result

@@ -21,7 +21,7 @@ from django.db import close_old_connections, connections
 
 # starts and worker import this module too (to send messages); only their
 # functions are used here, at call time.
-from . import children, starts, worker
+from . import children, starts, waits, worker
 
 log = logging.getLogger(__name__)
 
@@ -102,4 +102,4 @@ def start_pending_run(pending_id, user_id=None):
 @shared_task(name="orchestration.tasks.sweep", ignore_result=True)
 def sweep():
     return {"started": starts.start_leftover_pending(), "resent": worker.sweep_stuck_steps(),
-            "children_canceled": children.sweep_orphaned_children()}
+            "children_canceled": children.sweep_orphaned_children(), "timers": waits.fire_due_timers()}

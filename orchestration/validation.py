@@ -52,7 +52,6 @@ NOT_YET_RUNNABLE = (
     ("assignees", lambda step: bool(step.assignees)),
     ("assignee.exclude", lambda step: bool(step.assignee_exclude)),
     ("assignee.same_as", lambda step: step.assignee_type == AssigneeType.SAME_AS),
-    ("type", lambda step: step.type == StepType.WAIT),
 )
 # Where an orchestration's ``outputs`` are evaluated: when the run completes.
 OUTPUT = "output"

@@ -27,6 +27,10 @@ class WorkItemClosed(Exception):
     """The item is no longer open (someone finished it first, or the stage moved on)."""
 
 
+class RunPaused(WorkItemClosed):
+    """The item's run is paused: it can be opened and drafted, not finished (409)."""
+
+
 class ClaimedByOther(PermissionDenied):
     pass
 
@@ -340,11 +344,19 @@ def complete_work_item(item, user, values):
             raise WorkItemClosed(_closed_message(fresh))
         if not can_work(fresh, user):  # the same rule, on the row as it is now
             raise ClaimedByOther(f"{fresh.label} is claimed by {fresh.claimed_by}")
+        if run_is_paused(fresh.run_id):  # read under the run's lock, taken by _lock_item
+            raise RunPaused(f"“{fresh.label}” cannot be finished now: the run is paused.")
         done = engine.complete_step(fresh.step_run_id, outputs, actor=user, source="work_item", run_id=fresh.run_id)
         if not done:
             raise WorkItemClosed(_closed_message(fresh))
     item.refresh_from_db()
     return item
+
+
+def run_is_paused(run_id):
+    from orchestration.models import OrchestrationRun, RunStatus
+
+    return OrchestrationRun.objects.filter(pk=run_id, status=RunStatus.PAUSED).exists()
 
 
 def _closed_message(item):

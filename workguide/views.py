@@ -364,6 +364,7 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
     data = {
         "item": item, "ctx": ctx, "done": done, "notice": notice, "form": None, "state": None,
         "blocked": "", "problem": "", "next_items": next_items or [],
+        "run_paused": item.is_open and services.run_is_paused(item.run_id),
         "claimable": item.is_open and item.assignee_type != WorkItem.USER and item.claimed_by_id is None
         and services.can_claim(item, user),
     }

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from ..children import parent_of
+from ..waits import wait_state
 from ..models import Orchestration, OrchestrationRun, RunEvent, StageRun, StepRun
 from ..plan import Plan
 
@@ -219,13 +220,15 @@ class StepRunSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="step_name")
     flow = serializers.SerializerMethodField(help_text="The flow version the step ran.")
     work_item = serializers.SerializerMethodField(help_text="Interactive steps: the work item's id.")
+    wait = serializers.SerializerMethodField(help_text="Wait steps: the event awaited, the timer's due time, and "
+                                                       "while it waits for an event, its signed webhook URL.")
     child_runs = serializers.SerializerMethodField(
         help_text="Sub-orchestration steps: the ids of the runs it started, the latest last.")
 
     class Meta:
         model = StepRun
         fields = ["id", "name", "type", "status", "flow", "inputs", "outputs", "error", "attempts",
-                  "work_item", "started_at", "ended_at", "child_runs"]
+                  "work_item", "wait", "started_at", "ended_at", "child_runs"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
@@ -245,6 +248,12 @@ class StepRunSerializer(serializers.ModelSerializer):
     def get_work_item(self, step_run):
         item = getattr(step_run, "work_item", None)
         return item.pk if item is not None else None
+
+    @extend_schema_field(inline_serializer("WaitState", {
+        "event": serializers.CharField(allow_null=True), "due_at": serializers.DateTimeField(allow_null=True),
+        "webhook_url": serializers.CharField(allow_null=True)}, allow_null=True))
+    def get_wait(self, step_run):
+        return wait_state(step_run)
 
 
 class StageRunSerializer(serializers.ModelSerializer):

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from flows.versioning import DefinitionStatus
 
 from ..engine import EngineError, cancel_run, retry_step, skip_step
-from ..models import Orchestration, OrchestrationRun, RunEvent, RunStatus, StageRun, StepRun
+from ..models import Orchestration, OrchestrationRun, RunEvent, RunStatus, StageRun, StepRun, Timer
 from ..permissions import can_launch, can_operate_runs, can_view_runs
 from ..records import RecordError, resolve_record_ref
 from ..starts import LaunchError, clean_skip_outputs, launch
@@ -36,7 +36,8 @@ from .serializers import (
 
 
 def run_detail_queryset():
-    steps = StepRun.objects.select_related("flow", "work_item").order_by("id")
+    steps = StepRun.objects.select_related("flow", "work_item").order_by("id").prefetch_related(
+        Prefetch("timers", queryset=Timer.objects.filter(state="pending"), to_attr="pending_timers"))
     return OrchestrationRun.objects.select_related("orchestration", "started_by").prefetch_related(
         Prefetch("stage_runs", queryset=StageRun.objects.order_by("started_at", "id").prefetch_related(
             Prefetch("step_runs", queryset=steps))),

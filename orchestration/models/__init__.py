@@ -7,3 +7,4 @@ from .runs import (  # noqa: F401
 )
 from .triggers import TriggerIndexVersion  # noqa: F401
 from .builder import BuilderSnapshot  # noqa: F401
+from .waits import KeptEvent, Timer, TimerPurpose, TimerState  # noqa: F401

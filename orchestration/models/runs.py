@@ -20,6 +20,7 @@ class RunStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     ERROR = "error", "Error"
     CANCELED = "canceled", "Canceled"
+    PAUSED = "paused", "Paused"  # DESIGN §10: starts no step, opens no work item until resumed
 
 
 class StageStatus(models.TextChoices):
@@ -214,6 +215,14 @@ class EventKind(models.TextChoices):
     WORK_ITEM_OVERDUE = "work_item_overdue", "Work item overdue"
     WORK_ITEM_ESCALATED = "work_item_escalated", "Work item escalated"
     COMMENT = "comment", "Comment"
+    # Wait steps, events, pause and withdrawal (orchestration/waits.py, DESIGN §10).
+    RUN_PAUSED = "run_paused", "Run paused"
+    STEP_CANCELED = "step_canceled", "Step withdrawn"
+    WAIT_STARTED = "wait_started", "Wait started"
+    TIMER_FIRED = "timer_fired", "Timer fired"
+    WAIT_TIMED_OUT = "wait_timed_out", "Wait timed out"
+    EVENT_RECEIVED = "event_received", "Event received"
+    EVENT_KEPT = "event_kept", "Event kept"
 
 
 class RunEvent(models.Model):

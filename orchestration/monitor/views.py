@@ -3,7 +3,9 @@
 Who may do what:
 
 * seeing the monitor needs staff status or ``orchestration.view_runs``;
-* Retry, Skip and Cancel need ``orchestration.operate_runs``;
+* Retry, Skip, Cancel and Withdraw (one step) need ``orchestration.operate_runs``;
+* Pause and Resume need ``operate_runs``, or ``pause_own_runs`` for a run the
+  user started (``waits.may_pause``);
 * Reassign goes through ``workguide.services.reassign`` and so needs
   ``workguide.manage_workitem``.
 
@@ -55,6 +57,7 @@ from ..plan import Plan
 from ..records import get_model
 from ..starts import clean_skip_outputs, skipped_step_flow
 from .stats import orchestration_stats
+from ..waits import may_pause
 
 PAGE_SIZE = 25
 STALLED_LIMIT = 50
@@ -258,6 +261,7 @@ def _list_context(request):
     now = timezone.now()
     page.object_list = decorate_runs(page.object_list, now)
     stalled, stalled_total = stalled_items(now)
+    from ..waits import waiting_overview
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("partial", None)
@@ -268,6 +272,7 @@ def _list_context(request):
         "stalled": stalled,
         "stalled_total": stalled_total,
         "stalled_after": timedelta(seconds=baton_settings.BATON_STALLED_AFTER),
+        "waiting": waiting_overview(),
         "stats": orchestration_stats(),
         "query": query.urlencode(),
         "now": now,
@@ -309,9 +314,15 @@ def _run_context(request, run):
         step_run.children = child_runs.get(step_run.pk, [])
         step_run.inputs_text = json.dumps(step_run.inputs or {}, indent=2, ensure_ascii=False, sort_keys=True)
         step_run.outputs_text = json.dumps(step_run.outputs or {}, indent=2, ensure_ascii=False, sort_keys=True)
+        step_run.is_open_in_run = (step_run.status in (StepStatus.WAITING, StepStatus.QUEUED, StepStatus.RUNNING,
+                                                       StepStatus.IN_PROGRESS)
+                                    and step_run.stage_run.status in (StageStatus.IN_PROGRESS, StageStatus.ERROR))
         step_run.is_overdue = bool(
             step_run.item and step_run.item.is_open and step_run.item.due_at and step_run.item.due_at < now
         )
+    from ..waits import wait_states
+
+    wait_states(step_runs, plan)
     for event in events:
         event.data_text = json.dumps(event.data, ensure_ascii=False, sort_keys=True) if event.data else ""
     decorate_runs([run], now)
@@ -323,8 +334,9 @@ def _run_context(request, run):
         "step_runs": step_runs,
         "diagram": render_diagram(plan, run_state(run), dom_id=f"run-{run.pk}-diagram"),
         "can_operate": can_operate(request.user),
+        "can_pause": may_pause(request.user, run),
         "poll_seconds": POLL_SECONDS,
-        "is_open": run.status in (RunStatus.RUNNING, RunStatus.ERROR),
+        "is_open": run.status in (RunStatus.RUNNING, RunStatus.ERROR, RunStatus.PAUSED),
         "here": request.get_full_path().replace("partial=1", "").rstrip("?&"),
     }
 
@@ -446,3 +458,61 @@ def work_item_reassign(request, item_id):
     else:
         messages.success(request, f"“{item.label}” is now assigned to {assignee}.")
     return _back(request, reverse("monitor:runs"))
+
+
+# -- Pause, resume, withdraw one step (orchestration/waits.py) ------------------
+
+def _reason(request, run, what):
+    reason = " ".join((request.POST.get("reason") or "").split())
+    if not reason:
+        messages.error(request, f"Run {run.pk} was not {what}: say why (the timeline shows it).")
+    elif len(reason) > CANCEL_REASON_MAX:
+        messages.error(request, f"Run {run.pk} was not {what}: the reason is over {CANCEL_REASON_MAX} characters.")
+    else:
+        return reason
+    return None
+
+
+@monitor_required
+@require_POST
+def run_pause(request, run_id):
+    return _pause_or_resume(request, run_id, "pause_run", "paused")
+
+
+@monitor_required
+@require_POST
+def run_resume(request, run_id):
+    return _pause_or_resume(request, run_id, "resume_run", "resumed")
+
+
+def _pause_or_resume(request, run_id, action, done):
+    from . import waits
+
+    run = get_object_or_404(OrchestrationRun, pk=run_id)
+    if not may_pause(request.user, run):
+        raise PermissionDenied("pausing needs orchestration.operate_runs, or pause_own_runs for a run you started")
+    reason = _reason(request, run, done)
+    if reason is not None:
+        try:
+            getattr(waits, action)(run.pk, user=request.user, reason=reason)
+        except engine.EngineError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Run {run.pk} was {done}.")
+    return _back(request, _run_url(run.pk))
+
+
+@operator_required
+def step_cancel(request, run_id, step_name):
+    """Withdraw one open step; its stage goes on."""
+    from . import waits
+
+    run = get_object_or_404(OrchestrationRun, pk=run_id)
+    reason = " ".join((request.POST.get("reason") or "").split())[:CANCEL_REASON_MAX]
+    try:
+        waits.cancel_step(run.pk, step_name, user=request.user, reason=reason)
+    except (LookupError, engine.EngineError) as exc:
+        messages.error(request, str(exc).strip("'\""))
+    else:
+        messages.success(request, f"Run {run.pk}: step {step_name} was withdrawn.")
+    return _back(request, _run_url(run.pk))

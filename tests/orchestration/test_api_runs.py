@@ -52,7 +52,7 @@ def test_staff_and_operators_see_runs_others_do_not(approval, users):
 
 
 def test_list_rejects_an_unknown_status(users):
-    response = token_client(users.viewer).get("/api/runs/", {"status": "paused"})
+    response = token_client(users.viewer).get("/api/runs/", {"status": "sleeping"})
     assert response.status_code == 400 and "status" in response.json()["errors"]
 
 

@@ -6,16 +6,25 @@ queued steps in an order Hypothesis picks. Invariants checked after every
 move: never two stages in progress; a step never starts before what it waits
 for; each stage visit ends once; and at the end the run is completed or in
 error, and replaying its events gives the stored statuses.
+
+Wait steps (``orchestration/waits.py``) join in: a stage may hold a timer
+wait or an event wait (with or without a timeout); moves also sweep the
+timers at a later time, send the event (refused when nothing waits), and
+pause or resume the run. Invariant: a timer fires once (one firing event
+per fired timer, at most one fired timer per step run, and none fires for a
+step that is no longer waiting or while the run is paused).
 """
 import itertools
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
 import flows
-from orchestration import engine
-from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
+from orchestration import engine, waits
+from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun, Timer
 from orchestration.worker import claim, execute_claimed
 from tests.engine_builders import active_flow, orchestration
 
@@ -51,6 +60,12 @@ def orchestrations(draw):
         steps = []
         for i in range(n_steps):
             step = {"name": f"s{s}_{i}", "type": "background", "flow": "coin"}
+            kind = draw(st.sampled_from(["background"] * 3 + ["timer", "event"]))
+            if kind == "timer":
+                step = {"name": f"s{s}_{i}", "type": "wait", "for": "1h"}
+            elif kind == "event":
+                step = {"name": f"s{s}_{i}", "type": "wait", "event": "e",
+                        **({"timeout": "2h"} if draw(st.booleans()) else {})}
             if i and draw(st.booleans()):
                 deps = draw(st.lists(st.integers(0, i - 1), min_size=1, max_size=i, unique=True))
                 step["entry"] = {"after": [f"s{s}_{d}" for d in deps]}
@@ -58,7 +73,7 @@ def orchestrations(draw):
         path.append({"name": f"stage{s}", "steps": steps})
         if steps and draw(st.booleans()):
             back = draw(st.integers(0, s))
-            probe = draw(st.sampled_from(steps))["name"]
+            probe = draw(st.sampled_from(steps))["name"]  # a wait's outputs have no v: the default is taken
             path.append({
                 "type": "decision", "name": f"d{s}",
                 "outcomes": [{"name": "again", "condition": f"steps.{probe}.outputs.v", "goto": f"stage{back}"}],
@@ -105,6 +120,47 @@ class EngineMachine(RuleBasedStateMachine):
             with engine.use_effects(self.fx):
                 engine.record_changed(self.run.pk)
 
+    @rule(hours=st.integers(0, 3))
+    def sweep_timers(self, hours):
+        """The sweeper runs some hours from now: timers due by then fire (not those of a paused run)."""
+        if hasattr(self, "run"):
+            paused = OrchestrationRun.objects.get(pk=self.run.pk).status == "paused"
+            before = Timer.objects.filter(run=self.run, state="fired").count()
+            with engine.use_effects(self.fx):
+                waits.fire_due_timers(now=timezone.now() + timedelta(hours=hours, minutes=1))
+            if paused:
+                assert Timer.objects.filter(run=self.run, state="fired").count() == before
+
+    @rule()
+    def send_event(self):
+        if hasattr(self, "run"):
+            with engine.use_effects(self.fx):
+                try:
+                    waits.send_event(self.run.pk, "e", {"got": True})
+                except waits.NothingWaits:
+                    pass
+
+    @rule()
+    def pause_or_resume(self):
+        if hasattr(self, "run"):
+            status = OrchestrationRun.objects.get(pk=self.run.pk).status
+            with engine.use_effects(self.fx):
+                if status == "running":
+                    waits.pause_run(self.run.pk)
+                elif status == "paused":
+                    waits.resume_run(self.run.pk)
+
+    @invariant()
+    def a_timer_fires_once(self):
+        if not hasattr(self, "run"):
+            return
+        fired = list(Timer.objects.filter(run=self.run, state="fired").values_list("step_run_id", flat=True))
+        assert len(fired) == len(set(fired))
+        firings = RunEvent.objects.filter(run=self.run, kind__in=["timer_fired", "wait_timed_out"]).count()
+        assert firings == len(fired)
+        assert not StepRun.objects.filter(pk__in=fired, status="in_progress").exists()
+        assert not Timer.objects.filter(run=self.run, state="pending").exclude(step_run__status="in_progress").exists()
+
     @invariant()
     def one_stage_at_a_time(self):
         if hasattr(self, "run"):
@@ -136,10 +192,22 @@ class EngineMachine(RuleBasedStateMachine):
             return
         # Drain whatever is left, in order, then check the end state.
         with engine.use_effects(self.fx):
-            while self.fx.sent:
-                step_run = claim(self.fx.sent.pop(0), "drain")
-                if step_run is not None:
-                    execute_claimed(step_run)
+            for days in range(1, 101):  # each pass ends at least one step, or the run
+                if OrchestrationRun.objects.get(pk=self.run.pk).status == "paused":
+                    waits.resume_run(self.run.pk)
+                while self.fx.sent:
+                    step_run = claim(self.fx.sent.pop(0), "drain")
+                    if step_run is not None:
+                        execute_claimed(step_run)
+                if OrchestrationRun.objects.get(pk=self.run.pk).status != "running":
+                    break
+                # A day later each pass: a timer fired "tomorrow" may start a wait due an hour after that.
+                fired = waits.fire_due_timers(now=timezone.now() + timedelta(days=days))
+                try:
+                    waits.send_event(self.run.pk, "e")
+                except waits.NothingWaits:
+                    if not fired and not self.fx.sent:
+                        break
         run = OrchestrationRun.objects.get(pk=self.run.pk)
         assert run.status in ("completed", "error"), run.status
         if run.status == "error":
@@ -150,6 +218,7 @@ class EngineMachine(RuleBasedStateMachine):
 STATUS_BY_EVENT = {
     "step_queued": "queued", "step_running": "running", "step_completed": "completed",
     "step_discontinued": "discontinued", "step_error": "error", "step_in_progress": "in_progress",
+    "wait_started": "in_progress",
 }
 
 
@@ -165,7 +234,7 @@ def replay(run):
             steps[(stage, visit[stage], step)] = STATUS_BY_EVENT[kind]
         elif kind.startswith("run_"):
             status = {"run_started": "running", "run_completed": "completed", "run_error": "error",
-                      "run_canceled": "canceled"}.get(kind, status)
+                      "run_canceled": "canceled", "run_paused": "paused", "run_resumed": "running"}.get(kind, status)
     return status, steps
 
 

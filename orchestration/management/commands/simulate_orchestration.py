@@ -1,4 +1,4 @@
-"""python manage.py simulate_orchestration API_NAME [--version N] [--record MODEL:PK] [--inputs JSON] [--outputs STEP=JSON ...] [--error STEP=MESSAGE ...]
+"""python manage.py simulate_orchestration API_NAME [--version N] [--record MODEL:PK] [--inputs JSON] [--outputs STEP=JSON ...] [--error STEP=MESSAGE ...] [--timeout STEP ...]
 
 A dry run: prints the stages and steps a run would go through, in order,
 with the decision taken at each point. Nothing is stored.
@@ -31,12 +31,19 @@ class Command(BaseCommand):
             "--error", action="append", default=[], metavar="STEP=MESSAGE",
             help="A step that fails (after its retries) with this message, to walk its stage's error path.",
         )
+        parser.add_argument(
+            "--timeout", action="append", default=[], metavar="STEP",
+            help="A wait step whose timer fires: an event wait times out (on_timeout). Without it, an event "
+                 "wait receives its event, with the step's --outputs as the event's data.",
+        )
 
-    def handle(self, *args, api_name, version=None, record=None, inputs="", outputs=(), error=(), **options):
+    def handle(self, *args, api_name, version=None, record=None, inputs="", outputs=(), error=(), timeout=(),
+               **options):
         try:
             orchestration = find_version(api_name, version)
             result = dry_run(orchestration, record_ref=record, inputs=parse_inputs(inputs),
-                             outputs=parse_outputs(outputs), errors=parse_errors(error))
+                             outputs=parse_outputs(outputs), errors=parse_errors(error),
+                             timeouts=timeout)
         except SimulationError as exc:
             raise CommandError(str(exc))
         self.stdout.write(result.text())
