@@ -21,7 +21,7 @@ from django.db import close_old_connections, connections
 
 # starts and worker import this module too (to send messages); only their
 # functions are used here, at call time.
-from . import children, starts, waits, worker
+from . import children, starts, worker
 
 log = logging.getLogger(__name__)
 
@@ -101,5 +101,8 @@ def start_pending_run(pending_id, user_id=None):
 
 @shared_task(name="orchestration.tasks.sweep", ignore_result=True)
 def sweep():
+    # waits builds on the engine, which loads this module through the worker: imported when the sweep runs.
+    from . import waits
+
     return {"started": starts.start_leftover_pending(), "resent": worker.sweep_stuck_steps(),
             "children_canceled": children.sweep_orphaned_children(), "timers": waits.fire_due_timers()}
