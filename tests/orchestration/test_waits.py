@@ -9,7 +9,7 @@ from django.utils import timezone
 import orchestration
 from orchestration import engine, waits
 from orchestration.models import KeptEvent, RunEvent, StepRun, Timer
-from orchestration.tasks import claim, execute_claimed
+from orchestration.worker import claim, execute_claimed
 from tests.engine_builders import Recorder, bg, noop_flow, orchestration as make_orch, screen_flow, ui
 from workguide.models import WorkItem
 
