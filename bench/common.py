@@ -264,9 +264,9 @@ def insert_waiting_work(orchestration_id, flow_id, items, *, items_per_run=1, as
                 FROM {stage_t} s CROSS JOIN generate_series(1, %(per)s) k WHERE s.run_id > %(base)s""", params)
         cur.execute(
             f"""INSERT INTO {item_t} (step_run_id, run_id, label, flow_id, status, assignee_type, assignee_user_id,
-                    record_model, record_pk, record_label, inputs, progress, created_at)
+                    record_model, record_pk, record_label, inputs, progress, created_at, priority)
                 SELECT id, run_id, 'Review ' || g, %(flow)s, {status_sql}, 'user', {assignee_sql},
-                       {record_sql}, '', '{{}}', '{{}}', now() - g * interval '1 second'
+                       {record_sql}, '', '{{}}', '{{}}', now() - g * interval '1 second', 50
                 FROM (SELECT id, run_id, row_number() OVER (ORDER BY id) AS g FROM {step_t}
                       WHERE run_id > %(base)s) t""", params)
     vacuum(run_t, stage_t, step_t, item_t)

@@ -208,10 +208,23 @@ can_manage = permissions.can_manage_work_items
 
 def _memberships(user):
     """The ids of ``user``'s groups (a subquery, run inside the caller's query) and of the queues they
-    belong to (by name or through a group): one query, so My Work stays within its budget with a delegation."""
+    belong to (by name or through a group): one query, so My Work stays within its budget with a delegation.
+
+    A page that asks several times in one request (the record component) computes them once with
+    ``remember_memberships``; they are then read from the request's user object.
+    """
+    remembered = getattr(user, "_baton_memberships", None)
+    if remembered is not None:
+        return remembered
     group_ids = user.groups.values("id")
     queue_ids = list(Queue.objects.filter(Q(members=user) | Q(member_groups__in=group_ids)).values_list("id", flat=True).distinct())
     return group_ids, queue_ids
+
+
+def remember_memberships(user):
+    """Keep ``user``'s memberships on this (request's) user object for the rest of the request."""
+    if user.is_authenticated and getattr(user, "_baton_memberships", None) is None:
+        user._baton_memberships = _memberships(user)
 
 
 def assignee_q(user, prefix="", memberships=None):
@@ -277,7 +290,11 @@ def may_see_record_runs(user, record_model, record_pk):
     """
     if not user.is_authenticated:
         return False
-    return can_view_runs(user) or record_runs(user, record_model, record_pk).exists()
+    if can_view_runs(user) or record_items(user, record_model, record_pk).exists():
+        return True
+    from orchestration.models import OrchestrationRun
+
+    return OrchestrationRun.objects.filter(record_model=record_model, record_pk=str(record_pk), started_by=user).exists()
 
 
 # The rules for one item live in the permission module, with everyone else's.
@@ -593,13 +610,13 @@ def open_items_version(user):
 
 
 def record_items_version(record_model, record_pk):
-    """Changes when a work item on a record (its own or its run's) opens, closes or is claimed: one query."""
+    """Changes when a work item on a record opens, closes or is claimed: one query."""
     from django.db.models import Count, Max, Sum
 
     record_pk = str(record_pk)
     is_open = Q(status=WorkItemStatus.OPEN)
-    values = (WorkItem.objects.filter(Q(record_model=record_model, record_pk=record_pk)
-                                      | Q(run__record_model=record_model, run__record_pk=record_pk))
+    # The items' own record only (the component lists those), so the record index serves it.
+    values = (WorkItem.objects.filter(record_model=record_model, record_pk=record_pk)
               .aggregate(v_count=Count("id", filter=is_open), v_max=Max("id"), v_sum=Sum("id", filter=is_open),
                          v_claims=Sum("claimed_by_id", filter=is_open), v_claimed=Count("id", filter=~is_open)))
     return _version_text(values)
@@ -677,6 +694,8 @@ def past_runs(runs, limit=5):
     ended = list(runs.exclude(status=RunStatus.RUNNING).select_related("orchestration")
                  .order_by("-ended_at", "-started_at", "-id")[:limit])
     ids = [run.pk for run in ended]
+    if not ids:
+        return []
     last_stage = dict(StageRun.objects.filter(run_id__in=ids, status=StageStatus.COMPLETED)
                       .order_by("run_id", "id").values_list("run_id", "stage_name"))  # the last one per run wins
     cancels = {}

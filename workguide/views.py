@@ -782,6 +782,7 @@ def component(request, model, pk):
     """
     from orchestration.records import RecordError, get_model
 
+    services.remember_memberships(request.user)
     if not services.may_see_record_runs(request.user, model, pk):
         raise Http404("no such record")
     try:

@@ -47,6 +47,9 @@ def work_guide(context, record):
     if request is None or record is None or getattr(record, "pk", None) is None:
         return ""
     label = model_label(record)
+    from ..services import remember_memberships
+
+    remember_memberships(request.user)  # the component asks for them several times
     if not may_see_record_runs(request.user, label, record.pk):
         return ""  # nothing, not even "no orchestration is running": that too would tell
     return render_to_string(
