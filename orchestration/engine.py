@@ -65,7 +65,7 @@ from django.utils import timezone
 
 from flows.expressions import ExpressionError, evaluate, evaluate_condition, to_json
 
-from . import journal
+from . import instances, journal
 from .models import (
     END, OPEN_STEP_STATUSES, EventKind, OrchestrationRun, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
 )
@@ -110,6 +110,9 @@ class Transition:
     _saved_run: tuple = ()
     _pending_saves: list = field(default_factory=list)
     _was_open: dict = field(default_factory=dict)  # step run id -> open when read (counted stages only)
+    # Instances of multi-instance steps, read on demand by orchestration/instances.py (not with step_runs).
+    instance_runs: dict = field(default_factory=dict)
+    instances_starting: set = field(default_factory=set)
 
     def __post_init__(self):
         self._saved_run = self._run_fields()
@@ -122,7 +125,8 @@ class Transition:
             # finds the current stage and visit numbers in memory instead of
             # asking the database again in every transition.
             self._step_runs = list(
-                StepRun.objects.filter(run=self.run).select_related("stage_run").order_by("id")
+                StepRun.objects.filter(run=self.run, instance_index__isnull=True)  # instances: see instances.py
+                .select_related("stage_run").order_by("id")
             )
             stage_runs = {} if self._stage_runs is None else self._stage_runs
             for step_run in self._step_runs:
@@ -202,11 +206,13 @@ class Transition:
         """The names expressions see (DESIGN §3), read fresh for this transition."""
         from .records import record_map
 
+        latest = self.latest_step_runs()
         steps = {
-            name: {"status": s.status, "outputs": s.outputs or {}}
-            for name, s in self.latest_step_runs().items()
+            name: {"status": s.status, "outputs": s.outputs or {}, "completed_by": s.completed_by}
+            for name, s in latest.items()
             if s.status == StepStatus.COMPLETED
         }
+        instances.add_to_scope(self, steps, latest)  # hook: steps.X.instances (multi-instance steps)
         return {
             "record": record_map(self.record),
             "record_prior": self.run.record_prior,
@@ -485,6 +491,7 @@ def cancel_run(run_id, *, user=None, reason="", effects=None):
             raise EngineError(f"run {run_id} is {ctx.run.status} and cannot be canceled")
         for stage_run in StageRun.objects.filter(run=ctx.run, status__in=[StageStatus.IN_PROGRESS, StageStatus.ERROR]):
             _close_stage(ctx, stage_run, StageStatus.DISCONTINUED)
+        instances.discontinue_remaining(ctx)  # hook: instances going on after their step (remaining: continue)
         ctx.run.status = RunStatus.CANCELED
         ctx.run.ended_at = ctx.now
         ctx.event(EventKind.RUN_CANCELED, reason=reason)
@@ -731,6 +738,9 @@ def _close_stage(ctx, stage_run, status):
 def _start_step(ctx, stage_run, step_run, step):
     from .steps import prepare_step
 
+    if instances.expands(step, step_run):  # hook: a multi-instance step starts its instances
+        instances.start(ctx, stage_run, step_run, step)
+        return
     try:
         prepared = prepare_step(ctx, step, step_run)
     except (StepFailure, ExpressionError) as exc:
@@ -739,6 +749,7 @@ def _start_step(ctx, stage_run, step_run, step):
     step_run.inputs = prepared.inputs
     step_run.flow_id = prepared.flow_id
     step_run.started_at = ctx.now
+    step_run.excluded_users = prepared.excluded_users
     if step.is_interactive:
         try:
             ctx.effects.open_work_item(ctx, step_run, step, prepared)
@@ -746,8 +757,9 @@ def _start_step(ctx, stage_run, step_run, step):
             _step_error(ctx, step_run, str(exc))
             return
         step_run.status = StepStatus.IN_PROGRESS
-        step_run.save(update_fields=["inputs", "flow", "started_at", "status"])
-        ctx.event(EventKind.STEP_STARTED, stage_run.stage_name, step.name, assignee=prepared.assignee)
+        step_run.save(update_fields=["inputs", "flow", "started_at", "status", "excluded_users"])
+        ctx.event(EventKind.STEP_STARTED, stage_run.stage_name, step.name, assignee=prepared.assignee,
+                  **instances.event_data(step_run))
     elif getattr(ctx.effects, "runs_steps_in_process", False):
         _run_in_process(ctx, stage_run, step_run, step)
     else:
@@ -760,7 +772,7 @@ def _start_step(ctx, stage_run, step_run, step):
         # Written with the stage's other starting steps at the end of the
         # transition; the message itself leaves after commit.
         ctx.save_later(step_run, ["inputs", "flow", "started_at", "status", "queued_at", "lease_until", "timeout_seconds"])
-        ctx.event(EventKind.STEP_QUEUED, stage_run.stage_name, step.name)
+        ctx.event(EventKind.STEP_QUEUED, stage_run.stage_name, step.name, **instances.event_data(step_run))
         ctx.effects.send_step(step_run)
 
 
@@ -812,6 +824,9 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
     step_run.ended_at = ctx.now
     step_run.lease_until = None
     fields = ["status", "ended_at", "lease_until", *also]
+    if close_items == "completed" and step_run.type == "interactive" and getattr(ctx.actor, "pk", None):
+        step_run.completed_by = ctx.actor.get_username()  # steps.X.completed_by
+        fields.append("completed_by")
     if outputs is not None:
         step_run.outputs = to_json(outputs)
         fields.append("outputs")
@@ -824,7 +839,9 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
     if close_items and step_run.type == "interactive":
         ctx.effects.close_work_items(ctx, [step_run], "completed" if close_items == "completed" else "canceled")
     ctx.event(EventKind(f"step_{status}"), _stage_name(ctx, step_run), step_run.step_name,
-              **({"outputs": step_run.outputs} if status == StepStatus.COMPLETED else {}))
+              **({"outputs": step_run.outputs} if status == StepStatus.COMPLETED else {}),
+              **instances.event_data(step_run))
+    instances.step_finished(ctx, step_run, status)  # hook: completion rule of a multi-instance step
 
 
 def _step_error(ctx, step_run, error, traceback=""):
@@ -834,7 +851,9 @@ def _step_error(ctx, step_run, error, traceback=""):
     step_run.ended_at = ctx.now
     step_run.lease_until = None
     step_run.save(update_fields=["status", "error", "traceback", "ended_at", "lease_until"])
-    ctx.event(EventKind.STEP_ERROR, _stage_name(ctx, step_run), step_run.step_name, error=error)
+    ctx.event(EventKind.STEP_ERROR, _stage_name(ctx, step_run), step_run.step_name, error=error,
+              **instances.event_data(step_run))
+    instances.step_failed(ctx, step_run, error)  # hook: an instance's error is its step's
     stage_run = ctx.stage_runs.get(step_run.stage_run_id) or StageRun.objects.get(pk=step_run.stage_run_id)
     _stage_error(ctx, stage_run, f"step {step_run.step_name}: {error}")
 
@@ -881,6 +900,9 @@ def _find_step_run(ctx, step_run_id):
     for step_run in ctx.step_runs:
         if step_run.pk == step_run_id:
             return step_run
+    found = instances.find(ctx, step_run_id)  # hook: an instance of a multi-instance step
+    if found is not None:
+        return found
     raise StepRun.DoesNotExist(f"no step run {step_run_id} in run {ctx.run.pk}")
 
 
