@@ -45,3 +45,12 @@ def can_launch(user):
 def can_manage_work_items(user):
     return _active(user) and (user.is_superuser or user.has_perm("workguide.manage_workitem"))
 
+
+def is_excluded(user, excluded_users):
+    """Separation of duties: is ``user`` among the usernames a step's ``assignee.exclude`` gave?
+
+    Applies to everyone, managers included: it is checked on claim,
+    reassign (to a user) and complete, whatever way the item reached them.
+    """
+    return bool(excluded_users) and user is not None and user.is_authenticated and (
+        user.get_username() in excluded_users)
