@@ -41,6 +41,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from flows.expressions import UnstorableValue, check_unicode
 from flows.versioning import DefinitionStatus
 
+from .children import parent_of
 from .conf import baton_settings
 from .models import Orchestration, OrchestrationRun, RunEvent, RunStatus, StageRun, StepRun
 from .permissions import can_launch, can_operate_runs, can_view_runs
@@ -291,8 +292,16 @@ def condition_dict(condition):
 class PathStepSerializer(serializers.Serializer):
     name = serializers.CharField()
     label = serializers.CharField()
-    type = serializers.ChoiceField(choices=["interactive", "background"])
-    flow = serializers.CharField(help_text="api_name of the flow the step runs.")
+    type = serializers.ChoiceField(choices=["interactive", "background", "orchestration", "wait"])
+    flow = serializers.CharField(help_text="api_name of the flow the step runs (empty for orchestration and wait steps).")
+    orchestration = serializers.CharField(source="child_orchestration",
+                                          help_text="Sub-orchestration steps: the api_name of the orchestration it runs.")
+    for_each = serializers.CharField(help_text="Multi-instance steps: the expression giving the list of elements.")
+    assignees = serializers.CharField(help_text="Interactive steps: an expression giving a list of assignees.")
+    completion = serializers.JSONField(help_text='"all", "any", {"at_least": N}, {"percent": P} or {"condition": ...}.')
+    sequential = serializers.BooleanField()
+    remaining = serializers.CharField(help_text='"continue" or empty.')
+    wait = serializers.SerializerMethodField(help_text="Wait steps: for, until, event, timeout, on_timeout.")
     inputs = serializers.DictField(child=serializers.CharField(), help_text="flow input → expression")
     entry = serializers.SerializerMethodField(help_text='"stage_start", {"after": [...]}, or a condition.')
     exit = serializers.SerializerMethodField(help_text='"step_completes" or a condition.')
@@ -314,7 +323,20 @@ class PathStepSerializer(serializers.Serializer):
 
     @extend_schema_field(serializers.DictField(child=serializers.CharField(), allow_null=True))
     def get_assignee(self, step):
-        return {step.assignee_type: step.assignee} if step.assignee_type else None
+        if not step.assignee_type and not step.assignee_exclude:
+            return None
+        out = {step.assignee_type: step.assignee} if step.assignee_type else {}
+        if step.assignee_exclude:
+            out["exclude"] = step.assignee_exclude
+        return out
+
+    @extend_schema_field(serializers.DictField(child=serializers.CharField(), allow_null=True))
+    def get_wait(self, step):
+        if not step.is_wait:
+            return None
+        given = {"for": step.wait_for, "until": step.wait_until, "event": step.wait_event,
+                 "timeout": step.wait_timeout, "on_timeout": step.on_timeout}
+        return {key: value for key, value in given.items() if value}
 
 
 class OutcomeSerializer(serializers.Serializer):
@@ -336,6 +358,8 @@ class PathElementSerializer(serializers.Serializer):
     steps = PathStepSerializer(many=True, help_text="Stages: the steps (they may run in parallel).")
     outcomes = OutcomeSerializer(many=True, help_text="Decisions: outcomes, first that holds wins.")
     default = serializers.CharField(source="default_goto", help_text="Decisions: where to go when no outcome holds.")
+    on_error = serializers.CharField(source="on_error_goto",
+                                     help_text="Stages: where the run goes when a step fails for good (empty: it stops).")
 
     @extend_schema_field(OpenApiTypes.ANY)
     def get_exit(self, element):
@@ -446,12 +470,18 @@ class RunSerializer(serializers.ModelSerializer):
     label = serializers.CharField(source="orchestration.label")
     record = serializers.SerializerMethodField()
     started_by = serializers.SerializerMethodField()
+    parent = serializers.SerializerMethodField(help_text="A sub-orchestration's run: its parent run and step.")
 
     class Meta:
         model = OrchestrationRun
         fields = ["id", "status", "orchestration", "version", "label", "record", "inputs", "started_by",
-                  "started_at", "ended_at", "current_stage", "error"]
+                  "started_at", "ended_at", "current_stage", "error", "parent", "outputs"]
         read_only_fields = fields
+
+    @extend_schema_field(inline_serializer("ParentRef", {
+        "run": serializers.IntegerField(), "step": serializers.CharField()}, allow_null=True))
+    def get_parent(self, run):
+        return parent_of(run)
 
     @extend_schema_field(RunRecordField(allow_null=True))
     def get_record(self, run):
@@ -468,12 +498,20 @@ class StepRunSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="step_name")
     flow = serializers.SerializerMethodField(help_text="The flow version the step ran.")
     work_item = serializers.SerializerMethodField(help_text="Interactive steps: the work item's id.")
+    child_runs = serializers.SerializerMethodField(
+        help_text="Sub-orchestration steps: the ids of the runs it started, the latest last.")
 
     class Meta:
         model = StepRun
         fields = ["id", "name", "type", "status", "flow", "inputs", "outputs", "error", "attempts",
-                  "work_item", "started_at", "ended_at"]
+                  "work_item", "started_at", "ended_at", "child_runs"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_child_runs(self, step_run):
+        if step_run.type != "orchestration":
+            return []
+        return sorted(run.pk for run in step_run.child_runs.all())
 
     @extend_schema_field(inline_serializer("FlowVersionRef", {
         "api_name": serializers.CharField(), "version": serializers.IntegerField()}, allow_null=True))
@@ -546,6 +584,7 @@ RUN_EXAMPLE = {
     "id": 42, "status": "running", "orchestration": "equipment_refresh", "version": 1, "label": "Replace equipment",
     "record": {"model": "demo.employee", "pk": "1"}, "inputs": {"reason": "broken screen"}, "started_by": "alice",
     "started_at": "2025-01-06T09:30:00Z", "ended_at": None, "current_stage": "choose", "error": "",
+    "parent": None, "outputs": {},
 }
 RUN_DETAIL_EXAMPLE = {
     **RUN_EXAMPLE,
@@ -555,7 +594,8 @@ RUN_DETAIL_EXAMPLE = {
         "steps": [{"id": 311, "name": "pick_equipment", "type": "interactive", "status": "in_progress",
                    "flow": {"api_name": "onboarding_pick_equipment", "version": 1},
                    "inputs": {"employee_name": "Grace Hopper", "needs_laptop": True}, "outputs": {}, "error": "",
-                   "attempts": 0, "work_item": 17, "started_at": "2025-01-06T09:30:00Z", "ended_at": None}],
+                   "attempts": 0, "work_item": 17, "started_at": "2025-01-06T09:30:00Z", "ended_at": None,
+                   "child_runs": []}],
     }],
     "events": [
         {"id": 1001, "at": "2025-01-06T09:30:00Z", "kind": "run_started", "actor": "alice", "stage": "", "step": "",

@@ -108,6 +108,10 @@ SETTINGS = {
         "per interval, before a watched save); activating an orchestration waits this long, so every save "
         "begun after activate() returned sees it, in any process. 0 checks before every save.",
     ),
+    "BATON_MAX_CHILD_DEPTH": Setting(
+        8, "How deep sub-orchestrations may nest: a step that would start a run deeper than this fails "
+           "(a recursion that does not end stops here).",
+    ),
     "BATON_MAX_INPUT_BYTES": Setting(256 * 1024, "Largest JSON (bytes) accepted as a run's inputs or a step's outputs."),
     # --- Celery beat ----------------------------------------------------------
     "BATON_SWEEP_INTERVAL": Setting(

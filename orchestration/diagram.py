@@ -88,7 +88,7 @@ class Box:
 
 @dataclass
 class StepBox(Box):
-    kind: str = "background"  # interactive | background
+    kind: str = "background"  # interactive | background | orchestration | wait
     after: tuple = ()
 
 
@@ -153,7 +153,7 @@ class Layout:
 
 
 def _step_subtitle(step):
-    parts = [step.type]
+    parts = [f"runs {step.child_orchestration}" if step.is_child_orchestration else step.type]
     if step.is_interactive:
         if step.assignee_type == "expr":
             parts.append("assignee by expression")
@@ -202,6 +202,11 @@ def diagram_layout(plan, state=None):
             target = plan.following(element)
             chosen = element_states.get(element.name) == "done" and with_state
             transitions.append((i, index.get(target, end_index), "", chosen))
+            if element.on_error_goto:
+                # The stage's error path: taken when the stage ended in error and the run went on.
+                chosen = element_states.get(element.name) == "error" and element_states.get(
+                    element.on_error_goto, "upcoming") != "upcoming"
+                transitions.append((i, index.get(element.on_error_goto, end_index), "⚠ on error", chosen))
 
     forward_skips = [t for t in transitions if t[1] > t[0] + 1]
     loops = [t for t in transitions if t[1] <= t[0]]
@@ -248,9 +253,9 @@ def diagram_layout(plan, state=None):
                 box = StepBox(
                     x + 14, y, COL_W - 22, STEP_H, _fit(step.label, COL_W - 22 - 38 - _badge_room(step_state)),
                     _fit(_step_subtitle(step), COL_W - 22 - 18, SMALL_W),
-                    full=f"{step.label} ({step.name}): {_step_subtitle(step)}; flow {step.flow}",
-                    state=step_state, name=step.name,
-                    kind="interactive" if step.is_interactive else "background", after=tuple(step.after),
+                    full=f"{step.label} ({step.name}): {_step_subtitle(step)}"
+                         + (f"; flow {step.flow}" if step.flow else ""),
+                    state=step_state, name=step.name, kind=step.type, after=tuple(step.after),
                 )
                 boxes[step.name] = box
                 column.steps.append(box)

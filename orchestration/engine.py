@@ -65,9 +65,10 @@ from django.utils import timezone
 
 from flows.expressions import ExpressionError, evaluate, evaluate_condition, to_json
 
-from . import instances, journal
+from . import children, instances, journal
 from .models import (
     END, OPEN_STEP_STATUSES, EventKind, OrchestrationRun, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
+    StepType,
 )
 from .plan import Plan
 
@@ -213,6 +214,12 @@ class Transition:
             if s.status == StepStatus.COMPLETED
         }
         instances.add_to_scope(self, steps, latest)  # hook: steps.X.instances (multi-instance steps)
+        for name, s in latest.items():
+            if s.status == StepStatus.ERROR and s.stage_run.status != StageStatus.IN_PROGRESS:
+                # A stage's error path reads why it failed (DESIGN §10 on_error).
+                steps[name] = {"status": s.status, "outputs": {},
+                               "error": {"message": s.error, "element": self.place(self.plan.step(name).stage, name)
+                                         if name in self.plan.steps_by_name else name}}
         return {
             "record": record_map(self.record),
             "record_prior": self.run.record_prior,
@@ -326,8 +333,11 @@ def _locked(run_id, effects, actor):
 # Public transitions
 # ---------------------------------------------------------------------------
 
-def start_run(orchestration, *, record=None, record_prior=None, inputs=None, user=None, effects=None):
-    """Create a run of ``orchestration`` (a version) and enter its first element."""
+def start_run(orchestration, *, record=None, record_prior=None, inputs=None, user=None, effects=None, parent=None):
+    """Create a run of ``orchestration`` (a version) and enter its first element.
+
+    ``parent`` is ``(step_run, depth)`` for a sub-orchestration's child run (``children.start_child``).
+    """
     from .records import model_label
 
     plan = Plan.load(orchestration)
@@ -342,8 +352,12 @@ def start_run(orchestration, *, record=None, record_prior=None, inputs=None, use
             record_prior=to_json(record_prior) if record_prior is not None else None,
             inputs=to_json(inputs or {}),
             started_by=user if getattr(user, "pk", None) else None,
+            parent_step_run=parent[0] if parent else None,
+            depth=parent[1] if parent else 0,
         )
         ctx = Transition(run=run, plan=plan, effects=effects or _default_effects(), actor=user)
+        # The parent's transition reads how its child's first transition ended (children.py rule 3).
+        ctx.started_by_parent = parent is not None
         if record is not None:
             ctx._record, ctx._record_loaded = record, True
         ctx._step_runs, ctx._stage_runs = [], {}  # a new run has none: nothing to read
@@ -474,6 +488,26 @@ def fail_step(step_run_id, error, traceback="", *, effects=None, run_id=None):
     return True
 
 
+def resume_step_of_child(step_run_id, child_run_id, *, effects=None):
+    """A child run in error was put back to work (its failed step retried inside it): its
+    parent's step, in error because of it, waits for the child again and the parent resumes."""
+    run_id = _run_of(step_run_id, None)
+    with transaction.atomic():
+        ctx = _locked(run_id, effects, None)
+        step_run = _find_step_run(ctx, step_run_id)
+        stage_run = ctx.stage_runs.get(step_run.stage_run_id)
+        if step_run.status != StepStatus.ERROR or stage_run is None or stage_run.status != StageStatus.ERROR:
+            return False
+        step_run.status = StepStatus.IN_PROGRESS
+        step_run.error = step_run.traceback = ""
+        step_run.ended_at = None
+        step_run.save(update_fields=["status", "error", "traceback", "ended_at"])
+        _resume(ctx, stage_run)
+        ctx.event(EventKind.STEP_RETRIED, stage_run.stage_name, step_run.step_name, child_run=child_run_id)
+        _save_run(ctx)
+    return True
+
+
 def record_changed(run_id, *, effects=None):
     """The run's record was saved: check pending conditions again."""
     with transaction.atomic():
@@ -550,6 +584,8 @@ def _enter(ctx, name):
         if ctx.run.status != RunStatus.RUNNING:
             return
         if name == END:
+            if ctx.plan.outputs and not _evaluate_run_outputs(ctx):
+                return
             ctx.run.status = RunStatus.COMPLETED
             ctx.run.ended_at = ctx.now
             ctx.run.current_stage = ""
@@ -681,8 +717,8 @@ def _progress_stage(ctx, stage_run, element):
                 return None
             if ready:
                 _start_step(ctx, stage_run, step_run, step)
-                if ctx.run.status != RunStatus.RUNNING:
-                    return None
+                if ctx.run.status != RunStatus.RUNNING or stage_run.status != StageStatus.IN_PROGRESS:
+                    return None  # stopped in error, or left by the stage's error path
                 changed = True
         if changed:
             continue
@@ -720,15 +756,18 @@ def _complete_stage(ctx, stage_run, element):
     return ctx.plan.following(element)
 
 
-def _close_stage(ctx, stage_run, status):
+def _close_stage(ctx, stage_run, status, **about):
     """End a stage: whatever is still open is discontinued, its work items canceled."""
     for step_run in ctx.step_runs_of(stage_run):
         if step_run.status in OPEN_STEP_STATUSES:
             _finish_step(ctx, step_run, StepStatus.DISCONTINUED, close_items="canceled")
+        elif step_run.type == StepType.ORCHESTRATION and step_run.status == StepStatus.ERROR:
+            # Its child (in error) could still be put back to work inside: nothing waits for it now.
+            children.cancel_children_later(step_run, f"its parent's stage ended ({status})")
     stage_run.status = status
     stage_run.ended_at = ctx.now
     stage_run.save(update_fields=["status", "ended_at"])
-    ctx.event(EventKind(f"stage_{status}"), stage_run.stage_name, visit=stage_run.visit)
+    ctx.event(EventKind(f"stage_{status}"), stage_run.stage_name, visit=stage_run.visit, **about)
 
 
 # ---------------------------------------------------------------------------
@@ -750,7 +789,9 @@ def _start_step(ctx, stage_run, step_run, step):
     step_run.flow_id = prepared.flow_id
     step_run.started_at = ctx.now
     step_run.excluded_users = prepared.excluded_users
-    if step.is_interactive:
+    if step.is_child_orchestration:
+        _start_child(ctx, stage_run, step_run, step)
+    elif step.is_interactive:
         try:
             ctx.effects.open_work_item(ctx, step_run, step, prepared)
         except StepFailure as exc:
@@ -774,6 +815,43 @@ def _start_step(ctx, stage_run, step_run, step):
         ctx.save_later(step_run, ["inputs", "flow", "started_at", "status", "queued_at", "lease_until", "timeout_seconds"])
         ctx.event(EventKind.STEP_QUEUED, stage_run.stage_name, step.name, **instances.event_data(step_run))
         ctx.effects.send_step(step_run)
+
+
+def _start_child(ctx, stage_run, step_run, step):
+    """Start a sub-orchestration step's child run; it waits for the child (children.py)."""
+    step_run.status = StepStatus.IN_PROGRESS
+    step_run.save(update_fields=["inputs", "flow", "started_at", "status"])
+    try:
+        child = children.start_child(ctx, step, step_run, step_run.inputs)
+    except children.ChildStartFailed as exc:
+        _step_error(ctx, step_run, str(exc))
+        return
+    ctx.event(EventKind.STEP_STARTED, stage_run.stage_name, step.name, child_run=child.pk)
+    # A retry starts a new child: the one it replaces stops (after commit: children.py rule 4).
+    children.cancel_children_later(step_run, "replaced by a retry of its parent's step", keep=child.pk)
+    outcome = children.outcome_for_parent(child)
+    if outcome is None:
+        return  # the child waits for work: it tells this step when it ends
+    status, outputs, error = outcome
+    if status == StepStatus.COMPLETED:
+        _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs)
+    else:
+        _step_error(ctx, step_run, error)
+
+
+def _evaluate_run_outputs(ctx):
+    """The orchestration's declared ``outputs``, evaluated as the run completes. False on an error."""
+    scope = ctx.scope()
+    outputs = {}
+    for name, expression in ctx.plan.outputs.items():
+        place = ctx.place(f"outputs.{name}")
+        try:
+            outputs[name] = to_json(evaluate(expression, scope, place))
+        except Exception as exc:  # an expression that fails stops the run where it stands, named
+            _run_error(ctx, f"{place}: {exc}")
+            return False
+    ctx.run.outputs = outputs
+    return True
 
 
 def _run_in_process(ctx, stage_run, step_run, step):
@@ -838,6 +916,9 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
         step_run.save(update_fields=fields)
     if close_items and step_run.type == "interactive":
         ctx.effects.close_work_items(ctx, [step_run], "completed" if close_items == "completed" else "canceled")
+    if step_run.type == StepType.ORCHESTRATION:
+        # Completed by its child: nothing left to stop. Skipped, discontinued, canceled: its child stops.
+        children.cancel_children_later(step_run, f"its parent's step ended ({status})")
     ctx.event(EventKind(f"step_{status}"), _stage_name(ctx, step_run), step_run.step_name,
               **({"outputs": step_run.outputs} if status == StepStatus.COMPLETED else {}),
               **instances.event_data(step_run))
@@ -859,6 +940,14 @@ def _step_error(ctx, step_run, error, traceback=""):
 
 
 def _stage_error(ctx, stage_run, error):
+    element = ctx.plan.by_name.get(stage_run.stage_name)
+    if element is not None and element.on_error_goto and ctx.run.status == RunStatus.RUNNING \
+            and stage_run.status == StageStatus.IN_PROGRESS:
+        # The stage's error path: the stage ends in error, what was still open is
+        # discontinued, and the run goes on at the target (steps.X.error readable there).
+        _close_stage(ctx, stage_run, StageStatus.ERROR, error=error, goto=element.on_error_goto)
+        _enter(ctx, element.on_error_goto)
+        return
     if stage_run.status != StageStatus.ERROR:
         stage_run.status = StageStatus.ERROR
         stage_run.save(update_fields=["status"])
@@ -876,6 +965,9 @@ def _run_error(ctx, error):
 def _errored_step(ctx, step_name):
     if ctx.run.status in (RunStatus.COMPLETED, RunStatus.CANCELED):
         raise EngineError(f"run {ctx.run.pk} is {ctx.run.status}")
+    if ctx.run.status != RunStatus.ERROR:
+        # A stage left by its error path is in error too, but the run went on: nothing to retry there.
+        raise EngineError(f"run {ctx.run.pk} has no stage in error")
     stage_run = ctx.stage_run_in(StageStatus.ERROR)
     if stage_run is None:
         raise EngineError(f"run {ctx.run.pk} has no stage in error")
@@ -923,7 +1015,13 @@ def _holds(ctx, condition, scope, place):
 def _save_run(ctx):
     # Most completions change only the step (its siblings are still open):
     # the run's row is written only when one of its own fields changed.
+    was = ctx._saved_run[0]
     if ctx._run_fields() != ctx._saved_run:
-        ctx.run.save(update_fields=["status", "ended_at", "current_stage", "stage_visits", "error"])
+        fields = ["status", "ended_at", "current_stage", "stage_visits", "error"]
+        if ctx.run.status == RunStatus.COMPLETED and ctx.plan.outputs:
+            fields.append("outputs")
+        ctx.run.save(update_fields=fields)
         ctx._saved_run = ctx._run_fields()
     ctx.flush()
+    if ctx.run.parent_step_run_id is not None and ctx.run.status != was:
+        children.tell_parent(ctx, was)

@@ -34,6 +34,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from . import engine, permissions
+from .children import parent_of
 from .conf import baton_settings
 from .models import (
     Orchestration,
@@ -304,8 +305,14 @@ def _run_context(request, run):
         item.step_run_id: item
         for item in WorkItem.objects.filter(run=run).select_related("assignee_user", "assignee_group", "assignee_queue")
     }
+    child_runs = {}
+    if any(step_run.type == "orchestration" for step_run in step_runs):
+        for child in OrchestrationRun.objects.filter(parent_step_run__run=run).order_by("id").only(
+                "pk", "status", "parent_step_run_id"):
+            child_runs.setdefault(child.parent_step_run_id, []).append(child)
     for step_run in step_runs:
         step_run.item = items.get(step_run.pk)
+        step_run.children = child_runs.get(step_run.pk, [])
         step_run.inputs_text = json.dumps(step_run.inputs or {}, indent=2, ensure_ascii=False, sort_keys=True)
         step_run.outputs_text = json.dumps(step_run.outputs or {}, indent=2, ensure_ascii=False, sort_keys=True)
         step_run.is_overdue = bool(
@@ -316,6 +323,7 @@ def _run_context(request, run):
     decorate_runs([run], now)
     return {
         "run": run,
+        "parent": parent_of(run),
         "plan": plan,
         "events": events,
         "step_runs": step_runs,

@@ -192,12 +192,15 @@ def _step_detail(step):
         parts.append("after " + ", ".join(step.after))
     elif step.entry_condition:
         parts.append("when " + (step.entry_condition.expression or f"flow {step.entry_condition.flow}"))
-    parts.append(f"flow {step.flow}")
+    if step.is_child_orchestration:
+        parts.append(f"runs orchestration {step.child_orchestration} (its outputs: as given)")
+    else:
+        parts.append(f"flow {step.flow}")
     return "; ".join(parts)
 
 
 class _Walk:
-    def __init__(self, plan, record, inputs, outputs, now):
+    def __init__(self, plan, record, inputs, outputs, now, errors=None):
         from .records import model_label, record_map
 
         self.plan = plan
@@ -209,6 +212,8 @@ class _Walk:
         self.outputs = outputs or {}
         self.now = now or timezone.now()
         self.completed = {}  # step name → outputs (latest visit)
+        self.errors = dict(errors or {})  # step name → the error it fails with (a chosen failure)
+        self.failed = {}  # step name → {"message", "element"} of a step that failed (read on an error path)
         self.step_visits = {}
         self.stage_visits = {}
         self.record_ref = f"{model_label(record)}:{record.pk}" if record is not None else ""
@@ -218,7 +223,8 @@ class _Walk:
             "record": self.record_value,
             "record_prior": None,
             "inputs": self.inputs,
-            "steps": {name: {"status": "completed", "outputs": outs} for name, outs in self.completed.items()},
+            "steps": {**{name: {"status": "error", "outputs": {}, "error": why} for name, why in self.failed.items()},
+                      **{name: {"status": "completed", "outputs": outs} for name, outs in self.completed.items()}},
             "run": {"id": 0, "started_at": self.now, "started_by": None,
                     "orchestration": self.plan.api_name, "version": self.plan.version},
             "now": self.now,
@@ -310,6 +316,10 @@ class _Walk:
                 for step in ready:
                     waiting.remove(step)
                     notes = self.start_step(element, step)
+                    if step.name in self.errors:
+                        failed = self.fail_step(element, step, entry, group, notes, sim, waiting)
+                        if failed is not None:
+                            return failed
                     outs = to_json(self.outputs_for(step.name))
                     detail = _step_detail(step)
                     if step.exit_condition and self.holds(step.exit_condition, self.place(element.name, step.name, "exit")):
@@ -336,6 +346,19 @@ class _Walk:
                     entry.not_started.append((step.name, self._why_waiting(step)))
                 return True
 
+    def fail_step(self, element, step, entry, group, notes, sim, waiting):
+        """A step chosen to fail (after its retries): the stage's error path, or the run stops in error."""
+        message = str(self.errors[step.name] or "it fails")
+        entry.steps.append(SimStep(step.name, step.label, step.type, group, f"fails: {message}", {}, notes))
+        self.failed[step.name] = {"message": message, "element": self.place(element.name, step.name)}
+        for other in waiting:
+            entry.not_started.append((other.name, "discontinued: the stage ended in error"))
+        if element.on_error_goto:
+            entry.exit = f"step {step.name} failed: the stage's error path goes to {element.on_error_goto}"
+            return element.on_error_goto
+        sim.result, sim.message = "error", f"step {step.name} fails ({message}); the run would stop in error here"
+        return False
+
     def _why_waiting(self, step):
         if step.entry == "after":
             return "waits for " + ", ".join(n for n in step.after if n not in self.completed)
@@ -352,15 +375,18 @@ class _Walk:
         return goto
 
 
-def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None):
-    """Walk the path of ``orchestration`` (a model instance, id or Plan) in memory. Returns a ``Simulation``."""
+def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None, errors=None):
+    """Walk the path of ``orchestration`` (a model instance, id or Plan) in memory. Returns a ``Simulation``.
+
+    ``errors`` maps a step name to the error it fails with (after its retries), to walk a stage's error path.
+    """
     plan = orchestration if isinstance(orchestration, Plan) else Plan.from_model(_orch(orchestration))
     status = getattr(orchestration, "status", "") if not isinstance(orchestration, (int, Plan)) else ""
     from flows.runtime import check_variables
 
     # The inputs as a launch would clean them (types converted, defaults applied).
     cleaned, input_errors = check_variables(list(plan.inputs), inputs or {})
-    walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now)
+    walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now, errors)
     sim = Simulation(plan.api_name, plan.version, status or "version", walk.record_ref, dict(inputs or {}),
                      sorted(outputs or {}))
     if input_errors:
@@ -393,9 +419,10 @@ def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None)
                     "a real run would stop in error here (a loop that does not end with these outputs)")
                 return sim
             total_visits += 1
-            if not walk.run_stage(element, sim):
+            went = walk.run_stage(element, sim)
+            if went is False:
                 return sim
-            name = plan.following(element)
+            name = went if isinstance(went, str) else plan.following(element)
             sim.entries[-1].goes_to = name
     except ExpressionError as exc:
         sim.result, sim.message = "error", f"{exc} (a real run would stop in error here)"
@@ -433,6 +460,17 @@ def parse_outputs(pairs):
     return result
 
 
+def parse_errors(pairs):
+    """``["step=message", ...]`` → {step: message}; SimulationError naming the bad one."""
+    result = {}
+    for pair in pairs or ():
+        name, sep, message = pair.strip().partition("=")
+        if not sep or not name.strip():
+            raise SimulationError(f"{pair!r}: write STEP=MESSAGE, e.g. charge=\"card declined\"")
+        result[name.strip()] = message.strip() or "it fails"
+    return result
+
+
 def parse_inputs(text):
     if not (text or "").strip():
         return {}
@@ -461,7 +499,7 @@ def find_version(api_name, version=None):
     return found
 
 
-def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None):
+def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors=None):
     """``simulate`` inside a transaction that is always rolled back; the record given as "model:pk"."""
     from django.db import transaction
 
@@ -474,6 +512,6 @@ def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None):
             raise SimulationError(f"record: {' '.join(exc.messages)}")
         if record_ref and record is None:
             raise SimulationError(f"record: {record_ref} does not exist")
-        result = simulate(orchestration, record=record, inputs=inputs, outputs=outputs)
+        result = simulate(orchestration, record=record, inputs=inputs, outputs=outputs, errors=errors)
         transaction.set_rollback(True)
     return result

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from flows.durations import parse_duration
 from flows.expressions import ExpressionError, UnstorableValue, evaluate, to_json
 from flows.models import FlowType
+from flows.versioning import DefinitionStatus
 
 from . import instances
 from .engine import StepFailure
+from .models import Orchestration
 
 FLOW_TYPE_FOR_STEP = {"interactive": FlowType.SCREEN, "background": FlowType.AUTOLAUNCHED}
 
@@ -30,6 +32,8 @@ class PreparedStep:
 
 def prepare_step(ctx, step, step_run):
     place = ctx.place(step.stage, step.name)
+    if step.is_child_orchestration:
+        return PreparedStep(flow_id=None, inputs=_child_inputs(ctx, step, place), label=step.label)
     try:
         flow = ctx.active_flow(step.flow)
     except LookupError as exc:
@@ -38,15 +42,7 @@ def prepare_step(ctx, step, step_run):
     if flow.type != expected:
         raise StepFailure(f"{place}: flow {step.flow} v{flow.version} is {flow.type}, a {step.type} step needs {expected}")
     scope = instances.scope_for(ctx, step_run)  # an instance also sees its item and index
-    inputs = {}
-    for name, expression in step.inputs.items():
-        try:
-            inputs[name] = to_json(evaluate(expression, scope, f"{place} › inputs.{name}"))
-        except ExpressionError as exc:
-            raise StepFailure(str(exc))
-        except UnstorableValue as exc:
-            raise StepFailure(f"{place} › inputs.{name}: {expression!r} gave a value that cannot be stored: {exc}")
-    inputs = _check_inputs(flow, inputs, place)
+    inputs = _check_inputs(flow, _evaluate_inputs(step, scope, place), place)
     prepared = PreparedStep(flow_id=flow.id, inputs=inputs, label=step.label)
     if step.is_interactive:
         prepared.assignee = resolve_assignee(step, scope, place)
@@ -59,6 +55,33 @@ def prepare_step(ctx, step, step_run):
             except ValueError as exc:
                 raise StepFailure(f"{place} › due_in: {exc}")
     return prepared
+
+
+def _evaluate_inputs(step, scope, place):
+    """The step's input mapping evaluated in ``scope``, as storable values."""
+    inputs = {}
+    for name, expression in step.inputs.items():
+        try:
+            inputs[name] = to_json(evaluate(expression, scope, f"{place} › inputs.{name}"))
+        except ExpressionError as exc:
+            raise StepFailure(str(exc))
+        except UnstorableValue as exc:
+            raise StepFailure(f"{place} › inputs.{name}: {expression!r} gave a value that cannot be stored: {exc}")
+    return inputs
+
+
+def _child_inputs(ctx, step, place):
+    """A sub-orchestration step's inputs, checked against its orchestration's declared inputs."""
+    from flows.runtime import check_variables
+
+    inputs = _evaluate_inputs(step, ctx.scope(), place)
+    declared = (Orchestration.objects.filter(api_name=step.child_orchestration, status=DefinitionStatus.ACTIVE)
+                .values_list("inputs", flat=True).first())
+    cleaned, errors = check_variables(list(declared or []), inputs)
+    if errors:
+        detail = "; ".join(f"inputs.{name}: {message}" for name, message in errors.items())
+        raise StepFailure(f"{place}: {detail}")
+    return to_json(cleaned)
 
 
 def _check_inputs(flow, inputs, place):

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from . import engine, journal
 from .conf import baton_settings
+from .children import sweep_orphaned_children
 from .models import EventKind, OrchestrationRun, StepRun, StepStatus
 from .plan import Plan
 
@@ -318,7 +319,8 @@ def start_pending_run(pending_id, user_id=None):
 def sweep():
     from .starts import start_leftover_pending
 
-    return {"started": start_leftover_pending(), "resent": sweep_stuck_steps()}
+    return {"started": start_leftover_pending(), "resent": sweep_stuck_steps(),
+            "children_canceled": sweep_orphaned_children()}
 
 
 def sweep_stuck_steps(now=None):

@@ -56,6 +56,13 @@ class OrchestrationRun(models.Model):
     current_stage = models.CharField(max_length=100, blank=True)
     stage_visits = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # A sub-orchestration's run: the step run that started it (DESIGN §10), how deep it is, and
+    # what it gives back when it completes (the orchestration's declared ``outputs``).
+    parent_step_run = models.ForeignKey(
+        "StepRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs",
+    )
+    depth = models.PositiveSmallIntegerField(default=0, help_text="0 for a top-level run; its parent's + 1 for a child.")
+    outputs = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -131,7 +138,7 @@ class StepRun(models.Model):
     run = models.ForeignKey(OrchestrationRun, on_delete=models.CASCADE, related_name="step_runs")
     stage_run = models.ForeignKey(StageRun, on_delete=models.CASCADE, related_name="step_runs")
     step_name = models.CharField(max_length=100)
-    type = models.CharField(max_length=12)
+    type = models.CharField(max_length=20)
     flow = models.ForeignKey(
         "flows.Flow", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="The flow version the step ran (the active one when it started).",

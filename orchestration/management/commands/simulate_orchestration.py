@@ -1,11 +1,13 @@
-"""python manage.py simulate_orchestration API_NAME [--version N] [--record MODEL:PK] [--inputs JSON] [--outputs STEP=JSON ...]
+"""python manage.py simulate_orchestration API_NAME [--version N] [--record MODEL:PK] [--inputs JSON] [--outputs STEP=JSON ...] [--error STEP=MESSAGE ...]
 
 A dry run: prints the stages and steps a run would go through, in order,
 with the decision taken at each point. Nothing is stored.
 """
 from django.core.management.base import BaseCommand, CommandError
 
-from orchestration.simulate import SimulationError, dry_run, find_version, parse_inputs, parse_outputs
+from orchestration.simulate import (
+    SimulationError, dry_run, find_version, parse_errors, parse_inputs, parse_outputs,
+)
 
 
 class Command(BaseCommand):
@@ -25,12 +27,16 @@ class Command(BaseCommand):
             help='Outputs a step completes with, e.g. review=\'{"decision": "approve"}\'; a JSON list gives one '
                  "object per visit of the step (for loops). Repeat for each step; steps not named complete with {}.",
         )
+        parser.add_argument(
+            "--error", action="append", default=[], metavar="STEP=MESSAGE",
+            help="A step that fails (after its retries) with this message, to walk its stage's error path.",
+        )
 
-    def handle(self, *args, api_name, version=None, record=None, inputs="", outputs=(), **options):
+    def handle(self, *args, api_name, version=None, record=None, inputs="", outputs=(), error=(), **options):
         try:
             orchestration = find_version(api_name, version)
             result = dry_run(orchestration, record_ref=record, inputs=parse_inputs(inputs),
-                             outputs=parse_outputs(outputs))
+                             outputs=parse_outputs(outputs), errors=parse_errors(error))
         except SimulationError as exc:
             raise CommandError(str(exc))
         self.stdout.write(result.text())

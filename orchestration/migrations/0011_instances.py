@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('flows', '0001_initial'),
-        ('orchestration', '0009_process_patterns'),
+        ('orchestration', '0010_child_runs'),
     ]
 
     operations = [
