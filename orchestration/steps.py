@@ -33,7 +33,7 @@ class PreparedStep:
 def prepare_step(ctx, step, step_run):
     place = ctx.place(step.stage, step.name)
     if step.is_child_orchestration:
-        return PreparedStep(flow_id=None, inputs=_child_inputs(ctx, step, place), label=step.label)
+        return PreparedStep(flow_id=None, inputs=_child_inputs(ctx, step, step_run, place), label=step.label)
     try:
         flow = ctx.active_flow(step.flow)
     except LookupError as exc:
@@ -70,11 +70,11 @@ def _evaluate_inputs(step, scope, place):
     return inputs
 
 
-def _child_inputs(ctx, step, place):
+def _child_inputs(ctx, step, step_run, place):
     """A sub-orchestration step's inputs, checked against its orchestration's declared inputs."""
     from flows.runtime import check_variables
 
-    inputs = _evaluate_inputs(step, ctx.scope(), place)
+    inputs = _evaluate_inputs(step, instances.scope_for(ctx, step_run), place)
     declared = (Orchestration.objects.filter(api_name=step.child_orchestration, status=DefinitionStatus.ACTIVE)
                 .values_list("inputs", flat=True).first())
     cleaned, errors = check_variables(list(declared or []), inputs)

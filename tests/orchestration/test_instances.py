@@ -329,3 +329,23 @@ def test_same_as_gives_the_step_to_whoever_completed_the_named_step(fx, people, 
     services.complete_work_item(WorkItem.objects.get(run=run), people["carol"], {"amount": 1})
     review = WorkItem.objects.get(run=run, step_run__step_name="review")
     assert review.assignee_type == "user" and review.assignee_user == people["carol"]
+
+
+def test_a_sub_orchestration_step_runs_one_child_per_element(settings):
+    from orchestration.models import OrchestrationRun
+
+    settings.BATON_STEP_EXECUTION = "in_process"
+    noop_flow("add_one", inputs=[{"name": "n", "type": "number", "required": True}],
+              outputs={"total": ("number", "n + 1.0")})
+    orchestration([{"name": "work", "steps": [bg("a", "add_one", inputs={"n": "inputs.n"})]}], api_name="kid_each",
+                  inputs=[{"name": "n", "type": "number", "required": True}],
+                  outputs={"total": "steps.a.outputs.total"})
+    parent = orchestration([{"name": "one", "steps": [
+        {"name": "call", "type": "orchestration", "orchestration": "kid_each", "for_each": "[10.0, 20.0]",
+         "inputs": {"n": "item + double(index)"}}]}], api_name="mum_each")
+    run = engine.start_run(parent)
+    run.refresh_from_db()
+    assert run.status == "completed", run.error
+    assert step_row(run, "call").outputs == [{"total": 11}, {"total": 22}]
+    kids = OrchestrationRun.objects.filter(parent_step_run__run=run).order_by("parent_step_run__instance_index")
+    assert [k.inputs for k in kids] == [{"n": 10}, {"n": 21}]
