@@ -415,12 +415,16 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
 # sees 1 and stops), and only then are the step and its event written. The
 # last open step is completed by ``complete_step``: its completion and the
 # stage's transition stay one transaction, so no state "every step done,
-# stage still running" can outlive a worker that dies in between.
+# stage still running" can outlive a worker that dies in between. An instance
+# of a multi-instance step (never in a counted stage) takes no lock here: the
+# transition that meets its step's completion rule holds the run and updates
+# the other instances' rows, and a statement holding one of them while
+# waiting for the run deadlocked with it (tests/orchestration/test_instances_pg.py).
 _COMPLETE_COUNTED_SQL = """
 WITH target AS (
     SELECT s.id, s.stage_run_id FROM orchestration_steprun AS s
       JOIN orchestration_orchestrationrun AS r ON r.id = s.run_id
-     WHERE s.id = %(id)s AND s.status IN ('queued', 'running')
+     WHERE s.id = %(id)s AND s.status IN ('queued', 'running') AND s.instance_index IS NULL
        FOR UPDATE OF s FOR KEY SHARE OF r
 ), counted AS (
     UPDATE orchestration_stagerun AS g SET open_steps = g.open_steps - 1
