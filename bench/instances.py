@@ -29,15 +29,15 @@ def main():
     common.noop_flow()
     ordinary = common.grid_orchestration(api_name="bench_wide", stages=1, steps=n)
     multi = orchestration([{"name": "s0", "steps": [
-        {"name": "each", "type": "background", "flow": "bench_noop", "for_each": f"[{', '.join(['0'] * n)}]"}]}],
-        api_name="bench_each")
+        {"name": "each", "type": "background", "flow": "bench_noop", "for_each": "inputs.xs"}]}],
+        api_name="bench_each", inputs=[{"name": "xs", "type": "list"}])
 
     queue = collections.deque()
     effects.send_step_message = lambda step_run_id, countdown=None: queue.append(step_run_id)
 
-    def drive(orch):
+    def drive(orch, inputs=None):
         start = time.perf_counter()
-        run = engine.start_run(orch)
+        run = engine.start_run(orch, inputs=inputs)
         while queue:
             step_run = tasks.claim(queue.popleft(), "")
             if step_run is not None:
@@ -48,7 +48,7 @@ def main():
         return n / elapsed
 
     drive(common.grid_orchestration(api_name="bench_warm", stages=1, steps=10))  # warm-up
-    figures = {"instances": n, "ordinary_steps_per_s": drive(ordinary), "multi_steps_per_s": drive(multi)}
+    figures = {"instances": n, "ordinary_steps_per_s": drive(ordinary), "multi_steps_per_s": drive(multi, {"xs": list(range(n))})}
     figures["ratio"] = figures["multi_steps_per_s"] / figures["ordinary_steps_per_s"]
     print(f"{n} ordinary steps: {figures['ordinary_steps_per_s']:.0f} steps/s; "
           f"a {n}-instance step: {figures['multi_steps_per_s']:.0f} steps/s; "
