@@ -340,3 +340,31 @@ def step_failed(ctx, step_run, error):
     parent.error = f"instance {step_run.instance_index}: {error}"
     parent.ended_at = ctx.now
     parent.save(update_fields=["status", "error", "ended_at"])
+
+
+# ---------------------------------------------------------------------------
+# How the monitor and the API show a step's instances
+# ---------------------------------------------------------------------------
+
+def progress_text(step, rows):
+    """``"3 of 5 approved"`` for a step whose instance rows are ``rows`` (interactive: approved, else completed)."""
+    done = sum(1 for r in rows if r.status == StepStatus.COMPLETED)
+    verb = "approved" if step.is_interactive else "completed"
+    text = f"{done} of {len(rows)} {verb}"
+    stopped = sum(1 for r in rows if r.status == StepStatus.DISCONTINUED)
+    if stopped:
+        text += f", {stopped} withdrawn"
+    return text
+
+
+def annotate_progress(plan, step_runs):
+    """Set ``instance_progress`` on each multi-instance step's own row among ``step_runs`` (every row of a run)."""
+    rows = {}
+    for r in step_runs:
+        if r.instance_index is not None:
+            rows.setdefault((r.stage_run_id, r.step_name), []).append(r)
+    for r in step_runs:
+        step = plan.steps_by_name.get(r.step_name)
+        r.instance_progress = ""
+        if r.instance_index is None and step is not None and step.is_multi_instance and r.status != StepStatus.WAITING:
+            r.instance_progress = progress_text(step, rows.get((r.stage_run_id, r.step_name), []))

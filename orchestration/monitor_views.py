@@ -295,6 +295,7 @@ def _run_context(request, run):
     from workguide.models import WorkItem
 
     from .diagram import render_diagram, run_state
+    from .instances import annotate_progress
     from .plan import Plan
 
     now = timezone.now()
@@ -318,6 +319,7 @@ def _run_context(request, run):
         step_run.is_overdue = bool(
             step_run.item and step_run.item.is_open and step_run.item.due_at and step_run.item.due_at < now
         )
+    annotate_progress(plan, step_runs)  # "3 of 5 approved" on multi-instance steps
     for event in events:
         event.data_text = json.dumps(event.data, ensure_ascii=False, sort_keys=True) if event.data else ""
     decorate_runs([run], now)

@@ -200,7 +200,7 @@ def _step_detail(step):
 
 
 class _Walk:
-    def __init__(self, plan, record, inputs, outputs, now, errors=None):
+    def __init__(self, plan, record, inputs, outputs, now, errors=None, instances=None):
         from .records import model_label, record_map
 
         self.plan = plan
@@ -213,6 +213,7 @@ class _Walk:
         self.now = now or timezone.now()
         self.completed = {}  # step name → outputs (latest visit)
         self.errors = dict(errors or {})  # step name → the error it fails with (a chosen failure)
+        self.instances = dict(instances or {})  # multi-instance step name → how many of its instances complete
         self.failed = {}  # step name → {"message", "element"} of a step that failed (read on an error path)
         self.step_visits = {}
         self.stage_visits = {}
@@ -264,13 +265,15 @@ class _Walk:
                 return False, None
             raise
 
-    def start_step(self, element, step):
-        """What a run evaluates when ``step`` starts (``steps.prepare_step``). Returns notes, or raises."""
+    def start_step(self, element, step, extra=None):
+        """What a run evaluates when ``step`` starts (``steps.prepare_step``). Returns notes, or raises.
+
+        ``extra``: an instance's ``item`` and ``index``."""
         from flows.compiled import FlowSpec
         from flows.runtime import check_inputs
 
         place = self.place(element.name, step.name)
-        scope = self.scope()
+        scope = {**self.scope(), **(extra or {})}
         notes, inputs, complete = [], {}, True
         for name, expression in step.inputs.items():
             ok, value = self.value(expression, scope, f"{place} › inputs.{name}", notes)
@@ -315,6 +318,9 @@ class _Walk:
                 group += 1
                 for step in ready:
                     waiting.remove(step)
+                    if step.is_multi_instance:
+                        self.run_instances(element, step, entry, group)
+                        continue
                     notes = self.start_step(element, step)
                     if step.name in self.errors:
                         failed = self.fail_step(element, step, entry, group, notes, sim, waiting)
@@ -346,6 +352,37 @@ class _Walk:
                     entry.not_started.append((step.name, self._why_waiting(step)))
                 return True
 
+    def run_instances(self, element, step, entry, group):
+        """A multi-instance step: one start per element; as many complete as chosen (``--instances STEP=N``),
+        by default as many as its completion rule needs; the rest are withdrawn."""
+        import math
+
+        key = "for_each" if step.for_each else "assignees"
+        place = self.place(element.name, step.name)
+        notes = []
+        ok, elements = self.value(step.for_each or step.assignees, self.scope(), f"{place} › {key}", notes)
+        if ok and not isinstance(elements, list):
+            raise ExpressionError(f"{step.for_each or step.assignees!r} gave {type(elements).__name__} "
+                                  f"{elements!r}; expected a list", f"{place} › {key}")
+        elements = elements if ok else [None]
+        for index, item in enumerate(elements[:20]):
+            notes += self.start_step(element, step, {"item": item, "index": index})
+        total = len(elements)
+        completion = step.completion or "all"
+        needed = {"all": total, "any": min(1, total)}.get(completion) if isinstance(completion, str) else None
+        if needed is None:
+            (rule, value), = completion.items()
+            needed = (value if rule == "at_least" else math.ceil(value * total / 100) if rule == "percent"
+                      else total)
+        done = max(0, min(int(self.instances.get(step.name, needed)), total))
+        each = to_json(self.outputs_for(step.name))
+        outs = [each] * done + [None] * (total - done)
+        rule = completion if isinstance(completion, str) else ", ".join(f"{k} {v}" for k, v in completion.items())
+        detail = (f"{_step_detail(step)}; ×{total} instances ({rule}): {done} complete"
+                  + (f", {total - done} withdrawn" if total - done else ""))
+        entry.steps.append(SimStep(step.name, step.label, step.type, group, detail, outs, notes))
+        self.completed[step.name] = outs
+
     def fail_step(self, element, step, entry, group, notes, sim, waiting):
         """A step chosen to fail (after its retries): the stage's error path, or the run stops in error."""
         message = str(self.errors[step.name] or "it fails")
@@ -375,7 +412,7 @@ class _Walk:
         return goto
 
 
-def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None, errors=None):
+def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None, errors=None, instances=None):
     """Walk the path of ``orchestration`` (a model instance, id or Plan) in memory. Returns a ``Simulation``.
 
     ``errors`` maps a step name to the error it fails with (after its retries), to walk a stage's error path.
@@ -386,7 +423,7 @@ def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None,
 
     # The inputs as a launch would clean them (types converted, defaults applied).
     cleaned, input_errors = check_variables(list(plan.inputs), inputs or {})
-    walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now, errors)
+    walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now, errors, instances)
     sim = Simulation(plan.api_name, plan.version, status or "version", walk.record_ref, dict(inputs or {}),
                      sorted(outputs or {}))
     if input_errors:
@@ -471,6 +508,17 @@ def parse_errors(pairs):
     return result
 
 
+def parse_instances(pairs):
+    """``["step=N", ...]`` → {step: N}: how many instances of a multi-instance step complete."""
+    result = {}
+    for pair in pairs or ():
+        name, sep, text = pair.strip().partition("=")
+        if not sep or not name.strip() or not text.strip().isdigit():
+            raise SimulationError(f"{pair!r}: write STEP=N (how many instances complete), e.g. approve=3")
+        result[name.strip()] = int(text)
+    return result
+
+
 def parse_inputs(text):
     if not (text or "").strip():
         return {}
@@ -499,7 +547,7 @@ def find_version(api_name, version=None):
     return found
 
 
-def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors=None):
+def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors=None, instances=None):
     """``simulate`` inside a transaction that is always rolled back; the record given as "model:pk"."""
     from django.db import transaction
 
@@ -512,6 +560,7 @@ def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors
             raise SimulationError(f"record: {' '.join(exc.messages)}")
         if record_ref and record is None:
             raise SimulationError(f"record: {record_ref} does not exist")
-        result = simulate(orchestration, record=record, inputs=inputs, outputs=outputs, errors=errors)
+        result = simulate(orchestration, record=record, inputs=inputs, outputs=outputs, errors=errors,
+                          instances=instances)
         transaction.set_rollback(True)
     return result

@@ -349,3 +349,33 @@ def test_a_sub_orchestration_step_runs_one_child_per_element(settings):
     assert step_row(run, "call").outputs == [{"total": 11}, {"total": 22}]
     kids = OrchestrationRun.objects.filter(parent_step_run__run=run).order_by("parent_step_run__instance_index")
     assert [k.inputs for k in kids] == [{"n": 10}, {"n": 21}]
+
+
+def test_monitor_api_diagram_and_simulate_show_the_instances(fx, people, client, django_capture_on_commit_callbacks):
+    from orchestration.diagram import render_diagram
+    from orchestration.plan import Plan
+    from orchestration.simulate import simulate
+
+    orch = approval_orchestration(completion={"at_least": 3})
+    run = engine.start_run(orch, effects=fx)
+    items = {i.assignee_user.username: i for i in WorkItem.objects.filter(run=run)}
+    for name in ("alice", "bob"):
+        services.complete_work_item(items[name], people[name], {"approve": True})
+    admin = User.objects.create_superuser("root", password="pw")
+    client.force_login(admin)
+    page = client.get(f"/monitor/runs/{run.pk}/").content.decode()
+    assert "2 of 5 approved" in page
+    body = client.get(f"/api/runs/{run.pk}/").json()
+    rows = [s for stage in body["stages"] for s in stage["steps"] if s["name"] == "approve"]
+    assert [(r["instance_index"], r["item"], r["completed_by"]) for r in rows] == [
+        (None, None, ""), (0, "user:alice", "alice"), (1, "user:bob", "bob"), (2, "user:carol", ""),
+        (3, "user:dave", ""), (4, "user:erin", "")]
+    services.complete_work_item(items["erin"], people["erin"], {"approve": True})
+    page = client.get(f"/monitor/runs/{run.pk}/").content.decode()
+    assert "3 of 5 approved, 2 withdrawn" in page
+    assert "×5" in render_diagram(Plan.load(orch.pk))
+    sim = simulate(orch, outputs={"approve": {"approve": True}}, instances={"approve": 4})
+    assert sim.result == "completed"
+    step = next(s for e in sim.entries if getattr(e, "steps", None) for s in e.steps if s.name == "approve")
+    assert step.outputs == [{"approve": True}] * 4 + [None]
+    assert "×5 instances (at_least 3): 4 complete, 1 withdrawn" in step.detail
