@@ -285,6 +285,19 @@ def staff(people):
     return group
 
 
+def test_the_item_page_tells_an_excluded_user_why_and_offers_no_claim(fx, people, staff, client):
+    orch = request_then_review({"group": "staff", "exclude": "[steps.request.completed_by]"})
+    run = engine.start_run(orch, effects=fx)
+    services.complete_work_item(WorkItem.objects.get(run=run), people["alice"], {"amount": 5})
+    review = WorkItem.objects.get(run=run, step_run__step_name="review")
+    client.force_login(people["alice"])
+    page = client.get(f"/workguide/items/{review.pk}/").content.decode()
+    assert "separation of duties" in page and ">Claim</button>" not in page
+    client.force_login(people["bob"])
+    page = client.get(f"/workguide/items/{review.pk}/").content.decode()
+    assert "separation of duties" not in page and ">Claim</button>" in page
+
+
 def test_exclude_keeps_the_requester_off_the_approval_through_a_group_claim_complete_and_reassign(fx, people, staff):
     orch = request_then_review({"group": "staff", "exclude": "[steps.request.completed_by]"})
     run = engine.start_run(orch, effects=fx)
