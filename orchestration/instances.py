@@ -38,7 +38,11 @@ Instance rows are not read with the run's other steps (``Transition.step_runs``)
 a completion reads its own instance and the step's counts by status, so a
 step of 1,000 instances does not read 1,000 rows per completion.
 """
+import math
+
+from django.db import DatabaseError, connection
 from django.db.models import Count
+from django.utils import timezone
 
 from flows.expressions import ExpressionError, UnstorableValue, evaluate, evaluate_condition, to_json
 
@@ -198,7 +202,8 @@ def start(ctx, stage_run, step_run, step):
                                           f"{key} gave {len(elements)}")
         return
     step_run.started_at = ctx.now
-    step_run.save(update_fields=["status", "started_at"])
+    step_run.instances_to_go = _needed(step, len(elements))
+    step_run.save(update_fields=["status", "started_at", "instances_to_go"])
     ctx.event(engine.EventKind.STEP_STARTED, step.stage, step.name, instances=len(elements),
               sequential=step.sequential)
     if not elements:
@@ -215,6 +220,19 @@ def start(ctx, stage_run, step_run, step):
         _cache(ctx)[row.pk] = row
     step_run._instances_loaded = True
     _start_ready(ctx, stage_run, step_run, step)
+
+
+def _needed(step, total):
+    """How many completions meet a counted rule (all, any, at_least, percent); None for a condition."""
+    completion = step.completion or "all"
+    if not total or isinstance(completion, dict) and "condition" in completion:
+        return None
+    if completion == "all":
+        return total
+    if completion == "any":
+        return 1
+    (kind, value), = completion.items()
+    return value if kind == "at_least" else max(1, math.ceil(value * total / 100))
 
 
 def _start_ready(ctx, stage_run, parent, step):
@@ -262,6 +280,18 @@ def step_finished(ctx, step_run, status):
     if parent.status != StepStatus.IN_PROGRESS:
         return  # the rule was met before (remaining: continue): recorded on the instance only
     step = ctx.plan.step(parent.step_name)
+    if parent.instances_to_go is not None:
+        # A counted rule: the count the worker's statements (complete_counted) also keep.
+        parent.instances_to_go -= 1
+        parent.save(update_fields=["instances_to_go"])
+        if parent.instances_to_go <= 0:
+            total = len(instances_of(ctx, parent))
+            completed = sum(1 for r in instances_of(ctx, parent) if r.status == StepStatus.COMPLETED)
+            _complete(ctx, parent, step, rule=met(ctx, step, parent, completed, total) or "counted",
+                      completed=completed, total=total)
+        elif step.sequential and parent.pk not in ctx.instances_starting:
+            _start_ready(ctx, ctx.stage_runs.get(parent.stage_run_id), parent, step)
+        return
     counts = _counts(ctx, parent)
     total = sum(counts.values())
     completed = counts.get(StepStatus.COMPLETED, 0)
@@ -368,3 +398,72 @@ def annotate_progress(plan, step_runs):
         r.instance_progress = ""
         if r.instance_index is None and step is not None and step.is_multi_instance and r.status != StepStatus.WAITING:
             r.instance_progress = progress_text(step, rows.get((r.stage_run_id, r.step_name), []))
+
+
+# ---------------------------------------------------------------------------
+# A worker's instance completion that cannot meet the rule: one statement
+# ---------------------------------------------------------------------------
+
+# Like a counted stage's completion (engine._COMPLETE_COUNTED_SQL): an instance
+# of a step with a counted rule whose completion leaves the rule unmet changes
+# nothing but the instance, the step's count and the journal, so it needs no
+# run lock. Locks in the engine's order: the run's row first, in KEY SHARE
+# mode (run_lock is read before the instance row is locked: target joins it),
+# so the statement waits for a transition holding the run and never holds an
+# instance that transition needs; then the instance, then the step's row,
+# whose count goes down only while another completion is still needed
+# (``instances_to_go > 1``, re-checked under that row's lock: of two racing
+# for the last one, one sees 1 and stops). The completion that meets the rule
+# is refused here and goes through ``complete_step`` under the lock, with the
+# step's completion in the same transaction.
+_COMPLETE_INSTANCE_SQL = """
+WITH run_lock AS (
+    SELECT r.id FROM orchestration_orchestrationrun AS r
+      JOIN orchestration_steprun AS q ON q.run_id = r.id
+     WHERE q.id = %(id)s
+       FOR KEY SHARE OF r
+), target AS (
+    SELECT s.id, s.stage_run_id, s.step_name, s.instance_index FROM orchestration_steprun AS s, run_lock
+     WHERE s.id = %(id)s AND s.run_id = run_lock.id AND s.status IN ('queued', 'running')
+       AND s.instance_index IS NOT NULL
+       FOR UPDATE OF s
+), counted AS (
+    UPDATE orchestration_steprun AS p SET instances_to_go = p.instances_to_go - 1
+      FROM target
+     WHERE p.stage_run_id = target.stage_run_id AND p.step_name = target.step_name
+       AND p.instance_index IS NULL AND p.status = 'in_progress' AND p.instances_to_go > 1
+ RETURNING p.id
+), done AS (
+    UPDATE orchestration_steprun AS s
+       SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb
+      FROM counted, target
+     WHERE s.id = target.id
+ RETURNING s.run_id, s.step_name, s.instance_index, s.stage_run_id
+), event AS (
+    INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
+    SELECT done.run_id, %(now)s, NULL, 'step_completed', g.stage_name, done.step_name,
+           jsonb_build_object('outputs', %(outputs)s::jsonb, 'instance', done.instance_index)
+      FROM done JOIN orchestration_stagerun AS g ON g.id = done.stage_run_id
+)
+SELECT count(*) FROM done
+"""
+
+
+def complete_counted(step_run, outputs):
+    """A worker's instance finished: complete it in one statement if that cannot meet its step's rule.
+
+    True when done here; False when it must go through the engine (``complete_background_step``):
+    another database, a transaction already open, a rule this completion meets, a condition rule, an
+    instance no longer open, an error in the statement.
+    """
+    if step_run.instance_index is None or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False
+    from .engine import to_json_text
+
+    params = {"id": step_run.pk, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {}))}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_COMPLETE_INSTANCE_SQL, params)
+            return cursor.fetchone()[0] == 1
+    except DatabaseError:
+        return False

@@ -21,7 +21,7 @@ from django.db import close_old_connections, connection, connections, transactio
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import engine, journal
+from . import engine, instances, journal
 from .conf import baton_settings
 from .children import sweep_orphaned_children
 from .models import EventKind, OrchestrationRun, StepRun, StepStatus
@@ -250,6 +250,8 @@ def execute_claimed(step_run):
         log.warning("step %s (%s) failed after %s attempts: %s", step_run.pk, step.name, step_run.attempts, message)
         engine.fail_step(step_run.pk, message, trace, run_id=step_run.run_id)
         return "error"
+    if instances.complete_counted(step_run, outputs):  # hook: an instance that leaves its step's rule unmet
+        return "completed"
     engine.complete_background_step(step_run.pk, outputs, run_id=step_run.run_id)
     return "completed"
 

@@ -169,6 +169,11 @@ class StepRun(models.Model):
     completed_by = models.CharField(
         max_length=150, blank=True, help_text="Username of whoever finished the step's work item.",
     )
+    instances_to_go = models.IntegerField(
+        null=True, blank=True,
+        help_text="A multi-instance step with a counted completion rule (all, any, at_least, percent): how many "
+                  "more instance completions meet it (see instances.complete_counted).",
+    )
     excluded_users = models.JSONField(
         default=list, blank=True,
         help_text="Usernames the assignee rule's exclude gave when the work item opened: they may never claim, "
