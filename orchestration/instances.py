@@ -35,8 +35,11 @@ one marked hook in ``engine.py``):
    condition, the run canceled): its open instances are discontinued.
 
 Instance rows are not read with the run's other steps (``Transition.step_runs``):
-a completion reads its own instance and the step's counts by status, so a
-step of 1,000 instances does not read 1,000 rows per completion.
+a completion reads its own instance and the step's count (``instances_to_go``,
+or for a condition rule the counts by status), so a step of 1,000 instances
+does not read 1,000 rows per completion; and a worker's completion that
+cannot meet a counted rule is one statement without the run lock
+(``complete_counted``, at the end of this module).
 """
 import math
 
