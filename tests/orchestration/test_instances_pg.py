@@ -79,3 +79,26 @@ def test_fifty_instances_completing_at_once_advance_the_step_exactly_once(postgr
     assert len(step.outputs) == N and sum(1 for o in step.outputs if o is not None) == completed
     assert step.instances_to_go == 0
     assert OrchestrationRun.objects.get(pk=run.pk).status == "running"
+
+
+def test_an_instance_completion_that_leaves_the_rule_unmet_is_one_statement(postgres_db, django_assert_num_queries):
+    noop_flow("pg_one1", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "n")})
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "pg_one1", for_each="[1, 2, 3]",
+                                                      inputs={"n": "double(item)"}, completion={"at_least": 2})]}])
+    fx = Recorder()
+    run = engine.start_run(orch, effects=fx)
+    first, second, third = StepRun.objects.filter(run=run, instance_index__isnull=False).order_by("instance_index")
+    with django_assert_num_queries(1):
+        assert instances.complete_counted(first, {"v": 1}) is True
+    assert StepRun.objects.get(pk=first.pk).status == "completed"
+    step = StepRun.objects.get(run=run, step_name="each", instance_index__isnull=True)
+    assert step.status == "in_progress" and step.instances_to_go == 1
+    # The second would meet the rule: refused here, done under the lock, and the third is discontinued.
+    assert instances.complete_counted(second, {"v": 2}) is False
+    assert StepRun.objects.get(pk=second.pk).status == "queued"
+    assert engine.complete_background_step(second.pk, {"v": 2}, run_id=run.pk, effects=fx) is True
+    step.refresh_from_db()
+    assert step.status == "completed" and step.outputs == [{"v": 1}, {"v": 2}, None]
+    assert StepRun.objects.get(pk=third.pk).status == "discontinued"
+    assert instances.complete_counted(third, {"v": 3}) is False
+    assert RunEvent.objects.filter(run=run, kind="step_completed", data__instance=0).count() == 1
