@@ -11,6 +11,7 @@ benchmark as its own process on a fresh copy of it:
     bench/workguide_scale.py  (5) My Work and the record component at 1,000,000 items against 1,000
     bench/parked.py           (6) throughput (1) with 100,000 runs waiting on work items
     bench/waits.py            (7) an event delivered -> the next background step running
+    bench/instances.py        (8) a 1,000-instance background step against 1,000 ordinary steps
 
 and prints one line per figure: the figure, its baseline measured in this
 same run, the ratio, and the target with pass/miss. ``--only NAME[,NAME]``
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.servers import PostgresServer, RedisServer, find_binary  # noqa: E402
 
-ORDER = ["throughput", "engine_only", "latency", "trigger_cost", "workguide_scale", "parked", "waits"]
+ORDER = ["throughput", "engine_only", "latency", "trigger_cost", "workguide_scale", "parked", "waits", "instances"]
 
 
 def start_services(pg, redis):
@@ -132,6 +133,10 @@ def print_figures(results, quick):
             rows.append(line(f"(2) worker path in one process, {w['runs']} runs", w["steps_per_s"], "steps/s"))
             rows.append(line("(2) worker path, commits per step", w["commits_per_step"], "commits"))
             rows.append(line("(2) worker path, SQL statements per step", w["statements_per_step"], "stmts"))
+    mi = results.get("instances")
+    if mi:
+        rows.append(line(f"(7) a {mi['instances']}-instance step", mi["multi_steps_per_s"], "steps/s",
+                         mi["ordinary_steps_per_s"], "ordinary steps/s", mi["ratio"], ">= 0.8x", mi["ratio"] >= 0.8))
     lat = results.get("latency")
     if lat:
         rows.append(line(f"(3) latency p50, {lat['samples']} runs", lat["p50_ms"], "ms", lat["celery_p50_ms"],
@@ -227,7 +232,7 @@ def main():
         print(f"  services up and migrated in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
         plans = {
             "throughput": [], "engine_only": [], "latency": [], "trigger_cost": [], "workguide_scale": [],
-            "parked": [], "waits": [],
+            "parked": [], "waits": [], "instances": [],
         }
         for name in ORDER:
             if name in names:

@@ -152,8 +152,25 @@ class Layout:
     with_state: bool
 
 
+def _instances_badge(step):
+    """``×N`` for a multi-instance step (N when its list is a literal, else ``×*``); "" otherwise."""
+    if not step.is_multi_instance:
+        return ""
+    import json
+
+    try:
+        size = len(json.loads((step.for_each or step.assignees).replace("'", '"')))
+    except (ValueError, TypeError):
+        size = None
+    return f"×{size}" if size is not None else "×*"
+
+
 def _step_subtitle(step):
     parts = [f"runs {step.child_orchestration}" if step.is_child_orchestration else step.type]
+    if step.is_multi_instance:
+        completion = step.completion if isinstance(step.completion, str) else " ".join(
+            f"{k} {v}" for k, v in step.completion.items())
+        parts.append(f"{_instances_badge(step)} {'in turn' if step.sequential else 'in parallel'}, {completion}")
     if step.is_interactive:
         if step.assignee_type == "expr":
             parts.append("assignee by expression")
@@ -258,7 +275,8 @@ def diagram_layout(plan, state=None):
             for step in element.steps:
                 step_state = step_states.get(step.name, "upcoming" if with_state else "")
                 box = StepBox(
-                    x + 14, y, COL_W - 22, STEP_H, _fit(step.label, COL_W - 22 - 38 - _badge_room(step_state)),
+                    x + 14, y, COL_W - 22, STEP_H,
+                    _fit(f"{step.label} {_instances_badge(step)}".strip(), COL_W - 22 - 38 - _badge_room(step_state)),
                     _fit(_step_subtitle(step), COL_W - 22 - 18, SMALL_W),
                     full=f"{step.label} ({step.name}): {_step_subtitle(step)}"
                          + (f"; flow {step.flow}" if step.flow else ""),

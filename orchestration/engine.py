@@ -73,7 +73,7 @@ from flows.runtime import evaluate_flow
 # worker imports this module too (it reports outcomes through complete_step
 # and fail_step), and so does children (a child run tells its parent's step);
 # only their functions are used here, at call time.
-from . import children, worker
+from . import children, instances, worker
 from .exceptions import EngineError, StepFailure
 from .models import (
     END, OPEN_STEP_STATUSES, EventKind, OrchestrationRun, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
@@ -221,6 +221,7 @@ def cancel_run(run_id, *, user=None, reason="", effects=None):
             raise EngineError(f"run {run_id} is {ctx.run.status} and cannot be canceled")
         for stage_run in StageRun.objects.filter(run=ctx.run, status__in=[StageStatus.IN_PROGRESS, StageStatus.ERROR]):
             _close_stage(ctx, stage_run, StageStatus.DISCONTINUED)
+        instances.discontinue_remaining(ctx)  # hook: instances going on after their step (remaining: continue)
         ctx.run.status = RunStatus.CANCELED
         ctx.run.ended_at = ctx.now
         ctx.event(EventKind.RUN_CANCELED, reason=reason)
@@ -461,6 +462,9 @@ def _close_stage(ctx, stage_run, status, **about):
 def _start_step(ctx, stage_run, step_run, step):
     if step.is_wait:  # hook: wait steps start in orchestration/waits.py
         return _waits().start_wait(ctx, stage_run, step_run, step)
+    if instances.expands(step, step_run):  # hook: a multi-instance step starts its instances
+        instances.start(ctx, stage_run, step_run, step)
+        return
     try:
         prepared = prepare_step(ctx, step, step_run)
     except (StepFailure, ExpressionError) as exc:
@@ -469,6 +473,7 @@ def _start_step(ctx, stage_run, step_run, step):
     step_run.inputs = prepared.inputs
     step_run.flow_id = prepared.flow_id
     step_run.started_at = ctx.now
+    step_run.excluded_users = prepared.excluded_users
     if step.is_child_orchestration:
         _start_child(ctx, stage_run, step_run, step)
     elif step.is_interactive:
@@ -478,8 +483,9 @@ def _start_step(ctx, stage_run, step_run, step):
             _step_error(ctx, step_run, str(exc))
             return
         step_run.status = StepStatus.IN_PROGRESS
-        step_run.save(update_fields=["inputs", "flow", "started_at", "status"])
-        ctx.event(EventKind.STEP_STARTED, stage_run.stage_name, step.name, assignee=prepared.assignee)
+        step_run.save(update_fields=["inputs", "flow", "started_at", "status", "excluded_users"])
+        ctx.event(EventKind.STEP_STARTED, stage_run.stage_name, step.name, assignee=prepared.assignee,
+                  **instances.event_data(step_run))
     elif ctx.runs_steps_in_process:
         # The flow runs now, inside this transition (orchestration/worker.py);
         # its outcome is written with the rest of the transition.
@@ -498,7 +504,7 @@ def _start_step(ctx, stage_run, step_run, step):
         # Written with the stage's other starting steps at the end of the
         # transition; the message itself leaves after commit.
         ctx.save_later(step_run, ["inputs", "flow", "started_at", "status", "queued_at", "lease_until", "timeout_seconds"])
-        ctx.event(EventKind.STEP_QUEUED, stage_run.stage_name, step.name)
+        ctx.event(EventKind.STEP_QUEUED, stage_run.stage_name, step.name, **instances.event_data(step_run))
         ctx.effects.send_step(step_run)
 
 
@@ -544,6 +550,9 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
     step_run.ended_at = ctx.now
     step_run.lease_until = None
     fields = ["status", "ended_at", "lease_until", *also]
+    if close_items == "completed" and step_run.type == "interactive" and getattr(ctx.actor, "pk", None):
+        step_run.completed_by = ctx.actor.get_username()  # steps.X.completed_by
+        fields.append("completed_by")
     if outputs is not None:
         step_run.outputs = to_json(outputs)
         fields.append("outputs")
@@ -561,7 +570,9 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
         # Completed by its child: nothing left to stop. Skipped, discontinued, canceled: its child stops.
         children.cancel_children_later(step_run, f"its parent's step ended ({status})")
     ctx.event(EventKind(f"step_{status}"), _stage_name(ctx, step_run), step_run.step_name,
-              **({"outputs": step_run.outputs} if status == StepStatus.COMPLETED else {}))
+              **({"outputs": step_run.outputs} if status == StepStatus.COMPLETED else {}),
+              **instances.event_data(step_run))
+    instances.step_finished(ctx, step_run, status)  # hook: completion rule of a multi-instance step
 
 
 def _step_error(ctx, step_run, error, traceback=""):
@@ -571,7 +582,9 @@ def _step_error(ctx, step_run, error, traceback=""):
     step_run.ended_at = ctx.now
     step_run.lease_until = None
     step_run.save(update_fields=["status", "error", "traceback", "ended_at", "lease_until"])
-    ctx.event(EventKind.STEP_ERROR, _stage_name(ctx, step_run), step_run.step_name, error=error)
+    ctx.event(EventKind.STEP_ERROR, _stage_name(ctx, step_run), step_run.step_name, error=error,
+              **instances.event_data(step_run))
+    instances.step_failed(ctx, step_run, error)  # hook: an instance's error is its step's
     stage_run = ctx.stage_runs.get(step_run.stage_run_id) or StageRun.objects.get(pk=step_run.stage_run_id)
     _stage_error(ctx, stage_run, f"step {step_run.step_name}: {error}")
 
@@ -629,6 +642,9 @@ def _find_step_run(ctx, step_run_id):
     for step_run in ctx.step_runs:
         if step_run.pk == step_run_id:
             return step_run
+    found = instances.find(ctx, step_run_id)  # hook: an instance of a multi-instance step
+    if found is not None:
+        return found
     raise StepRun.DoesNotExist(f"no step run {step_run_id} in run {ctx.run.pk}")
 
 

@@ -87,14 +87,17 @@ def holds_work_item(item, user):
 
 
 def can_claim_work_item(item, user):
-    """Its assignees (a user item's user too: it marks it as taken up); managers who are not assignees may not."""
-    return is_work_item_assignee(item, user)
+    """Its assignees (a user item's user too: it marks it as taken up); managers who are not assignees may not;
+    never someone its step excludes (separation of duties)."""
+    return is_work_item_assignee(item, user) and not is_excluded(user, item.step_run.excluded_users)
 
 
 def can_complete_work_item(item, user):
     """Its assignees and managers, while nobody else holds a claim on it (the claim binds managers too)."""
     if not (is_work_item_assignee(item, user) or can_manage_work_items(user)):
         return False
+    if is_excluded(user, item.step_run.excluded_users):
+        return False  # separation of duties binds managers too
     return item.claimed_by_id in (None, user.pk)
 
 
@@ -112,3 +115,13 @@ def can_reassign_work_item(item, user):
 def can_skip_work_item(item, user):
     """Skipping a step bypasses its flow's checks: operators only, never the assignee as such."""
     return can_operate_runs(user)
+
+
+def is_excluded(user, excluded_users):
+    """Separation of duties: is ``user`` among the usernames a step's ``assignee.exclude`` gave?
+
+    Applies to everyone, managers included: it is checked on claim,
+    reassign (to a user) and complete, whatever way the item reached them.
+    """
+    return bool(excluded_users) and user is not None and user.is_authenticated and (
+        user.get_username() in excluded_users)

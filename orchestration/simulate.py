@@ -211,7 +211,7 @@ def _step_detail(step):
 
 
 class _Walk:
-    def __init__(self, plan, record, inputs, outputs, now, errors=None, timeouts=()):
+    def __init__(self, plan, record, inputs, outputs, now, errors=None, timeouts=(), instances=None):
         self.plan = plan
         self.record_value = (record_map(record) if record is not None else None) or {}
         # Whether the walk stands in for data a run would have (no record; a
@@ -223,6 +223,7 @@ class _Walk:
         self.completed = {}  # step name → outputs (latest visit)
         self.errors = dict(errors or {})  # step name → the error it fails with (a chosen failure)
         self.timeouts = set(timeouts or ())  # wait steps whose timer fires (else: their event arrives)
+        self.instances = dict(instances or {})  # multi-instance step name → how many of its instances complete
         self.failed = {}  # step name → {"message", "element"} of a step that failed (read on an error path)
         self.step_visits = {}
         self.stage_visits = {}
@@ -272,10 +273,12 @@ class _Walk:
                 return False, None
             raise
 
-    def start_step(self, element, step):
-        """What a run evaluates when ``step`` starts (``steps.prepare_step``). Returns notes, or raises."""
+    def start_step(self, element, step, extra=None):
+        """What a run evaluates when ``step`` starts (``steps.prepare_step``). Returns notes, or raises.
+
+        ``extra``: an instance's ``item`` and ``index``."""
         place = self.place(element.name, step.name)
-        scope = self.scope()
+        scope = {**self.scope(), **(extra or {})}
         notes, inputs, complete = [], {}, True
         for name, expression in step.inputs.items():
             ok, value = self.value(expression, scope, f"{place} › inputs.{name}", notes)
@@ -320,6 +323,9 @@ class _Walk:
                 group += 1
                 for step in ready:
                     waiting.remove(step)
+                    if step.is_multi_instance:
+                        self.run_instances(element, step, entry, group)
+                        continue
                     notes = self.start_step(element, step)
                     if (step.is_wait and step.name in self.timeouts and step.wait_event and step.wait_timeout
                             and step.on_timeout == "error"):
@@ -356,6 +362,37 @@ class _Walk:
                 for step in waiting:
                     entry.not_started.append((step.name, self._why_waiting(step)))
                 return True
+
+    def run_instances(self, element, step, entry, group):
+        """A multi-instance step: one start per element; as many complete as chosen (``--instances STEP=N``),
+        by default as many as its completion rule needs; the rest are withdrawn."""
+        import math
+
+        key = "for_each" if step.for_each else "assignees"
+        place = self.place(element.name, step.name)
+        notes = []
+        ok, elements = self.value(step.for_each or step.assignees, self.scope(), f"{place} › {key}", notes)
+        if ok and not isinstance(elements, list):
+            raise ExpressionError(f"{step.for_each or step.assignees!r} gave {type(elements).__name__} "
+                                  f"{elements!r}; expected a list", f"{place} › {key}")
+        elements = elements if ok else [None]
+        for index, item in enumerate(elements[:20]):
+            notes += self.start_step(element, step, {"item": item, "index": index})
+        total = len(elements)
+        completion = step.completion or "all"
+        needed = {"all": total, "any": min(1, total)}.get(completion) if isinstance(completion, str) else None
+        if needed is None:
+            (rule, value), = completion.items()
+            needed = (value if rule == "at_least" else math.ceil(value * total / 100) if rule == "percent"
+                      else total)
+        done = max(0, min(int(self.instances.get(step.name, needed)), total))
+        each = to_json(self.outputs_for(step.name))
+        outs = [each] * done + [None] * (total - done)
+        rule = completion if isinstance(completion, str) else ", ".join(f"{k} {v}" for k, v in completion.items())
+        detail = (f"{_step_detail(step)}; ×{total} instances ({rule}): {done} complete"
+                  + (f", {total - done} withdrawn" if total - done else ""))
+        entry.steps.append(SimStep(step.name, step.label, step.type, group, detail, outs, notes))
+        self.completed[step.name] = outs
 
     def fail_step(self, element, step, entry, group, notes, sim, waiting):
         """A step chosen to fail (after its retries): the stage's error path, or the run stops in error."""
@@ -394,7 +431,8 @@ class _Walk:
         return goto
 
 
-def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None, errors=None, timeouts=()):
+def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None, errors=None, timeouts=(),
+             instances=None):
     """Walk the path of ``orchestration`` (a model instance, id or Plan) in memory. Returns a ``Simulation``.
 
     ``errors`` maps a step name to the error it fails with (after its retries), to walk a stage's error path.
@@ -405,7 +443,7 @@ def simulate(orchestration, *, record=None, inputs=None, outputs=None, now=None,
     status = getattr(orchestration, "status", "") if not isinstance(orchestration, (int, Plan)) else ""
     # The inputs as a launch would clean them (types converted, defaults applied).
     cleaned, input_errors = check_variables(list(plan.inputs), inputs or {})
-    walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now, errors, timeouts)
+    walk = _Walk(plan, record, cleaned if not input_errors else inputs, outputs, now, errors, timeouts, instances)
     sim = Simulation(plan.api_name, plan.version, status or "version", walk.record_ref, dict(inputs or {}),
                      sorted(outputs or {}))
     if input_errors:
@@ -488,6 +526,17 @@ def parse_errors(pairs):
     return result
 
 
+def parse_instances(pairs):
+    """``["step=N", ...]`` → {step: N}: how many instances of a multi-instance step complete."""
+    result = {}
+    for pair in pairs or ():
+        name, sep, text = pair.strip().partition("=")
+        if not sep or not name.strip() or not text.strip().isdigit():
+            raise SimulationError(f"{pair!r}: write STEP=N (how many instances complete), e.g. approve=3")
+        result[name.strip()] = int(text)
+    return result
+
+
 def parse_inputs(text):
     if not (text or "").strip():
         return {}
@@ -514,7 +563,7 @@ def find_version(api_name, version=None):
     return found
 
 
-def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors=None, timeouts=()):
+def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors=None, timeouts=(), instances=None):
     """``simulate`` inside a transaction that is always rolled back; the record given as "model:pk"."""
     with transaction.atomic():
         try:
@@ -524,6 +573,6 @@ def dry_run(orchestration, *, record_ref=None, inputs=None, outputs=None, errors
         if record_ref and record is None:
             raise SimulationError(f"record: {record_ref} does not exist")
         result = simulate(orchestration, record=record, inputs=inputs, outputs=outputs, errors=errors,
-                          timeouts=timeouts)
+                          timeouts=timeouts, instances=instances)
         transaction.set_rollback(True)
     return result

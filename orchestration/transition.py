@@ -30,7 +30,7 @@ from django.utils.module_loading import import_string
 from flows.compiled import FlowSpec
 from flows.models import DefinitionStatus, Flow
 
-from . import journal
+from . import instances, journal
 from .conf import baton_settings
 from .models import OPEN_STEP_STATUSES, OrchestrationRun, StageRun, StageStatus, StepRun, StepStatus
 from .plan import Plan
@@ -53,6 +53,9 @@ class Transition:
     _saved_run: tuple = ()
     _pending_saves: list = field(default_factory=list)
     _was_open: dict = field(default_factory=dict)  # step run id -> open when read (counted stages only)
+    # Instances of multi-instance steps, read on demand by orchestration/instances.py (not with step_runs).
+    instance_runs: dict = field(default_factory=dict)
+    instances_starting: set = field(default_factory=set)
 
     def __post_init__(self):
         self._saved_run = self._run_fields()
@@ -65,7 +68,8 @@ class Transition:
             # finds the current stage and visit numbers in memory instead of
             # asking the database again in every transition.
             self._step_runs = list(
-                StepRun.objects.filter(run=self.run).select_related("stage_run").order_by("id")
+                StepRun.objects.filter(run=self.run, instance_index__isnull=True)  # instances: see instances.py
+                .select_related("stage_run").order_by("id")
             )
             stage_runs = {} if self._stage_runs is None else self._stage_runs
             for step_run in self._step_runs:
@@ -149,12 +153,14 @@ class Transition:
 
     def scope(self):
         """The names expressions see (DESIGN §3), read fresh for this transition."""
+        latest = self.latest_step_runs()
         steps = {
-            name: {"status": s.status, "outputs": s.outputs or {}}
-            for name, s in self.latest_step_runs().items()
+            name: {"status": s.status, "outputs": s.outputs or {}, "completed_by": s.completed_by}
+            for name, s in latest.items()
             if s.status == StepStatus.COMPLETED
         }
-        for name, s in self.latest_step_runs().items():
+        instances.add_to_scope(self, steps, latest)  # hook: steps.X.instances (multi-instance steps)
+        for name, s in latest.items():
             if s.status == StepStatus.ERROR and s.stage_run.status != StageStatus.IN_PROGRESS:
                 # A stage's error path reads why it failed (DESIGN §10 on_error).
                 steps[name] = {"status": s.status, "outputs": {},

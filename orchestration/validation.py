@@ -44,15 +44,6 @@ STEP_KEYS = ("outputs", "status", "instances", "completed_by", "error")
 # its completion condition sees its instances (DESIGN §10).
 INSTANCE_NAMES = ("item", "index")
 COMPLETION_NAMES = ("instances",)
-# Constructs of DESIGN §10 that the definition format and this validator know but the engine does not
-# run yet: activating them would run the step as if they were not there, so activation refuses them.
-# Each entry goes when its execution lands.
-NOT_YET_RUNNABLE = (
-    ("for_each", lambda step: bool(step.for_each)),
-    ("assignees", lambda step: bool(step.assignees)),
-    ("assignee.exclude", lambda step: bool(step.assignee_exclude)),
-    ("assignee.same_as", lambda step: step.assignee_type == AssigneeType.SAME_AS),
-)
 # Where an orchestration's ``outputs`` are evaluated: when the run completes.
 OUTPUT = "output"
 
@@ -765,10 +756,6 @@ class OrchestrationValidator:
     def check_step(self, base, step, stage_step_names):
         place = place_of(base, short_name(step.name))
         self.check_name(place, step.name, "step", IDENTIFIER_NAME)
-        for key, what in NOT_YET_RUNNABLE:
-            if what(step):
-                self.add(place_of(place, key), "the engine of this version cannot run this yet (DESIGN §10; "
-                                               "see CHANGELOG.md): it is accepted in files but not activated")
         if step.type not in StepType.values:
             self.add(place_of(place, "type"), f"unknown step type {step.type!r} ({', '.join(StepType.values)})")
         self.check_instances(place, step)

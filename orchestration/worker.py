@@ -51,7 +51,7 @@ from flows.runtime import run_flow
 # engine and tasks import this module too: the engine for in-process steps
 # and the leases, the tasks to run a claimed step. Only their functions are
 # used here, at call time, so either module may be imported first.
-from . import engine, journal, tasks
+from . import engine, instances, journal, tasks
 from .conf import baton_settings
 from .models import EventKind, OrchestrationRun, StepRun, StepStatus
 from .plan import Plan
@@ -333,6 +333,8 @@ def execute_claimed(step_run):
     step = Plan.load(step_run.run.orchestration_id).step(step_run.step_name)
     outcome = attempt(step_run.flow_id, step_run, step_run.run.get_record())
     if not outcome.failed:
+        if instances.complete_counted(step_run, outcome.outputs):  # hook: an instance leaving its rule unmet
+            return "completed"
         complete_background_step(step_run.pk, outcome.outputs, run_id=step_run.run_id)
         return "completed"
     delay = retry_delay(step_run, step)
@@ -380,7 +382,7 @@ _COMPLETE_COUNTED_SQL = """
 WITH target AS (
     SELECT s.id, s.stage_run_id FROM orchestration_steprun AS s
       JOIN orchestration_orchestrationrun AS r ON r.id = s.run_id
-     WHERE s.id = %(id)s AND s.status IN ('queued', 'running')
+     WHERE s.id = %(id)s AND s.status IN ('queued', 'running') AND s.instance_index IS NULL
        FOR UPDATE OF s FOR KEY SHARE OF r
 ), counted AS (
     UPDATE orchestration_stagerun AS g SET open_steps = g.open_steps - 1

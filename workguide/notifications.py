@@ -128,8 +128,23 @@ class NewWorkItem(WorkItemNotification):
     template = "workguide/email/new_work_item"
 
 
+class CanceledWorkItem(WorkItemNotification):
+    """An item withdrawn because its multi-instance step met its completion rule (the other approvals)."""
+
+    template = "workguide/email/work_item_canceled"
+
+    def applies(self):
+        return self.item.status == "canceled"
+
+    def context(self, greeting):
+        context = super().context(greeting)
+        context["reason"] = ("Enough of the parallel items of this step were finished, "
+                             "so the others, this one among them, were withdrawn.")
+        return context
+
+
 # Kinds the mail task knows by name; other modules (e.g. due-date reminders) may add theirs.
-NOTIFICATIONS = {"new_work_item": NewWorkItem}
+NOTIFICATIONS = {"new_work_item": NewWorkItem, "work_item_canceled": CanceledWorkItem}
 
 
 def register(kind, cls):

@@ -188,6 +188,10 @@ def open_work_item(ctx, step_run, step, prepared):
 
 def close_work_items(ctx, step_runs, status):
     ids = [s.pk for s in step_runs]
+    # Instances of a multi-instance step withdrawn when its completion rule was met: their assignees are told.
+    withdrawn = [s.pk for s in step_runs if s.instance_index is not None] if status == WorkItemStatus.CANCELED else []
+    mail = list(WorkItem.objects.filter(step_run_id__in=withdrawn, status=WorkItemStatus.OPEN)
+                .values_list("pk", flat=True)) if withdrawn else []
     closing = WorkItem.objects.filter(step_run_id__in=ids, status=WorkItemStatus.OPEN)
     signal = signals.work_item_completed if status == WorkItemStatus.COMPLETED else signals.work_item_canceled
     if signal.has_listeners():
@@ -197,6 +201,10 @@ def close_work_items(ctx, step_runs, status):
         status=status, completed_at=ctx.now,
         completed_by=ctx.actor if (status == WorkItemStatus.COMPLETED and getattr(ctx.actor, "pk", None)) else None,
     )
+    if mail:
+        from .notifications import notify
+
+        transaction.on_commit(lambda: [notify(pk, "work_item_canceled") for pk in mail])
 
 
 # ---------------------------------------------------------------------------
@@ -307,6 +315,17 @@ can_reassign = permissions.can_reassign_work_item
 can_skip = permissions.can_skip_work_item
 
 
+def excluded(item, user):
+    """Is ``user`` kept off ``item`` by its step's ``assignee.exclude`` (separation of duties)?"""
+    return permissions.is_excluded(user, item.step_run.excluded_users)
+
+
+def _refuse_excluded(item, user):
+    if excluded(item, user):
+        raise PermissionDenied(f"{user.get_username()} may not do “{item.label}”: separation of duties "
+                               "(this step excludes them, e.g. as the requester)")
+
+
 # ---------------------------------------------------------------------------
 # Actions on an item
 # ---------------------------------------------------------------------------
@@ -347,6 +366,7 @@ def complete_work_item(item, user, values):
 
     if item.status != WorkItemStatus.OPEN:
         raise WorkItemClosed(_closed_message(item))
+    _refuse_excluded(item, user)
     if not can_work(item, user):
         if item.claimed_by_id and item.claimed_by_id != user.pk:
             raise ClaimedByOther(f"{item.label} is claimed by {item.claimed_by}")
@@ -456,6 +476,7 @@ def claim(item, user):
     """
     if not can_claim(item, user):
         raise PermissionDenied("not your work item")
+    _refuse_excluded(item, user)
     with transaction.atomic():
         lock_run(item.run_id)  # the event below takes the run: take it first (see lock_run)
         updated = WorkItem.objects.filter(pk=item.pk, status=WorkItemStatus.OPEN, claimed_by__isnull=True).update(
@@ -502,6 +523,9 @@ def reassign(item, user, assignee):
         kind, target = parse_assignee(assignee)
     except StepFailure as exc:
         raise ValidationError({"assignee": [str(exc)]})
+    if kind == "user" and permissions.is_excluded(target, item.step_run.excluded_users):
+        raise ValidationError({"assignee": [f"{assignee} may not do “{item.label}”: separation of duties "
+                                            "(this step excludes them)"]})
     with transaction.atomic():
         fresh = _lock_item(item)
         if fresh.status != WorkItemStatus.OPEN:

@@ -366,7 +366,7 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
         "blocked": "", "problem": "", "next_items": next_items or [],
         "run_paused": item.is_open and services.run_is_paused(item.run_id),
         "claimable": item.is_open and item.assignee_type != WorkItem.USER and item.claimed_by_id is None
-        and services.can_claim(item, user),
+        and services.can_claim(item, user) and not services.excluded(item, user),
     }
     if done:
         return data
@@ -375,6 +375,10 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
         if item.status == "completed" and item.completed_by_id == user.pk:
             data["blocked"] = f"You completed “{item.label}”."
         data["submitted"] = services.submitted_values(item)
+        return data
+    if services.excluded(item, user):
+        data["blocked"] = (f"You may not do “{item.label}”: separation of duties — this step excludes you "
+                           f"(for instance because you made the request). Someone else will finish it.")
         return data
     if not services.can_work(item, user):
         who = item.claimed_by.get_username() if item.claimed_by_id else "someone else"
@@ -612,7 +616,7 @@ def _item_page(request, pk, panel=None, status=200):
         "comments": list(services.comments(item)),
         "comment_form": CommentForm(),
         "can_manage": can_manage,
-        "is_assignee": services.is_assignee(item, request.user),
+        "is_assignee": services.is_assignee(item, request.user) and not services.excluded(item, request.user),
         "can_release": item.is_open and services.can_release(item, request.user),
         "hands_on": not can_manage and services.holds(item, request.user),
         "reassign_form": ReassignForm() if item.is_open and services.can_reassign(item, request.user) else None,

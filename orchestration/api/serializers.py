@@ -228,7 +228,7 @@ class StepRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = StepRun
         fields = ["id", "name", "type", "status", "flow", "inputs", "outputs", "error", "attempts",
-                  "work_item", "wait", "started_at", "ended_at", "child_runs"]
+                  "work_item", "wait", "started_at", "ended_at", "child_runs", "instance_index", "item", "completed_by"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))

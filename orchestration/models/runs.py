@@ -2,8 +2,8 @@
 
 The invariants the engine relies on are database constraints, so a bug or a
 race shows up as an IntegrityError instead of silently corrupt state:
-at most one stage in progress per run, one StepRun per step per stage visit,
-one StageRun per stage visit.
+at most one stage in progress per run, one StepRun per step per stage visit
+(and one per instance of a multi-instance step), one StageRun per stage visit.
 """
 from django.conf import settings
 from django.db import models
@@ -160,11 +160,34 @@ class StepRun(models.Model):
                                "from it without reading the definition.",
     )
     ended_at = models.DateTimeField(null=True, blank=True)
+    # A multi-instance step (``for_each`` / ``assignees``, orchestration/instances.py) is one row for
+    # the step (``instance_index`` empty) and one row per element, each with its own attempts, error
+    # and work item.
+    instance_index = models.PositiveIntegerField(
+        null=True, blank=True, help_text="This row is instance N of its step (0-based element position).",
+    )
+    item = models.JSONField(null=True, blank=True, help_text="An instance's element (``item`` in its expressions).")
+    completed_by = models.CharField(
+        max_length=150, blank=True, help_text="Username of whoever finished the step's work item.",
+    )
+    instances_to_go = models.IntegerField(
+        null=True, blank=True,
+        help_text="A multi-instance step with a counted completion rule (all, any, at_least, percent): how many "
+                  "more instance completions meet it (see instances.complete_counted).",
+    )
+    excluded_users = models.JSONField(
+        default=list, blank=True,
+        help_text="Usernames the assignee rule's exclude gave when the work item opened: they may never claim, "
+                  "be given or complete it.",
+    )
 
     class Meta:
         ordering = ["stage_run", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["stage_run", "step_name"], name="steprun_one_per_stage_visit"),
+            models.UniqueConstraint(fields=["stage_run", "step_name"], condition=Q(instance_index__isnull=True),
+                                    name="steprun_one_per_stage_visit"),
+            models.UniqueConstraint(fields=["stage_run", "step_name", "instance_index"],
+                                    condition=Q(instance_index__isnull=False), name="steprun_one_per_instance"),
         ]
         indexes = [
             # For the sweeper (lease_until < now). Only queued and running steps

@@ -40,6 +40,7 @@ from workguide.models import WorkItem, WorkItemStatus
 
 from .. import engine, permissions
 from ..children import parent_of
+from ..instances import annotate_progress
 from ..conf import baton_settings
 from ..diagram import render_diagram, run_state
 from ..models import (
@@ -323,6 +324,7 @@ def _run_context(request, run):
     from ..waits import wait_states
 
     wait_states(step_runs, plan)
+    annotate_progress(plan, step_runs)  # "3 of 5 approved" on multi-instance steps
     for event in events:
         event.data_text = json.dumps(event.data, ensure_ascii=False, sort_keys=True) if event.data else ""
     decorate_runs([run], now)

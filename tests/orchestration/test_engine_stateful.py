@@ -256,3 +256,125 @@ def test_engine_invariants_hold_for_random_orchestrations():
         settings=settings(max_examples=40, stateful_step_count=20, deadline=None, derandomize=True,
                           suppress_health_check=list(HealthCheck)),
     )
+
+
+# ---------------------------------------------------------------------------
+# Multi-instance steps (orchestration/instances.py)
+# ---------------------------------------------------------------------------
+
+def _rule_holds(completion, completed, total):
+    if completion == "all":
+        return completed >= total
+    if completion == "any":
+        return completed >= 1
+    (kind, value), = completion.items()
+    return completed >= value if kind == "at_least" else completed * 100 >= value * total
+
+
+@st.composite
+def multi_instance_steps(draw):
+    n = draw(st.integers(0, 6))
+    choices = ["all", "any"] + ([{"at_least": draw(st.integers(1, n))}] if n else []) + [
+        {"percent": draw(st.sampled_from([1, 34, 50, 100]))}]
+    completion = draw(st.sampled_from(choices))
+    step = {"name": "each", "type": "background", "flow": "coin", "for_each": str(list(range(n))),
+            "completion": completion, "sequential": draw(st.booleans())}
+    if completion != "all" and draw(st.booleans()):
+        step["remaining"] = "continue"
+    return step
+
+
+class InstancesMachine(RuleBasedStateMachine):
+    """Instances complete, are delivered twice and late, in any order. Invariants: the completion rule
+    is met exactly once, never missed, and a discontinued instance never completes later."""
+
+    @initialize(step=multi_instance_steps())
+    def start(self, step):
+        COINS[:] = []
+        self.fx = Sent()
+        self.step = step
+        self.orch = orchestration([{"name": "fan", "steps": [step]},
+                                   {"name": "after", "steps": [{"name": "last", "type": "background",
+                                                                "flow": "coin"}]}],
+                                  api_name=f"hypo_mi_{next(_ids)}")
+        self.run = engine.start_run(self.orch, effects=self.fx)
+        self.discontinued = set()
+        self.done = []
+
+    def _deliver(self, step_run_id):
+        step_run = claim(step_run_id, f"t{step_run_id}")
+        if step_run is not None:
+            with engine.use_effects(self.fx):
+                execute_claimed(step_run)
+
+    @precondition(lambda self: hasattr(self, "fx") and self.fx.sent)
+    @rule(data=st.data())
+    def complete_one(self, data):
+        self._deliver(self.fx.sent.pop(data.draw(st.integers(0, len(self.fx.sent) - 1))))
+
+    @rule()
+    def record_saved(self):
+        """Conditions are re-checked between completions: nothing about the step changes."""
+        if hasattr(self, "run"):
+            with engine.use_effects(self.fx):
+                engine.record_changed(self.run.pk)
+
+    @precondition(lambda self: hasattr(self, "discontinued") and self.discontinued)
+    @rule(data=st.data())
+    def late_completion_of_a_discontinued_instance(self, data):
+        """A worker that had a discontinued instance reports it done: ignored."""
+        step_run_id = data.draw(st.sampled_from(sorted(self.discontinued)))
+        assert engine.complete_background_step(step_run_id, {"v": True}, run_id=self.run.pk, effects=self.fx) is False
+
+    def _rows(self):
+        return list(StepRun.objects.filter(run=self.run, step_name="each", instance_index__isnull=False))
+
+    @invariant()
+    def discontinued_instances_never_complete_later(self):
+        if not hasattr(self, "run"):
+            return
+        rows = self._rows()
+        for row in rows:
+            if row.pk in self.discontinued:
+                assert row.status == "discontinued", (row.instance_index, row.status)
+            elif row.status == "discontinued":
+                self.discontinued.add(row.pk)
+
+    @invariant()
+    def completion_is_met_exactly_once_and_never_missed(self):
+        if not hasattr(self, "run"):
+            return
+        met = RunEvent.objects.filter(run=self.run, step_name="each", kind="step_exit_condition_met").count()
+        step = StepRun.objects.get(run=self.run, step_name="each", instance_index__isnull=True)
+        rows = self._rows()
+        completed = sum(1 for r in rows if r.status == "completed")
+        assert met <= 1
+        assert RunEvent.objects.filter(run=self.run, step_name="each", kind="step_completed",
+                                       data__instance__isnull=True).count() <= 1
+        if step.status == "completed":
+            assert met == 1
+            assert len(step.outputs) == len(rows)
+        else:
+            assert step.status == "in_progress"
+            assert not _rule_holds(self.step["completion"], completed, len(rows)), (self.step, completed)
+        if self.step.get("sequential") and step.status == "in_progress":
+            assert sum(1 for r in rows if r.status in ("queued", "running")) <= 1
+
+    def teardown(self):
+        if not hasattr(self, "run"):
+            return
+        while self.fx.sent:
+            self._deliver(self.fx.sent.pop(0))
+        run = OrchestrationRun.objects.get(pk=self.run.pk)
+        assert run.status == "completed", (run.status, run.error)
+
+
+@pytest.mark.django_db
+def test_multi_instance_invariants_hold_for_random_completion_orders():
+    active_flow(api_name="coin", type="autolaunched", outputs=[{"name": "v", "type": "boolean"}],
+                elements=[{"type": "action", "action": "test_coin", "inputs": {}}])
+    run_state_machine_as_test(
+        InstancesMachine,
+        settings=settings(max_examples=30, stateful_step_count=12, deadline=None, derandomize=True,
+                          suppress_health_check=list(HealthCheck)),
+    )

@@ -1,4 +1,4 @@
-"""python manage.py simulate_orchestration API_NAME [--version N] [--record MODEL:PK] [--inputs JSON] [--outputs STEP=JSON ...] [--error STEP=MESSAGE ...] [--timeout STEP ...]
+"""python manage.py simulate_orchestration API_NAME [--version N] [--record MODEL:PK] [--inputs JSON] [--outputs STEP=JSON ...] [--error STEP=MESSAGE ...] [--timeout STEP ...] [--instances STEP=N ...]
 
 A dry run: prints the stages and steps a run would go through, in order,
 with the decision taken at each point. Nothing is stored.
@@ -6,7 +6,7 @@ with the decision taken at each point. Nothing is stored.
 from django.core.management.base import BaseCommand, CommandError
 
 from orchestration.simulate import (
-    SimulationError, dry_run, find_version, parse_errors, parse_inputs, parse_outputs,
+    SimulationError, dry_run, find_version, parse_errors, parse_inputs, parse_instances, parse_outputs,
 )
 
 
@@ -36,14 +36,20 @@ class Command(BaseCommand):
             help="A wait step whose timer fires: an event wait times out (on_timeout). Without it, an event "
                  "wait receives its event, with the step's --outputs as the event's data.",
         )
+        parser.add_argument(
+            "--instances", action="append", default=[], metavar="STEP=N",
+            help="How many instances of a multi-instance step complete (default: as many as its completion "
+                 "needs); the rest are withdrawn. Its outputs (--outputs) are each instance's.",
+        )
 
     def handle(self, *args, api_name, version=None, record=None, inputs="", outputs=(), error=(), timeout=(),
+               instances=(),
                **options):
         try:
             orchestration = find_version(api_name, version)
             result = dry_run(orchestration, record_ref=record, inputs=parse_inputs(inputs),
                              outputs=parse_outputs(outputs), errors=parse_errors(error),
-                             timeouts=timeout)
+                             timeouts=timeout, instances=parse_instances(instances))
         except SimulationError as exc:
             raise CommandError(str(exc))
         self.stdout.write(result.text())

@@ -1,0 +1,60 @@
+"""Benchmark (7): a multi-instance background step of 1,000 instances against 1,000 ordinary steps.
+
+Both on the worker path in one process, as ``engine_only`` measures it (the
+Celery message replaced by an in-process list; each id is claimed and run
+as a worker does: two transactions per step):
+
+* **ordinary**: one run, one stage of N parallel no-op background steps
+  (a counted stage: each completion but the last is one statement);
+* **multi-instance**: one run, one step with ``for_each`` over N elements
+  (each completion takes the run's lock and checks the completion rule,
+  orchestration/instances.py).
+
+Steps/s is N over the time from ``start_run`` to the run's completion. The
+target (issue 16): multi-instance ≥ 0.8 × ordinary.
+"""
+import collections
+import time
+
+from bench import common
+
+
+def main():
+    n = 200 if common.QUICK else 1000
+    common.setup_django()
+    from orchestration import effects, engine, tasks
+    from orchestration.models import OrchestrationRun
+    from tests.engine_builders import orchestration
+
+    common.noop_flow()
+    ordinary = common.grid_orchestration(api_name="bench_wide", stages=1, steps=n)
+    multi = orchestration([{"name": "s0", "steps": [
+        {"name": "each", "type": "background", "flow": "bench_noop", "for_each": "inputs.xs"}]}],
+        api_name="bench_each", inputs=[{"name": "xs", "type": "list"}])
+
+    queue = collections.deque()
+    effects.send_step_message = lambda step_run_id, countdown=None: queue.append(step_run_id)
+
+    def drive(orch, inputs=None):
+        start = time.perf_counter()
+        run = engine.start_run(orch, inputs=inputs)
+        while queue:
+            step_run = tasks.claim(queue.popleft(), "")
+            if step_run is not None:
+                tasks.execute_claimed(step_run)
+        elapsed = time.perf_counter() - start
+        run = OrchestrationRun.objects.get(pk=run.pk)
+        assert run.status == "completed", f"{orch.api_name}: run {run.pk} is {run.status}: {run.error}"
+        return n / elapsed
+
+    drive(common.grid_orchestration(api_name="bench_warm", stages=1, steps=10))  # warm-up
+    figures = {"instances": n, "ordinary_steps_per_s": drive(ordinary), "multi_steps_per_s": drive(multi, {"xs": list(range(n))})}
+    figures["ratio"] = figures["multi_steps_per_s"] / figures["ordinary_steps_per_s"]
+    print(f"{n} ordinary steps: {figures['ordinary_steps_per_s']:.0f} steps/s; "
+          f"a {n}-instance step: {figures['multi_steps_per_s']:.0f} steps/s; "
+          f"ratio {figures['ratio']:.2f}x (target >= 0.8x)", flush=True)
+    common.report(**figures)
+
+
+if __name__ == "__main__":
+    main()
