@@ -407,7 +407,7 @@ def annotate_progress(plan, step_runs):
 # A worker's instance completion that cannot meet the rule: one statement
 # ---------------------------------------------------------------------------
 
-# Like a counted stage's completion (engine._COMPLETE_COUNTED_SQL): an instance
+# Like a counted stage's completion (worker._COMPLETE_COUNTED_SQL): an instance
 # of a step with a counted rule whose completion leaves the rule unmet changes
 # nothing but the instance, the step's count and the journal, so it needs no
 # run lock. Locks in the engine's order: the run's row first, in KEY SHARE

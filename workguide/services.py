@@ -474,9 +474,9 @@ def claim(item, user):
     item as taken up, and the same call works for whatever an item is
     assigned to); for others it is not theirs (PermissionDenied).
     """
+    _refuse_excluded(item, user)  # first: the one refusal that says why
     if not can_claim(item, user):
         raise PermissionDenied("not your work item")
-    _refuse_excluded(item, user)
     with transaction.atomic():
         lock_run(item.run_id)  # the event below takes the run: take it first (see lock_run)
         updated = WorkItem.objects.filter(pk=item.pk, status=WorkItemStatus.OPEN, claimed_by__isnull=True).update(

@@ -25,6 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import flows
 from orchestration import engine, waits
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun, Timer
+from orchestration import worker
 from orchestration.worker import claim, execute_claimed
 from tests.engine_builders import active_flow, orchestration
 
@@ -324,7 +325,7 @@ class InstancesMachine(RuleBasedStateMachine):
     def late_completion_of_a_discontinued_instance(self, data):
         """A worker that had a discontinued instance reports it done: ignored."""
         step_run_id = data.draw(st.sampled_from(sorted(self.discontinued)))
-        assert engine.complete_background_step(step_run_id, {"v": True}, run_id=self.run.pk, effects=self.fx) is False
+        assert worker.complete_background_step(step_run_id, {"v": True}, run_id=self.run.pk, effects=self.fx) is False
 
     def _rows(self):
         return list(StepRun.objects.filter(run=self.run, step_name="each", instance_index__isnull=False))

@@ -1,6 +1,6 @@
 """Multi-instance steps on PostgreSQL: instances completing at the same moment advance the step exactly once.
 
-Each completion is a worker's (``engine.complete_background_step``) from a
+Each completion is a worker's (``worker.complete_background_step``) from a
 thread with its own connection, all released together by a barrier. The
 completion rule is checked under the run's lock (orchestration/instances.py
 rule 2), so whatever order the lock hands them out, one meets it.
@@ -10,7 +10,7 @@ import threading
 import pytest
 from django.db import connection, connections
 
-from orchestration import engine, instances
+from orchestration import engine, instances, worker
 from orchestration.models import OrchestrationRun, RunEvent, StepRun
 from tests.engine_builders import Recorder, bg, noop_flow, orchestration
 
@@ -27,7 +27,7 @@ def complete_all_at_once(ids, run_id, fx):
             # As a worker does (tasks.execute_claimed): one statement when that cannot meet the rule, else the lock.
             step_run = StepRun.objects.get(pk=step_run_id)
             results[step_run_id] = (instances.complete_counted(step_run, {"v": 1})
-                                    or engine.complete_background_step(step_run_id, {"v": 1}, run_id=run_id,
+                                    or worker.complete_background_step(step_run_id, {"v": 1}, run_id=run_id,
                                                                        effects=fx))
         except BaseException as exc:  # noqa: BLE001 — the test reports what each thread got
             results[step_run_id] = exc
@@ -96,7 +96,7 @@ def test_an_instance_completion_that_leaves_the_rule_unmet_is_one_statement(post
     # The second would meet the rule: refused here, done under the lock, and the third is discontinued.
     assert instances.complete_counted(second, {"v": 2}) is False
     assert StepRun.objects.get(pk=second.pk).status == "queued"
-    assert engine.complete_background_step(second.pk, {"v": 2}, run_id=run.pk, effects=fx) is True
+    assert worker.complete_background_step(second.pk, {"v": 2}, run_id=run.pk, effects=fx) is True
     step.refresh_from_db()
     assert step.status == "completed" and step.outputs == [{"v": 1}, {"v": 2}, None]
     assert StepRun.objects.get(pk=third.pk).status == "discontinued"
