@@ -488,7 +488,7 @@ def run_resume(request, run_id):
 
 
 def _pause_or_resume(request, run_id, action, done):
-    from . import waits
+    from .. import waits
 
     run = get_object_or_404(OrchestrationRun, pk=run_id)
     if not may_pause(request.user, run):
@@ -507,7 +507,7 @@ def _pause_or_resume(request, run_id, action, done):
 @operator_required
 def step_cancel(request, run_id, step_name):
     """Withdraw one open step; its stage goes on."""
-    from . import waits
+    from .. import waits
 
     run = get_object_or_404(OrchestrationRun, pk=run_id)
     reason = " ".join((request.POST.get("reason") or "").split())[:CANCEL_REASON_MAX]

@@ -40,7 +40,7 @@ def check_structure(plan, svg):
         else:
             for step in element.steps:
                 assert step.name in steps
-                kind = "interactive" if step.is_interactive else "background"
+                kind = step.type  # interactive, background, orchestration or wait: each drawn as itself
                 assert f'data-step="{step.name}" data-step-type="{kind}"' in svg
                 for dependency in step.after:
                     assert f'data-after="{dependency}:{step.name}"' in svg
