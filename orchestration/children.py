@@ -124,6 +124,28 @@ def cancel_children(step_run_id, reason, keep=None):
             log.exception("canceling child run %s failed; the sweeper will try again", child_id)
 
 
+def pause_children_later(run, *, pause, user=None, reason=""):
+    """After this transaction commits, pause (or resume) the child runs of ``run`` (rule 4's order:
+    the parent never locks a child; each child is its own transition, and passes it on to its own)."""
+    run_id = run.pk
+    transaction.on_commit(lambda: _pause_children(run_id, pause, user, reason))
+
+
+def _pause_children(run_id, pause, user, reason):
+    from . import waits  # builds on the engine, which imports this module: imported when used
+
+    wanted = RunStatus.RUNNING if pause else RunStatus.PAUSED
+    act = waits.pause_run if pause else waits.resume_run
+    for child_id in OrchestrationRun.objects.filter(parent_step_run__run_id=run_id, status=wanted).values_list(
+            "pk", flat=True):
+        try:
+            act(child_id, user=user, reason=f"its parent run {run_id} was {'paused' if pause else 'resumed'}"
+                                              + (f": {reason}" if reason else ""))
+        except Exception:  # noqa: BLE001 — it ended or changed meanwhile; the parent's action stands
+            log.warning("%s child run %s of run %s failed", "pausing" if pause else "resuming", child_id, run_id,
+                        exc_info=True)
+
+
 def sweep_orphaned_children():
     """Cancel child runs whose step no longer waits for them (a cancel lost with its process).
 

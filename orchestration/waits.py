@@ -62,7 +62,7 @@ from django.utils.dateparse import parse_datetime
 from flows.durations import parse_duration
 from flows.expressions import ExpressionError, UnstorableValue, evaluate, to_json
 
-from . import engine
+from . import children, engine
 from .engine import EngineError
 from .transition import lock_run
 from .models import (
@@ -438,6 +438,7 @@ def pause_run(run_id, *, user=None, reason="", effects=None):
         ctx.run.status = RunStatus.PAUSED
         ctx.event(EventKind.RUN_PAUSED, reason=reason)
         engine._save_run(ctx)
+        children.pause_children_later(ctx.run, pause=True, user=user, reason=reason)  # sub-orchestrations too
     return ctx.run
 
 
@@ -452,6 +453,7 @@ def resume_run(run_id, *, user=None, reason="", effects=None):
         _fire_pending(ctx, Timer.objects.filter(run=ctx.run))
         engine._progress(ctx)
         engine._save_run(ctx)
+        children.pause_children_later(ctx.run, pause=False, user=user, reason=reason)
     return ctx.run
 
 

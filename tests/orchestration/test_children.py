@@ -311,3 +311,24 @@ def test_canceling_a_parent_whose_step_is_in_error_cancels_the_failed_child(adde
     child.refresh_from_db()
     assert child.status == "canceled"
     assert children.sweep_orphaned_children() == 0
+
+
+def test_pausing_the_parent_pauses_its_child_and_resuming_resumes_it(adder, alice, django_capture_on_commit_callbacks):
+    from orchestration import waits
+
+    screen_flow("ok_form5")
+    orchestration([{"name": "ask", "steps": [ui("confirm", "ok_form5")]}], api_name="kid_pause")
+    parent = orchestration([{"name": "one", "steps": [sub("call", "kid_pause")]}], api_name="mum_pause")
+    run = engine.start_run(parent)
+    child = child_of(run, "call")
+    with django_capture_on_commit_callbacks(execute=True):
+        waits.pause_run(run.pk, user=alice, reason="waiting for budget")
+    child.refresh_from_db()
+    assert child.status == "paused"
+    paused = RunEvent.objects.get(run=child, kind="run_paused")
+    assert paused.data["reason"] == f"its parent run {run.pk} was paused: waiting for budget"
+    with django_capture_on_commit_callbacks(execute=True):
+        waits.resume_run(run.pk, user=alice)
+    child.refresh_from_db()
+    assert child.status == "running"
+    assert step_of(run, "call").status == "in_progress"
