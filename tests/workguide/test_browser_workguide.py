@@ -1,9 +1,12 @@
 """The Work Guide in Chromium (Playwright) against live_server. Screenshots go to test-output/screenshots/."""
+import json
 import re
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.pg_locks import wait_until
+from workguide.models import WorkItem
 from tests.workguide_helpers import employee, guide_orchestration, item_of, people_who_sign_in, start
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -205,10 +208,15 @@ def test_values_typed_but_not_submitted_survive_leaving_the_page(page, live_serv
     page.get_by_label("Monitors").fill("3")
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_text("Screen 2 of 2")).to_be_visible()
-    with page.expect_response(lambda r: r.url.endswith("/flow/draft/") and r.status == 204):
-        page.get_by_label("Notes").fill("typed, never submitted")
-    with page.expect_response(lambda r: r.url.endswith("/flow/draft/") and r.status == 204):
-        page.get_by_label("Needed by").fill("2030-02-03")
+    page.get_by_label("Notes").fill("typed, never submitted")
+    page.get_by_label("Needed by").fill("2030-02-03")
+
+    def draft_stored():
+        # The draft request goes out 400 ms after typing stops; wait for what it stored, not for one response.
+        stored = json.dumps(WorkItem.objects.get(pk=item.pk).progress)
+        return "typed, never submitted" in stored and "2030-02-03" in stored
+
+    assert wait_until(draft_stored, timeout=15), WorkItem.objects.get(pk=item.pk).progress
     page.get_by_role("link", name="My Work").first.click()
     expect(page.get_by_role("heading", name="My Work")).to_be_visible()
     page.go_back()
