@@ -70,39 +70,38 @@ PAUSE_DOC = dict(
 )
 
 
-class RunPauseView(_RunAction):
-    @extend_schema(summary="Pause a run", description=(
-        "A paused run (`status: paused`) starts no step and opens no work item until it is resumed; what was "
-        "running finishes and is recorded, and its timers wait. Needs `orchestration.operate_runs`, or "
-        "`orchestration.pause_own_runs` for a run the caller started. 409 when the run is not running."), **PAUSE_DOC)
+class _PauseOrResume(_RunAction):
+    """Pause and resume: the same permission, body and errors; only the transition differs."""
+
+    transition = ""  # the name of the function in orchestration/waits.py
+    doing = ""       # "Pausing" / "Resuming", for the permission message
+
     def post(self, request, pk):
         run = self.run_or_404(pk)
         if not waits.may_pause(request.user, run):
-            raise exceptions.PermissionDenied("Pausing needs orchestration.operate_runs, or "
+            raise exceptions.PermissionDenied(f"{self.doing} needs orchestration.operate_runs, or "
                                               "orchestration.pause_own_runs for a run you started.")
         reason = self.reason(request)
         try:
-            waits.pause_run(run.pk, user=request.user, reason=reason)
+            getattr(waits, self.transition)(run.pk, user=request.user, reason=reason)
         except EngineError as exc:
             raise Conflict(str(exc))
         return _run_body(self, run.pk)
 
 
-class RunResumeView(_RunAction):
-    @extend_schema(summary="Resume a paused run", description=(
-        "The run goes on where it stood: timers that came due fire, steps whose entry holds start. Same "
-        "permissions as pausing. 409 when the run is not paused."), **PAUSE_DOC)
-    def post(self, request, pk):
-        run = self.run_or_404(pk)
-        if not waits.may_pause(request.user, run):
-            raise exceptions.PermissionDenied("Resuming needs orchestration.operate_runs, or "
-                                              "orchestration.pause_own_runs for a run you started.")
-        reason = self.reason(request)
-        try:
-            waits.resume_run(run.pk, user=request.user, reason=reason)
-        except EngineError as exc:
-            raise Conflict(str(exc))
-        return _run_body(self, run.pk)
+@extend_schema(summary="Pause a run", description=(
+    "A paused run (`status: paused`) starts no step and opens no work item until it is resumed; what was "
+    "running finishes and is recorded, and its timers wait. Needs `orchestration.operate_runs`, or "
+    "`orchestration.pause_own_runs` for a run the caller started. 409 when the run is not running."), **PAUSE_DOC)
+class RunPauseView(_PauseOrResume):
+    transition, doing = "pause_run", "Pausing"
+
+
+@extend_schema(summary="Resume a paused run", description=(
+    "The run goes on where it stood: timers that came due fire, steps whose entry holds start. Same "
+    "permissions as pausing. 409 when the run is not paused."), **PAUSE_DOC)
+class RunResumeView(_PauseOrResume):
+    transition, doing = "resume_run", "Resuming"
 
 
 class RunEventView(_RunAction):
