@@ -11,6 +11,7 @@ Mounted by ``orchestration/api_urls.py`` next to the run resource:
 The rules are ``orchestration/waits.py``'s; these views check permissions and bodies and
 translate its errors (NothingWaits → 404, EngineError → 409, BadEventData → 400).
 """
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -125,18 +126,20 @@ class RunEventView(_RunAction):
         user = request.user
         if not (user.is_superuser or user.has_perm("orchestration.send_events")):
             raise exceptions.PermissionDenied("Sending events needs the orchestration.send_events permission.")
-        run = self.run_or_404(pk)
         body = EventSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data["data"]
         check_size("data", data)
+        # No read of the run before the transition: its lock is the read (an unknown id is a 404 from there).
         try:
-            waits.send_event(run.pk, name, data, body.validated_data["keep"], user=user, source="api")
+            waits.send_event(int(pk), name, data, body.validated_data["keep"], user=user, source="api")
+        except OrchestrationRun.DoesNotExist:
+            raise Http404
         except waits.BadEventData as exc:
             raise exceptions.ValidationError({"data": [str(exc).removeprefix("data: ")]})
         except waits.NothingWaits as exc:
             raise exceptions.NotFound(str(exc))
-        return _run_body(self, run.pk, status.HTTP_202_ACCEPTED)
+        return _run_body(self, int(pk), status.HTTP_202_ACCEPTED)
 
 
 class StepCancelView(_RunAction):
