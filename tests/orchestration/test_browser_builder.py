@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from orchestration.models import Orchestration, Stage, Step
-from tests.browser import admin_log_in
+from tests.browser import admin_log_in, settle
 from tests.factories import make_flow, var
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -47,12 +47,14 @@ def act(page, locator):
     """Click ``locator`` and wait for the builder's answer (the workspace is replaced when it comes)."""
     with page.expect_response(lambda r: "/builder/" in r.url):
         locator.click()
+    settle(page)  # the response is in; wait for htmx to swap and process it
 
 
 def choose_flow(page, api_name, field="element-flow"):
     """Pick a flow; the panel comes back with that flow's inputs (a refresh request, nothing saved)."""
     with page.expect_response(lambda r: "/builder/panel/" in r.url and r.request.method == "POST"):
         page.select_option(f"[name={field}]", api_name)
+    settle(page)
     expect(page.locator(f"[name={field}]")).to_have_value(api_name)
 
 
