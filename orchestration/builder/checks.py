@@ -17,7 +17,7 @@ from flows.validation import SEP
 
 from ..models import StageKind, StartType
 from ..validation import (
-    CONDITION, DECISION, RUN_KEYS, VALUE, OrchestrationValidator, Site,
+    COMPLETION_NAMES, CONDITION, DECISION, INSTANCE_NAMES, RUN_KEYS, VALUE, OrchestrationValidator, Site,
 )
 
 START_KEY = "start"
@@ -99,9 +99,23 @@ def site_for(validator, element, what):
         if kind == "step":
             for step in stage.steps.all():
                 if step.pk == pk:
-                    site_kind = CONDITION if what.startswith(("entry", "exit")) else VALUE
-                    return Site(SEP.join((orch.api_name, stage.name, step.name, what)), "", site_kind, stage, step)
+                    site_kind = CONDITION if what.startswith(("entry", "exit", "completion")) else VALUE
+                    return Site(SEP.join((orch.api_name, stage.name, step.name, what)), "", site_kind, stage, step,
+                                extra_names=_extra_names(step, what))
     return None
+
+
+def _extra_names(step, what):
+    """Names only this place of a step reads (the validator's ``expression_sites`` gives the same)."""
+    if what.startswith("completion"):
+        return COMPLETION_NAMES
+    if (step.for_each or step.assignees) and what.startswith(("inputs", "assignee", "record")):
+        return INSTANCE_NAMES
+    return ()
+
+
+EXTRA_NAME_WHAT = {"item": "the element of this instance", "index": "its position, from 0",
+                   "instances": "[{index, item, status, outputs, completed_by}] of this step"}
 
 
 def names_in_scope(validator, site):
@@ -125,6 +139,7 @@ def names_in_scope(validator, site):
                 names.append((f"steps.{step_name}.outputs.{variable.name}",
                               f"output of step {step.label or step_name}, {variable.type}"))
             names.append((f"steps.{step_name}.status", f"status of step {step.label or step_name}"))
+    names += [(name, EXTRA_NAME_WHAT.get(name, "")) for name in (site.extra_names if site is not None else ())]
     names += [(f"run.{key}", "the run") for key in RUN_KEYS] + [("now", "the time of evaluation")]
     return names
 

@@ -424,3 +424,219 @@ def test_renaming_a_step_keeps_the_after_lists_naming_it(admin_client, draft):
     assert response.status_code == 200, response.content.decode()[:2000]
     tell.refresh_from_db()
     assert tell.entry_after == ["request"]
+
+
+# ------------------------------------------------------------------ §10 panels (DESIGN §10)
+
+def post_step(client, orch, step_obj, **changes):
+    return client.post(url(orch, f"panel/step/{step_obj.pk}/"), step_post(step_obj, **changes))
+
+
+def stored_step(orch, name):
+    for element in snapshot(orch)["path"]:
+        for item in element.get("steps", []):
+            if item["name"] == name:
+                return item
+    raise AssertionError(f"no step {name}")
+
+
+def text_of(response):
+    return response.content.decode().replace("&#x27;", "'").replace("&quot;", '"').replace("&gt;", ">")
+
+
+def pinned(response):
+    """The problems listed under Checks, as "place: message" lines."""
+    html = text_of(response)
+    return "\n".join(f"{place}: {message.strip()}" for place, message in
+                     re.findall(r'<span class="bb-place">(.*?)</span>(.*?)</a>', html, re.S))
+
+
+def test_a_multi_instance_step_is_set_in_its_panel_with_item_and_index_in_scope(admin_client, draft):
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    html = text_of(admin_client.get(url(draft, f"panel/step/{tell.pk}/")))
+    assert 'name="element-for_each"' in html and 'name="element-completion_rule"' in html
+    assert 'data-insert="item"' not in html  # runs once: no element in scope yet
+    response = post_step(admin_client, draft, tell, for_each='["a", "b"]', completion_rule="at_least",
+                         completion_at_least="1", sequential="on", remaining="on", inputs__who="item")
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert stored_step(draft, "tell") | {} == {
+        "name": "tell", "flow": "bb_notify", "inputs": {"who": "item"}, "for_each": '["a", "b"]',
+        "completion": {"at_least": 1}, "sequential": True, "remaining": "continue"}
+    html = text_of(response)
+    assert 'data-insert="item"' in html and 'data-insert="index"' in html
+    assert "tell › inputs.who" not in pinned(response)  # item is in scope for the inputs of a multi-instance step
+    # A value the validator refuses is stored and pinned to the step, with its place.
+    response = post_step(admin_client, draft, tell, for_each='["a", "b"]', completion_rule="at_least",
+                         completion_at_least="3", inputs__who="item")
+    assert response.status_code == 200
+    assert ("bb_orch › review › tell › completion.at_least: 3 instances can never complete: for_each gives 2"
+            in pinned(response))
+    assert re.search(rf'id="el-step-{tell.pk}".*?class="bb-badge"', text_of(response), re.S)
+    for rule, extra, stored in [("percent", {"completion_percent": "50"}, {"percent": 50}),
+                                ("condition", {"completion_condition": "size(instances) > 1"},
+                                 {"condition": "size(instances) > 1"}),
+                                ("any", {}, "any")]:
+        response = post_step(admin_client, draft, tell, for_each="[1, 2]", completion_rule=rule, **extra)
+        assert response.status_code == 200, text_of(response)[:2000]
+        assert stored_step(draft, "tell")["completion"] == stored
+    # Without for_each the instance rules do not apply and are not kept.
+    response = post_step(admin_client, draft, tell, for_each="", completion_rule="any", sequential="on")
+    assert response.status_code == 200
+    assert {"completion", "sequential", "for_each"}.isdisjoint(stored_step(draft, "tell"))
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"for_each": "[1]", "completion_rule": "at_least", "completion_at_least": "many"}, "completion_at_least"),
+    ({"for_each": "[1]", "completion_rule": "at_least", "completion_at_least": ""}, "give it a value"),
+    ({"for_each": "[1]", "completion_rule": "percent", "completion_percent": "250"}, "completion_percent"),
+    ({"for_each": "[1]", "completion_rule": "sometimes"}, "completion_rule"),
+])
+def test_a_bad_instance_rule_is_refused_with_its_place(admin_client, draft, changes, words):
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    before = snapshot(draft)
+    response = post_step(admin_client, draft, tell, **changes)
+    assert response.status_code == 400
+    assert "bb_orch › review › tell › " + words.split()[0] in text_of(response) or words in text_of(response)
+    assert words in text_of(response)
+    assert snapshot(draft) == before
+
+
+def test_parallel_assignees_same_as_and_exclude_are_chosen_in_the_assignee_panel(admin_client, draft):
+    finish = Stage.objects.get(orchestration=draft, name="finish")
+    admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": finish.pk, "type": "interactive"})
+    approve = Step.objects.get(stage=finish, name="step_1")
+    html = text_of(admin_client.get(url(draft, f"panel/step/{approve.pk}/")))
+    assert '<option value="list">' in html and '<option value="ask">ask</option>' in html  # same_as offers ask
+    response = post_step(admin_client, draft, approve, flow="bb_collect", assignee_type="list",
+                         assignees='["user:admin", "group:board"]', completion_rule="at_least",
+                         completion_at_least="2", assignee_exclude="[steps.ask.completed_by]")
+    assert response.status_code == 200, text_of(response)[:2000]
+    item = stored_step(draft, "step_1")
+    assert item["assignees"] == '["user:admin", "group:board"]' and item["completion"] == {"at_least": 2}
+    assert item["assignee"] == {"exclude": "[steps.ask.completed_by]"}
+    html = text_of(response)
+    assert "step_1 › assignee" not in pinned(response)  # a list of assignees is an assignee
+    response = post_step(admin_client, draft, approve, flow="bb_collect", assignee_type="same_as", same_as_step="ask")
+    assert response.status_code == 200, text_of(response)[:2000]
+    item = stored_step(draft, "step_1")
+    assert item["assignee"] == {"same_as": "ask"} and "assignees" not in item and "completion" not in item
+    before = snapshot(draft)
+    response = post_step(admin_client, draft, approve, flow="bb_collect", assignee_type="same_as", same_as_step="")
+    assert response.status_code == 400
+    assert "bb_orch › finish › step_1 › same_as_step: pick the step" in text_of(response)
+    assert snapshot(draft) == before
+
+
+def test_a_wait_step_panel_shows_only_the_wait_fields_and_keeps_one_kind(admin_client, draft):
+    finish = Stage.objects.get(orchestration=draft, name="finish")
+    response = admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": finish.pk, "type": "wait"})
+    wait = Step.objects.get(stage=finish, name="step_1")
+    html = text_of(response)
+    assert 'name="element-wait_kind"' in html and 'name="element-wait_event"' in html
+    for other in ("element-flow", "element-retries", "element-assignee_type", "element-for_each"):
+        assert f'name="{other}"' not in html
+    assert "bb_orch › finish › step_1: a wait step needs exactly one of for, until or event" in pinned(response)
+    data = {"wait_kind": "event", "wait_event": "contract_signed", "wait_timeout": "2d", "on_timeout": "error",
+            "wait_for": "1h", "flow": "", "type": "wait"}
+    response = post_step(admin_client, draft, wait, **data)
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert stored_step(draft, "step_1") == {"name": "step_1", "label": "New wait step", "type": "wait",
+                                            "event": "contract_signed", "timeout": "2d", "on_timeout": "error"}
+    assert "step_1" not in pinned(response)  # no problem left on it
+    response = post_step(admin_client, draft, wait, type="wait", flow="", wait_kind="until",
+                         wait_until="run.started_at +", wait_event="contract_signed")
+    assert response.status_code == 200
+    assert stored_step(draft, "step_1")["until"] == "run.started_at +"
+    assert "bb_orch › finish › step_1 › until: " in pinned(response)  # the compile error, pinned
+    before = snapshot(draft)
+    response = post_step(admin_client, draft, wait, type="wait", flow="", wait_kind="for", wait_for="soon")
+    assert response.status_code == 400
+    assert "bb_orch › finish › step_1 › wait_for: 'soon' is not a duration" in text_of(response)
+    response = post_step(admin_client, draft, wait, type="wait", flow="", wait_kind="event", wait_event="two words")
+    assert response.status_code == 400 and "'two words' is not an event name" in text_of(response)
+    assert snapshot(draft) == before
+
+
+def test_a_sub_orchestration_step_picks_an_active_orchestration_and_maps_its_inputs(admin_client, draft, flows):
+    make_orchestration("bb_child", status="active", inputs=[{"name": "amount", "type": "number", "required": True},
+                                                             {"name": "note"}],
+                       path=[stage("only", step("store", "bb_archive"))])
+    make_orchestration("bb_child_draft", path=[stage("only", step("store", "bb_archive"))])
+    finish = Stage.objects.get(orchestration=draft, name="finish")
+    admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": finish.pk, "type": "orchestration"})
+    sub = Step.objects.get(stage=finish, name="step_1")
+    # Choosing the orchestration redraws the panel (refresh: nothing saved) with its declared inputs.
+    response = admin_client.post(url(draft, f"panel/step/{sub.pk}/"),
+                                 {**step_post(sub, type="orchestration", flow="", child_orchestration="bb_child"),
+                                  "refresh": "1"})
+    html = text_of(response)
+    select = re.search(r'name="element-child_orchestration".*?</select>', html, re.S).group(0)
+    assert "bb_child v1" in select and "bb_child_draft" not in select
+    assert 'name="element-inputs__amount"' in html and "number · required" in html
+    assert 'name="element-flow"' not in html
+    assert Step.objects.get(pk=sub.pk).child_orchestration == ""
+    response = post_step(admin_client, draft, sub, type="orchestration", flow="", child_orchestration="bb_child",
+                         inputs__note='"hello"')
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert stored_step(draft, "step_1")["orchestration"] == "bb_child"
+    assert "bb_orch › finish › step_1 › inputs: required input 'amount' of orchestration bb_child is not mapped" \
+        in pinned(response)
+    response = post_step(admin_client, draft, sub, type="orchestration", flow="", child_orchestration="bb_child",
+                         inputs__note='"hello"', inputs__amount="2")
+    assert response.status_code == 200
+    assert stored_step(draft, "step_1")["inputs"] == {"amount": "2", "note": '"hello"'}
+    assert "step_1 › inputs" not in pinned(response)
+    before = snapshot(draft)
+    response = post_step(admin_client, draft, sub, type="orchestration", flow="", child_orchestration="bb_nowhere")
+    assert response.status_code == 400
+    assert "bb_orch › finish › step_1 › child_orchestration: Select a valid choice" in text_of(response)
+    assert snapshot(draft) == before
+
+
+def test_a_stages_error_path_is_picked_among_the_stages(admin_client, draft):
+    review = Stage.objects.get(orchestration=draft, name="review")
+    data = {"element-name": "review", "element-label": "", "element-next": "", "element-exit_type": "all_steps_complete",
+            "element-exit_condition": "", "element-exit_flow": "", "element-on_error_goto": "finish"}
+    html = text_of(admin_client.get(url(draft, f"panel/stage/{review.pk}/")))
+    assert re.search(r'name="element-on_error_goto".*?<option value="finish">finish</option>', html, re.S)
+    response = admin_client.post(url(draft, f"panel/stage/{review.pk}/"), data)
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert snapshot(draft)["path"][0]["on_error"] == {"goto": "finish"}
+    assert "on error → finish" in text_of(response)
+    before = snapshot(draft)
+    response = admin_client.post(url(draft, f"panel/stage/{review.pk}/"), {**data, "element-on_error_goto": "mars"})
+    assert response.status_code == 400 and "bb_orch › review › on_error_goto" in text_of(response)
+    assert snapshot(draft) == before
+    response = admin_client.post(url(draft, f"panel/stage/{review.pk}/"), {**data, "element-on_error_goto": ""})
+    assert "on_error" not in snapshot(draft)["path"][0]
+
+
+def test_a_decision_outcome_can_be_decided_by_an_evaluation_flow(admin_client, draft):
+    from tests.factories import make_evaluation_flow
+
+    make_evaluation_flow("bb_big_deal", inputs=[var("amount", "number", required=True)])
+    route = Stage.objects.get(orchestration=draft, name="route")
+    outcome = route.outcomes.get()
+    base = {"element-name": "route", "element-label": "", "element-default_goto": "finish",
+            "outcomes-TOTAL_FORMS": "1", "outcomes-INITIAL_FORMS": "1", "outcomes-MIN_NUM_FORMS": "0",
+            "outcomes-MAX_NUM_FORMS": "1000", "outcomes-0-id": str(outcome.pk), "outcomes-0-name": "again",
+            "outcomes-0-condition": "true", "outcomes-0-goto": "review", "outcomes-0-condition_test": "evaluation_flow",
+            "outcomes-0-condition_flow": "bb_big_deal"}
+    html = text_of(admin_client.post(url(draft, f"panel/decision/{route.pk}/"), {**base, "refresh": "1"}))
+    assert 'name="outcomes-0-condition_inputs__amount"' in html and "number · required" in html
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"), base)
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert "bb_orch › route › outcomes.again.inputs: required input 'amount'" in pinned(response)  # not mapped
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"),
+                                 {**base, "outcomes-0-condition_inputs__amount": "5"})
+    assert response.status_code == 200
+    assert snapshot(draft)["path"][1]["outcomes"] == [
+        {"name": "again", "evaluation_flow": "bb_big_deal", "inputs": {"amount": "5"}, "goto": "review"}]
+    before = snapshot(draft)
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"), {**base, "outcomes-0-condition_flow": ""})
+    assert response.status_code == 400
+    assert "bb_orch › route › row 1 › condition_flow: pick the evaluation flow" in text_of(response)
+    assert snapshot(draft) == before
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"),
+                                 {**base, "outcomes-0-condition_test": "condition"})
+    assert snapshot(draft)["path"][1]["outcomes"] == [{"name": "again", "condition": "true", "goto": "review"}]

@@ -58,26 +58,30 @@
 
   function fieldOf(form, name) { return form.querySelector('[data-field="' + name + '"]'); }
 
+  /* A field is hidden when any selector whose map names it has chosen a value that does not
+   * (selectors nest: a wait step's type shows the wait fields, its wait kind picks one of them).
+   * A selector inside a .bb-kind-scope (an outcome row) governs only the fields of that scope. */
   function applyKinds(form) {
-    var hidden = {};
-    var shown = {};
+    var hide = new Set();
     form.querySelectorAll("[data-baton-kind]").forEach(function (select) {
       var map = JSON.parse(select.dataset.batonKind);
       var chosen = select.value;
       if (select.type === "radio" || select.tagName === "DIV") {
+        if (!select.checked && select.type === "radio" && form.querySelector('input[name="' + select.name + '"]:checked')) return;
         var checked = form.querySelector('input[name="' + select.getAttribute("name") + '"]:checked');
         chosen = checked ? checked.value : "";
       }
       if (!(chosen in map)) return;
+      var scope = select.closest(".bb-kind-scope") || form;
       Object.keys(map).forEach(function (value) {
-        map[value].forEach(function (name) { (value === chosen ? shown : hidden)[name] = true; });
+        if (value === chosen) return;
+        map[value].forEach(function (name) {
+          if (map[chosen].indexOf(name) !== -1) return;
+          scope.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) { hide.add(el); });
+        });
       });
     });
-    Object.keys(hidden).forEach(function (name) {
-      form.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) {
-        el.classList.toggle("bb-hidden", !shown[name]);
-      });
-    });
+    form.querySelectorAll("[data-field]").forEach(function (el) { el.classList.toggle("bb-hidden", hide.has(el)); });
     form.querySelectorAll(".bb-group").forEach(function (group) {
       var fields = group.querySelectorAll(".bb-field");
       if (!fields.length) return;
@@ -207,7 +211,7 @@
     var form = el.closest && el.closest(".bb-panel-form");
     if (!form || !form.dataset.refreshUrl) return;
     var name = el.name || "";
-    if (/(^|-)(type|flow|entry_flow|exit_flow)$/.test(name) && el.tagName === "SELECT") {
+    if (/(^|-)(type|flow|entry_flow|exit_flow|child_orchestration|condition_flow)$/.test(name) && el.tagName === "SELECT") {
       refreshPanel(form);
       return;
     }
