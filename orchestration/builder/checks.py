@@ -13,6 +13,7 @@ those names.
 """
 from dataclasses import dataclass, field
 
+from flows.designer.checks import LINE_SUFFIX
 from flows.validation import SEP
 
 from ..models import StageKind, StartType
@@ -150,3 +151,55 @@ def check_source(validator, site, source):
     probe = Site(site.place, source, site.kind, site.stage, site.step)
     validator.check_site(probe)
     return list(validator.problems)
+
+
+# ------------------------------------------------------------------ YAML lines
+
+def _named(items, name):
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and str(item.get("name")) == name:
+            return index
+    return None
+
+
+def yaml_path(document, place):
+    """The path into a definition ``document`` (one orchestration) of the deepest node ``place`` names.
+
+    ``bb › review › tell › completion.at_least`` is
+    ``["orchestrations", 0, "path", 0, "steps", 1, "completion", "at_least"]``: the
+    element and step by name, then each dotted key (a list of named items, such
+    as outcomes, by name).
+    """
+    path = ["orchestrations", 0]
+    node = (document or {}).get("orchestrations", [None])[0] if isinstance(document, dict) else None
+    if not isinstance(node, dict):
+        return path
+    for depth, part in enumerate(LINE_SUFFIX.sub("", place or "").split(SEP)[1:]):
+        container = {0: "path", 1: "steps"}.get(depth)
+        index = _named(node.get(container), part) if container and isinstance(node, dict) else None
+        if index is not None:
+            path += [container, index]
+            node = node[container][index]
+            continue
+        for key in part.split("."):
+            if isinstance(node, dict) and key in node:
+                path.append(key)
+                node = node[key]
+            elif isinstance(node, list) and _named(node, key) is not None:
+                index = _named(node, key)
+                path.append(index)
+                node = node[index]
+            else:
+                break
+        break
+    return path
+
+
+def with_lines(document, problems):
+    """Each problem as a designer ``Check`` carrying the line of ``document`` it is about (the flow designer's shape)."""
+    from flows.designer.checks import Check
+
+    from ..definition_files import line_of
+
+    return [Check(LINE_SUFFIX.sub("", p.place), p.message, "", line_of(document, yaml_path(document, p.place)))
+            for p in problems]

@@ -640,3 +640,66 @@ def test_a_decision_outcome_can_be_decided_by_an_evaluation_flow(admin_client, d
     response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"),
                                  {**base, "outcomes-0-condition_test": "condition"})
     assert snapshot(draft)["path"][1]["outcomes"] == [{"name": "again", "condition": "true", "goto": "review"}]
+
+
+# ------------------------------------------------------------------ YAML view: lines and kept text
+
+YAML_WITH_PROBLEM = """orchestrations:
+- api_name: bb_orch
+  start: {type: autolaunched}
+  path:
+  - name: only
+    steps:
+    - name: store
+      flow: bb_archive
+    - name: tell
+      flow: bb_notify
+      inputs:
+        nobody: '"x"'
+"""
+
+
+def test_checks_after_applying_yaml_name_their_line(admin_client, draft):
+    response = admin_client.post(url(draft, "yaml/"), {"yaml": YAML_WITH_PROBLEM})
+    assert response.status_code == 200, text_of(response)[:2000]
+    checks = re.search(r'id="bb-yaml-checks">(.*?)</ul>', text_of(response), re.S).group(1)
+    # The unknown input is on line 12; the missing required one is about the step's inputs (line 11).
+    assert re.search(r"line 12</strong> · <span class=\"bb-yaml-place\">bb_orch › only › tell › inputs.nobody", checks)
+    assert re.search(r"line 11</strong> · <span class=\"bb-yaml-place\">bb_orch › only › tell › inputs</span>: "
+                     r"required input 'who'", checks)
+    # Opening the YAML view again lists the checks with the lines of the text it shows.
+    again = text_of(admin_client.get(url(draft, "yaml/")))
+    assert "bb_orch › only › tell › inputs.nobody" in re.search(r'id="bb-yaml-checks">(.*?)</ul>', again, re.S).group(1)
+
+
+def test_yaml_typed_and_not_applied_is_kept_across_the_canvas(admin_client, draft):
+    before = snapshot(draft)
+    typed = admin_client.get(url(draft, "yaml/")).context["yaml_text"].replace("name: finish", "name: finale")
+    assert admin_client.post(url(draft, "yaml/"), {"yaml": typed, "keep": "1"}).status_code == 204
+    assert snapshot(draft) == before  # kept, not applied
+    review = Stage.objects.get(orchestration=draft, name="review")
+    admin_client.get(url(draft, f"panel/stage/{review.pk}/"))  # to the canvas...
+    back = admin_client.get(url(draft, "yaml/"))  # ... and back
+    assert back.context["yaml_text"] == typed and 'id="bb-yaml-kept"' in text_of(back)
+    assert "the draft has changed since" not in text_of(back)
+    # A change made on the canvas meanwhile is said, the text still kept.
+    admin_client.post(url(draft, "change/"), {"op": "add_stage"})
+    back = admin_client.get(url(draft, "yaml/"))
+    assert back.context["yaml_text"] == typed and "the draft has changed since" in text_of(back)
+    discarded = admin_client.post(url(draft, "yaml/"), {"discard": "1"})
+    assert "name: finish" in discarded.context["yaml_text"] and 'id="bb-yaml-kept"' not in text_of(discarded)
+    # Refused text is kept too, and applied text is no longer "kept".
+    refused = admin_client.post(url(draft, "yaml/"), {"yaml": "orchestrations: [\n"})
+    assert refused.status_code == 400 and "line 2" in text_of(refused)
+    assert admin_client.get(url(draft, "yaml/")).context["yaml_text"] == "orchestrations: [\n"
+    applied = admin_client.post(url(draft, "yaml/"), {"yaml": typed})
+    assert applied.status_code == 200, text_of(applied)[:2000]
+    assert "finale" in Stage.objects.filter(orchestration=draft).values_list("name", flat=True)
+    assert 'id="bb-yaml-kept"' not in text_of(admin_client.get(url(draft, "yaml/")))
+
+
+def test_a_frozen_version_keeps_no_yaml(admin_client, draft):
+    draft.set_lifecycle_status("active")
+    response = admin_client.post(url(draft, "yaml/"), {"yaml": "x: 1", "keep": "1"})
+    assert response.status_code == 409
+    assert "api_name: bb_orch" in admin_client.get(url(draft, "yaml/")).context["yaml_text"]

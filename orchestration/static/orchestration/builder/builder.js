@@ -190,9 +190,28 @@
     if (selected && selected.scrollIntoView) selected.scrollIntoView({block: "nearest", inline: "nearest"});
   }
 
+  /* YAML typed and not applied is kept by the server (in the session) so that going to the
+   * canvas and back shows it again: sent 400 ms after typing stops and when the box loses focus. */
+  function keepYaml(box) {
+    clearTimeout(timers.get(box));
+    if (!document.body.contains(box) || box.dataset.sent === box.value) return;
+    var form = box.closest("form");
+    box.dataset.sent = box.value;
+    htmx.ajax("POST", form.dataset.keepUrl, {source: box, swap: "none", values: {keep: "1", yaml: box.value}});
+  }
+
+  document.addEventListener("submit", function (evt) {
+    var box = evt.target.querySelector && evt.target.querySelector("textarea.bb-yaml");
+    if (box) { clearTimeout(timers.get(box)); box.dataset.sent = box.value; }
+  }, true);
+
   document.addEventListener("input", function (evt) {
     var box = evt.target;
     if (!box.closest || !box.closest("#bb-workspace")) return;
+    if (box.classList.contains("bb-yaml") && box.closest("[data-keep-url]")) {
+      later(box, keepYaml);
+      return;
+    }
     if (box.classList.contains("bb-expr") || whatOf(box)) {
       lastExpression = box;
       later(box, checkExpression);
@@ -208,6 +227,10 @@
 
   document.addEventListener("change", function (evt) {
     var el = evt.target;
+    if (el.classList && el.classList.contains("bb-yaml") && el.closest("[data-keep-url]")) {
+      keepYaml(el);
+      return;
+    }
     var form = el.closest && el.closest(".bb-panel-form");
     if (!form || !form.dataset.refreshUrl) return;
     var name = el.name || "";
