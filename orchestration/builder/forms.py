@@ -364,7 +364,7 @@ class StepForm(MappingMixin, KindDependentForm):
                                            help_text="Reads instances: [{index, item, status, outputs, completed_by}].")
     same_as_step = forms.ChoiceField(required=False, label="The person who completed",
                                      help_text="An interactive step before this one.")
-    wait_kind = forms.ChoiceField(required=False, choices=WAIT_KINDS, label="Wait", initial="for",
+    wait_kind = forms.ChoiceField(required=False, choices=WAIT_KINDS, label="It waits", initial="for",
                                   widget=forms.RadioSelect)
 
     class Meta:
