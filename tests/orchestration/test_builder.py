@@ -703,3 +703,13 @@ def test_a_frozen_version_keeps_no_yaml(admin_client, draft):
     response = admin_client.post(url(draft, "yaml/"), {"yaml": "x: 1", "keep": "1"})
     assert response.status_code == 409
     assert "api_name: bb_orch" in admin_client.get(url(draft, "yaml/")).context["yaml_text"]
+
+
+def test_a_flow_the_panel_does_not_offer_is_refused_not_stored(admin_client, draft):
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    before = snapshot(draft)
+    for name in ("bb_nowhere", "f" * 101):  # not a flow; longer than the column holds
+        response = post_step(admin_client, draft, tell, flow=name)
+        assert response.status_code == 400
+        assert "bb_orch › review › tell › flow: Select a valid choice" in text_of(response)
+    assert snapshot(draft) == before
