@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from flows.designer.checks import LINE_SUFFIX
 from flows.validation import SEP
 
-from ..models import StageKind, StartType
+from ..models import StageKind, StartType, StepType
 from ..validation import (
     COMPLETION_NAMES, CONDITION, DECISION, INSTANCE_NAMES, RUN_KEYS, VALUE, OrchestrationValidator, Site,
 )
@@ -139,6 +139,11 @@ def names_in_scope(validator, site):
             for variable in (flow.output_variables() if flow is not None else []):
                 names.append((f"steps.{step_name}.outputs.{variable.name}",
                               f"output of step {step.label or step_name}, {variable.type}"))
+            if step.type == StepType.ORCHESTRATION and step.child_orchestration:
+                child = validator.child_orchestration(step.child_orchestration)
+                for output in (child.outputs or {}) if child is not None else ():
+                    names.append((f"steps.{step_name}.outputs.{output}",
+                                  f"output of orchestration {child.api_name} v{child.version}"))
             names.append((f"steps.{step_name}.status", f"status of step {step.label or step_name}"))
     names += [(name, EXTRA_NAME_WHAT.get(name, "")) for name in (site.extra_names if site is not None else ())]
     names += [(f"run.{key}", "the run") for key in RUN_KEYS] + [("now", "the time of evaluation")]
@@ -148,7 +153,7 @@ def names_in_scope(validator, site):
 def check_source(validator, site, source):
     """The validator's problems for ``source`` placed at ``site`` (compile errors, unknown names)."""
     validator.problems = []
-    probe = Site(site.place, source, site.kind, site.stage, site.step)
+    probe = Site(site.place, source, site.kind, site.stage, site.step, extra_names=site.extra_names)
     validator.check_site(probe)
     return list(validator.problems)
 

@@ -479,6 +479,13 @@ def test_a_multi_instance_step_is_set_in_its_panel_with_item_and_index_in_scope(
         response = post_step(admin_client, draft, tell, for_each="[1, 2]", completion_rule=rule, **extra)
         assert response.status_code == 200, text_of(response)[:2000]
         assert stored_step(draft, "tell")["completion"] == stored
+    # A completion condition reads the instances, checked as typed.
+    ok = admin_client.post(url(draft, "check/"), {"source": "size(instances) > 1", "element": f"step:{tell.pk}",
+                                                   "what": "completion.condition"})
+    assert "compiles; names in scope" in text_of(ok)
+    bad = admin_client.post(url(draft, "check/"), {"source": "size(instances) > 1", "element": f"step:{tell.pk}",
+                                                    "what": "for_each"})
+    assert "instances — not in scope" in text_of(bad)
     # Without for_each the instance rules do not apply and are not kept.
     response = post_step(admin_client, draft, tell, for_each="", completion_rule="any", sequential="on")
     assert response.status_code == 200
@@ -560,7 +567,7 @@ def test_a_wait_step_panel_shows_only_the_wait_fields_and_keeps_one_kind(admin_c
 def test_a_sub_orchestration_step_picks_an_active_orchestration_and_maps_its_inputs(admin_client, draft, flows):
     make_orchestration("bb_child", status="active", inputs=[{"name": "amount", "type": "number", "required": True},
                                                              {"name": "note"}],
-                       path=[stage("only", step("store", "bb_archive"))])
+                       outputs={"total": "inputs.amount"}, path=[stage("only", step("store", "bb_archive"))])
     make_orchestration("bb_child_draft", path=[stage("only", step("store", "bb_archive"))])
     finish = Stage.objects.get(orchestration=draft, name="finish")
     admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": finish.pk, "type": "orchestration"})
@@ -586,6 +593,11 @@ def test_a_sub_orchestration_step_picks_an_active_orchestration_and_maps_its_inp
     assert response.status_code == 200
     assert stored_step(draft, "step_1")["inputs"] == {"amount": "2", "note": '"hello"'}
     assert "step_1 › inputs" not in pinned(response)
+    # A later step may read the child's declared outputs: they are among the names in scope there.
+    admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": finish.pk, "type": "background"})
+    later = Step.objects.get(stage=finish, name="step_2")
+    response = post_step(admin_client, draft, later, entry_type="after", entry_after=["step_1"], flow="bb_archive")
+    assert 'data-insert="steps.step_1.outputs.total"' in text_of(response)
     before = snapshot(draft)
     response = post_step(admin_client, draft, sub, type="orchestration", flow="", child_orchestration="bb_nowhere")
     assert response.status_code == 400
