@@ -38,13 +38,13 @@ def _coin():
     return {"v": COINS.pop(0) if COINS else False}
 
 
-
 def deliver(recorder, step_run_id):
     """One message for ``step_run_id`` reaches a worker: claim it and run it (nothing if it was taken)."""
     step_run = claim(step_run_id, f"t{step_run_id}")
     if step_run is not None:
         with engine.use_effects(recorder):
             execute_claimed(step_run)
+
 
 class Sent:
     def __init__(self):
