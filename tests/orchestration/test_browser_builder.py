@@ -232,6 +232,8 @@ def test_a_wait_step_set_in_its_panel_then_a_run_from_a_record_through_the_work_
     alice.save()
     make_flow("hire_review", type="screen", label="Review the hire", outputs=[var("decision")])
     make_flow("hire_archive", label="Archive the hire")
+    make_orchestration("hire_notify", status="active", label="Tell a team", inputs=[{"name": "team", "required": True}],
+                       path=[stage("only", step("store", "hire_archive"))])
     orch = make_orchestration("hire_flow", label="Hire", path=[
         stage("review", step("approve", "hire_review", type="interactive", label="Approve the hire",
                              assignee={"user": "alice"}), label="Review"),
@@ -274,7 +276,8 @@ def test_a_wait_step_set_in_its_panel_then_a_run_from_a_record_through_the_work_
 
     # A step's instance rules: the rule chosen shows its own value box (nothing applied here).
     act(page, page.locator(".bb-step", has_text="Store the file").locator(".bb-card-open"))
-    page.fill("[name=element-for_each]", "record.email.split(\",\")")
+    page.fill("[name=element-for_each]", '["legal", "finance"]')
+    expect(page.locator("[data-what=for_each] .bb-expr-check")).to_contain_text("compiles")
     page.select_option("[name=element-completion_rule]", "at_least")
     expect(page.locator("[name=element-completion_at_least]")).to_be_visible()
     expect(page.locator("[name=element-completion_percent]")).to_be_hidden()
@@ -284,6 +287,21 @@ def test_a_wait_step_set_in_its_panel_then_a_run_from_a_record_through_the_work_
     page.select_option("[name=element-completion_rule]", "condition")
     expect(page.locator("[name=element-completion_at_least]")).to_be_hidden()
     expect(page.locator("[name=element-completion_condition]")).to_be_visible()
+
+    # A sub-orchestration step: an active orchestration is picked, its declared inputs get a box each.
+    act(page, page.locator(".bb-stage", has_text="Review").get_by_role("button", name="+ Sub-orchestration"))
+    choose_flow(page, "hire_notify", field="element-child_orchestration")
+    expect(page.locator("[name=element-inputs__team]")).to_be_visible()
+    expect(page.locator("[data-field=inputs__team] .bb-help")).to_have_text("text · required")
+    page.fill("[name=element-inputs__team]", '"legal"')
+    expect(page.locator("[data-what='inputs.team'] .bb-expr-check")).to_contain_text("compiles")
+    apply(page)
+    sub = page.locator(".bb-step", has_text="New sub-orchestration step")
+    expect(sub).to_contain_text("hire_notify")
+    expect(sub.locator(".bb-badge")).to_have_count(0)
+    shoot(page, "sub-orchestration-panel")
+    act(page, sub.get_by_role("button", name="Delete step"))
+    expect(page.locator(".bb-step", has_text="New sub-orchestration step")).to_have_count(0)
 
     # YAML typed and not applied survives a trip to the canvas.
     act(page, page.get_by_role("button", name="YAML"))
