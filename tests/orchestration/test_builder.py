@@ -492,20 +492,34 @@ def test_a_multi_instance_step_is_set_in_its_panel_with_item_and_index_in_scope(
     assert {"completion", "sequential", "for_each"}.isdisjoint(stored_step(draft, "tell"))
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"for_each": "[1]", "completion_rule": "at_least", "completion_at_least": "many"}, "completion_at_least"),
-    ({"for_each": "[1]", "completion_rule": "at_least", "completion_at_least": ""}, "give it a value"),
-    ({"for_each": "[1]", "completion_rule": "percent", "completion_percent": "250"}, "completion_percent"),
-    ({"for_each": "[1]", "completion_rule": "sometimes"}, "completion_rule"),
+@pytest.mark.parametrize("changes, field, words", [
+    ({"for_each": "[1]", "completion_rule": "at_least", "completion_at_least": "many"}, "completion_at_least",
+     "Enter a whole number"),
+    ({"for_each": "[1]", "completion_rule": "at_least", "completion_at_least": ""}, "completion_at_least",
+     "give it a value"),
+    ({"for_each": "[1]", "completion_rule": "percent", "completion_percent": "250"}, "completion_percent",
+     "less than or equal to 100"),
+    ({"for_each": "[1]", "completion_rule": "percent", "completion_percent": "nan"}, "completion_percent",
+     "Enter a number"),
+    ({"for_each": "[1]", "completion_rule": "sometimes"}, "completion_rule", "Select a valid choice"),
+    ({"priority": "1000"}, "priority", "less than or equal to 100"),
 ])
-def test_a_bad_instance_rule_is_refused_with_its_place(admin_client, draft, changes, words):
-    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+def test_a_bad_instance_rule_is_refused_with_its_place(admin_client, draft, changes, field, words):
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
     before = snapshot(draft)
-    response = post_step(admin_client, draft, tell, **changes)
+    response = post_step(admin_client, draft, ask, **changes)
     assert response.status_code == 400
-    assert "bb_orch › review › tell › " + words.split()[0] in text_of(response) or words in text_of(response)
-    assert words in text_of(response)
+    assert f"bb_orch › review › ask › {field}: " in text_of(response) and words in text_of(response)
     assert snapshot(draft) == before
+
+
+def test_a_step_turned_into_a_wait_keeps_none_of_its_former_kind(admin_client, draft):
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
+    response = post_step(admin_client, draft, ask, type="wait", wait_kind="for", wait_for="1h", for_each="[1, 2]",
+                         completion_rule="any")
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert stored_step(draft, "ask") == {"name": "ask", "type": "wait", "for": "1h"}
+    assert "bb_orch › review › ask" not in pinned(response)
 
 
 def test_parallel_assignees_same_as_and_exclude_are_chosen_in_the_assignee_panel(admin_client, draft):
