@@ -13,9 +13,10 @@ those names.
 """
 from dataclasses import dataclass, field
 
-from flows.designer.checks import LINE_SUFFIX
+from flows.designer.checks import LINE_SUFFIX, Check
 from flows.validation import SEP
 
+from ..definition_files.yaml_lines import line_of
 from ..models import StageKind, StartType, StepType
 from ..validation import (
     COMPLETION_NAMES, CONDITION, DECISION, INSTANCE_NAMES, RUN_KEYS, VALUE, OrchestrationValidator, Site,
@@ -202,9 +203,5 @@ def yaml_path(document, place):
 
 def with_lines(document, problems):
     """Each problem as a designer ``Check`` carrying the line of ``document`` it is about (the flow designer's shape)."""
-    from flows.designer.checks import Check
-
-    from ..definition_files import line_of
-
     return [Check(LINE_SUFFIX.sub("", p.place), p.message, "", line_of(document, yaml_path(document, p.place)))
             for p in problems]

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from flows.designer.views import MAX_YAML_CHARS
 from flows.validation import SEP
 from flows.versioning import DefinitionStatus
 
@@ -557,8 +558,6 @@ def yaml_view(model_admin, request, object_id):
     too), so going to the canvas and back shows it again until it is applied
     or discarded. The checks are listed with the line of the text they are about.
     """
-    from flows.designer.views import MAX_YAML_CHARS
-
     from ..definition_files import dump_yaml, load_yaml, parse_document
     from ..spec import orchestration_to_dict, replace_draft_content
 
