@@ -111,3 +111,18 @@ def test_a_supplier_not_cleared_by_compliance_ends_before_the_approvals(demo):
     run.refresh_from_db()
     assert run.status == "completed"
     assert not WorkItem.objects.filter(run=run).exists()
+
+
+def test_the_dry_run_walks_the_supplier_path_both_ways_out_of_the_wait(demo, capsys):
+    cleared = ["--outputs", 'compliance={"cleared": true, "risk": "low"}']
+    call_command("simulate_orchestration", "supplier_onboarding", *cleared,
+                 "--outputs", 'contract_signed={"signed_by": "J. Smith"}')
+    signed = capsys.readouterr().out
+    assert "runs orchestration supplier_compliance" in signed
+    assert "×3 instances (at_least 2): 2 complete, 1 withdrawn" in signed
+    assert "event contract_signed arrives" in signed and "Stage activation" in signed
+    call_command("simulate_orchestration", "supplier_onboarding", *cleared, "--timeout", "contract_signed")
+    timed_out = capsys.readouterr().out
+    assert "its timeout fires (on_timeout: complete)" in timed_out and "Stage activation" in timed_out
+    call_command("simulate_orchestration", "supplier_onboarding")
+    assert "Stage approval" not in capsys.readouterr().out  # not cleared: the decision's default ends the run
