@@ -115,8 +115,9 @@ def _queries_of(call):
     return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN"))]
 
 
-def test_delivering_an_event_to_the_next_step_costs_ten_queries(fx):
-    """The event -> next step path (issue 16's latency figure): its query count may not grow unnoticed.
+def test_delivering_an_event_to_the_next_step_costs_at_most_ten_queries(fx):
+    """The event -> next step path (issue 16's latency figure): its query count may not grow unnoticed
+    (an upper bound: the engine's own savings may lower it).
 
     Lock the run; read its steps; the wait completes; the stage completes; the next one opens with
     its step (insert, then queued); the active flows; the run; the events in one INSERT. An event
@@ -128,7 +129,7 @@ def test_delivering_an_event_to_the_next_step_costs_ten_queries(fx):
     run = engine.start_run(orch, effects=fx)
     fx.sent.clear()
     queries = _queries_of(lambda: orchestration.send_event(run, "signed", data={"by": "Grace"}))
-    assert len(queries) == 10, "\n".join(queries)
+    assert len(queries) <= 10, "\n".join(queries)
     assert not any("orchestration_timer" in q for q in queries)
     assert fx.sent == [StepRun.objects.get(run=run, step_name="go").pk]
     assert statuses(run) == {"sign": "completed", "go": "queued"}
