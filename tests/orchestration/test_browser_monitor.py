@@ -187,13 +187,23 @@ def test_wait_step_icons_are_drawn_and_the_webhook_box_is_whole_and_copies(page,
     expect(wait.locator("svg.wait-icon")).to_have_count(2)
     url = wait.locator("input.webhook-url")
     cell = page.locator('tr[data-step="signed"] td[data-label="Step"]')
-    sizes = page.evaluate("""([input, cell]) => {
+    measure = """([input, cell]) => {
         const style = getComputedStyle(cell);
         return {input: input.getBoundingClientRect().width,
                 cell: cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight),
-                button: input.nextElementSibling.getBoundingClientRect().width};
-    }""", [url.element_handle(), cell.element_handle()])
+                button: input.nextElementSibling.getBoundingClientRect().width,
+                page: document.documentElement.scrollWidth, viewport: innerWidth};
+    }"""
+    sizes = page.evaluate(measure, [url.element_handle(), cell.element_handle()])
     assert sizes["input"] + sizes["button"] >= sizes["cell"] - 12, sizes  # the box takes the cell's width
+    # On a phone the step, and so the field, goes across the whole card.
+    page.set_viewport_size({"width": 390, "height": 900})
+    shot(page, screenshot_dir, "run-wait-390", page.locator("section[aria-labelledby=steps-heading]"))
+    phone = page.evaluate(measure, [url.element_handle(), cell.element_handle()])
+    card = page.locator('tr[data-step="signed"]').evaluate("tr => tr.clientWidth")
+    assert phone["cell"] >= card - 30 and phone["input"] + phone["button"] >= phone["cell"] - 12, (phone, card)
+    assert phone["page"] <= phone["viewport"], phone
+    page.set_viewport_size({"width": 1280, "height": 900})
     url.focus()
     value = url.input_value()
     assert value.endswith(waits.webhook_path(StepRun.objects.get(run=run, step_name="signed").pk, "signed")), value
