@@ -8,8 +8,9 @@ dot on the left and an ``End`` column on the right. Transitions become edges:
 * to the next column: a straight arrow between the headers;
 * forward past other columns (a decision outcome, a stage's ``next``): an
   arc above the columns, the shortest nearest them, so that nested arcs do not
-  cross; an arc into ``End`` whose span interleaves another arc's goes below
-  the columns instead (the two would cross above);
+  cross; an arc that starts inside another and ends past it goes below the
+  columns instead (the two would cross above) and comes up into its target
+  like a loop;
 * backward (a rework loop): an arc below the columns, marked ``loop``.
 
 Inside a stage, an ``after`` dependency is a small arrow on the left side of
@@ -280,10 +281,9 @@ def diagram_layout(plan, state=None):
 
     forward_skips = [t for t in transitions if t[1] > t[0] + 1]
     loops = [t for t in transitions if t[1] <= t[0]]
-    # An arc into End that interleaves another arc (one starts inside the other and ends past it)
-    # would cross it above the columns; nothing stands below End, so it goes round underneath.
-    under = [t for t in forward_skips if t[1] == end_index and any(
-        u[0] < t[0] < u[1] < t[1] for u in forward_skips)]
+    # An arc that starts inside another and ends past it would cross it above the columns: it goes
+    # round underneath instead, coming up into its target like a loop.
+    under = [t for t in forward_skips if any(u[0] < t[0] < u[1] < t[1] for u in forward_skips)]
     over = sorted((t for t in forward_skips if t not in under), key=lambda t: (t[1] - t[0], t[0]))
 
     top = MARGIN + 14 + LANE * len(over)
@@ -315,7 +315,7 @@ def diagram_layout(plan, state=None):
             header = Box(x, top, COL_W, header_h, " ".join(lines), _fit(subtitle, COL_W - 22, SMALL_W),
                          full=f"{element.label} ({element.name})" + (f"; exit when {exit_text}" if exit_text else ""),
                          state=el_state, name=element.name, title_rows=_rows(top, 20, lines, TITLE_LINE))
-            header.subtitle_rows = [(top + header_h - 15, header.subtitle)]
+            header.subtitle_rows = [(header.title_rows[-1][0] + 17, header.subtitle)]
         column = Column(i, element.name, element.label, element.kind, x, header, state=el_state,
                         visits=visits.get(element.name, 0))
         y = top + header_h + 18
@@ -396,8 +396,13 @@ def diagram_layout(plan, state=None):
             loop_lane += 1
             lane_y = panel_bottom + 14 + LANE * (loop_lane - 1)
             x1 = src.x + COL_W * 0.5
-            x2 = dst.header.cx
-            path = f"M{x1},{panel_bottom} V{lane_y} H{x2} V{dst.header.cy + 24}"
+            if dst.kind == "end":
+                x2, end_y = dst.header.cx, dst.header.cy + 24  # the circle's bottom
+            elif dst.steps or dst.outcomes:  # up the column's right edge, clear of its boxes
+                x2, end_y = dst.x + COL_W - 4 + 6 * (loop_lane - 1), dst.header.bottom + 2
+            else:
+                x2, end_y = dst.header.cx, dst.header.bottom + 2
+            path = f"M{x1},{panel_bottom} V{lane_y} H{x2} V{end_y}"
             edges.append(Edge(s_name, t_name, label, "skip", path, x1 + 6, lane_y - 4, chosen))
         elif target > source:
             skip_lane += 1
