@@ -350,3 +350,31 @@ def test_a_wait_step_set_in_its_panel_then_a_run_from_a_record_through_the_work_
     page.reload()
     expect(page.get_by_text("No orchestration is running on this record.")).to_be_visible()
     assert page.baton_errors == []
+
+
+def test_with_debug_on_a_refused_edit_stays_in_the_panel_and_the_next_apply_is_saved(page, live_server, settings):
+    """DEBUG adds django-htmx's debug script, which replaced the whole page with any 400 answer: a
+    refused edit left an unstyled fragment and the next Apply went out as a plain GET and was lost."""
+    from tests.factories import make_orchestration, stage, step
+
+    settings.DEBUG = True
+    admin_log_in(page, live_server, settings, 1280, ignore_console=lambda text: "status of 40" in text)
+    make_flow("deal_review", type="screen", label="Review the deal")
+    orch = make_orchestration("deal_debug", label="Deal", path=[
+        stage("review", step("approve", "deal_review", type="interactive", label="Approve", assignee={"user": "root"}))])
+    page.goto(f"{live_server.url}/admin/orchestration/orchestration/{orch.pk}/builder/")
+    expect(page.locator("script[data-debug=True]")).to_have_count(1)  # the debug script is on the page
+    act(page, page.locator(".bb-step", has_text="Approve").locator(".bb-card-open"))
+    page.fill("[name=element-due_in]", "soon")
+    with page.expect_response(lambda r: "/builder/panel/" in r.url and r.status == 400):
+        page.locator(".bb-panel .bb-apply").click()
+    settle(page)
+    expect(page.locator(".bb-message-error")).to_contain_text("'soon' is not a duration")
+    expect(page.locator("#bb-root .bb-panel [name=element-due_in]")).to_have_value("soon")  # the builder, styled
+    expect(page.locator(".breadcrumbs")).to_contain_text("Builder")
+    page.fill("[name=element-due_in]", "2d")
+    with page.expect_request(lambda r: "/builder/panel/" in r.url) as sent:
+        apply(page)
+    assert sent.value.method == "POST"
+    assert Step.objects.get(stage__orchestration=orch, name="approve").due_in == "2d"
+    assert page.baton_errors == []

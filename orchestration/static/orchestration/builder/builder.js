@@ -26,6 +26,16 @@
     ];
   }
 
+  /* With DEBUG on, {% htmx_script %} adds django-htmx's debug script, which on any 400 answer
+   * ("htmx:beforeOnLoad", listened to on the document) replaces the whole page with the answer:
+   * a refused edit became an unstyled fragment and the next Apply a plain GET. A refusal is ours
+   * to show, so it stops here, on <html>, before bubbling to the document. Stopping propagation
+   * does not cancel the event: htmx goes on and swaps the answer as responseHandling says. */
+  document.documentElement.addEventListener("htmx:beforeOnLoad", function (evt) {
+    var xhr = evt.detail && evt.detail.xhr;
+    if (xhr && xhr.status === 400 && evt.target.closest && evt.target.closest("#bb-root")) evt.stopPropagation();
+  });
+
   function root() { return document.getElementById("bb-root"); }
 
   function post(values) {
