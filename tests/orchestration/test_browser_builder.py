@@ -466,3 +466,23 @@ def test_at_390_px_the_diff_scrolls_inside_its_box_not_the_page(page, live_serve
     assert frame["right"] <= 390 and frame["scroll"] > frame["client"]
     shoot(page, "diff-390")
     assert page.baton_errors == []
+
+
+def test_at_1280_px_the_orchestration_list_shows_the_builder_column(page, live_server, settings, shoot):
+    from tests.factories import make_orchestration, stage, step
+
+    admin_log_in(page, live_server, settings, 1280)
+    make_flow("list_store", label="Store")
+    for name in ("contract_signature", "deal_approval", "equipment_refresh"):
+        make_orchestration(name, status="active", label=name.replace("_", " ").capitalize(),
+                           start={"type": "record_triggered", "model": "demo.opportunity", "when": "updated"},
+                           path=[stage("only", step("store", "list_store"))])
+    page.goto(f"{live_server.url}/admin/orchestration/orchestration/")
+    links = page.get_by_role("link", name="Open in Builder")
+    expect(links).to_have_count(3)
+    for box in links.evaluate_all("els => els.map(e => e.getBoundingClientRect().right)"):
+        assert box <= 1280
+    table, holder = box_of(page, "#result_list"), box_of(page, "#changelist .results")
+    assert table["right"] <= holder["right"] + 1  # nothing cut off at the right
+    shoot(page, "admin-list-1280")
+    assert page.baton_errors == []

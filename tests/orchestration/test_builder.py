@@ -772,3 +772,11 @@ def test_the_dry_run_record_hint_names_the_orchestrations_own_start_model(admin_
     autolaunched = make_orchestration("bb_auto", path=[stage("only", step("store", "bb_archive"))])
     html = admin_client.get(url(autolaunched, "dry-run/")).content.decode()
     assert 'placeholder="app_label.model:1"' in html and "demo.employee" not in html
+
+
+def test_the_orchestration_list_has_few_columns_with_the_builder_link_early(admin_client, draft):
+    html = admin_client.get("/admin/orchestration/orchestration/").content.decode()
+    headers = re.findall(r'<th scope="col"\s+class="[^"]*column-(\w+)', html)
+    assert headers[:4] == ["api_name", "version", "status_text", "builder_link"]
+    assert "created_at" not in headers and "start_model" not in headers and len(headers) <= 6
+    assert f'href="{url(draft)}">Open in Builder</a>' in html
