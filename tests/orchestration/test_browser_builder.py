@@ -352,7 +352,8 @@ def test_a_wait_step_set_in_its_panel_then_a_run_from_a_record_through_the_work_
     assert page.baton_errors == []
 
 
-def test_with_debug_on_a_refused_edit_stays_in_the_panel_and_the_next_apply_is_saved(page, live_server, settings):
+def test_with_debug_on_a_refused_edit_stays_in_the_panel_and_the_next_apply_is_saved(
+        page, live_server, settings, screenshot_dir):
     """DEBUG adds django-htmx's debug script, which replaced the whole page with any 400 answer: a
     refused edit left an unstyled fragment and the next Apply went out as a plain GET and was lost."""
     from tests.factories import make_orchestration, stage, step
@@ -372,6 +373,7 @@ def test_with_debug_on_a_refused_edit_stays_in_the_panel_and_the_next_apply_is_s
     expect(page.locator(".bb-message-error")).to_contain_text("'soon' is not a duration")
     expect(page.locator("#bb-root .bb-panel [name=element-due_in]")).to_have_value("soon")  # the builder, styled
     expect(page.locator(".breadcrumbs")).to_contain_text("Builder")
+    page.screenshot(path=str(screenshot_dir / "builder-debug-refused-1280.png"), full_page=True)
     page.fill("[name=element-due_in]", "2d")
     with page.expect_request(lambda r: "/builder/panel/" in r.url) as sent:
         apply(page)
@@ -380,13 +382,13 @@ def test_with_debug_on_a_refused_edit_stays_in_the_panel_and_the_next_apply_is_s
     assert page.baton_errors == []
 
 
-def wide_orchestration(status="draft"):
+def wide_orchestration(status="draft", **extra):
     """Four stages and a decision: wider than the canvas at 1280 px, far wider at 390."""
     from tests.factories import make_orchestration, stage, step
 
     make_flow("wide_review", type="screen", label="Review", outputs=[var("decision")])
     make_flow("wide_store", label="Store")
-    return make_orchestration("wide", status=status, label="Wide", path=[
+    return make_orchestration("wide", status=status, label="Wide", **extra, path=[
         stage("review", step("approve", "wide_review", type="interactive", label="Approve", assignee={"user": "root"}),
               label="Review"),
         {"type": "decision", "name": "route", "outcomes": [
@@ -430,9 +432,10 @@ def test_at_390_px_the_side_panel_goes_below_the_path_which_scrolls_sideways(pag
     assert page.baton_errors == []
 
 
-def test_at_1280_px_a_path_wider_than_the_canvas_says_there_is_more(page, live_server, settings, shoot):
+def test_at_1280_px_a_path_wider_than_the_canvas_says_there_is_more(page, live_server, settings, shoot, screenshot_dir):
+    shots = screenshot_dir
     admin_log_in(page, live_server, settings, 1280)
-    orch = wide_orchestration(status="active")
+    orch = wide_orchestration(status="active", description="A long line in the YAML: " + "wide words " * 40)
     page.goto(f"{live_server.url}/admin/orchestration/orchestration/{orch.pk}/builder/")
     path = box_of(page, "#bb-canvas-scroll")
     assert path["scroll"] > path["client"]
@@ -449,6 +452,8 @@ def test_at_1280_px_a_path_wider_than_the_canvas_says_there_is_more(page, live_s
     yaml = page.locator("textarea.bb-yaml")
     expect(yaml).to_have_attribute("wrap", "off")
     assert yaml.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"
+    assert yaml.evaluate("e => e.scrollWidth > e.clientWidth")  # the long condition line scrolls, unwrapped
+    page.screenshot(path=str(shots / "builder-yaml-nowrap-1280.png"))
     assert page.baton_errors == []
 
 
