@@ -457,7 +457,7 @@ def test_at_1280_px_a_path_wider_than_the_canvas_says_there_is_more(page, live_s
     assert page.baton_errors == []
 
 
-def test_at_390_px_the_diff_scrolls_inside_its_box_not_the_page(page, live_server, settings, shoot):
+def test_at_390_px_the_diff_scrolls_inside_its_box_not_the_page(page, live_server, settings, screenshot_dir):
     admin_log_in(page, live_server, settings, 390)
     old = wide_orchestration(status="active")
     page.goto(f"{live_server.url}/admin/orchestration/orchestration/{old.pk}/builder/")
@@ -469,11 +469,11 @@ def test_at_390_px_the_diff_scrolls_inside_its_box_not_the_page(page, live_serve
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     frame = box_of(page, "#bb-diff-scroll")
     assert frame["right"] <= 390 and frame["scroll"] > frame["client"]
-    shoot(page, "diff-390")
+    page.screenshot(path=str(screenshot_dir / "builder-diff-390.png"), full_page=True)
     assert page.baton_errors == []
 
 
-def test_at_1280_px_the_orchestration_list_shows_the_builder_column(page, live_server, settings, shoot):
+def test_at_1280_px_the_orchestration_list_shows_the_builder_column(page, live_server, settings, screenshot_dir):
     from tests.factories import make_orchestration, stage, step
 
     admin_log_in(page, live_server, settings, 1280)
@@ -489,5 +489,5 @@ def test_at_1280_px_the_orchestration_list_shows_the_builder_column(page, live_s
         assert box <= 1280
     table, holder = box_of(page, "#result_list"), box_of(page, "#changelist .results")
     assert table["right"] <= holder["right"] + 1  # nothing cut off at the right
-    shoot(page, "admin-list-1280")
+    page.screenshot(path=str(screenshot_dir / "admin-orchestration-list-1280.png"), full_page=True)
     assert page.baton_errors == []
