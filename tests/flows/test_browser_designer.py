@@ -5,11 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from flows.models import Flow
 from flows.spec import flow_to_dict
+from tests.browser import admin_log_in, settle
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,34 +18,16 @@ IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 @pytest.fixture
 def admin_page(page, live_server, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    User.objects.create_superuser("root", "root@example.com", "pw")
-    page.set_viewport_size({"width": 1400, "height": 900})
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
     # Not errors here: a refused change answers 400 (shown to the person), and htmx logs a request it
     # abandoned for a newer one (hx-sync: a preview or expression check superseded by the next keystroke);
     # the test checks what was stored instead.
-    expected = ("400 (Bad Request)", "htmx:sendAbort", "htmx:afterRequest")
-    page.on("console", lambda m: m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico")
-            and not m.text.startswith(expected[1:]) and expected[0] not in m.text and errors.append(m.text))
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("input[name=username]", "root")
-    page.fill("input[name=password]", "pw")
-    page.click("input[type=submit]")
-    expect(page).to_have_url(re.compile(r"/admin/$"))
-    page.baton_errors = errors
-    return page
+    return admin_log_in(page, live_server, settings, 1400, ignore_console=lambda text: (
+        text.startswith(("htmx:sendAbort", "htmx:afterRequest")) or "400 (Bad Request)" in text))
 
 
 def shot(page, name):
     IMAGES.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(IMAGES / f"designer-{name}.png"), full_page=True)
-
-
-def settle(page):
-    """Wait until htmx has no request in flight (the designer is redrawn after each change)."""
-    page.wait_for_function("() => !document.querySelector('.htmx-request')")
 
 
 def panel_fill(page, label, value):

@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from orchestration.models import Orchestration, Stage, Step
+from tests.browser import admin_log_in, settle
 from tests.factories import make_flow, var
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -25,20 +25,8 @@ DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 @pytest.fixture
 def builder_page(page, live_server, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    User.objects.create_superuser("root", "root@example.com", "pw")
-    page.set_viewport_size({"width": 1440, "height": 900})
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico")
-            and "status of 40" not in m.text and errors.append(m.text))
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("input[name=username]", "root")
-    page.fill("input[name=password]", "pw")
-    page.click("input[type=submit]")
-    expect(page).to_have_url(re.compile(r"/admin/$"))
-    page.baton_errors = errors
-    return page
+    # A refused change answers 400 (shown to the person in the panel): not a page error.
+    return admin_log_in(page, live_server, settings, 1440, ignore_console=lambda text: "status of 40" in text)
 
 
 @pytest.fixture
@@ -59,12 +47,14 @@ def act(page, locator):
     """Click ``locator`` and wait for the builder's answer (the workspace is replaced when it comes)."""
     with page.expect_response(lambda r: "/builder/" in r.url):
         locator.click()
+    settle(page)  # the response is in; wait for htmx to swap and process it
 
 
 def choose_flow(page, api_name, field="element-flow"):
     """Pick a flow; the panel comes back with that flow's inputs (a refresh request, nothing saved)."""
     with page.expect_response(lambda r: "/builder/panel/" in r.url and r.request.method == "POST"):
         page.select_option(f"[name={field}]", api_name)
+    settle(page)
     expect(page.locator(f"[name={field}]")).to_have_value(api_name)
 
 
