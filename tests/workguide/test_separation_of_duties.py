@@ -147,3 +147,18 @@ def test_a_substitute_who_is_excluded_does_not_see_the_absent_users_item_in_my_w
     assert item.pk not in [i.pk for i in response.context["items"]] and response.context["counts"]["all"] == 0
     client.force_login(people["alice"])
     assert item.pk in [i.pk for i in client.get("/workguide/").context["items"]]
+
+
+def test_the_live_check_covers_a_substitutes_delegated_items_as_the_page_does(people, client):
+    """The cheap check and the page must count the same items, or every poll redraws My Work: with a delegation
+    in force the check left out the absent user's items that the page lists."""
+    away(people["alice"], people["bob"])
+    item = approval({"user": "alice"})  # delegated to bob on opening
+    older = approval({"group": "approvers"})
+    WorkItem.objects.filter(pk=older.pk).update(assignee_type="user", assignee_group=None,
+                                                assignee_user=people["alice"])  # alice's own, from before
+    client.force_login(people["bob"])
+    counts = client.get("/workguide/").context["counts"]
+    assert counts["all"] == 2 and {item.pk, older.pk} <= {i.pk for i in client.get("/workguide/").context["items"]}
+    assert services.open_items_version(people["bob"]) == counts["version"]
+    assert client.get("/workguide/results/", {"known": counts["version"]}).status_code == 204
