@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import BooleanField, F, Func, Q
 from django.utils import timezone
 
 from orchestration import journal
@@ -123,12 +123,6 @@ def route(kind, target, now=None, excluded=()):
     return kind, delegation.substitute, target, None
 
 
-def delegating_to(user, now=None):
-    """The ids of the users whose delegation to ``user`` is in force now (a subquery, not a query)."""
-    now = now or timezone.now()
-    return Delegation.objects.filter(substitute=user, starts__lte=now, ends__gt=now).values("user_id")
-
-
 def set_delegation(by, substitute, starts, ends, user=None):
     """Create a delegation for ``user`` (default: ``by``); another user's needs ``workguide.manage_workitem``.
 
@@ -232,36 +226,22 @@ def close_work_items(ctx, step_runs, status):
 can_manage = permissions.can_manage_work_items
 
 
-def _memberships(user):
-    """The ids of ``user``'s groups (a subquery, run inside the caller's query) and of the queues they
-    belong to (by name or through a group): one query, so My Work stays within its budget with a delegation.
-
-    A page that asks several times in one request (the record component) reads both once with
-    ``remember_memberships``; they are then taken from the request's user object.
-    """
-    remembered = getattr(user, "_baton_memberships", None)
-    if remembered is not None:
-        return remembered[:2]
-    group_ids = user.groups.values("id")
-    queue_ids = list(Queue.objects.filter(Q(members=user) | Q(member_groups__in=group_ids)).values_list("id", flat=True).distinct())
-    return group_ids, queue_ids
-
-
+_memberships = permissions.memberships
 remember_memberships = permissions.remember_memberships
 
 
 def assignee_q(user, prefix="", memberships=None):
-    """Items assigned to ``user`` directly, through a group, or through a queue.
+    """Items assigned to ``user`` directly, through a group, or through a queue, or delegated to or from them.
 
-    ``memberships`` is ``_memberships(user)`` when the caller needs the ids too.
+    ``memberships`` is ``_memberships(user)`` when the caller needs the ids too (else one query for them).
     """
-    group_ids, queue_ids = memberships or _memberships(user)
+    group_ids, queue_ids, delegating = memberships or _memberships(user)
     return (
         Q(**{f"{prefix}assignee_user": user})
         | Q(**{f"{prefix}assignee_group_id__in": group_ids})
         | Q(**{f"{prefix}assignee_queue_id__in": queue_ids})
         | Q(**{f"{prefix}delegated_from": user})  # delegated away: still theirs to see
-        | Q(**{f"{prefix}assignee_user_id__in": delegating_to(user)})  # a substitute sees the absent user's items
+        | Q(**{f"{prefix}assignee_user_id__in": delegating})  # a substitute sees the absent user's items
     )
 
 
@@ -593,18 +573,18 @@ def my_open_items(user):
     """The open items assigned to ``user`` (directly, via groups, via queues), newest first.
 
     The sources are annotated as ``source`` ("me", "groups" or "queues"). Costs
-    one small query (the user's queues) before the queryset runs. Items whose
+    one small query (the user's memberships, ``_memberships``) before the queryset runs. Items whose
     step excludes ``user`` are left out (``_my_open``).
     """
     from django.db.models import Case, CharField, Value, When
 
-    group_ids, queue_ids = memberships = _memberships(user)
+    group_ids, queue_ids, delegating = memberships = _memberships(user)
     return (
         _my_open(user, memberships)
         .annotate(source=Case(
             When(assignee_user=user, then=Value("me")),
             When(delegated_from=user, then=Value("me")),
-            When(assignee_user_id__in=delegating_to(user), then=Value("me")),
+            When(assignee_user_id__in=delegating, then=Value("me")),
             When(assignee_group_id__in=group_ids, then=Value("groups")),
             default=Value("queues"),
             output_field=CharField(),
@@ -647,14 +627,50 @@ def source_counts(queryset):
 
 def open_items_version(user):
     """A short text that changes when an open item arrives in ``user``'s My Work, leaves it, or is claimed or
-    released: one query (the user's groups and queues are subqueries), for the live refresh's cheap check.
+    released, for the live refresh's cheap check: one query, by the assignee indexes.
 
     It covers the items ``my_open_items`` gives (``_my_open``: delegated ones, and not those whose step
-    excludes the user); ``source_counts`` gives the same text for them.
+    excludes the user); ``source_counts`` gives the same text for them. The user's groups, queues and
+    delegators are subqueries here (``_AmongIds``), where the page reads them first (``_memberships``).
     """
-    groups = Group.objects.filter(user=user).values("id")
-    queues = Queue.objects.filter(Q(members=user) | Q(member_groups__in=groups)).values("id")
-    return _version_text(_my_open(user, (groups, queues)).aggregate(**_version_aggregates()))
+    from django.db.models import Subquery
+
+    now = timezone.now()
+    groups = Group.objects.filter(user=user).order_by().values("id")
+    queues = Queue.objects.filter(Q(members=user) | Q(member_groups__user=user)).order_by().values("id")
+    delegating = Delegation.objects.filter(substitute=user, starts__lte=now, ends__gt=now).order_by().values("user_id")
+    mine = (Q(assignee_user=user) | Q(_AmongIds("assignee_group_id", Subquery(groups)))
+            | Q(_AmongIds("assignee_queue_id", Subquery(queues))) | Q(delegated_from=user)
+            | Q(_AmongIds("assignee_user_id", Subquery(delegating))))
+    items = WorkItem.objects.filter(mine, status=WorkItemStatus.OPEN).exclude(permissions.excluded_items(user))
+    return _version_text(items.aggregate(**_version_aggregates()))
+
+
+class _AmongIds(Func):
+    """``column IN (subquery)`` that PostgreSQL can answer from an index inside an OR.
+
+    There ``IN (subquery)`` among ORed conditions becomes a filter over every
+    open item; ``= ANY(ARRAY(subquery))`` runs the subquery once and lets each
+    condition be an index scan (a BitmapOr). Other databases get ``IN``.
+    """
+
+    output_field = BooleanField()
+
+    def __init__(self, column, subquery):
+        super().__init__(F(column), subquery)
+
+    def _parts(self, compiler):
+        column, column_params = compiler.compile(self.source_expressions[0])
+        ids, ids_params = compiler.compile(self.source_expressions[1])
+        return column, ids, (*column_params, *ids_params)
+
+    def as_sql(self, compiler, connection, **extra):
+        column, ids, params = self._parts(compiler)
+        return f"{column} IN {ids}", params
+
+    def as_postgresql(self, compiler, connection, **extra):
+        column, ids, params = self._parts(compiler)
+        return f"{column} = ANY(ARRAY{ids})", params
 
 
 def record_items_version(record_model, record_pk):
