@@ -802,10 +802,8 @@ def component(request, model, pk):
             raise Http404("no such record")
         if known == services.record_items_version(model, pk):
             return HttpResponse(status=204)
-    elif load_record(model, pk) is None:
-        raise Http404("no such record")
-    context = visible_component_context(request, model, pk)
-    if context is None:
+    context = visible_component_context(request, model, pk)  # None: may not see it, checked before the record
+    if context is None or load_record(model, pk) is None:
         raise Http404("no such record")
     return render(request, "workguide/component.html", context)
 
