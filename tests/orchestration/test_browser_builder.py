@@ -212,3 +212,141 @@ def test_build_check_dry_run_diff_and_activate_the_issue_example(builder_page, l
     assert [s.name for s in Stage.objects.filter(orchestration=v2).order_by("position")] == [
         "review", "decision_1", "archive"]
     assert page.baton_errors == []
+
+
+def test_a_wait_step_set_in_its_panel_then_a_run_from_a_record_through_the_work_guide(
+        page, live_server, settings, shoot):
+    """Past activation: a wait step added and set in its panel (its kind shows only its own fields),
+    YAML typed and not applied kept across the canvas, then a run started on a demo employee, its
+    interactive step finished by the assignee in the Work Guide, and the run going on to the wait."""
+    from orchestration import engine, send_event
+    from tests.browser import log_in
+    from tests.factories import make_orchestration, make_user, stage, step
+    from tests.workguide_helpers import employee
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.BATON_WORKGUIDE_POLL_SECONDS = 0  # no live refresh racing the test's own writes
+    admin_log_in(page, live_server, settings, 1280, ignore_console=lambda text: "status of 40" in text)
+    alice = make_user("alice")
+    alice.set_password("pw")
+    alice.save()
+    make_flow("hire_review", type="screen", label="Review the hire", outputs=[var("decision")])
+    make_flow("hire_archive", label="Archive the hire")
+    make_orchestration("hire_notify", status="active", label="Tell a team", inputs=[{"name": "team", "required": True}],
+                       path=[stage("only", step("store", "hire_archive"))])
+    orch = make_orchestration("hire_flow", label="Hire", path=[
+        stage("review", step("approve", "hire_review", type="interactive", label="Approve the hire",
+                             assignee={"user": "alice"}), label="Review"),
+        stage("archive", step("store", "hire_archive", label="Store the file"), label="Archive"),
+    ])
+    page.goto(f"{live_server.url}/admin/orchestration/orchestration/{orch.pk}/builder/")
+    expect(page.locator("#bb-problem-count")).to_contain_text("no problems")
+
+    # + Wait under Archive: the panel shows the wait's fields only, and of them those of its kind.
+    archive = page.locator(".bb-stage", has_text="Archive")
+    act(page, archive.get_by_role("button", name="+ Wait"))
+    expect(panel(page)).to_contain_text("Wait step")
+    expect(page.locator("[name=element-flow]")).to_have_count(0)
+    expect(page.locator("[name=element-retries]")).to_have_count(0)
+    expect(page.locator("[name=element-wait_for]")).to_be_visible()
+    expect(page.locator("[name=element-wait_event]")).to_be_hidden()
+    expect(page.locator(".bb-step", has_text="New wait step").locator(".bb-badge")).to_have_text("1")
+    page.get_by_label("For an event (event)").check()
+    expect(page.locator("[name=element-wait_for]")).to_be_hidden()
+    expect(page.locator("[name=element-wait_event]")).to_be_visible()
+    expect(page.locator("[name=element-wait_until]")).to_be_hidden()
+    page.fill("[name=element-label]", "Wait for the signed contract")
+    page.fill("[name=element-name]", "signed")
+    page.fill("[name=element-wait_event]", "contract_signed")
+    page.fill("[name=element-wait_timeout]", "soon")
+    page.locator(".bb-panel .bb-apply").click()
+    settle(page)
+    expect(page.locator(".bb-message")).to_contain_text("hire_flow › archive › signed › wait_timeout: 'soon' is not")
+    page.fill("[name=element-wait_timeout]", "3d")
+    page.select_option("[name=element-on_timeout]", "error")
+    apply(page)
+    settle(page)
+    card = page.locator(".bb-step", has_text="Wait for the signed contract")
+    expect(card).to_contain_text("event contract_signed · gives up after 3d")
+    expect(card.locator(".bb-badge")).to_have_count(0)
+    shoot(page, "wait-panel")
+    signed = Step.objects.get(stage__orchestration=orch, name="signed")
+    assert (signed.type, signed.wait_event, signed.wait_timeout, signed.on_timeout, signed.wait_for) == (
+        "wait", "contract_signed", "3d", "error", "")
+
+    # A step's instance rules: the rule chosen shows its own value box (nothing applied here).
+    act(page, page.locator(".bb-step", has_text="Store the file").locator(".bb-card-open"))
+    page.fill("[name=element-for_each]", '["legal", "finance"]')
+    expect(page.locator("[data-what=for_each] .bb-expr-check")).to_contain_text("compiles")
+    page.select_option("[name=element-completion_rule]", "at_least")
+    expect(page.locator("[name=element-completion_at_least]")).to_be_visible()
+    expect(page.locator("[name=element-completion_percent]")).to_be_hidden()
+    page.fill("[name=element-completion_at_least]", "2")
+    page.locator("#bb-instances h3").scroll_into_view_if_needed()
+    shoot(page, "instances-panel")
+    page.select_option("[name=element-completion_rule]", "condition")
+    expect(page.locator("[name=element-completion_at_least]")).to_be_hidden()
+    expect(page.locator("[name=element-completion_condition]")).to_be_visible()
+
+    # A sub-orchestration step: an active orchestration is picked, its declared inputs get a box each.
+    act(page, page.locator(".bb-stage", has_text="Review").get_by_role("button", name="+ Sub-orchestration"))
+    choose_flow(page, "hire_notify", field="element-child_orchestration")
+    expect(page.locator("[name=element-inputs__team]")).to_be_visible()
+    expect(page.locator("[data-field=inputs__team] .bb-help")).to_have_text("text · required")
+    page.fill("[name=element-inputs__team]", '"legal"')
+    expect(page.locator("[data-what='inputs.team'] .bb-expr-check")).to_contain_text("compiles")
+    apply(page)
+    sub = page.locator(".bb-step", has_text="New sub-orchestration step")
+    expect(sub).to_contain_text("hire_notify")
+    expect(sub.locator(".bb-badge")).to_have_count(0)
+    shoot(page, "sub-orchestration-panel")
+    act(page, sub.get_by_role("button", name="Delete step"))
+    expect(page.locator(".bb-step", has_text="New sub-orchestration step")).to_have_count(0)
+
+    # YAML typed and not applied survives a trip to the canvas.
+    act(page, page.get_by_role("button", name="YAML"))
+    box = page.locator("textarea.bb-yaml")
+    typed = box.input_value().replace("label: Hire", "label: Hire (typed)")
+    with page.expect_response(lambda r: "/builder/yaml/" in r.url and r.status == 204):
+        box.fill(typed)
+    act(page, card.locator(".bb-card-open"))
+    expect(panel(page)).to_contain_text("Wait step")
+    act(page, page.get_by_role("button", name="YAML"))
+    expect(page.locator("textarea.bb-yaml")).to_have_value(typed)
+    expect(page.locator("#bb-yaml-kept")).to_contain_text("Not applied yet")
+    shoot(page, "yaml-kept")
+    act(page, page.locator("#bb-yaml-kept").get_by_role("button", name="Discard it"))
+    expect(page.locator("textarea.bb-yaml")).not_to_have_value(typed)
+
+    act(page, page.locator("#bb-activate"))
+    page.click("#bb-confirm-activate")
+    expect(page.locator(".bb-readonly")).to_contain_text("read-only")
+    assert page.baton_errors == []
+
+    # A run on a demo employee; its assignee finishes the interactive step in the Work Guide.
+    record = employee("Ada", "Lovelace")
+    run = engine.start_run(Orchestration.objects.get(pk=orch.pk), record=record)
+    page.context.clear_cookies()
+    log_in(page, live_server, "alice")
+    page.get_by_role("link", name="Approve the hire").first.click()
+    work = page.locator(".wg-panel")
+    work.locator("input[name$=decision]").fill("approve")
+    work.get_by_role("button", name="Finish").click()
+    expect(page.get_by_text("is done")).to_be_visible()
+    expect(page.locator("#item-path li.current")).to_contain_text("Archive")
+
+    # The record's component shows the run gone on to Archive, waiting for the event; the event ends it.
+    page.goto(f"{live_server.url}/demo/employees/{record.pk}/")
+    component = page.locator(".wg-component")
+    expect(component.locator("li.current")).to_contain_text("Archive")
+    shoot(page, "run-on-record")
+    run.refresh_from_db()
+    assert run.status == "running"
+    assert {s.step_name: s.status for s in run.step_runs.all()} == {
+        "approve": "completed", "store": "completed", "signed": "in_progress"}  # waiting for the event
+    send_event(run, "contract_signed", {"by": "ada"})
+    run.refresh_from_db()
+    assert run.status == "completed"
+    page.reload()
+    expect(page.get_by_text("No orchestration is running on this record.")).to_be_visible()
+    assert page.baton_errors == []

@@ -58,26 +58,30 @@
 
   function fieldOf(form, name) { return form.querySelector('[data-field="' + name + '"]'); }
 
+  /* A field is hidden when any selector whose map names it has chosen a value that does not
+   * (selectors nest: a wait step's type shows the wait fields, its wait kind picks one of them).
+   * A selector inside a .bb-kind-scope (an outcome row) governs only the fields of that scope. */
   function applyKinds(form) {
-    var hidden = {};
-    var shown = {};
+    var hide = new Set();
     form.querySelectorAll("[data-baton-kind]").forEach(function (select) {
       var map = JSON.parse(select.dataset.batonKind);
       var chosen = select.value;
       if (select.type === "radio" || select.tagName === "DIV") {
+        if (!select.checked && select.type === "radio" && form.querySelector('input[name="' + select.name + '"]:checked')) return;
         var checked = form.querySelector('input[name="' + select.getAttribute("name") + '"]:checked');
         chosen = checked ? checked.value : "";
       }
       if (!(chosen in map)) return;
+      var scope = select.closest(".bb-kind-scope") || form;
       Object.keys(map).forEach(function (value) {
-        map[value].forEach(function (name) { (value === chosen ? shown : hidden)[name] = true; });
+        if (value === chosen) return;
+        map[value].forEach(function (name) {
+          if (map[chosen].indexOf(name) !== -1) return;
+          scope.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) { hide.add(el); });
+        });
       });
     });
-    Object.keys(hidden).forEach(function (name) {
-      form.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) {
-        el.classList.toggle("bb-hidden", !shown[name]);
-      });
-    });
+    form.querySelectorAll("[data-field]").forEach(function (el) { el.classList.toggle("bb-hidden", hide.has(el)); });
     form.querySelectorAll(".bb-group").forEach(function (group) {
       var fields = group.querySelectorAll(".bb-field");
       if (!fields.length) return;
@@ -186,9 +190,28 @@
     if (selected && selected.scrollIntoView) selected.scrollIntoView({block: "nearest", inline: "nearest"});
   }
 
+  /* YAML typed and not applied is kept by the server (in the session) so that going to the
+   * canvas and back shows it again: sent 400 ms after typing stops and when the box loses focus. */
+  function keepYaml(box) {
+    clearTimeout(timers.get(box));
+    if (!document.body.contains(box) || box.dataset.sent === box.value) return;
+    var form = box.closest("form");
+    box.dataset.sent = box.value;
+    htmx.ajax("POST", form.dataset.keepUrl, {source: box, swap: "none", values: {keep: "1", yaml: box.value}});
+  }
+
+  document.addEventListener("submit", function (evt) {
+    var box = evt.target.querySelector && evt.target.querySelector("textarea.bb-yaml");
+    if (box) { clearTimeout(timers.get(box)); box.dataset.sent = box.value; }
+  }, true);
+
   document.addEventListener("input", function (evt) {
     var box = evt.target;
     if (!box.closest || !box.closest("#bb-workspace")) return;
+    if (box.classList.contains("bb-yaml") && box.closest("[data-keep-url]")) {
+      later(box, keepYaml);
+      return;
+    }
     if (box.classList.contains("bb-expr") || whatOf(box)) {
       lastExpression = box;
       later(box, checkExpression);
@@ -204,10 +227,14 @@
 
   document.addEventListener("change", function (evt) {
     var el = evt.target;
+    if (el.classList && el.classList.contains("bb-yaml") && el.closest("[data-keep-url]")) {
+      keepYaml(el);
+      return;
+    }
     var form = el.closest && el.closest(".bb-panel-form");
     if (!form || !form.dataset.refreshUrl) return;
     var name = el.name || "";
-    if (/(^|-)(type|flow|entry_flow|exit_flow)$/.test(name) && el.tagName === "SELECT") {
+    if (/(^|-)(type|flow|entry_flow|exit_flow|child_orchestration|condition_flow)$/.test(name) && el.tagName === "SELECT") {
       refreshPanel(form);
       return;
     }
