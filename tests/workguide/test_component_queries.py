@@ -55,3 +55,18 @@ def test_the_record_component_reads_at_most_ten_queries_whatever_the_number_of_r
             assert html.count('name="ctx" value="component"') == WorkItem.objects.filter(
                 record_pk=str(record.pk), status="open").exclude(assignee_user__username="alice").count()
     assert counts[0] == counts[1]  # seven runs cost what two do
+
+
+def test_a_paused_run_is_drawn_with_the_live_runs_not_listed_as_stopped_with_an_error(client, users):
+    """The component listed a paused run among the earlier runs as "Stopped with an error"; it stands where it
+    stopped, and its item's panel says the run is paused (read from the item's run, no query of its own)."""
+    from orchestration import waits
+
+    record = employee()
+    run = start(guide_orchestration(assignee={"user": "gina"}), record=record, user=users["alice"])
+    waits.pause_run(run.pk)
+    client.force_login(users["gina"])
+    html = client.get(f"/workguide/records/demo.employee/{record.pk}/", **HX).content.decode()
+    assert "Stopped with an error" not in html and "Earlier runs" not in html
+    assert 'class="current" aria-current="step"' in html and "Collect details" in html
+    assert "The run is paused" in html
