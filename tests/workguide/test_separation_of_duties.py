@@ -162,3 +162,25 @@ def test_the_live_check_covers_a_substitutes_delegated_items_as_the_page_does(pe
     assert counts["all"] == 2 and {item.pk, older.pk} <= {i.pk for i in client.get("/workguide/").context["items"]}
     assert services.open_items_version(people["bob"]) == counts["version"]
     assert client.get("/workguide/results/", {"known": counts["version"]}).status_code == 204
+
+
+# ---------------------------------------------------------------------------
+# Mail
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def mails(settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+def test_the_new_work_mail_never_goes_to_an_excluded_member_or_substitute(people, mails,
+                                                                          django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        approval({"group": "approvers"})
+    assert [m.to for m in mail.outbox] == [["bob@example.com"]]  # carol, in the group, is not told
+    mail.outbox.clear()
+    away(people["alice"], people["carol"])
+    with django_capture_on_commit_callbacks(execute=True):
+        approval({"user": "alice"})  # stays with alice (see above): so does its mail
+    assert [m.to for m in mail.outbox] == [["alice@example.com"]]
