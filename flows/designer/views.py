@@ -119,7 +119,8 @@ def _selected(data, selection):
     """The property panel for ``selection`` (falls back to the flow when it names nothing)."""
     import re
 
-    found = re.fullmatch(r"s(\d+)(?:f(\d+))?|(in|out)(\d+)|e(\d+)", selection or "")
+    # Indexes of at most six digits: a longer one names nothing, and int() refuses over 4,300 digits (a 500).
+    found = re.fullmatch(r"s(\d{1,6})(?:f(\d{1,6}))?|(in|out)(\d{1,6})|e(\d{1,6})", selection or "")
     screens = data.get("screens") or []
     if found and found.group(1) is not None:
         s = int(found.group(1))

@@ -51,6 +51,14 @@ def text_of(page):
 
 # --------------------------------------------------------------------------- the page and permission
 
+@pytest.mark.parametrize("sel", ["s" + "9" * 5000, "s0f" + "9" * 5000, "in" + "9" * 5000, "e" + "9" * 5000, "s9999999"])
+def test_a_selection_that_names_nothing_opens_the_flows_panel_not_a_500(admin_client, sel):
+    flow = draft()
+    response = admin_client.get(url(flow), {"sel": sel})
+    assert response.status_code == 200
+    assert 'id="flow-designer"' in body(response)
+
+
 def test_the_designer_shows_screens_fields_checks_and_the_preview(admin_client):
     flow = draft()
     response = admin_client.get(url(flow))

@@ -64,6 +64,21 @@ def test_the_builder_needs_the_change_permission(client, draft):
     assert client.get(url(draft)).status_code == 200
 
 
+def test_a_new_version_needs_the_add_permission_as_the_admins_button_does(client, draft):
+    """With change but not add permission the admin's New version answers 403; so does the builder's."""
+    user = make_user("editor", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["change_orchestration", "view_orchestration"]))
+    client.force_login(user)
+    versions = Orchestration.objects.filter(api_name=draft.api_name).count()
+    assert client.post(f"/admin/orchestration/orchestration/{draft.pk}/lifecycle/new_version/").status_code == 403
+    assert client.post(url(draft, "new-version/")).status_code == 403
+    assert Orchestration.objects.filter(api_name=draft.api_name).count() == versions
+    user.user_permissions.add(Permission.objects.get(codename="add_orchestration"))
+    client.force_login(User.objects.get(pk=user.pk))
+    assert client.post(url(draft, "new-version/")).status_code == 302
+    assert Orchestration.objects.filter(api_name=draft.api_name).count() == versions + 1
+
+
 def test_an_unknown_version_is_404(admin_client):
     assert admin_client.get("/admin/orchestration/orchestration/999999/builder/").status_code == 404
 
