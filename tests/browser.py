@@ -46,3 +46,15 @@ def admin_log_in(page, live_server, settings, width, ignore_console=lambda text:
     expect(page).to_have_url(re.compile(r"/admin/$"))
     page.baton_errors = errors
     return page
+
+
+def serious_violations(page, within="document"):
+    """axe-core's serious and critical violations in ``within`` (a JS expression for the element) as the page
+    stands: ["rule (impact): target, …", …]. The page's context needs ``bypass_csp`` for the injected script."""
+    from tests.servers import REPO
+
+    page.add_script_tag(path=str(REPO / "tests" / "static" / "axe-core" / "axe.min.js"))
+    violations = page.evaluate(
+        f"async () => (await axe.run({within}, {{resultTypes: ['violations']}})).violations")
+    return [f"{v['id']} ({v['impact']}): " + ", ".join(str(n["target"]) for n in v["nodes"][:5])
+            for v in violations if v["impact"] in ("serious", "critical")]

@@ -142,9 +142,14 @@ class InputVariableForm(forms.Form):
     required = forms.BooleanField(required=False)
     default = forms.CharField(required=False, max_length=500, help_text="Left empty: no default.")
 
-    def clean_name(self):
-        name = self.cleaned_data["name"].strip()
-        return _check_name(name, IDENTIFIER_NAME, "input") if name else ""
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The row is drawn as table cells under column headings, with no <label>: name each box for a
+        # screen reader ("Input 1 name", …).
+        index = (self.prefix or "").rsplit("-", 1)[-1]
+        row = int(index) + 1 if index.isdigit() else 1
+        for name, field in self.fields.items():
+            field.widget.attrs["aria-label"] = f"Input {row} {name}"
 
     def clean(self):
         cleaned = super().clean()
