@@ -890,3 +890,27 @@ def test_saved_filters_are_kept_per_user_and_only_my_works_filter_names(client, 
     client.force_login(users["alice"])
     assert client.post(f"/workguide/filters/{saved.pk}/delete/").status_code == 302
     assert list(SavedFilter.objects.values_list("name", flat=True)) == ["Mine"]
+
+
+def test_a_paused_runs_stages_ahead_are_upcoming_not_skipped(client, users):
+    """Review walk: the item page of a paused run struck every stage ahead through as skipped."""
+    from orchestration import waits
+
+    check = ok_flow()
+    orch = orchestration([
+        {"name": "ask", "label": "Ask", "steps": [ui("ask", check.api_name)]},
+        {"type": "decision", "name": "which", "default": "no",
+         "outcomes": [{"name": "yes", "condition": "steps.ask.outputs.ok == true", "goto": "yes"}]},
+        {"name": "yes", "label": "Yes branch", "next": "after", "steps": [ui("yes_step", check.api_name)]},
+        {"name": "no", "label": "No branch", "next": "after", "steps": [ui("no_step", check.api_name)]},
+        {"name": "after", "label": "After", "steps": [ui("after_step", check.api_name)]},
+    ])
+    run = start(orch, record=employee())
+    waits.pause_run(run.pk)
+    run = OrchestrationRun.objects.get(pk=run.pk)
+    assert run.status == "paused"
+    assert {s["name"]: s["state"] for s in services.stage_path(run)} == {
+        "ask": "current", "yes": "upcoming", "no": "upcoming", "after": "upcoming"}
+    client.force_login(users["alice"])
+    page = client.get(f"/workguide/items/{item_of(run, 'ask').pk}/").content.decode()
+    assert "skipped" not in page and page.count('<li class="upcoming">') == 3
