@@ -914,3 +914,19 @@ def test_a_paused_runs_stages_ahead_are_upcoming_not_skipped(client, users):
     client.force_login(users["alice"])
     page = client.get(f"/workguide/items/{item_of(run, 'ask').pk}/").content.decode()
     assert "skipped" not in page and page.count('<li class="upcoming">') == 3
+
+
+def test_the_field_a_failed_screen_check_reads_is_marked(alice, item):
+    """Review walk: "Pick between 0 and 3 monitors." showed at the top only; the Monitors field was not marked."""
+    import re
+
+    html = post(alice, item, "next", {"laptop": "mac", "monitors": "7"}).content.decode()
+    top = re.search(r'<div class="errors" role="alert">(.*?)</div>', html, re.S).group(1)
+    assert "Pick between 0 and 3 monitors." in top
+    monitors = re.search(r'<input[^>]*name="monitors"[^>]*>', html).group(0)
+    assert 'aria-invalid="true"' in monitors and "_error" in monitors  # described by its error text
+    under = re.search(r'<ul class="errorlist" id="wi\d+-monitors_error">(.*?)</ul>', html, re.S)
+    assert under and "Pick between 0 and 3 monitors." in under.group(1)
+    laptop = re.search(r'<select[^>]*name="laptop"[^>]*>', html).group(0)
+    assert "aria-invalid" not in laptop  # the check does not read it
+    assert html.count("Pick between 0 and 3 monitors.") == 2
