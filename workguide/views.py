@@ -363,7 +363,7 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
     user = request.user
     data = {
         "item": item, "ctx": ctx, "done": done, "notice": notice, "form": None, "state": None,
-        "blocked": "", "problem": "", "next_items": next_items or [],
+        "blocked": "", "completed_by_you": False, "problem": "", "next_items": next_items or [],
         "run_paused": item.is_open and services.item_run_is_paused(item),
         "claimable": item.is_open and item.assignee_type != WorkItem.USER and item.claimed_by_id is None
         and services.can_claim(item, user),
@@ -374,6 +374,7 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
         data["blocked"] = services._closed_message(item)
         if item.status == "completed" and item.completed_by_id == user.pk:
             data["blocked"] = f"You completed “{item.label}”."
+            data["completed_by_you"] = True  # news, not a warning: styled as a success note
         data["submitted"] = services.submitted_values(item)
         return data
     if services.excluded(item, user):
