@@ -363,7 +363,7 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
     user = request.user
     data = {
         "item": item, "ctx": ctx, "done": done, "notice": notice, "form": None, "state": None,
-        "blocked": "", "problem": "", "next_items": next_items or [],
+        "blocked": "", "completed_by_you": False, "problem": "", "next_items": next_items or [],
         "run_paused": item.is_open and services.item_run_is_paused(item),
         "claimable": item.is_open and item.assignee_type != WorkItem.USER and item.claimed_by_id is None
         and services.can_claim(item, user),
@@ -374,6 +374,7 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
         data["blocked"] = services._closed_message(item)
         if item.status == "completed" and item.completed_by_id == user.pk:
             data["blocked"] = f"You completed “{item.label}”."
+            data["completed_by_you"] = True  # news, not a warning: styled as a success note
         data["submitted"] = services.submitted_values(item)
         return data
     if services.excluded(item, user):
@@ -396,6 +397,7 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
     form = form or state.form()
     form.auto_id = f"wi{item.pk}-%s"
     _quiet_display_labels(form)
+    _mark_fields_the_screen_check_reads(form)
     data.update(form=form, state=state, live_names=_live_names(state.current_screen))
     return data
 
@@ -421,6 +423,32 @@ def _quiet_display_labels(form):
         if isinstance(form_field, DisplayField) and form_field.label == name.replace("_", " ").capitalize():
             form_field.label = ""
             form[name].label = ""  # the bound field may already exist (a validated form)
+
+
+def _mark_fields_the_screen_check_reads(form):
+    """When the screen's own check (``validate``) failed, mark the fields it reads: aria-invalid and its
+    message under each, beside the message at the top (a screen-level error marked no field before).
+
+    The fields are the visible input fields among the names the expression reads (its parse, not its
+    text); a check that reads none of them (only the flow's inputs) marks none.
+    """
+    from flows.expressions import ExpressionError, expression_shape
+
+    screen = getattr(form, "screen", None)
+    if screen is None or not screen.validate or not form.is_bound or not form.errors:
+        return
+    message = screen.validate_message or "Please check the values on this screen."
+    if message not in form.non_field_errors():
+        return
+    try:
+        read = expression_shape(screen.validate).names
+    except ExpressionError:
+        return
+    hidden = set(getattr(form, "hidden_names", ()) or ())
+    for field in screen.input_fields():
+        if field.name in read and field.name in form.fields and field.name not in hidden \
+                and message not in form.errors.get(field.name, []):
+            form.errors.setdefault(field.name, form.error_class()).append(message)
 
 
 def _render_panel(request, item, status=200, **kwargs):

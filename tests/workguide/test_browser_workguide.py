@@ -29,7 +29,8 @@ def run_two_screen_flow(page, panel, screenshot_dir, prefix):
     panel.get_by_label("Laptop").select_option("linux")
     panel.get_by_label("Monitors").fill("7")
     panel.get_by_role("button", name="Next").click()
-    expect(panel.get_by_text("Pick between 0 and 3 monitors.")).to_be_visible()
+    expect(panel.get_by_role("alert")).to_contain_text("Pick between 0 and 3 monitors.")  # at the top
+    expect(panel.locator(".field.has-error")).to_contain_text("Pick between 0 and 3 monitors.")  # and under Monitors
     shot(page, screenshot_dir, f"{prefix}-2-inline-error")
     panel.get_by_label("Monitors").fill("2")
     panel.get_by_role("button", name="Next").click()

@@ -890,3 +890,43 @@ def test_saved_filters_are_kept_per_user_and_only_my_works_filter_names(client, 
     client.force_login(users["alice"])
     assert client.post(f"/workguide/filters/{saved.pk}/delete/").status_code == 302
     assert list(SavedFilter.objects.values_list("name", flat=True)) == ["Mine"]
+
+
+def test_a_paused_runs_stages_ahead_are_upcoming_not_skipped(client, users):
+    """Review walk: the item page of a paused run struck every stage ahead through as skipped."""
+    from orchestration import waits
+
+    check = ok_flow()
+    orch = orchestration([
+        {"name": "ask", "label": "Ask", "steps": [ui("ask", check.api_name)]},
+        {"type": "decision", "name": "which", "default": "no",
+         "outcomes": [{"name": "yes", "condition": "steps.ask.outputs.ok == true", "goto": "yes"}]},
+        {"name": "yes", "label": "Yes branch", "next": "after", "steps": [ui("yes_step", check.api_name)]},
+        {"name": "no", "label": "No branch", "next": "after", "steps": [ui("no_step", check.api_name)]},
+        {"name": "after", "label": "After", "steps": [ui("after_step", check.api_name)]},
+    ])
+    run = start(orch, record=employee())
+    waits.pause_run(run.pk)
+    run = OrchestrationRun.objects.get(pk=run.pk)
+    assert run.status == "paused"
+    assert {s["name"]: s["state"] for s in services.stage_path(run)} == {
+        "ask": "current", "yes": "upcoming", "no": "upcoming", "after": "upcoming"}
+    client.force_login(users["alice"])
+    page = client.get(f"/workguide/items/{item_of(run, 'ask').pk}/").content.decode()
+    assert "skipped" not in page and page.count('<li class="upcoming">') == 3
+
+
+def test_the_field_a_failed_screen_check_reads_is_marked(alice, item):
+    """Review walk: "Pick between 0 and 3 monitors." showed at the top only; the Monitors field was not marked."""
+    import re
+
+    html = post(alice, item, "next", {"laptop": "mac", "monitors": "7"}).content.decode()
+    top = re.search(r'<div class="errors" role="alert">(.*?)</div>', html, re.S).group(1)
+    assert "Pick between 0 and 3 monitors." in top
+    monitors = re.search(r'<input[^>]*name="monitors"[^>]*>', html).group(0)
+    assert 'aria-invalid="true"' in monitors and "_error" in monitors  # described by its error text
+    under = re.search(r'<ul class="errorlist" id="wi\d+-monitors_error">(.*?)</ul>', html, re.S)
+    assert under and "Pick between 0 and 3 monitors." in under.group(1)
+    laptop = re.search(r'<select[^>]*name="laptop"[^>]*>', html).group(0)
+    assert "aria-invalid" not in laptop  # the check does not read it
+    assert html.count("Pick between 0 and 3 monitors.") == 2
