@@ -5,13 +5,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import log_in
+from tests.browser import log_in, serious_violations
 from orchestration import engine
-from tests.servers import REPO
 from tests.workguide_helpers import employee, guide_orchestration, item_of, people_who_sign_in, start
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-AXE = REPO / "tests" / "static" / "axe-core" / "axe.min.js"
 
 
 @pytest.fixture
@@ -23,15 +21,6 @@ def browser_context_args(browser_context_args):
 @pytest.fixture
 def users(settings):
     return people_who_sign_in(settings)
-
-
-
-def serious_violations(page):
-    """axe-core's serious and critical violations on the page as it stands: ["rule: target, …", …]."""
-    page.add_script_tag(path=str(AXE))
-    violations = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
-    return [f"{v['id']} ({v['impact']}): " + ", ".join(str(n["target"]) for n in v["nodes"][:5])
-            for v in violations if v["impact"] in ("serious", "critical")]
 
 
 def check(page, screenshot_dir, name):
