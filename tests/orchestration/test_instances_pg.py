@@ -102,3 +102,21 @@ def test_an_instance_completion_that_leaves_the_rule_unmet_is_one_statement(post
     assert StepRun.objects.get(pk=third.pk).status == "discontinued"
     assert instances.complete_counted(third, {"v": 3}) is False
     assert RunEvent.objects.filter(run=run, kind="step_completed", data__instance=0).count() == 1
+
+
+def test_sequential_background_instances_go_on_after_a_workers_completion(postgres_db):
+    # A worker's completion of a sequential step's instance goes through the lock, which starts the next one
+    # (the one-statement completion, which starts nothing, is only for steps whose instances all run at once).
+    assert connection.vendor == "postgresql"
+    noop_flow("seq_one", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "n")})
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "seq_one", for_each="[1, 2, 3]",
+                                                      inputs={"n": "double(item)"}, sequential=True)]}])
+    fx = Recorder()
+    run = engine.start_run(orch, effects=fx)
+    first = StepRun.objects.get(run=run, instance_index=0)
+    assert fx.sent == [first.pk]
+    assert worker.execute_claimed(worker.claim(fx.sent.pop(0), "t0")) == "completed"
+    statuses = list(StepRun.objects.filter(run=run, instance_index__isnull=False)
+                    .order_by("instance_index").values_list("status", flat=True))
+    assert statuses == ["completed", "queued", "waiting"]
+    assert RunEvent.objects.filter(run=run, kind="step_queued", data__instance=1).count() == 1
