@@ -25,7 +25,8 @@ one marked hook in ``engine.py``):
    met the step completes and its open instances are discontinued (their
    work items canceled, and mailed as such), unless ``remaining: continue``:
    then they go on and what they give is recorded on their own rows only.
-   When it is not met, a sequential step starts its next instance; a step
+   When it is not met, a sequential step starts its next instance (while
+   the run is paused, when it resumes: ``resume``); a step
    whose instances have all ended without meeting it (a ``condition`` that
    never held) completes anyway: nothing more can happen.
 3. An instance fails (after its own retries): the step is in error too, so
@@ -360,6 +361,15 @@ def discontinue_remaining(ctx):
         step = ctx.plan.steps_by_name.get(parent.step_name)
         if step is not None and step.remaining == "continue" and parent.status == StepStatus.COMPLETED:
             _discontinue_open(ctx, parent)
+
+
+def resume(ctx):
+    """The run resumes after a pause (hook in ``waits.resume_run``): a sequential step whose instance
+    ended meanwhile starts its next one, which ``_start_ready`` held back while the run was paused."""
+    for parent in ctx.step_runs:
+        step = ctx.plan.steps_by_name.get(parent.step_name)
+        if step is not None and step.sequential and expands(step, parent) and parent.status == StepStatus.IN_PROGRESS:
+            _start_ready(ctx, ctx.stage_runs.get(parent.stage_run_id), parent, step)
 
 
 def step_failed(ctx, step_run, error):

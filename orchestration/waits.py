@@ -62,7 +62,7 @@ from django.utils.dateparse import parse_datetime
 from flows.durations import parse_duration
 from flows.expressions import ExpressionError, UnstorableValue, evaluate, to_json
 
-from . import children, engine
+from . import children, engine, instances
 from .engine import EngineError
 from .transition import lock_run
 from .models import (
@@ -451,6 +451,7 @@ def resume_run(run_id, *, user=None, reason="", effects=None):
         ctx.run.status = RunStatus.RUNNING
         ctx.event(EventKind.RUN_RESUMED, reason=reason, was="paused")
         _fire_pending(ctx, Timer.objects.filter(run=ctx.run))
+        instances.resume(ctx)  # hook: a sequential step's next instance, held back while paused
         engine._progress(ctx)
         engine._save_run(ctx)
         children.pause_children_later(ctx.run, pause=False, user=user, reason=reason)

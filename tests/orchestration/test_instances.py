@@ -4,7 +4,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from orchestration import engine
+from orchestration import engine, waits
 from orchestration.models import RunEvent, StepRun
 from orchestration.worker import claim, execute_claimed
 from tests.engine_builders import bg, drain, noop_flow, orchestration, screen_flow, ui
@@ -376,3 +376,22 @@ def test_monitor_api_diagram_and_simulate_show_the_instances(fx, people, client,
     step = next(s for e in sim.entries if getattr(e, "steps", None) for s in e.steps if s.name == "approve")
     assert step.outputs == [{"approve": True}] * 4 + [None]
     assert "×5 instances (at_least 3): 4 complete, 1 withdrawn" in step.detail
+
+
+# ---------------------------------------------------------------------------
+# A run paused, retried, canceled or left while instances are open
+# ---------------------------------------------------------------------------
+
+def test_a_paused_run_with_a_sequential_step_goes_on_with_its_next_instance_when_resumed(fx):
+    noop_flow("seqp", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "n")})
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "seqp", for_each="[1, 2]",
+                                                      inputs={"n": "double(item)"}, sequential=True)]}])
+    run = engine.start_run(orch, effects=fx)
+    waits.pause_run(run.pk, reason="lunch")
+    drain(fx)  # the queued first instance finishes while the run is paused: recorded, the next held back
+    assert [r.status for r in instance_rows(run, "each")] == ["completed", "waiting"]
+    waits.resume_run(run.pk, reason="back")
+    assert [r.status for r in instance_rows(run, "each")] == ["completed", "queued"]
+    drain(fx)
+    assert step_row(run, "each").status == "completed"
+    assert step_row(run, "each").outputs == [{"v": 1}, {"v": 2}]
