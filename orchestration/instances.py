@@ -183,7 +183,17 @@ def start(ctx, stage_run, step_run, step):
                 instance.attempts = 0
                 instance.ended_at = None
                 instance.save(update_fields=["status", "error", "traceback", "attempts", "ended_at"])
-        step_run.save(update_fields=["status"])
+        # Instances that completed while the step was in error were not counted (rule 2 counts only
+        # while it is open): the count starts again from what is done now.
+        total = len(existing)
+        completed = sum(1 for r in existing if r.status == StepStatus.COMPLETED)
+        if step_run.instances_to_go is not None:
+            step_run.instances_to_go = _needed(step, total) - completed
+        step_run.save(update_fields=["status", "instances_to_go"])
+        if step_run.instances_to_go is not None and step_run.instances_to_go <= 0:
+            _complete(ctx, step_run, step, rule=met(ctx, step, step_run, completed, total) or "counted",
+                      completed=completed, total=total)
+            return
         _start_ready(ctx, stage_run, step_run, step)
         return
     key = "for_each" if step.for_each else "assignees"

@@ -395,3 +395,39 @@ def test_a_paused_run_with_a_sequential_step_goes_on_with_its_next_instance_when
     drain(fx)
     assert step_row(run, "each").status == "completed"
     assert step_row(run, "each").outputs == [{"v": 1}, {"v": 2}]
+
+
+def test_a_retried_step_counts_the_instances_that_completed_while_it_was_in_error(fx):
+    noop_flow("pick2", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "n")})
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "pick2", for_each="[0, 0, 0]", retries=0,
+                                                      inputs={"n": "double(item)"})]}])
+    run = engine.start_run(orch, effects=fx)
+    rows = instance_rows(run, "each")
+    fx.sent.clear()
+    claim(rows[1].pk, "t1")
+    engine.fail_step(rows[1].pk, "boom")  # instance 1 fails for good: the step and the run are in error
+    for r in (rows[0], rows[2]):  # its siblings finish afterwards
+        assert execute_claimed(claim(r.pk, f"t{r.pk}")) == "completed"
+    engine.retry_step(run.pk, "each")
+    assert step_row(run, "each").instances_to_go == 1
+    drain(fx)  # the retried instance completes
+    step = step_row(run, "each")
+    assert (step.status, step.instances_to_go) == ("completed", 0)
+    assert step.outputs == [{"v": 0}, {"v": 0}, {"v": 0}]
+
+
+def test_a_retried_step_whose_rule_was_met_while_it_was_in_error_completes_at_once(fx):
+    noop_flow("pick4", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "n")})
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "pick4", for_each="[0, 0, 0]", retries=0,
+                                                      completion={"at_least": 2}, inputs={"n": "double(item)"})]}])
+    run = engine.start_run(orch, effects=fx)
+    rows = instance_rows(run, "each")
+    fx.sent.clear()
+    claim(rows[1].pk, "t1")
+    engine.fail_step(rows[1].pk, "boom")
+    for r in (rows[0], rows[2]):
+        assert execute_claimed(claim(r.pk, f"t{r.pk}")) == "completed"
+    engine.retry_step(run.pk, "each")
+    assert step_row(run, "each").status == "completed"
+    assert [r.status for r in instance_rows(run, "each")] == ["completed", "discontinued", "completed"]
+    assert fx.sent == []  # the failed instance was not started again
