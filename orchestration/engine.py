@@ -449,6 +449,7 @@ def _close_stage(ctx, stage_run, status, **about):
         elif step_run.type == StepType.ORCHESTRATION and step_run.status == StepStatus.ERROR:
             # Its child (in error) could still be put back to work inside: nothing waits for it now.
             children.cancel_children_later(step_run, f"its parent's stage ended ({status})")
+        instances.stage_closed(ctx, step_run, status)  # hook: a multi-instance step in error stops its instances
     stage_run.status = status
     stage_run.ended_at = ctx.now
     stage_run.save(update_fields=["status", "ended_at"])

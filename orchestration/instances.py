@@ -50,7 +50,8 @@ from django.utils import timezone
 
 from flows.expressions import ExpressionError, UnstorableValue, evaluate, evaluate_condition, to_json
 
-from .models import OPEN_STEP_STATUSES, StepRun, StepStatus
+from . import children
+from .models import OPEN_STEP_STATUSES, StepRun, StepStatus, StepType
 
 # A for_each list longer than this is refused with the step's place: every element is a row.
 MAX_INSTANCES = 10_000
@@ -363,6 +364,19 @@ def _discontinue_open(ctx, parent):
     for instance in instances_of(ctx, parent):
         if instance.status in OPEN_STEP_STATUSES:
             engine._finish_step(ctx, instance, StepStatus.DISCONTINUED, close_items="canceled")
+
+
+def stage_closed(ctx, step_run, status):
+    """Its stage ends (hook in ``_close_stage``) with this multi-instance step in error (rule 4): the
+    instances still open are discontinued, and the child of a sub-orchestration instance in error stops
+    (nothing will put it back to work for this stage now)."""
+    step = ctx.plan.steps_by_name.get(step_run.step_name)
+    if step_run.status != StepStatus.ERROR or step is None or not expands(step, step_run):
+        return
+    _discontinue_open(ctx, step_run)
+    for instance in instances_of(ctx, step_run):
+        if instance.type == StepType.ORCHESTRATION and instance.status == StepStatus.ERROR:
+            children.cancel_children_later(instance, f"its parent's stage ended ({status})")
 
 
 def discontinue_remaining(ctx):

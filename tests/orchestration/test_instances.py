@@ -431,3 +431,56 @@ def test_a_retried_step_whose_rule_was_met_while_it_was_in_error_completes_at_on
     assert step_row(run, "each").status == "completed"
     assert [r.status for r in instance_rows(run, "each")] == ["completed", "discontinued", "completed"]
     assert fx.sent == []  # the failed instance was not started again
+
+
+def test_canceling_a_run_whose_multi_instance_step_failed_stops_its_other_instances(fx):
+    # The instance with n == 1 fails (index out of range); the others are still queued.
+    noop_flow("pick", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "[5][int(n)]")})
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "pick", for_each="[0, 1, 0]", retries=0,
+                                                      inputs={"n": "double(item)"})]}])
+    run = engine.start_run(orch, effects=fx)
+    rows = instance_rows(run, "each")
+    fx.sent.remove(rows[1].pk)
+    assert execute_claimed(claim(rows[1].pk, "t1")) == "error"
+    run.refresh_from_db()
+    assert run.status == "error"
+    engine.cancel_run(run.pk, reason="not needed")
+    assert [r.status for r in instance_rows(run, "each")] == ["discontinued", "error", "discontinued"]
+    drain(fx)  # their messages, already sent, find nothing to run
+    assert [r.status for r in instance_rows(run, "each")] == ["discontinued", "error", "discontinued"]
+
+
+def test_a_stage_left_by_its_error_path_stops_the_other_instances_of_its_failed_step(fx):
+    noop_flow("pick3", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "[5][int(n)]")})
+    noop_flow("handle")
+    orch = orchestration([
+        {"name": "fan", "on_error": {"goto": "fix"}, "next": "end",
+         "steps": [bg("each", "pick3", for_each="[0, 1, 0]", retries=0, inputs={"n": "double(item)"})]},
+        {"name": "fix", "steps": [bg("h", "handle")]},
+    ])
+    run = engine.start_run(orch, effects=fx)
+    rows = instance_rows(run, "each")
+    fx.sent.remove(rows[1].pk)
+    assert execute_claimed(claim(rows[1].pk, "t1")) == "error"
+    run.refresh_from_db()
+    assert run.current_stage == "fix"
+    assert [r.status for r in instance_rows(run, "each")] == ["discontinued", "error", "discontinued"]
+
+
+def test_canceling_a_run_stops_the_children_of_its_failed_sub_orchestration_step(
+        fx, django_capture_on_commit_callbacks):
+    from orchestration.models import OrchestrationRun
+    noop_flow("kidc")
+    orchestration([{"name": "only", "steps": [bg("k", "kidc", retries=0)]}], api_name="kid_cancel")
+    orch = orchestration([{"name": "fan", "steps": [
+        {"name": "sub", "type": "orchestration", "orchestration": "kid_cancel", "for_each": "[0, 0]"}]}])
+    run = engine.start_run(orch, effects=fx)
+    kids = list(OrchestrationRun.objects.filter(parent_step_run__run=run).order_by("parent_step_run__instance_index"))
+    failing = StepRun.objects.get(run=kids[0], step_name="k")
+    fx.sent.remove(failing.pk)
+    engine.fail_step(failing.pk, "boom")  # child 0 in error: its instance, the step and the run too
+    assert OrchestrationRun.objects.get(pk=run.pk).status == "error"
+    with django_capture_on_commit_callbacks(execute=True):
+        engine.cancel_run(run.pk, reason="not needed")
+    assert [r.status for r in instance_rows(run, "sub")] == ["error", "discontinued"]
+    assert [OrchestrationRun.objects.get(pk=k.pk).status for k in kids] == ["canceled", "canceled"]
