@@ -184,18 +184,9 @@ def start(ctx, stage_run, step_run, step):
                 instance.attempts = 0
                 instance.ended_at = None
                 instance.save(update_fields=["status", "error", "traceback", "attempts", "ended_at"])
-        # Instances that completed while the step was in error were not counted (rule 2 counts only
-        # while it is open): the count starts again from what is done now.
-        total = len(existing)
-        completed = sum(1 for r in existing if r.status == StepStatus.COMPLETED)
-        if step_run.instances_to_go is not None:
-            step_run.instances_to_go = _needed(step, total) - completed
-        step_run.save(update_fields=["status", "instances_to_go"])
-        if step_run.instances_to_go is not None and step_run.instances_to_go <= 0:
-            _complete(ctx, step_run, step, rule=met(ctx, step, step_run, completed, total) or "counted",
-                      completed=completed, total=total)
-            return
-        _start_ready(ctx, stage_run, step_run, step)
+        step_run.save(update_fields=["status"])
+        if not _recount(ctx, step_run, step):
+            _start_ready(ctx, stage_run, step_run, step)
         return
     key = "for_each" if step.for_each else "assignees"
     try:
@@ -248,6 +239,23 @@ def _needed(step, total):
         return 1
     (kind, value), = completion.items()
     return value if kind == "at_least" else max(1, math.ceil(value * total / 100))
+
+
+def _recount(ctx, parent, step):
+    """The step is back in progress after an error. Instances that completed meanwhile were not counted
+    (rule 2 counts only while it is open): its count starts again from what is done now. True when
+    that meets the rule: the step has completed."""
+    if parent.instances_to_go is None:
+        return False
+    rows = instances_of(ctx, parent)
+    completed = sum(1 for r in rows if r.status == StepStatus.COMPLETED)
+    parent.instances_to_go = _needed(step, len(rows)) - completed
+    parent.save(update_fields=["instances_to_go"])
+    if parent.instances_to_go > 0:
+        return False
+    _complete(ctx, parent, step, rule=met(ctx, step, parent, completed, len(rows)) or "counted",
+              completed=completed, total=len(rows))
+    return True
 
 
 def _start_ready(ctx, stage_run, parent, step):
@@ -394,6 +402,21 @@ def resume(ctx):
         step = ctx.plan.steps_by_name.get(parent.step_name)
         if step is not None and step.sequential and expands(step, parent) and parent.status == StepStatus.IN_PROGRESS:
             _start_ready(ctx, ctx.stage_runs.get(parent.stage_run_id), parent, step)
+
+
+def step_resumed(ctx, step_run):
+    """Hook in ``resume_step_of_child``: an instance whose child was put back to work puts its step,
+    in error because of it (``step_failed``), back in progress."""
+    if step_run.instance_index is None:
+        return
+    parent = parent_of(ctx, step_run)
+    if parent.status != StepStatus.ERROR:
+        return
+    parent.status = StepStatus.IN_PROGRESS
+    parent.error = ""
+    parent.ended_at = None
+    parent.save(update_fields=["status", "error", "ended_at"])
+    _recount(ctx, parent, ctx.plan.step(parent.step_name))
 
 
 def step_failed(ctx, step_run, error):

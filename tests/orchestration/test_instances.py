@@ -484,3 +484,28 @@ def test_canceling_a_run_stops_the_children_of_its_failed_sub_orchestration_step
         engine.cancel_run(run.pk, reason="not needed")
     assert [r.status for r in instance_rows(run, "sub")] == ["error", "discontinued"]
     assert [OrchestrationRun.objects.get(pk=k.pk).status for k in kids] == ["canceled", "canceled"]
+
+
+def test_an_instance_whose_child_is_put_back_to_work_lets_its_step_complete(fx):
+    from orchestration.models import OrchestrationRun
+    noop_flow("kidf")
+    orchestration([{"name": "only", "steps": [bg("k", "kidf", retries=0)]}], api_name="kid")
+    orch = orchestration([{"name": "fan", "steps": [
+        {"name": "sub", "type": "orchestration", "orchestration": "kid", "for_each": "[0, 0]"}]}])
+    run = engine.start_run(orch, effects=fx)
+    kids = list(OrchestrationRun.objects.filter(parent_step_run__run=run).order_by("parent_step_run__instance_index"))
+    assert len(kids) == 2
+    failing = StepRun.objects.get(run=kids[0], step_name="k")
+    fx.sent.remove(failing.pk)
+    engine.fail_step(failing.pk, "boom")  # child 0 in error: its instance and the parent's step too
+    drain(fx)  # child 1 completes while the step is in error
+    assert OrchestrationRun.objects.get(pk=kids[1].pk).status == "completed"
+    assert step_row(run, "sub").status == "error"
+    engine.retry_step(kids[0].pk, "k")  # put back to work inside the child
+    assert (step_row(run, "sub").status, step_row(run, "sub").instances_to_go) == ("in_progress", 1)
+    drain(fx)
+    assert [OrchestrationRun.objects.get(pk=k.pk).status for k in kids] == ["completed", "completed"]
+    step = step_row(run, "sub")
+    run.refresh_from_db()
+    assert (step.status, run.status) == ("completed", "completed"), (step.status, run.status)
+
