@@ -492,7 +492,9 @@ def cancel_step(run_id, step_name, *, user=None, reason="", effects=None):
             status = step_run.status if step_run is not None else "not in the current stage"
             raise EngineError(f"step {step_name!r} of run {run_id} is {status}; only an open step can be withdrawn")
         engine._finish_step(ctx, step_run, StepStatus.CANCELED, close_items="canceled")
-        ctx.events[-1].data = to_json({**ctx.events[-1].data, "reason": reason})  # the step_canceled event just noted
+        # The step_canceled event just noted (a multi-instance step's instances' events come after it).
+        event = next(e for e in reversed(ctx.events) if e.kind == EventKind.STEP_CANCELED and e.step_name == step_name)
+        event.data = to_json({**event.data, "reason": reason})
         engine._progress(ctx)
         engine._save_run(ctx)
     return ctx.run

@@ -509,3 +509,16 @@ def test_an_instance_whose_child_is_put_back_to_work_lets_its_step_complete(fx):
     run.refresh_from_db()
     assert (step.status, run.status) == ("completed", "completed"), (step.status, run.status)
 
+
+def test_withdrawing_a_multi_instance_step_records_the_reason_on_its_own_event(fx):
+    noop_flow("w1", inputs=[{"name": "n", "type": "number"}])
+    noop_flow("w2")
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "w1", for_each="[1, 2]", inputs={"n": "double(item)"}),
+                                                    bg("other", "w2")]}])
+    run = engine.start_run(orch, effects=fx)
+    waits.cancel_step(run.pk, "each", reason="not needed")
+    event = RunEvent.objects.get(run=run, kind="step_canceled", step_name="each")
+    assert event.data == {"reason": "not needed"}
+    stopped = RunEvent.objects.filter(run=run, kind="step_discontinued", step_name="each").order_by("id")
+    assert [e.data for e in stopped] == [{"instance": 0}, {"instance": 1}]
+
