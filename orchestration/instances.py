@@ -35,8 +35,9 @@ one marked hook in ``engine.py``):
 4. The step ends otherwise (discontinued with its stage, skipped, its exit
    condition, the run canceled): its open instances are discontinued.
 
-Instance rows are not read with the run's other steps (``Transition.step_runs``):
-a completion reads its own instance and the step's count (``instances_to_go``,
+Instance rows are not read with the run's other steps (``Transition.step_runs``),
+nor for ``steps.X.instances`` unless an expression of the version reads it
+(``Plan.instances_read``): a completion reads its own instance and the step's count (``instances_to_go``,
 or for a condition rule the counts by status), so a step of 1,000 instances
 does not read 1,000 rows per completion; and a worker's completion that
 cannot meet a counted rule is one statement without the run lock
@@ -99,7 +100,7 @@ def instances_of(ctx, parent):
     loaded = getattr(parent, "_instances_loaded", False)
     if not loaded:
         for row in StepRun.objects.filter(stage_run_id=parent.stage_run_id, step_name=parent.step_name,
-                                          instance_index__isnull=False):
+                                          instance_index__isnull=False).order_by("instance_index"):
             cache.setdefault(row.pk, row)
         parent._instances_loaded = True
     rows = [r for r in cache.values()
@@ -152,9 +153,9 @@ def instance_maps(ctx, parent):
 
 def add_to_scope(ctx, steps, latest):
     """Give each multi-instance step in ``steps`` (the scope's map) its ``instances`` (hook in ``scope``)."""
+    read = ctx.plan.instances_read  # only what an expression reads: the list reads every instance row
     for name, entry in steps.items():
-        step = ctx.plan.steps_by_name.get(name)
-        if step is not None and step.is_multi_instance:
+        if name in read:
             entry["instances"] = instance_maps(ctx, latest[name])
 
 
@@ -348,6 +349,9 @@ def met(ctx, step, parent, completed, total):
     if kind == "percent":
         return f"percent {value}" if completed * 100 >= value * total else ""
     place = ctx.place(step.stage, step.name, "completion.condition")
+    # Every instance's entry, from its row read in this transition: each completion is its own
+    # transaction (a worker's statement may have changed any row since the last), so the list is not
+    # kept from one to the next; a step of N instances reads N rows per completion (docs/definitions.md).
     scope = {**ctx.scope(), "instances": instance_maps(ctx, parent)}
     return "condition" if evaluate_condition(value, scope, place) else ""
 

@@ -522,3 +522,63 @@ def test_withdrawing_a_multi_instance_step_records_the_reason_on_its_own_event(f
     stopped = RunEvent.objects.filter(run=run, kind="step_discontinued", step_name="each").order_by("id")
     assert [e.data for e in stopped] == [{"instance": 0}, {"instance": 1}]
 
+
+# ---------------------------------------------------------------------------
+# What later transitions read of a finished multi-instance step
+# ---------------------------------------------------------------------------
+
+def later_completion_queries(fx, size, api_name, reads_instances=False):
+    """The queries of completing a later stage's step after a step of ``size`` instances completed."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    noop_flow(f"{api_name}_many", inputs=[{"name": "n", "type": "number"}])
+    noop_flow(f"{api_name}_later", inputs=[{"name": "k", "type": "number"}])
+    later_inputs = {"k": "double(size(steps.each.instances))"} if reads_instances else {}
+    orch = orchestration([
+        {"name": "fan", "steps": [bg("each", f"{api_name}_many", for_each="[" + ", ".join(["1"] * size) + "]",
+                                     completion="any", inputs={"n": "double(item)"})]},
+        {"name": "next", "steps": [bg("a", f"{api_name}_later"), bg("b", f"{api_name}_later", inputs=later_inputs)]},
+    ], api_name=api_name)
+    run = engine.start_run(orch, effects=fx)
+    first = fx.sent[0]
+    fx.sent.clear()
+    execute_claimed(claim(first, "t"))
+    assert step_row(run, "each").status == "completed"
+    a = StepRun.objects.get(run=run, step_name="a")
+    fx.sent.clear()
+    with CaptureQueriesContext(connection) as queries:
+        engine.complete_step(a.pk, {}, run_id=run.pk)
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def test_later_transitions_do_not_read_a_finished_steps_instance_rows(fx):
+    few = later_completion_queries(fx, 2, "few")
+    many = later_completion_queries(fx, 200, "many")
+    assert [q for q in many if "instance_index" in q and "NOT NULL" in q] == []
+    assert len(many) == len(few)
+
+
+def test_a_version_that_reads_steps_x_instances_reads_them_once_in_element_order(fx):
+    queries = later_completion_queries(fx, 200, "reads", reads_instances=True)
+    reads = [q for q in queries if "instance_index" in q and "NOT NULL" in q]
+    assert len(reads) == 1 and reads[0].rstrip().endswith('ORDER BY "orchestration_steprun"."instance_index" ASC')
+
+
+@pytest.mark.parametrize("text, read", [
+    ("size(steps.each.instances)", {"each"}),
+    ("steps.each.instances[0].completed_by", {"each"}),
+    ("steps.each.outputs[0].v", set()),
+    ("steps.other.outputs.v", set()),
+    ("size(steps.each)", {"each"}),
+    ("size(steps)", {"each", "more"}),
+    ("steps[inputs.name].instances", {"each", "more"}),
+])
+def test_the_plan_knows_which_steps_instances_are_read(fx, text, read):
+    from orchestration.plan import Plan
+    noop_flow("pr_one", inputs=[{"name": "n", "type": "number"}])
+    orch = orchestration([{"name": "s", "steps": [
+        bg("each", "pr_one", for_each="[1]", inputs={"n": "1.0"}), bg("more", "pr_one", for_each="[1]", inputs={"n": "1.0"}),
+        bg("other", "pr_one", inputs={"n": "1.0"}),
+        bg("uses", "pr_one", inputs={"n": f"double(size([{text}]))"}, entry={"after": ["each"]})]}])
+    assert Plan.load(orch.pk).instances_read == frozenset(read)
