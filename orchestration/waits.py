@@ -68,11 +68,10 @@ from .transition import lock_run
 from .models import (
     EventKind, KeptEvent, OrchestrationRun, RunStatus, StageStatus, StepStatus, Timer, TimerPurpose, TimerState,
 )
-from .models.runs import OPEN_STEP_STATUSES
+from .models.runs import ENDED_RUN_STATUSES, OPEN_STEP_STATUSES
 
 log = logging.getLogger(__name__)
 
-ENDED = (RunStatus.COMPLETED, RunStatus.CANCELED)
 WEBHOOK_SALT = "baton.waits.webhook"
 SWEEP_BATCH = 500
 
@@ -191,7 +190,7 @@ def send_event(run, name, data=None, keep=False, *, user=None, source="python", 
     data = check_event(name, data)
     with transaction.atomic():
         ctx = lock_run(run_id, effects, user)
-        if ctx.run.status in ENDED:
+        if ctx.run.status in ENDED_RUN_STATUSES:
             raise NothingWaits(f"run {run_id} is {ctx.run.status}: nothing waits for event {name!r}")
         waiting = _waiting_for(ctx, name)
         if waiting:
@@ -347,7 +346,7 @@ def send_webhook_event(token, data=None):
         raise NothingWaits("the step of this webhook no longer exists")
     with transaction.atomic():
         ctx = lock_run(run_id, None, None)
-        waiting = [] if ctx.run.status in ENDED else _waiting_for(ctx, name, step_run_id=step_run_id)
+        waiting = [] if ctx.run.status in ENDED_RUN_STATUSES else _waiting_for(ctx, name, step_run_id=step_run_id)
         if not waiting:
             raise NothingWaits(f"the step of this webhook no longer waits for event {name!r}")
         _deliver(ctx, waiting[0], name, data, source="webhook")
@@ -482,7 +481,7 @@ def cancel_step(run_id, step_name, *, user=None, reason="", effects=None):
         ctx = lock_run(run_id, effects, user)
         if step_name not in ctx.plan.steps_by_name:
             raise LookupError(f"run {run_id} has no step named {step_name!r}")
-        if ctx.run.status in ENDED:
+        if ctx.run.status in ENDED_RUN_STATUSES:
             raise EngineError(f"run {run_id} is {ctx.run.status}; its steps cannot be withdrawn")
         open_stages = {pk for pk, sr in ctx.stage_runs.items()
                        if sr.status in (StageStatus.IN_PROGRESS, StageStatus.ERROR)}
