@@ -513,6 +513,20 @@ SELECT count(*) FROM done
 """
 
 
+def complete_from_worker(step_run, step, outputs, effects=None):
+    """A worker's instance of ``step`` finished (hook in ``worker.execute_claimed``). True if it completed now.
+
+    In one statement when that cannot meet the rule (``complete_counted``),
+    else under the run's lock. Never in one statement for a sequential step:
+    its next instance starts under the lock. Never through the counted-stage
+    statement (``worker.complete_background_step``): that matches a step's
+    own row only, so for an instance it would be a query for nothing.
+    """
+    if not step.sequential and complete_counted(step_run, outputs):
+        return True
+    return _engine().complete_step(step_run.pk, outputs, source="worker", run_id=step_run.run_id, effects=effects)
+
+
 def complete_counted(step_run, outputs):
     """A worker's instance finished: complete it in one statement if that cannot meet its step's rule.
 
@@ -522,6 +536,7 @@ def complete_counted(step_run, outputs):
     """
     if step_run.instance_index is None or connection.vendor != "postgresql" or connection.in_atomic_block:
         return False
+    # Imported here: transition imports this module at its top (its scope hook), before it defines this.
     from .transition import to_json_text
 
     params = {"id": step_run.pk, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {}))}
