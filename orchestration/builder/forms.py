@@ -64,8 +64,8 @@ def _duration(value, what):
     if value:
         try:
             parse_duration(value)
-        except Exception as exc:
-            raise forms.ValidationError(f"{value!r} is not a duration for {what} (write 30s, 10m, 2h or 3d): {exc}")
+        except ValueError:  # parse_duration's own message says the same: one sentence, naming the field
+            raise forms.ValidationError(f"{value!r} is not a duration for {what} (write 30s, 10m, 2h, 3d or PT30S)")
     return value
 
 

@@ -47,7 +47,7 @@ class Builder:
     def __init__(self, model_admin, request, object_id):
         self.admin = model_admin
         self.request = request
-        if not request.user.has_perm("orchestration.change_orchestration"):
+        if not model_admin.has_change_permission(request):  # the admin's rules, as its own buttons use them
             raise PermissionDenied
         self.orch = Orchestration.objects.filter(pk=unquote(object_id)).first()
         if self.orch is None:
@@ -491,6 +491,8 @@ def activate_view(model_admin, request, object_id):
     builder.selected = "activate"
     if request.method != "POST":
         return builder.workspace()
+    if not model_admin.has_activate_permission(request):
+        raise PermissionDenied
     if orch.status == DefinitionStatus.ACTIVE:
         return builder.refuse(f"{orch.api_name} v{orch.version} is already active")
     try:
@@ -509,6 +511,8 @@ def new_version_view(model_admin, request, object_id):
     builder = Builder(model_admin, request, object_id)
     if request.method != "POST":
         return HttpResponse("POST to make a new version", status=405)
+    if not model_admin.has_add_permission(request):  # as the admin's New version button
+        raise PermissionDenied
     with transaction.atomic():
         draft = lifecycle.new_version(builder.orch)
     target = reverse(url_name(model_admin, "builder"), args=[draft.pk])

@@ -196,3 +196,62 @@ def test_an_autolaunched_flows_elements_in_the_designer(admin_page, live_server)
     assert [e["type"] for e in data["elements"]] == ["decision", "assign"]
     assert data["elements"][1]["set"] == {"total": "amount * 1.2"}
     assert page.baton_errors == []
+
+
+def test_with_debug_on_a_refused_change_stays_in_the_designer_and_the_next_change_is_stored(
+        page, live_server, settings, screenshot_dir):
+    """DEBUG adds django-htmx's debug script, which replaced the whole page with any 400 answer: a
+    refused change left an unstyled fragment, and the designer's next change was lost."""
+    from tests.factories import make_flow
+
+    settings.DEBUG = True
+    admin_log_in(page, live_server, settings, 1280, ignore_console=lambda text: "400 (Bad Request)" in text)
+    flow = make_flow("debug_review", type="screen", status="draft", outputs=["comments"])
+    page.goto(f"{live_server.url}/admin/flows/flow/{flow.pk}/builder/")
+    expect(page.locator("script[data-debug=True]")).to_have_count(1)  # the debug script is on the page
+    page.locator("#fd-sel-s0f0").click()
+    settle(page)
+    with page.expect_response(lambda r: "/builder/" in r.url and r.status == 400):
+        panel_fill(page, "Name", "bad name")
+    settle(page)
+    expect(page.locator("#fd-page .fd-refused")).to_contain_text("'bad name' does not match")
+    expect(page.locator(".breadcrumbs")).to_contain_text("Designer")  # still the styled admin page
+    page.screenshot(path=str(screenshot_dir / "designer-debug-refused-1280.png"), full_page=True)
+    panel_fill(page, "Name", "remarks")
+    expect(page.locator("#fd-page .fd-refused")).to_have_count(0)
+    assert flow_to_dict(Flow.objects.get(pk=flow.pk))["screens"][0]["fields"][0]["name"] == "remarks"
+    assert page.baton_errors == []
+
+
+def test_the_yaml_of_an_active_flow_has_its_lines_numbered(admin_page, live_server, screenshot_dir):
+    from tests.factories import make_flow
+
+    flow = make_flow("numbered", type="screen", outputs=["comments", "decision"])
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/flows/flow/{flow.pk}/builder/?view=yaml")
+    text = page.locator("#fd-yaml-text").input_value()
+    assert text.count("\n") > 5
+    expect(page.locator(".fd-gutter")).to_have_text(
+        "\n".join(str(n) for n in range(1, len(text.split("\n")) + 1)))
+    page.screenshot(path=str(screenshot_dir / "designer-active-yaml-1400.png"))
+    assert page.baton_errors == []
+
+
+def test_the_preview_is_drawn_with_sample_inputs(admin_page, live_server, screenshot_dir):
+    from flows.spec import flow_from_dict
+
+    flow = flow_from_dict({
+        "api_name": "deal_check", "label": "Deal check", "type": "screen",
+        "inputs": [{"name": "name", "type": "text", "required": True}, {"name": "discount", "type": "number"}],
+        "screens": [{"name": "deal", "label": "The deal", "fields": [
+            {"name": "summary", "type": "display",
+             "text": "{!name}: {!discount > 20.0 ? 'above the guideline' : 'within the guideline'}"},
+            {"name": "approved", "type": "number", "label": "Discount you approve"}]}]}, status="active")
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/flows/flow/{flow.pk}/builder/")
+    preview = page.locator("#fd-preview")
+    expect(preview).to_contain_text("name: within the guideline")
+    expect(preview).not_to_contain_text("No such overload")
+    expect(page.locator("#fd-preview-samples")).to_contain_text('Shown with sample inputs: name = "name", discount = 0.')
+    page.screenshot(path=str(screenshot_dir / "designer-preview-samples-1400.png"))
+    assert page.baton_errors == []

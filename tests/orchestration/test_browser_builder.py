@@ -350,3 +350,144 @@ def test_a_wait_step_set_in_its_panel_then_a_run_from_a_record_through_the_work_
     page.reload()
     expect(page.get_by_text("No orchestration is running on this record.")).to_be_visible()
     assert page.baton_errors == []
+
+
+def test_with_debug_on_a_refused_edit_stays_in_the_panel_and_the_next_apply_is_saved(
+        page, live_server, settings, screenshot_dir):
+    """DEBUG adds django-htmx's debug script, which replaced the whole page with any 400 answer: a
+    refused edit left an unstyled fragment and the next Apply went out as a plain GET and was lost."""
+    from tests.factories import make_orchestration, stage, step
+
+    settings.DEBUG = True
+    admin_log_in(page, live_server, settings, 1280, ignore_console=lambda text: "status of 40" in text)
+    make_flow("deal_review", type="screen", label="Review the deal")
+    orch = make_orchestration("deal_debug", label="Deal", path=[
+        stage("review", step("approve", "deal_review", type="interactive", label="Approve", assignee={"user": "root"}))])
+    page.goto(f"{live_server.url}/admin/orchestration/orchestration/{orch.pk}/builder/")
+    expect(page.locator("script[data-debug=True]")).to_have_count(1)  # the debug script is on the page
+    act(page, page.locator(".bb-step", has_text="Approve").locator(".bb-card-open"))
+    page.fill("[name=element-due_in]", "soon")
+    with page.expect_response(lambda r: "/builder/panel/" in r.url and r.status == 400):
+        page.locator(".bb-panel .bb-apply").click()
+    settle(page)
+    expect(page.locator(".bb-message-error")).to_contain_text("'soon' is not a duration")
+    expect(page.locator("#bb-root .bb-panel [name=element-due_in]")).to_have_value("soon")  # the builder, styled
+    expect(page.locator(".breadcrumbs")).to_contain_text("Builder")
+    page.screenshot(path=str(screenshot_dir / "builder-debug-refused-1280.png"), full_page=True)
+    page.fill("[name=element-due_in]", "2d")
+    with page.expect_request(lambda r: "/builder/panel/" in r.url) as sent:
+        apply(page)
+    assert sent.value.method == "POST"
+    assert Step.objects.get(stage__orchestration=orch, name="approve").due_in == "2d"
+    assert page.baton_errors == []
+
+
+def wide_orchestration(status="draft", **extra):
+    """Four stages and a decision: wider than the canvas at 1280 px, far wider at 390."""
+    from tests.factories import make_orchestration, stage, step
+
+    make_flow("wide_review", type="screen", label="Review", outputs=[var("decision")])
+    make_flow("wide_store", label="Store")
+    return make_orchestration("wide", status=status, label="Wide", **extra, path=[
+        stage("review", step("approve", "wide_review", type="interactive", label="Approve", assignee={"user": "root"}),
+              label="Review"),
+        {"type": "decision", "name": "route", "outcomes": [
+            {"name": "again", "condition": 'steps.approve.outputs.decision == "rework"', "goto": "review"}],
+         "default": "prepare"},
+        stage("prepare", step("prep", "wide_store", label="Prepare the file"), label="Prepare"),
+        stage("archive", step("store", "wide_store", label="Store the file"), label="Archive"),
+        stage("close", step("shut", "wide_store", label="Close the case"), label="Close"),
+    ])
+
+
+def box_of(page, selector):
+    return page.locator(selector).evaluate(
+        "e => { const r = e.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top,"
+        " bottom: r.bottom, width: r.width, client: e.clientWidth, scroll: e.scrollWidth}; }")
+
+
+def test_at_390_px_the_side_panel_goes_below_the_path_which_scrolls_sideways(page, live_server, settings, shoot):
+    admin_log_in(page, live_server, settings, 390, ignore_console=lambda text: "status of 40" in text)
+    orch = wide_orchestration()
+    page.goto(f"{live_server.url}/admin/orchestration/orchestration/{orch.pk}/builder/")
+    path, side = box_of(page, "#bb-canvas-scroll"), box_of(page, ".bb-side")
+    assert path["width"] > 300  # was 8 px beside a 340 px side panel
+    assert side["top"] >= path["bottom"]  # stacked, not covering the path
+    assert path["scroll"] > path["client"]  # the path is wider: it scrolls inside its frame
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # not the page
+    expect(page.locator("#bb-more-right")).to_be_visible()  # ...and says so
+    card = page.locator(".bb-step", has_text="Approve").locator(".bb-card-open")
+    act(page, card)  # a card can be clicked: its panel opens, below, in view
+    expect(panel(page)).to_contain_text("Interactive step")
+    expect(panel(page)).to_be_in_viewport()
+    page.evaluate("window.scrollTo(0, 0)")
+    shoot(page, "narrow-390")
+    # The last stage is reached by scrolling the path (the "more" button does it too).
+    page.locator("#bb-more-right").click()
+    page.locator("#bb-canvas-scroll").evaluate("e => e.scrollLeft = e.scrollWidth")
+    expect(page.locator("#bb-more-right")).to_be_hidden()
+    expect(page.locator("#bb-more-left")).to_be_visible()
+    act(page, page.locator(".bb-step", has_text="Close the case").locator(".bb-card-open"))
+    expect(page.locator("[name=element-name]")).to_have_value("shut")
+    assert page.baton_errors == []
+
+
+def test_at_1280_px_a_path_wider_than_the_canvas_says_there_is_more(page, live_server, settings, shoot, screenshot_dir):
+    shots = screenshot_dir
+    admin_log_in(page, live_server, settings, 1280)
+    orch = wide_orchestration(status="active", description="A long line in the YAML: " + "wide words " * 40)
+    page.goto(f"{live_server.url}/admin/orchestration/orchestration/{orch.pk}/builder/")
+    path = box_of(page, "#bb-canvas-scroll")
+    assert path["scroll"] > path["client"]
+    expect(page.locator("#bb-canvas-frame")).to_have_class(re.compile(r"\bbb-cut-right\b"))
+    expect(page.locator("#bb-more-right")).to_be_visible()
+    # Its scrollbar always shows (headless Chromium hides scrollbars, so the style is what can be checked).
+    assert page.locator("#bb-canvas-scroll").evaluate("e => getComputedStyle(e).overflowX") == "scroll"
+    shoot(page, "wide-1280")
+    page.locator("#bb-more-right").click()
+    expect(page.locator("#bb-more-left")).to_be_visible()
+
+    # The YAML box keeps each line whole: a long line scrolls sideways instead of wrapping.
+    act(page, page.get_by_role("button", name="YAML"))
+    yaml = page.locator("textarea.bb-yaml")
+    expect(yaml).to_have_attribute("wrap", "off")
+    assert yaml.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"
+    assert yaml.evaluate("e => e.scrollWidth > e.clientWidth")  # the long condition line scrolls, unwrapped
+    page.screenshot(path=str(shots / "builder-yaml-nowrap-1280.png"))
+    assert page.baton_errors == []
+
+
+def test_at_390_px_the_diff_scrolls_inside_its_box_not_the_page(page, live_server, settings, screenshot_dir):
+    admin_log_in(page, live_server, settings, 390)
+    old = wide_orchestration(status="active")
+    page.goto(f"{live_server.url}/admin/orchestration/orchestration/{old.pk}/builder/")
+    page.click("#bb-new-version")
+    expect(page.locator(".bb-version")).to_contain_text("v2")
+    new = Orchestration.objects.get(api_name="wide", version=2)
+    page.goto(f"{live_server.url}/admin/orchestration/orchestration/{new.pk}/builder/diff/?other={old.pk}")
+    expect(page.locator("#bb-diff")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    frame = box_of(page, "#bb-diff-scroll")
+    assert frame["right"] <= 390 and frame["scroll"] > frame["client"]
+    page.screenshot(path=str(screenshot_dir / "builder-diff-390.png"), full_page=True)
+    assert page.baton_errors == []
+
+
+def test_at_1280_px_the_orchestration_list_shows_the_builder_column(page, live_server, settings, screenshot_dir):
+    from tests.factories import make_orchestration, stage, step
+
+    admin_log_in(page, live_server, settings, 1280)
+    make_flow("list_store", label="Store")
+    for name in ("contract_signature", "deal_approval", "equipment_refresh"):
+        make_orchestration(name, status="active", label=name.replace("_", " ").capitalize(),
+                           start={"type": "record_triggered", "model": "demo.opportunity", "when": "updated"},
+                           path=[stage("only", step("store", "list_store"))])
+    page.goto(f"{live_server.url}/admin/orchestration/orchestration/")
+    links = page.get_by_role("link", name="Open in Builder")
+    expect(links).to_have_count(3)
+    for box in links.evaluate_all("els => els.map(e => e.getBoundingClientRect().right)"):
+        assert box <= 1280
+    table, holder = box_of(page, "#result_list"), box_of(page, "#changelist .results")
+    assert table["right"] <= holder["right"] + 1  # nothing cut off at the right
+    page.screenshot(path=str(screenshot_dir / "admin-orchestration-list-1280.png"), full_page=True)
+    assert page.baton_errors == []

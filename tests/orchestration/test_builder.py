@@ -64,6 +64,21 @@ def test_the_builder_needs_the_change_permission(client, draft):
     assert client.get(url(draft)).status_code == 200
 
 
+def test_a_new_version_needs_the_add_permission_as_the_admins_button_does(client, draft):
+    """With change but not add permission the admin's New version answers 403; so does the builder's."""
+    user = make_user("editor", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["change_orchestration", "view_orchestration"]))
+    client.force_login(user)
+    versions = Orchestration.objects.filter(api_name=draft.api_name).count()
+    assert client.post(f"/admin/orchestration/orchestration/{draft.pk}/lifecycle/new_version/").status_code == 403
+    assert client.post(url(draft, "new-version/")).status_code == 403
+    assert Orchestration.objects.filter(api_name=draft.api_name).count() == versions
+    user.user_permissions.add(Permission.objects.get(codename="add_orchestration"))
+    client.force_login(User.objects.get(pk=user.pk))
+    assert client.post(url(draft, "new-version/")).status_code == 302
+    assert Orchestration.objects.filter(api_name=draft.api_name).count() == versions + 1
+
+
 def test_an_unknown_version_is_404(admin_client):
     assert admin_client.get("/admin/orchestration/orchestration/999999/builder/").status_code == 404
 
@@ -740,3 +755,44 @@ def test_a_flow_the_panel_does_not_offer_is_refused_not_stored(admin_client, dra
         assert response.status_code == 400
         assert "bb_orch › review › tell › flow: Select a valid choice" in text_of(response)
     assert snapshot(draft) == before
+
+
+def test_a_bad_duration_is_said_once_naming_the_field(admin_client, draft):
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
+    response = admin_client.post(url(draft, f"panel/step/{ask.pk}/"), step_post(ask, due_in="soon"))
+    assert response.status_code == 400
+    text = text_of(response)
+    assert "'soon' is not a duration for due in (write 30s, 10m, 2h, 3d or PT30S)" in text
+    assert text.count("is not a duration") == 2  # the message above the canvas and the field's own: once each
+
+
+def test_the_diff_writes_true_and_false_as_the_yaml_does(admin_client, flows):
+    start = {"type": "record_triggered", "model": "demo.opportunity", "when": "updated",
+             "condition": 'record.stage == "approval"'}
+    old = make_orchestration("bb_flag", status="active", start=start, path=[stage("only", step("store", "bb_archive"))])
+    admin_client.post(url(old, "new-version/"))
+    new = Orchestration.objects.get(api_name="bb_flag", version=2)
+    new.only_when_changed_to_meet = True
+    new.save()
+    html = admin_client.get(url(new, "diff/") + f"?other={old.pk}").content.decode()
+    row = re.search(r'<tr class="bb-diff-row bb-diff-changed bb-depth-0">.*?</tr>', html, re.S).group(0)
+    assert "only_when_changed_to_meet: true" in row and "True" not in row
+    assert 'id="bb-diff-scroll"' in html  # the table scrolls inside its box on a narrow screen
+
+
+def test_the_dry_run_record_hint_names_the_orchestrations_own_start_model(admin_client, flows):
+    start = {"type": "record_triggered", "model": "demo.opportunity", "when": "created"}
+    orch = make_orchestration("bb_deal", start=start, path=[stage("only", step("store", "bb_archive"))])
+    html = admin_client.get(url(orch, "dry-run/")).content.decode()
+    assert 'placeholder="demo.opportunity:1"' in html and "demo.employee" not in html
+    autolaunched = make_orchestration("bb_auto", path=[stage("only", step("store", "bb_archive"))])
+    html = admin_client.get(url(autolaunched, "dry-run/")).content.decode()
+    assert 'placeholder="app_label.model:1"' in html and "demo.employee" not in html
+
+
+def test_the_orchestration_list_has_few_columns_with_the_builder_link_early(admin_client, draft):
+    html = admin_client.get("/admin/orchestration/orchestration/").content.decode()
+    headers = re.findall(r'<th scope="col"\s+class="[^"]*column-(\w+)', html)
+    assert headers[:4] == ["api_name", "version", "status_text", "builder_link"]
+    assert "created_at" not in headers and "start_model" not in headers and len(headers) <= 6
+    assert f'href="{url(draft)}">Open in Builder</a>' in html

@@ -26,6 +26,16 @@
     ];
   }
 
+  /* With DEBUG on, {% htmx_script %} adds django-htmx's debug script, which on any 400 answer
+   * ("htmx:beforeOnLoad", listened to on the document) replaces the whole page with the answer:
+   * a refused edit became an unstyled fragment and the next Apply a plain GET. A refusal is ours
+   * to show, so it stops here, on <html>, before bubbling to the document. Stopping propagation
+   * does not cancel the event: htmx goes on and swaps the answer as responseHandling says. */
+  document.documentElement.addEventListener("htmx:beforeOnLoad", function (evt) {
+    var xhr = evt.detail && evt.detail.xhr;
+    if (xhr && xhr.status === 400 && evt.target.closest && evt.target.closest("#bb-root")) evt.stopPropagation();
+  });
+
   function root() { return document.getElementById("bb-root"); }
 
   function post(values) {
@@ -177,10 +187,28 @@
     });
   }
 
+  /* A path wider than its frame: fade the cut edge and show a "more" button on that side. */
+  function markOverflow() {
+    var frame = document.getElementById("bb-canvas-frame");
+    var box = document.getElementById("bb-canvas-scroll");
+    if (!frame || !box) return;
+    var left = box.scrollLeft > 2;
+    var right = box.scrollLeft + box.clientWidth < box.scrollWidth - 2;
+    frame.classList.toggle("bb-cut-left", left);
+    frame.classList.toggle("bb-cut-right", right);
+    document.getElementById("bb-more-left").hidden = !left;
+    document.getElementById("bb-more-right").hidden = !right;
+  }
+
   window.addEventListener("resize", function () {
     var ws = document.getElementById("bb-workspace");
     if (ws) drawArrows(ws);
+    markOverflow();
   });
+
+  document.addEventListener("scroll", function (evt) {
+    if (evt.target && evt.target.id === "bb-canvas-scroll") markOverflow();
+  }, true);
 
   function init(scope) {
     initSortable(scope);
@@ -188,6 +216,16 @@
     scope.querySelectorAll(".bb-panel-form").forEach(applyKinds);
     var selected = scope.querySelector(".bb-selected");
     if (selected && selected.scrollIntoView) selected.scrollIntoView({block: "nearest", inline: "nearest"});
+    markOverflow();
+  }
+
+  /* Stacked (narrow screen): the panel a card opens is below the path, so bring it into view. */
+  function showPanelIfStacked(from) {
+    var side = document.querySelector(".bb-side");
+    var frame = document.getElementById("bb-canvas-frame");
+    var panel = document.querySelector(".bb-panel");
+    if (!from || !from.classList || !from.classList.contains("bb-card-open") || !side || !frame || !panel) return;
+    if (side.getBoundingClientRect().top >= frame.getBoundingClientRect().bottom) panel.scrollIntoView({block: "start"});
   }
 
   /* YAML typed and not applied is kept by the server (in the session) so that going to the
@@ -262,6 +300,13 @@
       later(box, checkExpression);
       return;
     }
+    var more = evt.target.closest && evt.target.closest(".bb-more");
+    if (more) {
+      var path = document.getElementById("bb-canvas-scroll");
+      var by = Math.round(path.clientWidth * 0.8) * (more.classList.contains("bb-more-left") ? -1 : 1);
+      path.scrollBy({left: by, behavior: "smooth"});
+      return;
+    }
     var jump = evt.target.closest && evt.target.closest(".bb-jump");
     if (jump) {
       var target = document.getElementById("el-" + jump.dataset.key);
@@ -270,7 +315,10 @@
   });
 
   document.addEventListener("htmx:afterSettle", function (evt) {
-    if (evt.target && evt.target.id === "bb-workspace") init(evt.target);
+    if (evt.target && evt.target.id === "bb-workspace") {
+      init(evt.target);
+      showPanelIfStacked(evt.detail.requestConfig && evt.detail.requestConfig.elt);
+    }
   });
 
   document.addEventListener("DOMContentLoaded", function () {
