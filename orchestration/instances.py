@@ -31,7 +31,12 @@ one marked hook in ``engine.py``):
    never held) completes anyway: nothing more can happen.
 3. An instance fails (after its own retries): the step is in error too, so
    an operator's retry of the step retries its failed instances only (the
-   completed ones keep their outputs), and a skip completes the step.
+   completed ones keep their outputs, and those that completed while it was
+   in error are counted then: ``_recount``), and a skip completes the step.
+   A sub-orchestration instance's child put back to work puts the step back
+   in progress (``step_resumed``). When the stage ends with the step in
+   error (the run canceled, the stage's error path), its open instances are
+   discontinued (``stage_closed``).
 4. The step ends otherwise (discontinued with its stage, skipped, its exit
    condition, the run canceled): its open instances are discontinued.
 
