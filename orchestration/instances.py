@@ -370,7 +370,9 @@ def _complete(ctx, parent, step, rule, completed=0, total=0):
     # Recorded as the step's exit condition: the completion rule is what ends it.
     ctx.event(engine.EventKind.STEP_EXIT_CONDITION_MET, step.stage, step.name, completion=rule, completed=completed, instances=total,
               remaining="continue" if step.remaining == "continue" else "discontinued")
-    if step.remaining != "continue":
+    if step.remaining != "continue" or step.sequential:
+        # A sequential step's later instances never start once the rule is met, even with
+        # remaining: continue (refused at activation; a version activated before may have it).
         _discontinue_open(ctx, parent)
     engine._finish_step(ctx, parent, StepStatus.COMPLETED, outputs=outputs)
 

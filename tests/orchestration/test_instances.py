@@ -523,6 +523,18 @@ def test_withdrawing_a_multi_instance_step_records_the_reason_on_its_own_event(f
     assert [e.data for e in stopped] == [{"instance": 0}, {"instance": 1}]
 
 
+
+def test_a_sequential_step_with_remaining_continue_from_before_the_refusal_discontinues_the_rest(fx):
+    # The validator refuses the pair now; this version was not validated, as one activated before.
+    noop_flow("sq", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "n")})
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "sq", for_each="[1, 2, 3]", sequential=True,
+                                                      completion={"at_least": 1}, remaining="continue",
+                                                      inputs={"n": "double(item)"})]}])
+    run = engine.start_run(orch, effects=fx)
+    drain(fx)
+    assert [r.status for r in instance_rows(run, "each")] == ["completed", "discontinued", "discontinued"]
+    assert step_row(run, "each").status == "completed"
+
 # ---------------------------------------------------------------------------
 # What later transitions read of a finished multi-instance step
 # ---------------------------------------------------------------------------
