@@ -33,12 +33,12 @@ from django.db.models import Q
 
 from .conf import baton_settings
 from .models import OrchestrationRun, RunStatus, StepRun, StepStatus
+from .models.runs import ENDED_RUN_STATUSES
 from .models.definitions import Orchestration
 from flows.versioning import DefinitionStatus
 
 log = logging.getLogger(__name__)
 
-ENDED = (RunStatus.COMPLETED, RunStatus.CANCELED)
 
 
 class ChildStartFailed(Exception):
@@ -112,7 +112,7 @@ def cancel_children(step_run_id, reason, keep=None):
     """Cancel every child of ``step_run_id`` that has not ended (except the run ``keep``)."""
     from .engine import EngineError, cancel_run
 
-    children = OrchestrationRun.objects.filter(parent_step_run_id=step_run_id).exclude(status__in=ENDED)
+    children = OrchestrationRun.objects.filter(parent_step_run_id=step_run_id).exclude(status__in=ENDED_RUN_STATUSES)
     if keep is not None:
         children = children.exclude(pk=keep)
     for child_id in children.values_list("pk", flat=True):
@@ -153,19 +153,19 @@ def sweep_orphaned_children():
     """
     waited_for = Q(parent_step_run__status__in=(StepStatus.IN_PROGRESS, StepStatus.ERROR),
                    parent_step_run__run__status__in=(RunStatus.RUNNING, RunStatus.ERROR))
-    orphans = (OrchestrationRun.objects.exclude(status__in=ENDED)
+    orphans = (OrchestrationRun.objects.exclude(status__in=ENDED_RUN_STATUSES)
                .filter(parent_step_run__isnull=False).exclude(waited_for))
     count = 0
     for child_id, step_run_id in orphans.values_list("pk", "parent_step_run_id")[:500]:
         cancel_children(step_run_id, "its parent's step no longer waits for it")
         count += 1
     # A retried step's replaced children: every child but the latest.
-    replaced = (OrchestrationRun.objects.exclude(status__in=ENDED).filter(
+    replaced = (OrchestrationRun.objects.exclude(status__in=ENDED_RUN_STATUSES).filter(
         parent_step_run__status=StepStatus.IN_PROGRESS).values_list("parent_step_run_id", flat=True).distinct())
     for step_run_id in replaced[:500]:
         latest = OrchestrationRun.objects.filter(parent_step_run_id=step_run_id).order_by("-id").first()
-        if OrchestrationRun.objects.filter(parent_step_run_id=step_run_id).exclude(status__in=ENDED).exclude(
-                pk=latest.pk).exists():
+        going = OrchestrationRun.objects.filter(parent_step_run_id=step_run_id).exclude(status__in=ENDED_RUN_STATUSES)
+        if going.exclude(pk=latest.pk).exists():
             cancel_children(step_run_id, "replaced by a retry of its parent's step", keep=latest.pk)
             count += 1
     return count

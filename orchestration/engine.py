@@ -198,6 +198,7 @@ def resume_step_of_child(step_run_id, child_run_id, *, effects=None):
         step_run.error = step_run.traceback = ""
         step_run.ended_at = None
         step_run.save(update_fields=["status", "error", "traceback", "ended_at"])
+        instances.step_resumed(ctx, step_run)  # hook: an instance's step, in error because of it, goes on too
         _resume(ctx, stage_run)
         ctx.event(EventKind.STEP_RETRIED, stage_run.stage_name, step_run.step_name, child_run=child_run_id)
         _save_run(ctx)
@@ -449,6 +450,7 @@ def _close_stage(ctx, stage_run, status, **about):
         elif step_run.type == StepType.ORCHESTRATION and step_run.status == StepStatus.ERROR:
             # Its child (in error) could still be put back to work inside: nothing waits for it now.
             children.cancel_children_later(step_run, f"its parent's stage ended ({status})")
+        instances.stage_closed(ctx, step_run, status)  # hook: a multi-instance step in error stops its instances
     stage_run.status = status
     stage_run.ended_at = ctx.now
     stage_run.save(update_fields=["status", "ended_at"])

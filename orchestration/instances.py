@@ -25,17 +25,24 @@ one marked hook in ``engine.py``):
    met the step completes and its open instances are discontinued (their
    work items canceled, and mailed as such), unless ``remaining: continue``:
    then they go on and what they give is recorded on their own rows only.
-   When it is not met, a sequential step starts its next instance; a step
+   When it is not met, a sequential step starts its next instance (while
+   the run is paused, when it resumes: ``resume``); a step
    whose instances have all ended without meeting it (a ``condition`` that
    never held) completes anyway: nothing more can happen.
 3. An instance fails (after its own retries): the step is in error too, so
    an operator's retry of the step retries its failed instances only (the
-   completed ones keep their outputs), and a skip completes the step.
+   completed ones keep their outputs, and those that completed while it was
+   in error are counted then: ``_recount``), and a skip completes the step.
+   A sub-orchestration instance's child put back to work puts the step back
+   in progress (``step_resumed``). When the stage ends with the step in
+   error (the run canceled, the stage's error path), its open instances are
+   discontinued (``stage_closed``).
 4. The step ends otherwise (discontinued with its stage, skipped, its exit
    condition, the run canceled): its open instances are discontinued.
 
-Instance rows are not read with the run's other steps (``Transition.step_runs``):
-a completion reads its own instance and the step's count (``instances_to_go``,
+Instance rows are not read with the run's other steps (``Transition.step_runs``),
+nor for ``steps.X.instances`` unless an expression of the version reads it
+(``Plan.instances_read``): a completion reads its own instance and the step's count (``instances_to_go``,
 or for a condition rule the counts by status), so a step of 1,000 instances
 does not read 1,000 rows per completion; and a worker's completion that
 cannot meet a counted rule is one statement without the run lock
@@ -49,7 +56,8 @@ from django.utils import timezone
 
 from flows.expressions import ExpressionError, UnstorableValue, evaluate, evaluate_condition, to_json
 
-from .models import OPEN_STEP_STATUSES, StepRun, StepStatus
+from . import children
+from .models import OPEN_STEP_STATUSES, StepRun, StepStatus, StepType
 
 # A for_each list longer than this is refused with the step's place: every element is a row.
 MAX_INSTANCES = 10_000
@@ -97,7 +105,7 @@ def instances_of(ctx, parent):
     loaded = getattr(parent, "_instances_loaded", False)
     if not loaded:
         for row in StepRun.objects.filter(stage_run_id=parent.stage_run_id, step_name=parent.step_name,
-                                          instance_index__isnull=False):
+                                          instance_index__isnull=False).order_by("instance_index"):
             cache.setdefault(row.pk, row)
         parent._instances_loaded = True
     rows = [r for r in cache.values()
@@ -150,9 +158,9 @@ def instance_maps(ctx, parent):
 
 def add_to_scope(ctx, steps, latest):
     """Give each multi-instance step in ``steps`` (the scope's map) its ``instances`` (hook in ``scope``)."""
+    read = ctx.plan.instances_read  # only what an expression reads: the list reads every instance row
     for name, entry in steps.items():
-        step = ctx.plan.steps_by_name.get(name)
-        if step is not None and step.is_multi_instance:
+        if name in read:
             entry["instances"] = instance_maps(ctx, latest[name])
 
 
@@ -183,7 +191,8 @@ def start(ctx, stage_run, step_run, step):
                 instance.ended_at = None
                 instance.save(update_fields=["status", "error", "traceback", "attempts", "ended_at"])
         step_run.save(update_fields=["status"])
-        _start_ready(ctx, stage_run, step_run, step)
+        if not _recount(ctx, step_run, step):
+            _start_ready(ctx, stage_run, step_run, step)
         return
     key = "for_each" if step.for_each else "assignees"
     try:
@@ -236,6 +245,23 @@ def _needed(step, total):
         return 1
     (kind, value), = completion.items()
     return value if kind == "at_least" else max(1, math.ceil(value * total / 100))
+
+
+def _recount(ctx, parent, step):
+    """The step is back in progress after an error. Instances that completed meanwhile were not counted
+    (rule 2 counts only while it is open): its count starts again from what is done now. True when
+    that meets the rule: the step has completed."""
+    if parent.instances_to_go is None:
+        return False
+    rows = instances_of(ctx, parent)
+    completed = sum(1 for r in rows if r.status == StepStatus.COMPLETED)
+    parent.instances_to_go = _needed(step, len(rows)) - completed
+    parent.save(update_fields=["instances_to_go"])
+    if parent.instances_to_go > 0:
+        return False
+    _complete(ctx, parent, step, rule=met(ctx, step, parent, completed, len(rows)) or "counted",
+              completed=completed, total=len(rows))
+    return True
 
 
 def _start_ready(ctx, stage_run, parent, step):
@@ -328,6 +354,9 @@ def met(ctx, step, parent, completed, total):
     if kind == "percent":
         return f"percent {value}" if completed * 100 >= value * total else ""
     place = ctx.place(step.stage, step.name, "completion.condition")
+    # Every instance's entry, from its row read in this transition: each completion is its own
+    # transaction (a worker's statement may have changed any row since the last), so the list is not
+    # kept from one to the next; a step of N instances reads N rows per completion (docs/definitions.md).
     scope = {**ctx.scope(), "instances": instance_maps(ctx, parent)}
     return "condition" if evaluate_condition(value, scope, place) else ""
 
@@ -341,7 +370,9 @@ def _complete(ctx, parent, step, rule, completed=0, total=0):
     # Recorded as the step's exit condition: the completion rule is what ends it.
     ctx.event(engine.EventKind.STEP_EXIT_CONDITION_MET, step.stage, step.name, completion=rule, completed=completed, instances=total,
               remaining="continue" if step.remaining == "continue" else "discontinued")
-    if step.remaining != "continue":
+    if step.remaining != "continue" or step.sequential:
+        # A sequential step's later instances never start once the rule is met, even with
+        # remaining: continue (refused at activation; a version activated before may have it).
         _discontinue_open(ctx, parent)
     engine._finish_step(ctx, parent, StepStatus.COMPLETED, outputs=outputs)
 
@@ -354,12 +385,49 @@ def _discontinue_open(ctx, parent):
             engine._finish_step(ctx, instance, StepStatus.DISCONTINUED, close_items="canceled")
 
 
+def stage_closed(ctx, step_run, status):
+    """Its stage ends (hook in ``_close_stage``) with this multi-instance step in error (rule 4): the
+    instances still open are discontinued, and the child of a sub-orchestration instance in error stops
+    (nothing will put it back to work for this stage now)."""
+    step = ctx.plan.steps_by_name.get(step_run.step_name)
+    if step_run.status != StepStatus.ERROR or step is None or not expands(step, step_run):
+        return
+    _discontinue_open(ctx, step_run)
+    for instance in instances_of(ctx, step_run):
+        if instance.type == StepType.ORCHESTRATION and instance.status == StepStatus.ERROR:
+            children.cancel_children_later(instance, f"its parent's stage ended ({status})")
+
+
 def discontinue_remaining(ctx):
     """The run is canceled: instances still going after their step completed (``remaining: continue``) stop too."""
     for parent in ctx.step_runs:
         step = ctx.plan.steps_by_name.get(parent.step_name)
         if step is not None and step.remaining == "continue" and parent.status == StepStatus.COMPLETED:
             _discontinue_open(ctx, parent)
+
+
+def resume(ctx):
+    """The run resumes after a pause (hook in ``waits.resume_run``): a sequential step whose instance
+    ended meanwhile starts its next one, which ``_start_ready`` held back while the run was paused."""
+    for parent in ctx.step_runs:
+        step = ctx.plan.steps_by_name.get(parent.step_name)
+        if step is not None and step.sequential and expands(step, parent) and parent.status == StepStatus.IN_PROGRESS:
+            _start_ready(ctx, ctx.stage_runs.get(parent.stage_run_id), parent, step)
+
+
+def step_resumed(ctx, step_run):
+    """Hook in ``resume_step_of_child``: an instance whose child was put back to work puts its step,
+    in error because of it (``step_failed``), back in progress."""
+    if step_run.instance_index is None:
+        return
+    parent = parent_of(ctx, step_run)
+    if parent.status != StepStatus.ERROR:
+        return
+    parent.status = StepStatus.IN_PROGRESS
+    parent.error = ""
+    parent.ended_at = None
+    parent.save(update_fields=["status", "error", "ended_at"])
+    _recount(ctx, parent, ctx.plan.step(parent.step_name))
 
 
 def step_failed(ctx, step_run, error):
@@ -452,6 +520,20 @@ SELECT count(*) FROM done
 """
 
 
+def complete_from_worker(step_run, step, outputs, effects=None):
+    """A worker's instance of ``step`` finished (hook in ``worker.execute_claimed``). True if it completed now.
+
+    In one statement when that cannot meet the rule (``complete_counted``),
+    else under the run's lock. Never in one statement for a sequential step:
+    its next instance starts under the lock. Never through the counted-stage
+    statement (``worker.complete_background_step``): that matches a step's
+    own row only, so for an instance it would be a query for nothing.
+    """
+    if not step.sequential and complete_counted(step_run, outputs):
+        return True
+    return _engine().complete_step(step_run.pk, outputs, source="worker", run_id=step_run.run_id, effects=effects)
+
+
 def complete_counted(step_run, outputs):
     """A worker's instance finished: complete it in one statement if that cannot meet its step's rule.
 
@@ -461,6 +543,7 @@ def complete_counted(step_run, outputs):
     """
     if step_run.instance_index is None or connection.vendor != "postgresql" or connection.in_atomic_block:
         return False
+    # Imported here: transition imports this module at its top (its scope hook), before it defines this.
     from .transition import to_json_text
 
     params = {"id": step_run.pk, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {}))}

@@ -248,6 +248,31 @@ class Plan:
         return tuple(sorted(names))
 
     @cached_property
+    def instances_read(self):
+        """The multi-instance steps whose ``steps.X.instances`` an expression of this version reads.
+
+        Only these get that list in a transition's scope: building it reads
+        every instance row of the step, on every later transition of the run.
+        A read of ``steps`` or ``steps.X`` whole, or through a computed index,
+        may reach it: it counts (the answer errs towards reading).
+        """
+        from flows.names import reads
+
+        multi = frozenset(s.name for s in self.steps_by_name.values() if s.is_multi_instance)
+        if not multi:
+            return multi
+        names = set()
+        for text in self.expressions():
+            for read in reads(text):
+                if read.name != "steps":
+                    continue
+                if len(read.path) == 1:
+                    return multi  # the whole map, or steps[...]: any of them
+                if len(read.path) == 2 or read.path[2] == "instances":
+                    names.add(read.path[1])
+        return frozenset(names & multi)
+
+    @cached_property
     def steps_by_name(self):
         return {step.name: step for element in self.elements for step in element.steps}
 

@@ -867,6 +867,10 @@ class OrchestrationValidator:
             self.add(place_of(place, "remaining"), f"{step.remaining!r}: the only choice is continue")
         elif step.remaining and completion == "all":
             self.add(place_of(place, "remaining"), "with completion all no instance remains when it is met")
+        elif step.remaining and step.sequential:
+            # A sequential step starts its next instance only while its rule is unmet: none would go on.
+            self.add(place_of(place, "remaining"), "a sequential step starts no instance after its rule is met: "
+                                                   "remove remaining or sequential")
 
     def check_list_source(self, place, source):
         """What can be known statically of a ``for_each``/``assignees`` list: its size when it is a

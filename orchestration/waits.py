@@ -62,17 +62,16 @@ from django.utils.dateparse import parse_datetime
 from flows.durations import parse_duration
 from flows.expressions import ExpressionError, UnstorableValue, evaluate, to_json
 
-from . import children, engine
+from . import children, engine, instances
 from .engine import EngineError
 from .transition import lock_run
 from .models import (
     EventKind, KeptEvent, OrchestrationRun, RunStatus, StageStatus, StepStatus, Timer, TimerPurpose, TimerState,
 )
-from .models.runs import OPEN_STEP_STATUSES
+from .models.runs import ENDED_RUN_STATUSES, OPEN_STEP_STATUSES
 
 log = logging.getLogger(__name__)
 
-ENDED = (RunStatus.COMPLETED, RunStatus.CANCELED)
 WEBHOOK_SALT = "baton.waits.webhook"
 SWEEP_BATCH = 500
 
@@ -194,7 +193,7 @@ def send_event(run, name, data=None, keep=False, *, user=None, source="python", 
     data = check_event(name, data)
     with transaction.atomic():
         ctx = lock_run(run_id, effects, user)
-        if ctx.run.status in ENDED:
+        if ctx.run.status in ENDED_RUN_STATUSES:
             raise NothingWaits(f"run {run_id} is {ctx.run.status}: nothing waits for event {name!r}")
         waiting = _waiting_for(ctx, name)
         if waiting:
@@ -350,7 +349,7 @@ def send_webhook_event(token, data=None):
         raise NothingWaits("the step of this webhook no longer exists")
     with transaction.atomic():
         ctx = lock_run(run_id, None, None)
-        waiting = [] if ctx.run.status in ENDED else _waiting_for(ctx, name, step_run_id=step_run_id)
+        waiting = [] if ctx.run.status in ENDED_RUN_STATUSES else _waiting_for(ctx, name, step_run_id=step_run_id)
         if not waiting:
             raise NothingWaits(f"the step of this webhook no longer waits for event {name!r}")
         _deliver(ctx, waiting[0], name, data, source="webhook")
@@ -454,6 +453,7 @@ def resume_run(run_id, *, user=None, reason="", effects=None):
         ctx.run.status = RunStatus.RUNNING
         ctx.event(EventKind.RUN_RESUMED, reason=reason, was="paused")
         _fire_pending(ctx, Timer.objects.filter(run=ctx.run))
+        instances.resume(ctx)  # hook: a sequential step's next instance, held back while paused
         engine._progress(ctx)
         engine._save_run(ctx)
         children.pause_children_later(ctx.run, pause=False, user=user, reason=reason)
@@ -484,7 +484,7 @@ def cancel_step(run_id, step_name, *, user=None, reason="", effects=None):
         ctx = lock_run(run_id, effects, user)
         if step_name not in ctx.plan.steps_by_name:
             raise LookupError(f"run {run_id} has no step named {step_name!r}")
-        if ctx.run.status in ENDED:
+        if ctx.run.status in ENDED_RUN_STATUSES:
             raise EngineError(f"run {run_id} is {ctx.run.status}; its steps cannot be withdrawn")
         open_stages = {pk for pk, sr in ctx.stage_runs.items()
                        if sr.status in (StageStatus.IN_PROGRESS, StageStatus.ERROR)}
@@ -494,7 +494,9 @@ def cancel_step(run_id, step_name, *, user=None, reason="", effects=None):
             status = step_run.status if step_run is not None else "not in the current stage"
             raise EngineError(f"step {step_name!r} of run {run_id} is {status}; only an open step can be withdrawn")
         engine._finish_step(ctx, step_run, StepStatus.CANCELED, close_items="canceled")
-        ctx.events[-1].data = to_json({**ctx.events[-1].data, "reason": reason})  # the step_canceled event just noted
+        # The step_canceled event just noted (a multi-instance step's instances' events come after it).
+        event = next(e for e in reversed(ctx.events) if e.kind == EventKind.STEP_CANCELED and e.step_name == step_name)
+        event.data = to_json({**event.data, "reason": reason})
         engine._progress(ctx)
         engine._save_run(ctx)
     return ctx.run

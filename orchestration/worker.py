@@ -333,9 +333,10 @@ def execute_claimed(step_run):
     step = Plan.load(step_run.run.orchestration_id).step(step_run.step_name)
     outcome = attempt(step_run.flow_id, step_run, step_run.run.get_record())
     if not outcome.failed:
-        if instances.complete_counted(step_run, outcome.outputs):  # hook: an instance leaving its rule unmet
-            return "completed"
-        complete_background_step(step_run.pk, outcome.outputs, run_id=step_run.run_id)
+        if instances.is_instance(step_run):  # hook: an instance completes by its step's rule (instances.py)
+            instances.complete_from_worker(step_run, step, outcome.outputs)
+        else:
+            complete_background_step(step_run.pk, outcome.outputs, run_id=step_run.run_id)
         return "completed"
     delay = retry_delay(step_run, step)
     if delay is not None:

@@ -42,6 +42,8 @@ class StepStatus(models.TextChoices):
 
 
 OPEN_STEP_STATUSES = (StepStatus.WAITING, StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.IN_PROGRESS)
+# A run in one of these has ended: nothing changes it any more (events, pauses and children refused).
+ENDED_RUN_STATUSES = (RunStatus.COMPLETED, RunStatus.CANCELED)
 
 
 class OrchestrationRun(models.Model):

@@ -480,6 +480,7 @@ def test_a_multi_instance_step_is_set_in_its_panel_with_item_and_index_in_scope(
     html = text_of(response)
     assert 'data-insert="item"' in html and 'data-insert="index"' in html
     assert "tell › inputs.who" not in pinned(response)  # item is in scope for the inputs of a multi-instance step
+    assert "bb_orch › review › tell › remaining: a sequential step starts no instance after its rule is met" in pinned(response)
     # A value the validator refuses is stored and pinned to the step, with its place.
     response = post_step(admin_client, draft, tell, for_each='["a", "b"]', completion_rule="at_least",
                          completion_at_least="3", inputs__who="item")

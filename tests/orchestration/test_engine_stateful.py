@@ -284,7 +284,7 @@ def multi_instance_steps(draw):
     completion = draw(st.sampled_from(choices))
     step = {"name": "each", "type": "background", "flow": "coin", "for_each": str(list(range(n))),
             "completion": completion, "sequential": draw(st.booleans())}
-    if completion != "all" and draw(st.booleans()):
+    if completion != "all" and not step["sequential"] and draw(st.booleans()):  # the validator refuses both
         step["remaining"] = "continue"
     return step
 

@@ -1,6 +1,6 @@
 """Multi-instance steps on PostgreSQL: instances completing at the same moment advance the step exactly once.
 
-Each completion is a worker's (``worker.complete_background_step``) from a
+Each completion is a worker's (``instances.complete_from_worker``) from a
 thread with its own connection, all released together by a barrier. The
 completion rule is checked under the run's lock (orchestration/instances.py
 rule 2), so whatever order the lock hands them out, one meets it.
@@ -12,6 +12,7 @@ from django.db import connection, connections
 
 from orchestration import engine, instances, worker
 from orchestration.models import OrchestrationRun, RunEvent, StepRun
+from orchestration.plan import Plan
 from tests.engine_builders import Recorder, bg, noop_flow, orchestration
 
 N = 50
@@ -24,11 +25,10 @@ def complete_all_at_once(ids, run_id, fx):
     def body(step_run_id):
         try:
             barrier.wait(30)
-            # As a worker does (tasks.execute_claimed): one statement when that cannot meet the rule, else the lock.
-            step_run = StepRun.objects.get(pk=step_run_id)
-            results[step_run_id] = (instances.complete_counted(step_run, {"v": 1})
-                                    or worker.complete_background_step(step_run_id, {"v": 1}, run_id=run_id,
-                                                                       effects=fx))
+            # As a worker does (worker.execute_claimed): one statement when that cannot meet the rule, else the lock.
+            step_run = StepRun.objects.select_related("run").get(pk=step_run_id)
+            step = Plan.load(step_run.run.orchestration_id).step(step_run.step_name)
+            results[step_run_id] = instances.complete_from_worker(step_run, step, {"v": 1}, effects=fx)
         except BaseException as exc:  # noqa: BLE001 — the test reports what each thread got
             results[step_run_id] = exc
         finally:
@@ -102,3 +102,36 @@ def test_an_instance_completion_that_leaves_the_rule_unmet_is_one_statement(post
     assert StepRun.objects.get(pk=third.pk).status == "discontinued"
     assert instances.complete_counted(third, {"v": 3}) is False
     assert RunEvent.objects.filter(run=run, kind="step_completed", data__instance=0).count() == 1
+
+
+def test_sequential_background_instances_go_on_after_a_workers_completion(postgres_db):
+    # A worker's completion of a sequential step's instance goes through the lock, which starts the next one
+    # (the one-statement completion, which starts nothing, is only for steps whose instances all run at once).
+    assert connection.vendor == "postgresql"
+    noop_flow("seq_one", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "n")})
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "seq_one", for_each="[1, 2, 3]",
+                                                      inputs={"n": "double(item)"}, sequential=True)]}])
+    fx = Recorder()
+    run = engine.start_run(orch, effects=fx)
+    first = StepRun.objects.get(run=run, instance_index=0)
+    assert fx.sent == [first.pk]
+    assert worker.execute_claimed(worker.claim(fx.sent.pop(0), "t0")) == "completed"
+    statuses = list(StepRun.objects.filter(run=run, instance_index__isnull=False)
+                    .order_by("instance_index").values_list("status", flat=True))
+    assert statuses == ["completed", "queued", "waiting"]
+    assert RunEvent.objects.filter(run=run, kind="step_queued", data__instance=1).count() == 1
+
+
+def test_a_workers_instance_completion_that_meets_the_rule_skips_the_counted_stage_statement(postgres_db):
+    from django.test.utils import CaptureQueriesContext
+    noop_flow("pg_meet", inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", "n")})
+    orch = orchestration([{"name": "fan", "steps": [bg("each", "pg_meet", for_each="[1, 2]",
+                                                      inputs={"n": "double(item)"}, completion="any")]}])
+    fx = Recorder()
+    run = engine.start_run(orch, effects=fx)
+    first = StepRun.objects.get(run=run, instance_index=0)
+    claimed = worker.claim(first.pk, "t0")
+    with CaptureQueriesContext(connection) as queries:
+        assert worker.execute_claimed(claimed) == "completed"
+    assert [q["sql"] for q in queries.captured_queries if "g.open_steps - 1" in q["sql"]] == []  # worker._COMPLETE_COUNTED_SQL
+    assert StepRun.objects.get(run=run, step_name="each", instance_index__isnull=True).status == "completed"

@@ -90,6 +90,8 @@ def test_the_file_format_round_trips_every_pattern(flows):
     ({"for_each": "[1]", "completion": "most"}, ("completion", "'most'")),
     ({"for_each": "[1]", "completion": {"condition": "size(instances) > nope"}}, ("completion.condition", "nope — not in scope")),
     ({"for_each": "[1]", "remaining": "continue"}, ("remaining", "with completion all")),
+    ({"for_each": "[1, 2]", "completion": "any", "sequential": True, "remaining": "continue"},
+     ("p_orch › s › a › remaining", "a sequential step starts no instance after its rule is met")),
     ({"completion": "any"}, ("› completion", "only a step with for_each or assignees")),
     ({"sequential": True}, ("› sequential", "only a step with for_each or assignees")),
     ({"inputs": {"x": "string(item)"}}, ("inputs.x", "item — not in scope", "only in a step with for_each")),
