@@ -55,9 +55,9 @@ The rules (DESIGN §4)
 
 Round trips
 -----------
-A background step costs two transactions (the worker's claim, then the
-completion) and about nine statements; ``docs/performance.md`` has the
-figures. To keep it there a transition reads the run's state once (the run
+A background step costs one or two statements on a worker (a pure step's
+completion by compare-and-set, else a claim and a completion) plus its share
+of the stage's transition; ``docs/performance.md`` has the figures. To keep it there a transition reads the run's state once (the run
 row, locked; its step runs joined with their stage visits) and works in
 memory from then on: the current stage, visit numbers and the flows to run
 come from what was read, unchanged rows are not written back, and steps
