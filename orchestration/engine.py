@@ -57,11 +57,12 @@ Round trips
 -----------
 A background step costs one or two statements on a worker (a pure step's
 completion by compare-and-set, else a claim and a completion) plus its share
-of the stage's transition; ``docs/performance.md`` has the figures. To keep it there a transition reads the run's state once (the run
-row, locked; its step runs joined with their stage visits) and works in
-memory from then on: the current stage, visit numbers and the flows to run
-come from what was read, unchanged rows are not written back, and steps
-started together are written together. Each place says why it is safe.
+of the stage's transition; ``docs/performance.md`` has the figures. To keep
+it there a transition reads the run's state once (the run row, locked; its
+step runs joined with their stage visits) and works in memory from then on:
+the current stage, visit numbers and the flows to run come from what was
+read, unchanged rows are not written back, and steps started together are
+written together. Each place says why it is safe.
 """
 import logging
 
@@ -175,7 +176,8 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
                 EventKind.STEP_RUNNING, run=ctx.run, at=receipt.at, stage=_stage_name(ctx, step_run),
                 step=step_run.step_name, attempt=step_run.attempts, task_id=receipt.task_id, on_receipt=True))
             also = ("attempts", "task_id")
-        _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs or {}, close_items="completed", also=also)
+        _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs or {}, close_items="completed",
+                     also=also)
         _progress(ctx)
         _save_run(ctx)
     return True

@@ -429,7 +429,11 @@ def run_on_receipt(step_run_id, receipt, task_id=""):
             log.info("step run %s is not queued (already claimed or finished); nothing to do", step_run_id)
             return "skipped"
         return execute_claimed(claimed)
-    complete_background_step(step_run_id, outcome.outputs, run_id=run.pk, receipt=mark)
+    try:
+        complete_background_step(step_run_id, outcome.outputs, run_id=run.pk, receipt=mark)
+    except (OrchestrationRun.DoesNotExist, StepRun.DoesNotExist):  # the run was deleted since: as a claim finds
+        log.info("step run %s no longer exists; nothing to do", step_run_id)
+        return "skipped"
     return "completed"
 
 

@@ -119,3 +119,11 @@ def test_a_step_whose_flow_can_write_is_claimed_first(postgres_db, sent):
     engine.start_run(orchestration([{"name": "one", "steps": [bg("w", "writes"), bg("p", "pure")]}]))
     receipts = {StepRun.objects.get(pk=i).step_name: r for i, r in sent}
     assert receipts["w"] is None and receipts["p"] is not None
+
+
+def test_a_message_for_a_deleted_run_does_nothing(postgres_db, sent):
+    run = engine.start_run(pure_stage(width=1))
+    step_id, receipt = sent[0]
+    run.delete()
+    assert worker.run_on_receipt(step_id, receipt, "late") == "skipped"
+    assert not StepRun.objects.filter(pk=step_id).exists()
