@@ -257,10 +257,11 @@ def insert_waiting_work(orchestration_id, flow_id, items, *, items_per_run=1, as
                        started_at FROM {run_t} WHERE id > %(base)s""", params)
         cur.execute(
             f"""INSERT INTO {step_t} (run_id, stage_run_id, step_name, type, flow_id, status, task_id, inputs,
-                    outputs, attempts, error, traceback, created_at, started_at, timeout_seconds)
+                    outputs, attempts, error, traceback, created_at, started_at, timeout_seconds, completed_by,
+                    excluded_users)
                 SELECT s.run_id, s.id, CASE WHEN %(per)s = 1 THEN 'review' ELSE 'review_' || k END, 'interactive',
                        %(flow)s, CASE WHEN s.status = 'in_progress' THEN 'in_progress' ELSE 'completed' END,
-                       '', '{{}}', '{{}}', 0, '', '', s.started_at, s.started_at, 600
+                       '', '{{}}', '{{}}', 0, '', '', s.started_at, s.started_at, 600, '', '[]'
                 FROM {stage_t} s CROSS JOIN generate_series(1, %(per)s) k WHERE s.run_id > %(base)s""", params)
         cur.execute(
             f"""INSERT INTO {item_t} (step_run_id, run_id, label, flow_id, status, assignee_type, assignee_user_id,

@@ -152,6 +152,17 @@ LOOP_MACROS = {"map", "filter", "all", "exists", "exists_one"}
 # (``matches("(?:.{0,100}){0,100}b")`` over 60,000 characters ran 14 s in
 # process, holding the interpreter lock). These go to the bounded evaluator.
 UNBOUNDED_CALLS = LOOP_MACROS | {"matches"}
+# Every function and method the CEL binding knows (it is used without its extension library). The
+# binding compiles a call of any name and fails only when the call runs, so a misspelt or borrowed
+# function (``join``, ``lowerAscii``, ``max``) would pass activation and fail in a live run; the check
+# refuses it up front. tests/flows/test_expressions.py evaluates every name here with the binding.
+CEL_FUNCTIONS = frozenset({
+    "size", "int", "uint", "double", "string", "bytes", "type", "dyn", "duration", "timestamp",
+    "matches", "contains", "startsWith", "endsWith", "has", *LOOP_MACROS,
+    "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear",
+    "getHours", "getMinutes", "getSeconds", "getMilliseconds",
+    "of", "none", "ofNonZeroValue", "hasValue", "value", "or", "orValue",  # optional values
+})
 RELATIONS = {"==", "!=", "<", "<=", ">", ">=", "in"}
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 
@@ -164,6 +175,7 @@ class Shape:
     nodes: int
     names: frozenset
     loops: bool  # calls something whose cost its size does not bound (UNBOUNDED_CALLS)
+    calls: frozenset = frozenset()  # the functions and methods it calls, by name
 
 
 class _TooLarge(Exception):
@@ -188,6 +200,7 @@ class _ShapeParser:
         self.nodes = 0
         self.max_nodes = max_nodes
         self.names = set()
+        self.calls = set()
 
     def peek(self):
         return self.tokens[self.at] if self.at < len(self.tokens) else ("end", "")
@@ -260,8 +273,9 @@ class _ShapeParser:
             if op == ".":
                 self.take()
                 self.node()
-                self.take()  # the field or method name
+                name = self.take()[1]  # the field or method name
                 if self.peek()[1] == "(":
+                    self.calls.add(name)
                     depth = 1 + max(depth, self.arguments(")"))
                 else:
                     depth += 1
@@ -298,6 +312,7 @@ class _ShapeParser:
         self.take()
         if kind == "name" and text not in LITERAL_NAMES:
             if self.peek()[1] == "(":
+                self.calls.add(text)
                 return 1 + self.arguments(")")
             if self.peek()[1] == "{":  # a message literal: Name{field: value}
                 return 1 + self.arguments("}")
@@ -350,7 +365,7 @@ def _measure(source, max_length, max_depth, max_nodes):
         return None, (f"it nests {depth} levels deep; the limit is {max_depth} "
                       "(setting BATON_CEL_MAX_DEPTH)")
     loops = any(kind == "name" and text in UNBOUNDED_CALLS for kind, text in found)
-    return Shape(depth, parser.nodes, frozenset(parser.names), loops), ""
+    return Shape(depth, parser.nodes, frozenset(parser.names), loops, frozenset(parser.calls)), ""
 
 
 def expression_shape(source, place="", current=None):
@@ -574,6 +589,11 @@ def compile_expression(source, place=""):
     Returns its ``Shape``. Activation and import checks call this.
     """
     shape = expression_shape(source, place)
+    unknown = sorted(shape.calls - CEL_FUNCTIONS)
+    if unknown:
+        raise ExpressionError(
+            f"{source!r} calls {', '.join(f'{name}()' for name in unknown)}, which CEL here does not have "
+            f"(functions: {', '.join(sorted(CEL_FUNCTIONS))})", place, source)
     try:
         problem = _compile_problem(source, shape.depth <= INLINE_DEPTH)
     except ExpressionError as exc:  # the evaluator failed (could not start, timed out): say where

@@ -6,8 +6,12 @@ or a session. Names are in the ``baton_api`` namespace (``baton_api:run-list``).
 """
 from django.templatetags.static import static
 from django.urls import include, path, re_path
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.routers import SimpleRouter
+from rest_framework.views import APIView
 
 from workguide.api import DelegationViewSet, WorkItemViewSet
 
@@ -67,6 +71,20 @@ class DocsView(SpectacularSwaggerSplitView):
         return static("drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png")
 
 
+@extend_schema(exclude=True)
+class RootView(BatonAPIView, APIView):
+    """``/api/``: where the resources are, and the schema and docs (a signed-in user's starting point;
+    the browsable renderer makes each a link)."""
+
+    RESOURCES = ("orchestration", "run", "work-item", "delegation")
+
+    def get(self, request):
+        links = {f"{name}s": reverse(f"baton_api:{name}-list", request=request) for name in self.RESOURCES}
+        links["schema"] = reverse("baton_api:schema", request=request)
+        links["docs"] = reverse("baton_api:api-docs", request=request)
+        return Response(links)
+
+
 app_name = "baton_api"
 router = SimpleRouter()
 router.register("orchestrations", OrchestrationViewSet, basename="orchestration")
@@ -78,6 +96,7 @@ urlpatterns = [
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", DocsView.as_view(), name="api-docs"),
     *api_waits.urlpatterns(),  # pause, resume, events, withdraw a step, wait webhooks
+    path("", RootView.as_view(), name="api-root"),
     path("", include(router.urls)),
     re_path(r"^", api_not_found),
 ]

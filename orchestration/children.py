@@ -175,7 +175,5 @@ def parent_of(run):
     """``{"run": id, "step": name}`` of a child run's parent, or None."""
     if run.parent_step_run_id is None:
         return None
-    step_run = StepRun.objects.filter(pk=run.parent_step_run_id).only("run_id", "step_name").first()
-    if step_run is None:
-        return None
+    step_run = run.parent_step_run  # lists load it with the run (select_related): no query per run
     return {"run": step_run.run_id, "step": step_run.step_name}

@@ -72,3 +72,21 @@ class Recorder:
 
     def close_work_items(self, *args):
         return self._real.close_work_items(*args)
+
+
+def drain(recorder):
+    """Run every background step ``recorder`` was sent, as a worker would, until none is left."""
+    from orchestration.worker import claim, execute_claimed
+
+    while recorder.sent:
+        step_run_id = recorder.sent.pop(0)
+        step_run = claim(step_run_id, f"task-{step_run_id}")
+        if step_run is not None:
+            execute_claimed(step_run)
+
+
+def statuses(run):
+    """``{step name: status}`` of a run's steps."""
+    from orchestration.models import StepRun
+
+    return {s.step_name: s.status for s in StepRun.objects.filter(run=run)}

@@ -29,6 +29,7 @@ from rest_framework.response import Response
 
 from flows.compiled import FlowSpec
 from flows.runtime import FlowError
+from orchestration import permissions
 from orchestration.api.common import (
     ID_LOOKUP, BatonAPIView, Conflict, check_size, django_errors, error_example, error_responses, id_parameter,
     query_choice,
@@ -386,7 +387,8 @@ class WorkItemViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
             if scope == "all":
                 qs = services.visible_items(user)
             else:
-                qs = WorkItem.objects.filter(services.assignee_q(user))
+                # Like My Work: not the items whose step excludes the caller (separation of duties).
+                qs = WorkItem.objects.filter(services.assignee_q(user)).exclude(permissions.excluded_items(user))
             if wanted != "all":
                 qs = qs.filter(status=wanted)
             return qs.select_related(*related).order_by("-created_at", "-id")

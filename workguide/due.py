@@ -17,10 +17,17 @@ seconds) calls ``check_due_dates()``, which
     "queue:NAME"), the item is reassigned there (any claim is dropped), the
     change is recorded as a ``work_item_escalated`` run event, and the new
     assignee gets the escalation mail;
-  - otherwise (or when ``escalate_to`` names nobody who exists, which is
-    recorded in the event) the current assignee is told it is overdue: the
-    user, the group's members, or the queue's email (else its members),
-    and a ``work_item_overdue`` event is recorded.
+  - otherwise (or when ``escalate_to`` names nobody who exists, or a user
+    the step excludes, which is recorded in the event) the current assignee
+    is told it is overdue: the user, the group's members, or the queue's
+    email (else its members), and a ``work_item_overdue`` event is recorded.
+
+  Separation of duties holds on escalation as everywhere
+  (``orchestration.permissions``): a user ``escalate_to`` names whom the
+  step's ``assignee.exclude`` excludes is not given the item (it stays where
+  it was, ``escalate_to_problem`` says why), and when the new assignee is
+  away, a substitute who is excluded is passed over: the item goes to the
+  named user (``delegation_skipped`` in the event).
 
 "Once" holds with several beat processes or overlapping runs: each item is
 claimed by a compare-and-set update of ``reminded_at`` / ``escalated_at``
@@ -36,7 +43,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from orchestration import journal
+from orchestration import journal, permissions
 from orchestration.conf import baton_settings
 from orchestration.exceptions import StepFailure
 from orchestration.models import EventKind
@@ -47,7 +54,7 @@ from orchestration.plan import Plan
 from . import notifications, tasks
 from .models import WorkItem, WorkItemStatus
 from .notifications import WorkItemNotification, register
-from .services import give_to, lock_run, parse_assignee
+from .services import give_to, lock_run, parse_assignee, skipped_note
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +175,17 @@ def _escalate(item_id, now):
             except StepFailure as exc:
                 problem = str(exc)
                 target_text = ""
+            else:
+                if kind == "user" and permissions.is_excluded(target, item.step_run.excluded_users):
+                    problem = (f"escalate_to {target_text!r}: {target.get_username()} is excluded from this step "
+                               f"(separation of duties); the item stays with {before}")
+                    target_text = ""
         item.escalated_at = now
         if target_text:
-            item.save(update_fields=["escalated_at", *give_to(item, kind, target)])
+            changed, skipped = give_to(item, kind, target)
+            item.save(update_fields=["escalated_at", *changed])
             _event(item, EventKind.WORK_ITEM_ESCALATED, now, before=before, after=target_text,
-                   due_at=item.due_at.isoformat())
+                   due_at=item.due_at.isoformat(), **skipped_note(skipped))
             from . import signals
 
             signals.send_on_commit(signals.work_item_reassigned, [item.pk], before=before, after=target_text)

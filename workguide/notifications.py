@@ -51,13 +51,25 @@ class WorkItemNotification:
 
     # -- recipients --------------------------------------------------------
     def recipients(self):
-        """``[(address, greeting name)]``, without duplicates, in a stable order."""
+        """``[(address, greeting name)]``, without duplicates, in a stable order.
+
+        Never someone the item's step excludes (separation of duties): a
+        group's or queue's members who are excluded are not mailed, and a
+        user who is away is told themselves when their substitute is excluded.
+        """
+        from orchestration import permissions
+
         item = self.item
-        users = get_user_model()._default_manager.filter(is_active=True).exclude(email="")
+        excluded = item.step_run.excluded_users or []
+        User = get_user_model()
+        users = (User._default_manager.filter(is_active=True).exclude(email="")
+                 .exclude(**{f"{User.USERNAME_FIELD}__in": excluded}))
         if item.assignee_type == "user":
             from .services import active_delegation
 
             delegation = active_delegation(item.assignee_user)  # away: their substitute is told instead
+            if delegation is not None and permissions.is_excluded(delegation.substitute, excluded):
+                delegation = None  # the item stayed with the user (services.route): so does its mail
             people = users.filter(pk=delegation.substitute_id if delegation else item.assignee_user_id)
         elif item.assignee_type == "group":
             people = users.filter(groups=item.assignee_group_id)
@@ -157,7 +169,8 @@ def deliver(item_id, kind="new_work_item", only=None):
     from .models import WorkItem
 
     item = (
-        WorkItem.objects.select_related("run__orchestration", "assignee_user", "assignee_group", "assignee_queue")
+        WorkItem.objects.select_related("run__orchestration", "step_run", "assignee_user", "assignee_group",
+                                        "assignee_queue")
         .filter(pk=item_id).first()
     )
     if item is None:

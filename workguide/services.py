@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import BooleanField, F, Func, Q
 from django.utils import timezone
 
 from orchestration import journal
@@ -68,16 +68,26 @@ def _assign_fields(kind, target):
 def give_to(item, kind, target):
     """Set ``item``'s assignee to ``target`` (from ``parse_assignee``) and drop any claim; the caller saves.
 
-    Returns the changed field names (for ``save(update_fields=...)``). Both
-    reassignment by a person (``reassign``) and escalation (``due.py``) go
-    through here; a user away on a delegation is replaced by their substitute
-    (``route``), and ``delegated_from`` says so.
+    Returns ``(changed field names, skipped)``: the names for
+    ``save(update_fields=...)``, and the substitute a delegation would have
+    given it to but whom the item's step excludes (else None), for the
+    caller's event. Both reassignment by a person (``reassign``) and
+    escalation (``due.py``) go through here; a user away on a delegation is
+    replaced by their substitute (``route``), and ``delegated_from`` says so.
     """
-    kind, target, delegated_from = route(kind, target)
+    kind, target, delegated_from, skipped = route(kind, target, excluded=item.step_run.excluded_users)
     changed = _assign_fields(kind, target) | {"claimed_by": None, "delegated_from": delegated_from}
     for name, value in changed.items():
         setattr(item, name, value)
-    return list(changed)
+    return list(changed), skipped
+
+
+def skipped_note(skipped):
+    """The event data that says a delegation was not followed (separation of duties), or nothing."""
+    if skipped is None:
+        return {}
+    return {"delegation_skipped": skipped.get_username(),
+            "delegation_skipped_reason": "the substitute is excluded from this step (separation of duties)"}
 
 
 # ---------------------------------------------------------------------------
@@ -91,25 +101,26 @@ def active_delegation(user, now=None):
             .select_related("substitute").order_by("-starts", "-id").first())
 
 
-def route(kind, target, now=None):
-    """``(kind, target, delegated_from)``: a user away on a delegation is replaced by their substitute.
+def route(kind, target, now=None, excluded=()):
+    """``(kind, target, delegated_from, skipped)``: a user away on a delegation is replaced by their substitute.
 
     Every way work reaches a person goes through here (a step opening, a
     reassignment, an escalation), so new work follows a delegation however
     it arrives. One hop: the substitute's own delegation is not followed.
+
+    Separation of duties holds whoever the work reaches: a substitute whom
+    the step excludes (``excluded``, its usernames) is not given the item;
+    it stays with ``target`` (who is not excluded: the callers check that
+    first) and ``skipped`` names the substitute, for the run's timeline.
     """
     if kind != "user":
-        return kind, target, None
+        return kind, target, None, None
     delegation = active_delegation(target, now)
     if delegation is None:
-        return kind, target, None
-    return kind, delegation.substitute, target
-
-
-def delegating_to(user, now=None):
-    """The ids of the users whose delegation to ``user`` is in force now (a subquery, not a query)."""
-    now = now or timezone.now()
-    return Delegation.objects.filter(substitute=user, starts__lte=now, ends__gt=now).values("user_id")
+        return kind, target, None, None
+    if permissions.is_excluded(delegation.substitute, excluded):
+        return kind, target, None, delegation.substitute
+    return kind, delegation.substitute, target, None
 
 
 def set_delegation(by, substitute, starts, ends, user=None):
@@ -151,7 +162,8 @@ def may_delete_delegation(delegation, user):
 
 def open_work_item(ctx, step_run, step, prepared):
     """Called by the engine (inside its transaction) when an interactive step starts."""
-    kind, target, delegated_from = route(*parse_assignee(prepared.assignee), now=ctx.now)
+    kind, target, delegated_from, skipped = route(*parse_assignee(prepared.assignee), now=ctx.now,
+                                                  excluded=prepared.excluded_users)
     from orchestration.records import load_record
 
     record_label = ""
@@ -176,7 +188,7 @@ def open_work_item(ctx, step_run, step, prepared):
         priority=step.priority,
         **_assign_fields(kind, target),
     )
-    extra = {"delegated_from": delegated_from.get_username()} if delegated_from else {}
+    extra = {"delegated_from": delegated_from.get_username()} if delegated_from else skipped_note(skipped)
     ctx.event(EventKind.WORK_ITEM_OPENED, step.stage, step.name, work_item=item.pk, assignee=prepared.assignee,
               **extra)
     from .notifications import notify_new_work_item
@@ -214,39 +226,22 @@ def close_work_items(ctx, step_runs, status):
 can_manage = permissions.can_manage_work_items
 
 
-def _memberships(user):
-    """The ids of ``user``'s groups (a subquery, run inside the caller's query) and of the queues they
-    belong to (by name or through a group): one query, so My Work stays within its budget with a delegation.
-
-    A page that asks several times in one request (the record component) computes them once with
-    ``remember_memberships``; they are then read from the request's user object.
-    """
-    remembered = getattr(user, "_baton_memberships", None)
-    if remembered is not None:
-        return remembered
-    group_ids = user.groups.values("id")
-    queue_ids = list(Queue.objects.filter(Q(members=user) | Q(member_groups__in=group_ids)).values_list("id", flat=True).distinct())
-    return group_ids, queue_ids
-
-
-def remember_memberships(user):
-    """Keep ``user``'s memberships on this (request's) user object for the rest of the request."""
-    if user.is_authenticated and getattr(user, "_baton_memberships", None) is None:
-        user._baton_memberships = _memberships(user)
+_memberships = permissions.memberships
+remember_memberships = permissions.remember_memberships
 
 
 def assignee_q(user, prefix="", memberships=None):
-    """Items assigned to ``user`` directly, through a group, or through a queue.
+    """Items assigned to ``user`` directly, through a group, or through a queue, or delegated to or from them.
 
-    ``memberships`` is ``_memberships(user)`` when the caller needs the ids too.
+    ``memberships`` is ``_memberships(user)`` when the caller needs the ids too (else one query for them).
     """
-    group_ids, queue_ids = memberships or _memberships(user)
+    group_ids, queue_ids, delegating = memberships or _memberships(user)
     return (
         Q(**{f"{prefix}assignee_user": user})
         | Q(**{f"{prefix}assignee_group_id__in": group_ids})
         | Q(**{f"{prefix}assignee_queue_id__in": queue_ids})
         | Q(**{f"{prefix}delegated_from": user})  # delegated away: still theirs to see
-        | Q(**{f"{prefix}assignee_user_id__in": delegating_to(user)})  # a substitute sees the absent user's items
+        | Q(**{f"{prefix}assignee_user_id__in": delegating})  # a substitute sees the absent user's items
     )
 
 
@@ -315,15 +310,8 @@ can_reassign = permissions.can_reassign_work_item
 can_skip = permissions.can_skip_work_item
 
 
-def excluded(item, user):
-    """Is ``user`` kept off ``item`` by its step's ``assignee.exclude`` (separation of duties)?"""
-    return permissions.is_excluded(user, item.step_run.excluded_users)
-
-
-def _refuse_excluded(item, user):
-    if excluded(item, user):
-        raise PermissionDenied(f"{user.get_username()} may not do “{item.label}”: separation of duties "
-                               "(this step excludes them, e.g. as the requester)")
+excluded = permissions.is_excluded_from_work_item  # separation of duties: one rule, in the permission module
+refuse_excluded = permissions.refuse_if_excluded
 
 
 # ---------------------------------------------------------------------------
@@ -366,7 +354,7 @@ def complete_work_item(item, user, values):
 
     if item.status != WorkItemStatus.OPEN:
         raise WorkItemClosed(_closed_message(item))
-    _refuse_excluded(item, user)
+    refuse_excluded(item, user)
     if not can_work(item, user):
         if item.claimed_by_id and item.claimed_by_id != user.pk:
             raise ClaimedByOther(f"{item.label} is claimed by {item.claimed_by}")
@@ -394,6 +382,14 @@ def run_is_paused(run_id):
     from orchestration.models import OrchestrationRun, RunStatus
 
     return OrchestrationRun.objects.filter(pk=run_id, status=RunStatus.PAUSED).exists()
+
+
+def item_run_is_paused(item):
+    """For showing ``item``: its run as read with it (``select_related``), else asked. Finishing reads it
+    afresh under the run's lock (``complete_work_item``)."""
+    if WorkItem.run.is_cached(item):
+        return item.run.status == "paused"
+    return run_is_paused(item.run_id)
 
 
 def _closed_message(item):
@@ -474,7 +470,7 @@ def claim(item, user):
     item as taken up, and the same call works for whatever an item is
     assigned to); for others it is not theirs (PermissionDenied).
     """
-    _refuse_excluded(item, user)  # first: the one refusal that says why
+    refuse_excluded(item, user)  # first: the one refusal that says why
     if not can_claim(item, user):
         raise PermissionDenied("not your work item")
     with transaction.atomic():
@@ -533,8 +529,9 @@ def reassign(item, user, assignee):
         if not can_reassign(fresh, user):  # the claim changed meanwhile
             raise PermissionDenied("this item is no longer yours to hand on")
         before = fresh.assignee_display
-        fresh.save(update_fields=give_to(fresh, kind, target))
-        _log(fresh, EventKind.WORK_ITEM_REASSIGNED, user, before=before, after=assignee)
+        changed, skipped = give_to(fresh, kind, target)
+        fresh.save(update_fields=changed)
+        _log(fresh, EventKind.WORK_ITEM_REASSIGNED, user, before=before, after=assignee, **skipped_note(skipped))
         signals.send_on_commit(signals.work_item_reassigned, [fresh.pk], actor=user, before=before, after=assignee)
         from .notifications import notify_new_work_item
 
@@ -565,22 +562,29 @@ def comments(item):
 SOURCES = ("me", "groups", "queues")
 
 
+def _my_open(user, memberships):
+    """The open items in ``user``'s My Work: assigned to them (``assignee_q``), less those whose step excludes
+    them (separation of duties: they may not work them, so they are not offered them)."""
+    return (WorkItem.objects.filter(assignee_q(user, memberships=memberships), status=WorkItemStatus.OPEN)
+            .exclude(permissions.excluded_items(user)))
+
+
 def my_open_items(user):
     """The open items assigned to ``user`` (directly, via groups, via queues), newest first.
 
     The sources are annotated as ``source`` ("me", "groups" or "queues"). Costs
-    two small queries (the user's groups and queues) before the queryset runs.
+    one small query (the user's memberships, ``_memberships``) before the queryset runs. Items whose
+    step excludes ``user`` are left out (``_my_open``).
     """
     from django.db.models import Case, CharField, Value, When
 
-    group_ids, queue_ids = memberships = _memberships(user)
-    mine = assignee_q(user, memberships=memberships)
+    group_ids, queue_ids, delegating = memberships = _memberships(user)
     return (
-        WorkItem.objects.filter(mine, status=WorkItemStatus.OPEN)
+        _my_open(user, memberships)
         .annotate(source=Case(
             When(assignee_user=user, then=Value("me")),
             When(delegated_from=user, then=Value("me")),
-            When(assignee_user_id__in=delegating_to(user), then=Value("me")),
+            When(assignee_user_id__in=delegating, then=Value("me")),
             When(assignee_group_id__in=group_ids, then=Value("groups")),
             default=Value("queues"),
             output_field=CharField(),
@@ -623,14 +627,50 @@ def source_counts(queryset):
 
 def open_items_version(user):
     """A short text that changes when an open item arrives in ``user``'s My Work, leaves it, or is claimed or
-    released: one query (the user's groups and queues are subqueries), for the live refresh's cheap check.
+    released, for the live refresh's cheap check: one query, by the assignee indexes.
 
-    It covers the items ``my_open_items`` gives; ``source_counts`` gives the same text for them.
+    It covers the items ``my_open_items`` gives (``_my_open``: delegated ones, and not those whose step
+    excludes the user); ``source_counts`` gives the same text for them. The user's groups, queues and
+    delegators are subqueries here (``_AmongIds``), where the page reads them first (``_memberships``).
     """
-    groups = Group.objects.filter(user=user).values("id")
-    queues = Queue.objects.filter(Q(members=user) | Q(member_groups__in=groups)).values("id")
-    mine = Q(assignee_user=user) | Q(assignee_group_id__in=groups) | Q(assignee_queue_id__in=queues)
-    return _version_text(WorkItem.objects.filter(mine, status=WorkItemStatus.OPEN).aggregate(**_version_aggregates()))
+    from django.db.models import Subquery
+
+    now = timezone.now()
+    groups = Group.objects.filter(user=user).order_by().values("id")
+    queues = Queue.objects.filter(Q(members=user) | Q(member_groups__user=user)).order_by().values("id")
+    delegating = Delegation.objects.filter(substitute=user, starts__lte=now, ends__gt=now).order_by().values("user_id")
+    mine = (Q(assignee_user=user) | Q(_AmongIds("assignee_group_id", Subquery(groups)))
+            | Q(_AmongIds("assignee_queue_id", Subquery(queues))) | Q(delegated_from=user)
+            | Q(_AmongIds("assignee_user_id", Subquery(delegating))))
+    items = WorkItem.objects.filter(mine, status=WorkItemStatus.OPEN).exclude(permissions.excluded_items(user))
+    return _version_text(items.aggregate(**_version_aggregates()))
+
+
+class _AmongIds(Func):
+    """``column IN (subquery)`` that PostgreSQL can answer from an index inside an OR.
+
+    There ``IN (subquery)`` among ORed conditions becomes a filter over every
+    open item; ``= ANY(ARRAY(subquery))`` runs the subquery once and lets each
+    condition be an index scan (a BitmapOr). Other databases get ``IN``.
+    """
+
+    output_field = BooleanField()
+
+    def __init__(self, column, subquery):
+        super().__init__(F(column), subquery)
+
+    def _parts(self, compiler):
+        column, column_params = compiler.compile(self.source_expressions[0])
+        ids, ids_params = compiler.compile(self.source_expressions[1])
+        return column, ids, (*column_params, *ids_params)
+
+    def as_sql(self, compiler, connection, **extra):
+        column, ids, params = self._parts(compiler)
+        return f"{column} IN {ids}", params
+
+    def as_postgresql(self, compiler, connection, **extra):
+        column, ids, params = self._parts(compiler)
+        return f"{column} = ANY(ARRAY{ids})", params
 
 
 def record_items_version(record_model, record_pk):
@@ -654,17 +694,19 @@ def stage_path(run, stage_runs=None):
     reachable from where the run stands (the other branch of a decision is
     skipped as soon as the decision is taken, not only when the run ends).
     """
-    from orchestration.models import RunStatus, StageStatus
+    from orchestration.models import StageStatus
     from orchestration.plan import Plan
 
-    plan = Plan.load(run.orchestration_id)
+    # The orchestration row when it was read with the run: a plan not yet cached then costs no query for it.
+    plan = Plan.load(run.orchestration if type(run).orchestration.is_cached(run) else run.orchestration_id)
+    live = run.status in LIVE_RUN_STATUSES  # a paused run stands where it stopped, its way ahead still open
     if stage_runs is None:
         stage_runs = list(run.stage_runs.order_by("id"))
     latest = {}
     for stage_run in stage_runs:
         latest[stage_run.stage_name] = stage_run
     ahead = None  # every element still reachable; None: unknown, so all not entered are upcoming
-    if run.status == RunStatus.RUNNING:
+    if live:
         here = [sr.stage_name for sr in latest.values() if sr.status in (StageStatus.IN_PROGRESS, StageStatus.ERROR)]
         if here:
             ahead = _reachable(plan, here)
@@ -672,7 +714,7 @@ def stage_path(run, stage_runs=None):
     for element in plan.stages:
         visit = latest.get(element.name)
         if visit is None:
-            still = run.status == RunStatus.RUNNING and (ahead is None or element.name in ahead)
+            still = live and (ahead is None or element.name in ahead)
             state = "upcoming" if still else "skipped"
         elif visit.status == StageStatus.IN_PROGRESS:
             state = "current"
@@ -686,18 +728,89 @@ def stage_path(run, stage_runs=None):
     return path
 
 
-def waiting_on(runs):
-    """For running ``runs``: run id → its open work items (who holds them, when due), soonest due first. One query."""
-    from django.db.models import F
+LIVE_RUN_STATUSES = ("running", "paused")  # runs the component draws a path for; the others are past runs
 
+
+def component_runs(runs, past_limit=5):
+    """``(live, past)`` for a record's Work Guide component, from ``runs`` (``record_runs``), in one query
+    (and one for the live runs' stage runs), whatever the number of runs.
+
+    ``live``: the running and paused runs, oldest first, with their stage
+    runs prefetched (``stage_runs``). ``past``: the ``past_limit`` latest
+    ended runs, newest first, each ``{run, outcome}`` (the outcome in
+    words, from the last completed stage and the cancel event, read by
+    subqueries of the same query).
+    """
+    from django.contrib.auth import get_user_model
+    from django.db.models import JSONField, OuterRef, Prefetch, Subquery
+
+    from orchestration.models import RunEvent, StageRun, StageStatus
+
+    ended = (runs.exclude(status__in=LIVE_RUN_STATUSES).order_by("-ended_at", "-started_at", "-id")
+             .values("pk")[:past_limit])
+    cancel = RunEvent.objects.filter(run_id=OuterRef("pk"), kind="run_canceled").order_by("-id")
+    last_stage = StageRun.objects.filter(run_id=OuterRef("pk"), status=StageStatus.COMPLETED).order_by("-id")
+    fetched = list(
+        runs.filter(Q(status__in=LIVE_RUN_STATUSES) | Q(pk__in=ended))
+        .select_related("orchestration")
+        .annotate(last_stage=Subquery(last_stage.values("stage_name")[:1]),
+                  canceled_by=Subquery(cancel.values(f"actor__{get_user_model().USERNAME_FIELD}")[:1]),
+                  cancel_data=Subquery(cancel.values("data")[:1], output_field=JSONField()))
+        .prefetch_related(Prefetch("stage_runs", queryset=StageRun.objects.filter(
+            run__status__in=LIVE_RUN_STATUSES).order_by("id")))
+    )
+    live = sorted((run for run in fetched if run.status in LIVE_RUN_STATUSES), key=lambda r: (r.started_at, r.pk))
+    ended_runs = sorted((run for run in fetched if run.status not in LIVE_RUN_STATUSES),
+                        key=lambda r: (r.ended_at or r.started_at, r.started_at, r.pk), reverse=True)
+    return live, [{"run": run, "outcome": _outcome(run)} for run in ended_runs]
+
+
+def _outcome(run):
+    """How an ended run (from ``component_runs``, with its annotations) ended, in words."""
+    from orchestration.models import RunStatus
+    from orchestration.plan import Plan
+
+    if run.status == RunStatus.COMPLETED:
+        outcome = "Completed"
+        if run.last_stage:
+            element = Plan.load(run.orchestration).by_name.get(run.last_stage)  # the model: no query on a miss
+            outcome += f", last stage “{element.label if element else run.last_stage}”"
+        return outcome
+    if run.status == RunStatus.CANCELED:
+        outcome = "Canceled" + (f" by {run.canceled_by}" if run.canceled_by else "")
+        data = run.cancel_data if isinstance(run.cancel_data, dict) else {}
+        reason = str(data.get("reason") or "")
+        return outcome + (f": “{reason}”" if reason else "")
+    first_line = (run.error or "").strip().splitlines()[:1]
+    return "Stopped with an error" + (f": {first_line[0][:160]}" if first_line else "")
+
+
+def component_items(user, record_model, record_pk, live_run_ids, related=()):
+    """The open items a record's component shows, in one query, each annotated ``mine``.
+
+    Those its live runs wait on (``live_run_ids``), for "waiting on", and
+    those on the record the caller may work (``mine``: assigned to them, or
+    for a manager any; never one whose step excludes them, as in My Work).
+    """
+    from django.db.models import BooleanField, ExpressionWrapper
+
+    on_record = Q(record_model=record_model, record_pk=str(record_pk))
+    mine = on_record if can_manage(user) else on_record & assignee_q(user)
+    mine &= ~Q(permissions.excluded_items(user))
+    return list(
+        WorkItem.objects.filter(Q(run_id__in=list(live_run_ids)) | mine, status=WorkItemStatus.OPEN)
+        .annotate(mine=ExpressionWrapper(mine, output_field=BooleanField()))
+        .select_related(*related)
+    )
+
+
+def waiting_on(runs, items):
+    """Run id → the open ``items`` of each of ``runs`` (who holds them, when due), soonest due first."""
     waiting = {run.pk: [] for run in runs}
-    if not waiting:
-        return waiting
-    items = (WorkItem.objects.filter(run_id__in=list(waiting), status=WorkItemStatus.OPEN)
-             .select_related("assignee_user", "assignee_group", "assignee_queue", "claimed_by")
-             .order_by(F("due_at").asc(nulls_last=True), "created_at", "id"))
-    for item in items:
-        waiting[item.run_id].append(item)
+    far = timezone.now().replace(year=9999)
+    for item in sorted(items, key=lambda i: (i.due_at is None, i.due_at or far, i.created_at, i.pk)):
+        if item.run_id in waiting:
+            waiting[item.run_id].append(item)
     return waiting
 
 
@@ -708,43 +821,6 @@ def holder_text(item):
     name = item.assignee_group.name if item.assignee_type == WorkItem.GROUP else item.assignee_queue.name
     text = f"{item.assignee_type} {name}"
     return f"{text}, claimed by {item.claimed_by.get_username()}" if item.claimed_by_id else text
-
-
-def past_runs(runs, limit=5):
-    """The ended ones of ``runs``, newest first, each ``{run, outcome}`` in words. Three queries."""
-    from orchestration.models import RunEvent, RunStatus, StageRun, StageStatus
-    from orchestration.plan import Plan
-
-    ended = list(runs.exclude(status=RunStatus.RUNNING).select_related("orchestration")
-                 .order_by("-ended_at", "-started_at", "-id")[:limit])
-    ids = [run.pk for run in ended]
-    if not ids:
-        return []
-    last_stage = dict(StageRun.objects.filter(run_id__in=ids, status=StageStatus.COMPLETED)
-                      .order_by("run_id", "id").values_list("run_id", "stage_name"))  # the last one per run wins
-    cancels = {}
-    for event in (RunEvent.objects.filter(run_id__in=ids, kind="run_canceled").select_related("actor")
-                  .order_by("run_id", "id")):
-        cancels[event.run_id] = event
-    entries = []
-    for run in ended:
-        if run.status == RunStatus.COMPLETED:
-            outcome = "Completed"
-            stage = last_stage.get(run.pk)
-            if stage:
-                element = Plan.load(run.orchestration_id).by_name.get(stage)
-                outcome += f", last stage “{element.label if element else stage}”"
-        elif run.status == RunStatus.CANCELED:
-            event = cancels.get(run.pk)
-            outcome = "Canceled" + (f" by {event.actor.get_username()}" if event and event.actor_id else "")
-            reason = str(((event.data or {}).get("reason") if event else "") or "")
-            if reason:
-                outcome += f": “{reason}”"
-        else:
-            first_line = (run.error or "").strip().splitlines()[:1]
-            outcome = "Stopped with an error" + (f": {first_line[0][:160]}" if first_line else "")
-        entries.append({"run": run, "outcome": outcome})
-    return entries
 
 
 def _reachable(plan, names):

@@ -22,7 +22,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import Group
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import F, Prefetch, Q
+from django.db.models import F, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -364,9 +364,9 @@ def panel_context(request, item, *, form=None, state=None, notice="", done=False
     data = {
         "item": item, "ctx": ctx, "done": done, "notice": notice, "form": None, "state": None,
         "blocked": "", "problem": "", "next_items": next_items or [],
-        "run_paused": item.is_open and services.run_is_paused(item.run_id),
+        "run_paused": item.is_open and services.item_run_is_paused(item),
         "claimable": item.is_open and item.assignee_type != WorkItem.USER and item.claimed_by_id is None
-        and services.can_claim(item, user) and not services.excluded(item, user),
+        and services.can_claim(item, user),
     }
     if done:
         return data
@@ -735,43 +735,49 @@ PAST_RUNS = 5
 
 
 def component_context(request, record_model, record_pk, notice=""):
-    """The running orchestrations on a record, whom each waits on, the caller's open items, the past runs.
+    """The live orchestrations on a record, whom each waits on, the caller's open items, the past runs.
 
     Who may see runs gets every run on the record; anyone else only the
     runs they requested and those in which they have an item
     (``services.record_runs``), and nothing about the others. Callers check
-    ``services.may_see_record_runs`` first.
+    first that the caller may see the component (``visible_component_context``
+    does both). A fixed number of queries whatever the number of runs and
+    items (``test_component_queries``): the runs with their past outcomes in
+    one, their stage runs in one, every item shown in one, the version in one.
     """
-    from orchestration.models import RunStatus, StageRun
-
     user = request.user
-    visible = services.record_runs(user, record_model, record_pk)
-    runs = list(
-        visible.filter(status=RunStatus.RUNNING).select_related("orchestration")
-        .prefetch_related(Prefetch("stage_runs", queryset=StageRun.objects.order_by("id")))
-        .order_by("started_at", "id")
-    )
-    waiting = services.waiting_on(runs)
+    permissions.remember_memberships(user)  # every item's panel asks whether the caller is an assignee
+    runs, past = services.component_runs(services.record_runs(user, record_model, record_pk), PAST_RUNS)
+    items = services.component_items(user, record_model, record_pk, [run.pk for run in runs], ITEM_RELATED)
+    waiting = services.waiting_on(runs, items)
     paths = [{"run": run, "path": services.stage_path(run, list(run.stage_runs.all())),
               "waiting": [{"item": item, "holder": services.holder_text(item)} for item in waiting[run.pk]]}
              for run in runs]
-    if services.can_manage(user):
-        mine = WorkItem.objects.filter(status="open")
-    else:
-        mine = services.my_open_items(user)
-    items = list(
-        mine.filter(record_model=record_model, record_pk=str(record_pk))
-        .select_related(*ITEM_RELATED).order_by("created_at", "id")
-    )
-    panels = [panel_context(request, item, ctx="component") for item in items]
+    mine = sorted((item for item in items if item.mine), key=lambda i: (i.created_at, i.pk))
+    panels = [panel_context(request, item, ctx="component") for item in mine]
     dom_id = "wg-" + "".join(ch if ch.isalnum() else "-" for ch in f"{record_model}-{record_pk}")
     return {
         "paths": paths, "panels": panels, "notice": notice, "dom_id": dom_id, "now": timezone.now(),
-        "past_runs": services.past_runs(visible, PAST_RUNS),
+        "past_runs": past,
         "version": services.record_items_version(record_model, record_pk),
         "poll_seconds": baton_settings.BATON_WORKGUIDE_POLL_SECONDS,
         "record_model": record_model, "record_pk": str(record_pk), "request": request, "user": user,
     }
+
+
+def visible_component_context(request, record_model, record_pk):
+    """``component_context`` if the caller may see the record's component (``services.may_see_record_runs``),
+    else None.
+
+    The permission follows from what the context found: a run or an item
+    there is one the caller requested, has an item in or may see. Only an
+    empty component asks the rule itself, so a component with something in
+    it costs no query more than its context.
+    """
+    context = component_context(request, record_model, record_pk)
+    if context["paths"] or context["panels"] or context["past_runs"] or permissions.can_view_runs(request.user):
+        return context
+    return context if services.may_see_record_runs(request.user, record_model, record_pk) else None
 
 
 @login_required
@@ -779,28 +785,27 @@ def component_context(request, record_model, record_pk, notice=""):
 def component(request, model, pk):
     """The Work Guide component of one record, alone (htmx refresh).
 
-    404 for whoever may not see the record's runs (``services.may_see_record_runs``),
-    before anything else is looked at: such a caller gets the same answer
-    for a record with runs, one without, one that does not exist and a
-    model that is not a record model.
+    404 for whoever may not see the record's runs (``services.may_see_record_runs``):
+    such a caller gets the same answer for a record with runs, one without,
+    one that does not exist and a model that is not a record model.
     """
-    from orchestration.records import RecordError, get_model
+    from orchestration.records import RecordError, get_model, load_record
 
-    services.remember_memberships(request.user)
-    if not services.may_see_record_runs(request.user, model, pk):
-        raise Http404("no such record")
     try:
         get_model(model)
     except RecordError:
         raise Http404("no such record")
-    from orchestration.records import load_record
-
-    if load_record(model, pk) is None:
-        raise Http404("no such record")
     known = request.GET.get("known")
-    if known and known == services.record_items_version(model, pk):  # the live refresh: nothing new, nothing gone
-        return HttpResponse(status=204)
-    return render(request, "workguide/component.html", component_context(request, model, pk))
+    if known:  # the live refresh: nothing new, nothing gone → 204, for those who may see it only
+        permissions.remember_memberships(request.user)
+        if not services.may_see_record_runs(request.user, model, pk) or load_record(model, pk) is None:
+            raise Http404("no such record")
+        if known == services.record_items_version(model, pk):
+            return HttpResponse(status=204)
+    context = visible_component_context(request, model, pk)  # None: may not see it, checked before the record
+    if context is None or load_record(model, pk) is None:
+        raise Http404("no such record")
+    return render(request, "workguide/component.html", context)
 
 
 # ---------------------------------------------------------------------------

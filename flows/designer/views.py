@@ -18,9 +18,10 @@ from django.http import Http404, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
-from flows.compiled import FlowSpec
-from flows.expressions import ExpressionError, compile_expression, merge_fields
+from flows.compiled import FlowSpec, thaw
+from flows.expressions import ExpressionError, compile_expression, display_text, merge_fields, render_merge
 from flows.models import ELEMENT_TYPES, FIELD_TYPES, VARIABLE_TYPES, Flow, FlowType
 from flows.runtime import FlowError
 from flows.screens import ScreenForm
@@ -119,7 +120,8 @@ def _selected(data, selection):
     """The property panel for ``selection`` (falls back to the flow when it names nothing)."""
     import re
 
-    found = re.fullmatch(r"s(\d+)(?:f(\d+))?|(in|out)(\d+)|e(\d+)", selection or "")
+    # Indexes of at most six digits: a longer one names nothing, and int() refuses over 4,300 digits (a 500).
+    found = re.fullmatch(r"s(\d{1,6})(?:f(\d{1,6}))?|(in|out)(\d{1,6})|e(\d{1,6})", selection or "")
     screens = data.get("screens") or []
     if found and found.group(1) is not None:
         s = int(found.group(1))
@@ -180,13 +182,62 @@ def _element_settings(element):
     return settings
 
 
+# A sample value of each input type for the preview: merge text and conditions that compare an input
+# (``discount > 20.0``) draw as they will for a person, not as an error about null. Records have no sample.
+SAMPLE_BY_TYPE = {"text": lambda name: name, "number": lambda name: 0.0, "boolean": lambda name: False,
+                  "date": lambda name: timezone.localdate().isoformat(),
+                  "datetime": lambda name: timezone.now().replace(microsecond=0).isoformat(),
+                  "list": lambda name: []}
+
+
+def sample_inputs(spec):
+    """``{name: value}``: each input's default, else a sample of its type (records: none)."""
+    samples = {}
+    for var in spec.inputs:
+        if var.default is not None:
+            samples[var.name] = thaw(var.default)
+        elif var.type in SAMPLE_BY_TYPE:
+            samples[var.name] = SAMPLE_BY_TYPE[var.type](var.name)
+    return samples
+
+
+class PreviewForm(ScreenForm):
+    """The Work Guide's screen form, except that merge text it cannot draw (an expression that fails on the
+    sample inputs) is kept aside as a note instead of replacing the text."""
+
+    def _merge(self, f):
+        try:
+            return render_merge(f.text, self.scope, self._place(f.name))
+        except ExpressionError as exc:
+            self.merge_problems.append(str(exc))
+            return ""
+
+    def __init__(self, *args, **kwargs):
+        self.merge_problems = []
+        super().__init__(*args, **kwargs)
+
+
+def _shown(value):
+    """A sample value written as an expression would: text quoted, an empty list as []."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return display_text(value)
+
+
 def _preview(spec, screen_index, data=None, check=False):
-    """``(screen, form, problem)``: the Work Guide's form of one screen, or why it cannot be drawn."""
+    """``(screen, form, problem)``: the Work Guide's form of one screen, or why it cannot be drawn.
+    The form carries ``samples`` (the input values it was drawn with) and ``merge_problems``."""
     if spec is None or not spec.screens:
         return None, None, ""
     screen = spec.screens[min(screen_index, len(spec.screens) - 1)]
+    samples = sample_inputs(spec)
     try:
-        form = ScreenForm(data, spec=spec, screen=screen, inputs={}, values={}, prefix="preview")
+        form = PreviewForm(data, spec=spec, screen=screen, inputs=samples, values={}, prefix="preview")
+        form.samples = [(var.name, _shown(samples.get(var.name))) for var in spec.inputs]
         if check:
             form.is_valid()
         [str(bound) for bound in form]  # draw now: a broken field shows here, not halfway through the page

@@ -37,8 +37,9 @@ from .serializers import (
 
 def run_detail_queryset():
     steps = StepRun.objects.select_related("flow", "work_item").order_by("id").prefetch_related(
-        Prefetch("timers", queryset=Timer.objects.filter(state="pending"), to_attr="pending_timers"))
-    return OrchestrationRun.objects.select_related("orchestration", "started_by").prefetch_related(
+        Prefetch("timers", queryset=Timer.objects.filter(state="pending"), to_attr="pending_timers"),
+        Prefetch("child_runs", queryset=OrchestrationRun.objects.only("id", "parent_step_run_id")))
+    return OrchestrationRun.objects.select_related("orchestration", "started_by", "parent_step_run").prefetch_related(
         Prefetch("stage_runs", queryset=StageRun.objects.order_by("started_at", "id").prefetch_related(
             Prefetch("step_runs", queryset=steps))),
         Prefetch("events", queryset=RunEvent.objects.select_related("actor").order_by("id")),
@@ -82,7 +83,8 @@ class RunViewSet(BatonAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def get_queryset(self):
         if self.action == "list":
-            qs = OrchestrationRun.objects.select_related("orchestration", "started_by").order_by("-started_at", "-id")
+            qs = OrchestrationRun.objects.select_related("orchestration", "started_by", "parent_step_run").order_by(
+                "-started_at", "-id")
             wanted = query_choice(self.request, "status", [s.value for s in RunStatus])
             if wanted:
                 qs = qs.filter(status=wanted)

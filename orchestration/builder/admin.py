@@ -21,7 +21,9 @@ class BuilderAdminMixin:
         return format_html('<a href="{}">Open in Builder</a>', self.builder_url(obj))
 
     def get_list_display(self, request):
-        return (*super().get_list_display(request), "builder_link")
+        """The admin's columns, with the Builder link at the end unless the admin placed it itself."""
+        columns = tuple(super().get_list_display(request))
+        return columns if "builder_link" in columns else (*columns, "builder_link")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})

@@ -13,11 +13,13 @@ those names.
 """
 from dataclasses import dataclass, field
 
+from flows.designer.checks import LINE_SUFFIX, Check
 from flows.validation import SEP
 
-from ..models import StageKind, StartType
+from ..definition_files.yaml_lines import line_of
+from ..models import StageKind, StartType, StepType
 from ..validation import (
-    CONDITION, DECISION, RUN_KEYS, VALUE, OrchestrationValidator, Site,
+    COMPLETION_NAMES, CONDITION, DECISION, INSTANCE_NAMES, RUN_KEYS, VALUE, OrchestrationValidator, Site,
 )
 
 START_KEY = "start"
@@ -99,9 +101,23 @@ def site_for(validator, element, what):
         if kind == "step":
             for step in stage.steps.all():
                 if step.pk == pk:
-                    site_kind = CONDITION if what.startswith(("entry", "exit")) else VALUE
-                    return Site(SEP.join((orch.api_name, stage.name, step.name, what)), "", site_kind, stage, step)
+                    site_kind = CONDITION if what.startswith(("entry", "exit", "completion")) else VALUE
+                    return Site(SEP.join((orch.api_name, stage.name, step.name, what)), "", site_kind, stage, step,
+                                extra_names=_extra_names(step, what))
     return None
+
+
+def _extra_names(step, what):
+    """Names only this place of a step reads (the validator's ``expression_sites`` gives the same)."""
+    if what.startswith("completion"):
+        return COMPLETION_NAMES
+    if (step.for_each or step.assignees) and what.startswith(("inputs", "assignee", "record")):
+        return INSTANCE_NAMES
+    return ()
+
+
+EXTRA_NAME_WHAT = {"item": "the element of this instance", "index": "its position, from 0",
+                   "instances": "[{index, item, status, outputs, completed_by}] of this step"}
 
 
 def names_in_scope(validator, site):
@@ -124,7 +140,13 @@ def names_in_scope(validator, site):
             for variable in (flow.output_variables() if flow is not None else []):
                 names.append((f"steps.{step_name}.outputs.{variable.name}",
                               f"output of step {step.label or step_name}, {variable.type}"))
+            if step.type == StepType.ORCHESTRATION and step.child_orchestration:
+                child = validator.child_orchestration(step.child_orchestration)
+                for output in (child.outputs or {}) if child is not None else ():
+                    names.append((f"steps.{step_name}.outputs.{output}",
+                                  f"output of orchestration {child.api_name} v{child.version}"))
             names.append((f"steps.{step_name}.status", f"status of step {step.label or step_name}"))
+    names += [(name, EXTRA_NAME_WHAT.get(name, "")) for name in (site.extra_names if site is not None else ())]
     names += [(f"run.{key}", "the run") for key in RUN_KEYS] + [("now", "the time of evaluation")]
     return names
 
@@ -132,6 +154,54 @@ def names_in_scope(validator, site):
 def check_source(validator, site, source):
     """The validator's problems for ``source`` placed at ``site`` (compile errors, unknown names)."""
     validator.problems = []
-    probe = Site(site.place, source, site.kind, site.stage, site.step)
+    probe = Site(site.place, source, site.kind, site.stage, site.step, extra_names=site.extra_names)
     validator.check_site(probe)
     return list(validator.problems)
+
+
+# ------------------------------------------------------------------ YAML lines
+
+def _named(items, name):
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and str(item.get("name")) == name:
+            return index
+    return None
+
+
+def yaml_path(document, place):
+    """The path into a definition ``document`` (one orchestration) of the deepest node ``place`` names.
+
+    ``bb › review › tell › completion.at_least`` is
+    ``["orchestrations", 0, "path", 0, "steps", 1, "completion", "at_least"]``: the
+    element and step by name, then each dotted key (a list of named items, such
+    as outcomes, by name).
+    """
+    path = ["orchestrations", 0]
+    node = (document or {}).get("orchestrations", [None])[0] if isinstance(document, dict) else None
+    if not isinstance(node, dict):
+        return path
+    for depth, part in enumerate(LINE_SUFFIX.sub("", place or "").split(SEP)[1:]):
+        container = {0: "path", 1: "steps"}.get(depth)
+        index = _named(node.get(container), part) if container and isinstance(node, dict) else None
+        if index is not None:
+            path += [container, index]
+            node = node[container][index]
+            continue
+        for key in part.split("."):
+            if isinstance(node, dict) and key in node:
+                path.append(key)
+                node = node[key]
+            elif isinstance(node, list) and _named(node, key) is not None:
+                index = _named(node, key)
+                path.append(index)
+                node = node[index]
+            else:
+                break
+        break
+    return path
+
+
+def with_lines(document, problems):
+    """Each problem as a designer ``Check`` carrying the line of ``document`` it is about (the flow designer's shape)."""
+    return [Check(LINE_SUFFIX.sub("", p.place), p.message, "", line_of(document, yaml_path(document, p.place)))
+            for p in problems]

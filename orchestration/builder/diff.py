@@ -35,6 +35,8 @@ class Row:
 def _text(value):
     if value is None:
         return ""
+    if isinstance(value, bool):  # as the YAML writes it, not Python's True/False
+        return "true" if value else "false"
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_text(v)}" for k, v in value.items())
     if isinstance(value, list):

@@ -176,9 +176,10 @@ def add_step(orch, stage_pk, type_):
     if type_ not in StepType.values:
         raise EditError(place, f"step type {type_!r} is not one of {', '.join(StepType.values)}")
     taken = set(Step.objects.filter(stage__orchestration=orch).values_list("name", flat=True))
-    label = "New interactive step" if type_ == StepType.INTERACTIVE else "New background step"
+    label = f"New {StepType(type_).label.lower()} step"
+    # A wait step has no retries (the definition format keeps none for it).
     return Step.objects.create(stage=stage, name=_free_name(taken, "step"), label=label, type=type_,
-                               position=stage.steps.count())
+                               position=stage.steps.count(), retries=0 if type_ == StepType.WAIT else 3)
 
 
 def delete_step(orch, pk):

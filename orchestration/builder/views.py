@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from flows.designer.views import MAX_YAML_CHARS
 from flows.validation import SEP
 from flows.versioning import DefinitionStatus
 
@@ -24,7 +25,7 @@ from ..models import Orchestration, OrchestrationRun, StageKind, StartType, Step
 from ..simulate import SimulationError, dry_run
 from . import diff as diff_module
 from . import edits
-from .checks import START_KEY, Checks, check_source, element_key, names_in_scope, site_for
+from .checks import START_KEY, Checks, check_source, element_key, names_in_scope, site_for, with_lines
 from .forms import (
     DecisionForm, InputVariableFormSet, StageForm, StartForm, StepForm, assignee_options, input_rows,
     outcome_formset,
@@ -46,7 +47,7 @@ class Builder:
     def __init__(self, model_admin, request, object_id):
         self.admin = model_admin
         self.request = request
-        if not request.user.has_perm("orchestration.change_orchestration"):
+        if not model_admin.has_change_permission(request):  # the admin's rules, as its own buttons use them
             raise PermissionDenied
         self.orch = Orchestration.objects.filter(pk=unquote(object_id)).first()
         if self.orch is None:
@@ -490,6 +491,8 @@ def activate_view(model_admin, request, object_id):
     builder.selected = "activate"
     if request.method != "POST":
         return builder.workspace()
+    if not model_admin.has_activate_permission(request):
+        raise PermissionDenied
     if orch.status == DefinitionStatus.ACTIVE:
         return builder.refuse(f"{orch.api_name} v{orch.version} is already active")
     try:
@@ -508,6 +511,8 @@ def new_version_view(model_admin, request, object_id):
     builder = Builder(model_admin, request, object_id)
     if request.method != "POST":
         return HttpResponse("POST to make a new version", status=405)
+    if not model_admin.has_add_permission(request):  # as the admin's New version button
+        raise PermissionDenied
     with transaction.atomic():
         draft = lifecycle.new_version(builder.orch)
     target = reverse(url_name(model_admin, "builder"), args=[draft.pk])
@@ -545,37 +550,81 @@ def diff_view(model_admin, request, object_id):
 
 # ------------------------------------------------------------------ YAML view
 
+def kept_yaml_key(orch):
+    return f"baton-builder-yaml-{orch.pk}"
+
+
 def yaml_view(model_admin, request, object_id):
-    """The version as definition-file YAML; a draft can be replaced by edited YAML (checked as import checks it)."""
-    from ..definition_files import dump_yaml, parse_document
+    """The version as definition-file YAML; a draft can be replaced by edited YAML (checked as import checks it).
+
+    Text typed but not applied is kept in the session (``keep=1``, sent by
+    builder.js as you type and when the box loses focus, and a refused text
+    too), so going to the canvas and back shows it again until it is applied
+    or discarded. The checks are listed with the line of the text they are about.
+    """
+    from ..definition_files import dump_yaml, load_yaml, parse_document
     from ..spec import orchestration_to_dict, replace_draft_content
 
     builder = Builder(model_admin, request, object_id)
     orch = builder.orch
-    text = dump_yaml({"orchestrations": [orchestration_to_dict(orch)]})
-    context = {"yaml_text": text, "panel_kind": "yaml", "yaml_problems": []}
+    key = kept_yaml_key(orch)
+    stored = dump_yaml({"orchestrations": [orchestration_to_dict(orch)]})
+    kept = request.session.get(key) if builder.editable else None
+    context = {"yaml_text": stored, "panel_kind": "yaml", "yaml_problems": [], "yaml_kept": False}
     builder.panel = (TEMPLATES + "panel_yaml.html", context)
     builder.selected = "yaml"
+
+    def show_checks(text):
+        document, problems = load_yaml(text)
+        if not problems:
+            context["yaml_checks"] = with_lines(document, Checks.of(orch).problems)
+
     if request.method != "POST":
+        if kept and kept.get("text", "").strip() != stored.strip():
+            context.update(yaml_text=kept["text"], yaml_kept=True, yaml_stale=kept.get("base") != stored)
+        else:
+            request.session.pop(key, None)
+            show_checks(stored)
         return builder.workspace()
     if not builder.editable:
         return builder.refuse(f"{orch} cannot be changed; make a new version from it", status=409)
-    posted = request.POST.get("yaml", "")
+    posted = request.POST.get("yaml", "").replace("\r\n", "\n")
+    if request.POST.get("discard"):
+        request.session.pop(key, None)
+        show_checks(stored)
+        builder.message = "Unapplied YAML discarded: this is the draft as stored."
+        return builder.workspace()
+    if request.POST.get("keep"):
+        if posted.strip() == stored.strip() or len(posted) > MAX_YAML_CHARS:
+            request.session.pop(key, None)
+        elif not kept or kept.get("text") != posted:
+            request.session[key] = {"text": posted, "base": kept.get("base", stored) if kept else stored}
+        return HttpResponse(status=204)
     context["yaml_text"] = posted
+
+    def refused(problems):
+        context["yaml_problems"] = [str(p) for p in problems]
+        if len(posted) <= MAX_YAML_CHARS:
+            request.session[key] = {"text": posted, "base": stored}
+        context["yaml_kept"] = True
+        return builder.refuse("YAML not applied: " + "; ".join(context["yaml_problems"]))
+
+    if len(posted) > MAX_YAML_CHARS:
+        return refused([f"the YAML text is {len(posted):,} characters long; at most {MAX_YAML_CHARS:,}"])
     try:
         data = parse_document(posted)
     except Exception as exc:  # DefinitionFileError lists every problem with its line
-        context["yaml_problems"] = [str(p) for p in getattr(exc, "problems", [exc])]
-        return builder.refuse("YAML not applied: " + "; ".join(context["yaml_problems"]))
+        return refused(getattr(exc, "problems", [exc]))
     items = data.get("orchestrations") or []
     extra = [k for k in data if k != "orchestrations"]
     if len(items) != 1 or extra or items[0].get("api_name") != orch.api_name:
-        problem = (f"the YAML must hold exactly one orchestration named {orch.api_name} under orchestrations: "
-                   f"(found {len(items)}{'; also ' + ', '.join(extra) if extra else ''})")
-        context["yaml_problems"] = [problem]
-        return builder.refuse("YAML not applied: " + problem)
+        return refused([f"the YAML must hold exactly one orchestration named {orch.api_name} under orchestrations: "
+                        f"(found {len(items)}{'; also ' + ', '.join(extra) if extra else ''})"])
     edits.change(orch, "Edited the YAML", lambda locked: replace_draft_content(locked, items[0]))
+    request.session.pop(key, None)
     orch.refresh_from_db()
-    context["yaml_text"] = dump_yaml({"orchestrations": [orchestration_to_dict(orch)]})
+    # The checks of the applied draft, with the lines of the text just applied.
+    context["yaml_checks"] = with_lines(data, Checks.of(orch).problems)
+    context["yaml_text"] = posted
     builder.message = "YAML applied."
     return builder.workspace()

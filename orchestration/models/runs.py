@@ -119,7 +119,7 @@ class StageRun(models.Model):
     open_steps = models.IntegerField(
         null=True, blank=True,
         help_text="Steps of this visit still open, for a stage whose steps a worker may complete without the "
-                  "run's lock (see engine.complete_background_step); empty for other stages.",
+                  "run's lock (see worker.complete_background_step); empty for other stages.",
     )
 
     class Meta:

@@ -6,9 +6,9 @@ Screenshots go to test-output/screenshots/admin-*.png."""
 import re
 
 import pytest
-from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
+from tests.browser import admin_log_in
 from flows.models import Flow, FlowVariable, Screen, ScreenField
 from orchestration.models import DecisionOutcome, Orchestration, Step
 
@@ -17,20 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def admin_page(page, live_server, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    User.objects.create_superuser("root", "root@example.com", "pw")
-    page.set_viewport_size({"width": 1280, "height": 900})
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico")
-            and errors.append(m.text))
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("input[name=username]", "root")
-    page.fill("input[name=password]", "pw")
-    page.click("input[type=submit]")
-    expect(page).to_have_url(re.compile(r"/admin/$"))
-    page.baton_errors = errors
-    return page
+    return admin_log_in(page, live_server, settings, 1280)
 
 
 def active_flow(api_name, type_, label=""):

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from playwright.sync_api import expect
 
+from tests.browser import log_in
 from orchestration import engine
 from orchestration.models import OrchestrationRun, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration, ui
@@ -37,13 +38,6 @@ def console_errors(page):
     page.on("pageerror", lambda error: errors.append(str(error)))
     return errors
 
-
-def log_in(page, live_server, username, next_path=""):
-    page.goto(f"{live_server.url}/accounts/login/{'?next=' + next_path if next_path else ''}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state("load")
 
 
 def shot(page, screenshot_dir, name):

@@ -156,6 +156,7 @@ class Child:
         self._out.close()
 
 
+@pytest.mark.timeout(900)  # a dozen manage.py commands and two servers: over 300 s on a loaded machine (seen)
 def test_a_host_project_runs_an_orchestration_on_its_own_model(baton_venv, redis_server, tmp_path):
     import requests
 

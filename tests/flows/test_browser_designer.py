@@ -5,11 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from flows.models import Flow
 from flows.spec import flow_to_dict
+from tests.browser import admin_log_in, settle
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,34 +18,16 @@ IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 @pytest.fixture
 def admin_page(page, live_server, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    User.objects.create_superuser("root", "root@example.com", "pw")
-    page.set_viewport_size({"width": 1400, "height": 900})
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
     # Not errors here: a refused change answers 400 (shown to the person), and htmx logs a request it
     # abandoned for a newer one (hx-sync: a preview or expression check superseded by the next keystroke);
     # the test checks what was stored instead.
-    expected = ("400 (Bad Request)", "htmx:sendAbort", "htmx:afterRequest")
-    page.on("console", lambda m: m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico")
-            and not m.text.startswith(expected[1:]) and expected[0] not in m.text and errors.append(m.text))
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("input[name=username]", "root")
-    page.fill("input[name=password]", "pw")
-    page.click("input[type=submit]")
-    expect(page).to_have_url(re.compile(r"/admin/$"))
-    page.baton_errors = errors
-    return page
+    return admin_log_in(page, live_server, settings, 1400, ignore_console=lambda text: (
+        text.startswith(("htmx:sendAbort", "htmx:afterRequest")) or "400 (Bad Request)" in text))
 
 
 def shot(page, name):
     IMAGES.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(IMAGES / f"designer-{name}.png"), full_page=True)
-
-
-def settle(page):
-    """Wait until htmx has no request in flight (the designer is redrawn after each change)."""
-    page.wait_for_function("() => !document.querySelector('.htmx-request')")
 
 
 def panel_fill(page, label, value):
@@ -213,4 +195,63 @@ def test_an_autolaunched_flows_elements_in_the_designer(admin_page, live_server)
     data = flow_to_dict(Flow.objects.get(pk=flow.pk))
     assert [e["type"] for e in data["elements"]] == ["decision", "assign"]
     assert data["elements"][1]["set"] == {"total": "amount * 1.2"}
+    assert page.baton_errors == []
+
+
+def test_with_debug_on_a_refused_change_stays_in_the_designer_and_the_next_change_is_stored(
+        page, live_server, settings, screenshot_dir):
+    """DEBUG adds django-htmx's debug script, which replaced the whole page with any 400 answer: a
+    refused change left an unstyled fragment, and the designer's next change was lost."""
+    from tests.factories import make_flow
+
+    settings.DEBUG = True
+    admin_log_in(page, live_server, settings, 1280, ignore_console=lambda text: "400 (Bad Request)" in text)
+    flow = make_flow("debug_review", type="screen", status="draft", outputs=["comments"])
+    page.goto(f"{live_server.url}/admin/flows/flow/{flow.pk}/builder/")
+    expect(page.locator("script[data-debug=True]")).to_have_count(1)  # the debug script is on the page
+    page.locator("#fd-sel-s0f0").click()
+    settle(page)
+    with page.expect_response(lambda r: "/builder/" in r.url and r.status == 400):
+        panel_fill(page, "Name", "bad name")
+    settle(page)
+    expect(page.locator("#fd-page .fd-refused")).to_contain_text("'bad name' does not match")
+    expect(page.locator(".breadcrumbs")).to_contain_text("Designer")  # still the styled admin page
+    page.screenshot(path=str(screenshot_dir / "designer-debug-refused-1280.png"), full_page=True)
+    panel_fill(page, "Name", "remarks")
+    expect(page.locator("#fd-page .fd-refused")).to_have_count(0)
+    assert flow_to_dict(Flow.objects.get(pk=flow.pk))["screens"][0]["fields"][0]["name"] == "remarks"
+    assert page.baton_errors == []
+
+
+def test_the_yaml_of_an_active_flow_has_its_lines_numbered(admin_page, live_server, screenshot_dir):
+    from tests.factories import make_flow
+
+    flow = make_flow("numbered", type="screen", outputs=["comments", "decision"])
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/flows/flow/{flow.pk}/builder/?view=yaml")
+    text = page.locator("#fd-yaml-text").input_value()
+    assert text.count("\n") > 5
+    expect(page.locator(".fd-gutter")).to_have_text(
+        "\n".join(str(n) for n in range(1, len(text.split("\n")) + 1)))
+    page.screenshot(path=str(screenshot_dir / "designer-active-yaml-1400.png"))
+    assert page.baton_errors == []
+
+
+def test_the_preview_is_drawn_with_sample_inputs(admin_page, live_server, screenshot_dir):
+    from flows.spec import flow_from_dict
+
+    flow = flow_from_dict({
+        "api_name": "deal_check", "label": "Deal check", "type": "screen",
+        "inputs": [{"name": "name", "type": "text", "required": True}, {"name": "discount", "type": "number"}],
+        "screens": [{"name": "deal", "label": "The deal", "fields": [
+            {"name": "summary", "type": "display",
+             "text": "{!name}: {!discount > 20.0 ? 'above the guideline' : 'within the guideline'}"},
+            {"name": "approved", "type": "number", "label": "Discount you approve"}]}]}, status="active")
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/flows/flow/{flow.pk}/builder/")
+    preview = page.locator("#fd-preview")
+    expect(preview).to_contain_text("name: within the guideline")
+    expect(preview).not_to_contain_text("No such overload")
+    expect(page.locator("#fd-preview-samples")).to_contain_text('Shown with sample inputs: name = "name", discount = 0.')
+    page.screenshot(path=str(screenshot_dir / "designer-preview-samples-1400.png"))
     assert page.baton_errors == []

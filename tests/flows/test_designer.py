@@ -51,6 +51,14 @@ def text_of(page):
 
 # --------------------------------------------------------------------------- the page and permission
 
+@pytest.mark.parametrize("sel", ["s" + "9" * 5000, "s0f" + "9" * 5000, "in" + "9" * 5000, "e" + "9" * 5000, "s9999999"])
+def test_a_selection_that_names_nothing_opens_the_flows_panel_not_a_500(admin_client, sel):
+    flow = draft()
+    response = admin_client.get(url(flow), {"sel": sel})
+    assert response.status_code == 200
+    assert 'id="flow-designer"' in body(response)
+
+
 def test_the_designer_shows_screens_fields_checks_and_the_preview(admin_client):
     flow = draft()
     response = admin_client.get(url(flow))
@@ -416,3 +424,40 @@ def test_a_merge_text_box_checks_each_merge_field(admin_client):
     response = admin_client.post(url(flow, "expression/"), {"check": "text", "text": "Hi {!kind} {!1 +}", "merge": "1",
                                                              "place": "here"})
     assert "here" in body(response) and "✓" not in body(response)
+
+
+DEAL_REVIEW = {
+    "api_name": "deal_check", "label": "Deal check", "type": "screen",
+    "inputs": [{"name": "name", "type": "text", "required": True}, {"name": "discount", "type": "number"},
+               {"name": "tags", "type": "list"}],
+    "outputs": [{"name": "approved_discount", "type": "number"}],
+    "screens": [{"name": "deal", "label": "The deal", "fields": [
+        {"name": "summary", "type": "display",
+         "text": "{!name}: {!discount > 20.0 ? 'above the guideline' : 'within the guideline'}"},
+        {"name": "approved_discount", "type": "number", "label": "Discount you approve"},
+    ]}],
+}
+
+
+def test_the_preview_draws_merge_text_with_sample_inputs_not_a_null_error(admin_client):
+    """Drawn with no inputs, "discount > 20.0" failed on null ("No such overload") and that error was
+    the preview's first line, while the checks found no problem."""
+    flow = draft(DEAL_REVIEW)
+    page = text_of(body(admin_client.get(url(flow))))
+    assert "No such overload" not in page
+    assert "name: within the guideline" in page  # text's sample is its name, a number's 0
+    assert 'Shown with sample inputs: name = "name", discount = 0, tags = [].' in " ".join(page.split())
+    response = admin_client.post(url(flow, "preview/"), {"preview_screen": "0", "check": "1"}, HTTP_HX_REQUEST="true")
+    assert "No such overload" not in body(response) and "This screen's values pass its checks." in body(response)
+
+
+def test_merge_text_that_fails_even_with_sample_inputs_is_a_muted_note_after_the_fields(admin_client):
+    data = {**DEAL_REVIEW, "screens": [{"name": "deal", "label": "The deal", "fields": [
+        {"name": "summary", "type": "display", "text": "Total {!discount + 'x'}"},
+        {"name": "approved_discount", "type": "number", "label": "Discount you approve"},
+    ]}]}
+    html = body(admin_client.post(url(draft(data), "preview/"), {"preview_screen": "0"}, HTTP_HX_REQUEST="true"))
+    note = html.index('id="fd-preview-samples"')
+    assert html.index('name="preview-approved_discount"') < note  # the fields come first
+    assert "With these inputs some text cannot be drawn:" in html[note:]
+    assert "[" not in text_of(html[:note]).replace("[]", "")  # no bracketed error in the screen's own text

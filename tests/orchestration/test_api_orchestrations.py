@@ -371,3 +371,17 @@ def test_launching_with_a_record_of_another_model_than_its_expressions_read_is_4
     message = response.json()["errors"]["record"][0]
     assert "equipment_refresh reads" in message and "record.department" in message and "auth.user" in message
     assert not OrchestrationRun.objects.exists() and not RunEvent.objects.exists()
+
+
+# -- the root -----------------------------------------------------------------------
+
+def test_the_api_root_links_every_resource_and_the_docs_to_a_signed_in_caller(users, api):
+    response = token_client(users.bob).get("/api/")
+    assert response.status_code == 200
+    links = response.json()
+    assert {name: url.split("/api/", 1)[1] for name, url in links.items()} == {
+        "orchestrations": "orchestrations/", "runs": "runs/", "work-items": "work-items/",
+        "delegations": "delegations/", "schema": "schema/", "docs": "docs/"}
+    assert api.get("/api/").status_code == 401  # anonymous: as every resource
+    paths = api.get("/api/schema/?format=json").json()["paths"]
+    assert "/api/runs/" in paths and "/api/" not in paths  # the root is an index, not a documented endpoint

@@ -64,6 +64,21 @@ def test_the_builder_needs_the_change_permission(client, draft):
     assert client.get(url(draft)).status_code == 200
 
 
+def test_a_new_version_needs_the_add_permission_as_the_admins_button_does(client, draft):
+    """With change but not add permission the admin's New version answers 403; so does the builder's."""
+    user = make_user("editor", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["change_orchestration", "view_orchestration"]))
+    client.force_login(user)
+    versions = Orchestration.objects.filter(api_name=draft.api_name).count()
+    assert client.post(f"/admin/orchestration/orchestration/{draft.pk}/lifecycle/new_version/").status_code == 403
+    assert client.post(url(draft, "new-version/")).status_code == 403
+    assert Orchestration.objects.filter(api_name=draft.api_name).count() == versions
+    user.user_permissions.add(Permission.objects.get(codename="add_orchestration"))
+    client.force_login(User.objects.get(pk=user.pk))
+    assert client.post(url(draft, "new-version/")).status_code == 302
+    assert Orchestration.objects.filter(api_name=draft.api_name).count() == versions + 1
+
+
 def test_an_unknown_version_is_404(admin_client):
     assert admin_client.get("/admin/orchestration/orchestration/999999/builder/").status_code == 404
 
@@ -424,3 +439,359 @@ def test_renaming_a_step_keeps_the_after_lists_naming_it(admin_client, draft):
     assert response.status_code == 200, response.content.decode()[:2000]
     tell.refresh_from_db()
     assert tell.entry_after == ["request"]
+
+
+# ------------------------------------------------------------------ §10 panels (DESIGN §10)
+
+def post_step(client, orch, step_obj, **changes):
+    return client.post(url(orch, f"panel/step/{step_obj.pk}/"), step_post(step_obj, **changes))
+
+
+def stored_step(orch, name):
+    for element in snapshot(orch)["path"]:
+        for item in element.get("steps", []):
+            if item["name"] == name:
+                return item
+    raise AssertionError(f"no step {name}")
+
+
+def text_of(response):
+    return response.content.decode().replace("&#x27;", "'").replace("&quot;", '"').replace("&gt;", ">")
+
+
+def pinned(response):
+    """The problems listed under Checks, as "place: message" lines."""
+    html = text_of(response)
+    return "\n".join(f"{place}: {message.strip()}" for place, message in
+                     re.findall(r'<span class="bb-place">(.*?)</span>(.*?)</a>', html, re.S))
+
+
+def test_a_multi_instance_step_is_set_in_its_panel_with_item_and_index_in_scope(admin_client, draft):
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    html = text_of(admin_client.get(url(draft, f"panel/step/{tell.pk}/")))
+    assert 'name="element-for_each"' in html and 'name="element-completion_rule"' in html
+    assert 'data-insert="item"' not in html  # runs once: no element in scope yet
+    response = post_step(admin_client, draft, tell, for_each='["a", "b"]', completion_rule="at_least",
+                         completion_at_least="1", sequential="on", remaining="on", inputs__who="item")
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert stored_step(draft, "tell") | {} == {
+        "name": "tell", "flow": "bb_notify", "inputs": {"who": "item"}, "for_each": '["a", "b"]',
+        "completion": {"at_least": 1}, "sequential": True, "remaining": "continue"}
+    html = text_of(response)
+    assert 'data-insert="item"' in html and 'data-insert="index"' in html
+    assert "tell › inputs.who" not in pinned(response)  # item is in scope for the inputs of a multi-instance step
+    # A value the validator refuses is stored and pinned to the step, with its place.
+    response = post_step(admin_client, draft, tell, for_each='["a", "b"]', completion_rule="at_least",
+                         completion_at_least="3", inputs__who="item")
+    assert response.status_code == 200
+    assert ("bb_orch › review › tell › completion.at_least: 3 instances can never complete: for_each gives 2"
+            in pinned(response))
+    assert re.search(rf'id="el-step-{tell.pk}".*?class="bb-badge"', text_of(response), re.S)
+    for rule, extra, stored in [("percent", {"completion_percent": "50"}, {"percent": 50}),
+                                ("condition", {"completion_condition": "size(instances) > 1"},
+                                 {"condition": "size(instances) > 1"}),
+                                ("any", {}, "any")]:
+        response = post_step(admin_client, draft, tell, for_each="[1, 2]", completion_rule=rule, **extra)
+        assert response.status_code == 200, text_of(response)[:2000]
+        assert stored_step(draft, "tell")["completion"] == stored
+    # A completion condition reads the instances, checked as typed.
+    ok = admin_client.post(url(draft, "check/"), {"source": "size(instances) > 1", "element": f"step:{tell.pk}",
+                                                   "what": "completion.condition"})
+    assert "compiles; names in scope" in text_of(ok)
+    bad = admin_client.post(url(draft, "check/"), {"source": "size(instances) > 1", "element": f"step:{tell.pk}",
+                                                    "what": "for_each"})
+    assert "instances — not in scope" in text_of(bad)
+    # Without for_each the instance rules do not apply and are not kept.
+    response = post_step(admin_client, draft, tell, for_each="", completion_rule="any", sequential="on")
+    assert response.status_code == 200
+    assert {"completion", "sequential", "for_each"}.isdisjoint(stored_step(draft, "tell"))
+
+
+@pytest.mark.parametrize("changes, field, words", [
+    ({"for_each": "[1]", "completion_rule": "at_least", "completion_at_least": "many"}, "completion_at_least",
+     "Enter a whole number"),
+    ({"for_each": "[1]", "completion_rule": "at_least", "completion_at_least": ""}, "completion_at_least",
+     "give it a value"),
+    ({"for_each": "[1]", "completion_rule": "percent", "completion_percent": "250"}, "completion_percent",
+     "less than or equal to 100"),
+    ({"for_each": "[1]", "completion_rule": "percent", "completion_percent": "nan"}, "completion_percent",
+     "Enter a number"),
+    ({"for_each": "[1]", "completion_rule": "sometimes"}, "completion_rule", "Select a valid choice"),
+    ({"priority": "1000"}, "priority", "less than or equal to 100"),
+])
+def test_a_bad_instance_rule_is_refused_with_its_place(admin_client, draft, changes, field, words):
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
+    before = snapshot(draft)
+    response = post_step(admin_client, draft, ask, **changes)
+    assert response.status_code == 400
+    assert f"bb_orch › review › ask › {field}: " in text_of(response) and words in text_of(response)
+    assert snapshot(draft) == before
+
+
+def test_a_step_turned_into_a_wait_keeps_none_of_its_former_kind(admin_client, draft):
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
+    response = post_step(admin_client, draft, ask, type="wait", wait_kind="for", wait_for="1h", for_each="[1, 2]",
+                         completion_rule="any")
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert stored_step(draft, "ask") == {"name": "ask", "type": "wait", "for": "1h"}
+    assert "bb_orch › review › ask" not in pinned(response)
+
+
+def test_parallel_assignees_same_as_and_exclude_are_chosen_in_the_assignee_panel(admin_client, draft):
+    finish = Stage.objects.get(orchestration=draft, name="finish")
+    admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": finish.pk, "type": "interactive"})
+    approve = Step.objects.get(stage=finish, name="step_1")
+    html = text_of(admin_client.get(url(draft, f"panel/step/{approve.pk}/")))
+    assert '<option value="list">' in html and '<option value="ask">ask</option>' in html  # same_as offers ask
+    response = post_step(admin_client, draft, approve, flow="bb_collect", assignee_type="list",
+                         assignees='["user:admin", "group:board"]', completion_rule="at_least",
+                         completion_at_least="2", assignee_exclude="[steps.ask.completed_by]")
+    assert response.status_code == 200, text_of(response)[:2000]
+    item = stored_step(draft, "step_1")
+    assert item["assignees"] == '["user:admin", "group:board"]' and item["completion"] == {"at_least": 2}
+    assert item["assignee"] == {"exclude": "[steps.ask.completed_by]"}
+    html = text_of(response)
+    assert "step_1 › assignee" not in pinned(response)  # a list of assignees is an assignee
+    response = post_step(admin_client, draft, approve, flow="bb_collect", assignee_type="same_as", same_as_step="ask")
+    assert response.status_code == 200, text_of(response)[:2000]
+    item = stored_step(draft, "step_1")
+    assert item["assignee"] == {"same_as": "ask"} and "assignees" not in item and "completion" not in item
+    before = snapshot(draft)
+    response = post_step(admin_client, draft, approve, flow="bb_collect", assignee_type="same_as", same_as_step="")
+    assert response.status_code == 400
+    assert "bb_orch › finish › step_1 › same_as_step: pick the step" in text_of(response)
+    assert snapshot(draft) == before
+
+
+def test_a_wait_step_panel_shows_only_the_wait_fields_and_keeps_one_kind(admin_client, draft):
+    finish = Stage.objects.get(orchestration=draft, name="finish")
+    response = admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": finish.pk, "type": "wait"})
+    wait = Step.objects.get(stage=finish, name="step_1")
+    html = text_of(response)
+    assert 'name="element-wait_kind"' in html and 'name="element-wait_event"' in html
+    for other in ("element-flow", "element-retries", "element-assignee_type", "element-for_each"):
+        assert f'name="{other}"' not in html
+    assert "bb_orch › finish › step_1: a wait step needs exactly one of for, until or event" in pinned(response)
+    data = {"wait_kind": "event", "wait_event": "contract_signed", "wait_timeout": "2d", "on_timeout": "error",
+            "wait_for": "1h", "flow": "", "type": "wait"}
+    response = post_step(admin_client, draft, wait, **data)
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert stored_step(draft, "step_1") == {"name": "step_1", "label": "New wait step", "type": "wait",
+                                            "event": "contract_signed", "timeout": "2d", "on_timeout": "error"}
+    assert "step_1" not in pinned(response)  # no problem left on it
+    response = post_step(admin_client, draft, wait, type="wait", flow="", wait_kind="until",
+                         wait_until="run.started_at +", wait_event="contract_signed")
+    assert response.status_code == 200
+    assert stored_step(draft, "step_1")["until"] == "run.started_at +"
+    assert "bb_orch › finish › step_1 › until: " in pinned(response)  # the compile error, pinned
+    before = snapshot(draft)
+    response = post_step(admin_client, draft, wait, type="wait", flow="", wait_kind="for", wait_for="soon")
+    assert response.status_code == 400
+    assert "bb_orch › finish › step_1 › wait_for: 'soon' is not a duration" in text_of(response)
+    response = post_step(admin_client, draft, wait, type="wait", flow="", wait_kind="event", wait_event="two words")
+    assert response.status_code == 400 and "'two words' is not an event name" in text_of(response)
+    assert snapshot(draft) == before
+
+
+def test_a_sub_orchestration_step_picks_an_active_orchestration_and_maps_its_inputs(admin_client, draft, flows):
+    make_orchestration("bb_child", status="active", inputs=[{"name": "amount", "type": "number", "required": True},
+                                                             {"name": "note"}],
+                       outputs={"total": "inputs.amount"}, path=[stage("only", step("store", "bb_archive"))])
+    make_orchestration("bb_child_draft", path=[stage("only", step("store", "bb_archive"))])
+    finish = Stage.objects.get(orchestration=draft, name="finish")
+    admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": finish.pk, "type": "orchestration"})
+    sub = Step.objects.get(stage=finish, name="step_1")
+    # Choosing the orchestration redraws the panel (refresh: nothing saved) with its declared inputs.
+    response = admin_client.post(url(draft, f"panel/step/{sub.pk}/"),
+                                 {**step_post(sub, type="orchestration", flow="", child_orchestration="bb_child"),
+                                  "refresh": "1"})
+    html = text_of(response)
+    select = re.search(r'name="element-child_orchestration".*?</select>', html, re.S).group(0)
+    assert "bb_child v1" in select and "bb_child_draft" not in select
+    assert 'name="element-inputs__amount"' in html and "number · required" in html
+    assert 'name="element-flow"' not in html
+    assert Step.objects.get(pk=sub.pk).child_orchestration == ""
+    response = post_step(admin_client, draft, sub, type="orchestration", flow="", child_orchestration="bb_child",
+                         inputs__note='"hello"')
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert stored_step(draft, "step_1")["orchestration"] == "bb_child"
+    assert "bb_orch › finish › step_1 › inputs: required input 'amount' of orchestration bb_child is not mapped" \
+        in pinned(response)
+    response = post_step(admin_client, draft, sub, type="orchestration", flow="", child_orchestration="bb_child",
+                         inputs__note='"hello"', inputs__amount="2")
+    assert response.status_code == 200
+    assert stored_step(draft, "step_1")["inputs"] == {"amount": "2", "note": '"hello"'}
+    assert "step_1 › inputs" not in pinned(response)
+    # A later step may read the child's declared outputs: they are among the names in scope there.
+    admin_client.post(url(draft, "change/"), {"op": "add_step", "stage": finish.pk, "type": "background"})
+    later = Step.objects.get(stage=finish, name="step_2")
+    response = post_step(admin_client, draft, later, entry_type="after", entry_after=["step_1"], flow="bb_archive")
+    assert 'data-insert="steps.step_1.outputs.total"' in text_of(response)
+    before = snapshot(draft)
+    response = post_step(admin_client, draft, sub, type="orchestration", flow="", child_orchestration="bb_nowhere")
+    assert response.status_code == 400
+    assert "bb_orch › finish › step_1 › child_orchestration: Select a valid choice" in text_of(response)
+    assert snapshot(draft) == before
+
+
+def test_a_stages_error_path_is_picked_among_the_stages(admin_client, draft):
+    review = Stage.objects.get(orchestration=draft, name="review")
+    data = {"element-name": "review", "element-label": "", "element-next": "", "element-exit_type": "all_steps_complete",
+            "element-exit_condition": "", "element-exit_flow": "", "element-on_error_goto": "finish"}
+    html = text_of(admin_client.get(url(draft, f"panel/stage/{review.pk}/")))
+    assert re.search(r'name="element-on_error_goto".*?<option value="finish">finish</option>', html, re.S)
+    response = admin_client.post(url(draft, f"panel/stage/{review.pk}/"), data)
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert snapshot(draft)["path"][0]["on_error"] == {"goto": "finish"}
+    assert "on error → finish" in text_of(response)
+    before = snapshot(draft)
+    response = admin_client.post(url(draft, f"panel/stage/{review.pk}/"), {**data, "element-on_error_goto": "mars"})
+    assert response.status_code == 400 and "bb_orch › review › on_error_goto" in text_of(response)
+    assert snapshot(draft) == before
+    response = admin_client.post(url(draft, f"panel/stage/{review.pk}/"), {**data, "element-on_error_goto": ""})
+    assert "on_error" not in snapshot(draft)["path"][0]
+
+
+def test_a_decision_outcome_can_be_decided_by_an_evaluation_flow(admin_client, draft):
+    from tests.factories import make_evaluation_flow
+
+    make_evaluation_flow("bb_big_deal", inputs=[var("amount", "number", required=True)])
+    route = Stage.objects.get(orchestration=draft, name="route")
+    outcome = route.outcomes.get()
+    base = {"element-name": "route", "element-label": "", "element-default_goto": "finish",
+            "outcomes-TOTAL_FORMS": "1", "outcomes-INITIAL_FORMS": "1", "outcomes-MIN_NUM_FORMS": "0",
+            "outcomes-MAX_NUM_FORMS": "1000", "outcomes-0-id": str(outcome.pk), "outcomes-0-name": "again",
+            "outcomes-0-condition": "true", "outcomes-0-goto": "review", "outcomes-0-condition_test": "evaluation_flow",
+            "outcomes-0-condition_flow": "bb_big_deal"}
+    html = text_of(admin_client.post(url(draft, f"panel/decision/{route.pk}/"), {**base, "refresh": "1"}))
+    assert 'name="outcomes-0-condition_inputs__amount"' in html and "number · required" in html
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"), base)
+    assert response.status_code == 200, text_of(response)[:2000]
+    assert "bb_orch › route › outcomes.again.inputs: required input 'amount'" in pinned(response)  # not mapped
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"),
+                                 {**base, "outcomes-0-condition_inputs__amount": "5"})
+    assert response.status_code == 200
+    assert snapshot(draft)["path"][1]["outcomes"] == [
+        {"name": "again", "evaluation_flow": "bb_big_deal", "inputs": {"amount": "5"}, "goto": "review"}]
+    before = snapshot(draft)
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"), {**base, "outcomes-0-condition_flow": ""})
+    assert response.status_code == 400
+    assert "bb_orch › route › row 1 › condition_flow: pick the evaluation flow" in text_of(response)
+    assert snapshot(draft) == before
+    response = admin_client.post(url(draft, f"panel/decision/{route.pk}/"),
+                                 {**base, "outcomes-0-condition_test": "condition"})
+    assert snapshot(draft)["path"][1]["outcomes"] == [{"name": "again", "condition": "true", "goto": "review"}]
+
+
+# ------------------------------------------------------------------ YAML view: lines and kept text
+
+YAML_WITH_PROBLEM = """orchestrations:
+- api_name: bb_orch
+  start: {type: autolaunched}
+  path:
+  - name: only
+    steps:
+    - name: store
+      flow: bb_archive
+    - name: tell
+      flow: bb_notify
+      inputs:
+        nobody: '"x"'
+"""
+
+
+def test_checks_after_applying_yaml_name_their_line(admin_client, draft):
+    response = admin_client.post(url(draft, "yaml/"), {"yaml": YAML_WITH_PROBLEM})
+    assert response.status_code == 200, text_of(response)[:2000]
+    checks = re.search(r'id="bb-yaml-checks">(.*?)</ul>', text_of(response), re.S).group(1)
+    # The unknown input is on line 12; the missing required one is about the step's inputs (line 11).
+    assert re.search(r"line 12</strong> · <span class=\"bb-yaml-place\">bb_orch › only › tell › inputs.nobody", checks)
+    assert re.search(r"line 11</strong> · <span class=\"bb-yaml-place\">bb_orch › only › tell › inputs</span>: "
+                     r"required input 'who'", checks)
+    # Opening the YAML view again lists the checks with the lines of the text it shows.
+    again = text_of(admin_client.get(url(draft, "yaml/")))
+    assert "bb_orch › only › tell › inputs.nobody" in re.search(r'id="bb-yaml-checks">(.*?)</ul>', again, re.S).group(1)
+
+
+def test_yaml_typed_and_not_applied_is_kept_across_the_canvas(admin_client, draft):
+    before = snapshot(draft)
+    typed = admin_client.get(url(draft, "yaml/")).context["yaml_text"].replace("name: finish", "name: finale")
+    assert admin_client.post(url(draft, "yaml/"), {"yaml": typed, "keep": "1"}).status_code == 204
+    assert snapshot(draft) == before  # kept, not applied
+    review = Stage.objects.get(orchestration=draft, name="review")
+    admin_client.get(url(draft, f"panel/stage/{review.pk}/"))  # to the canvas...
+    back = admin_client.get(url(draft, "yaml/"))  # ... and back
+    assert back.context["yaml_text"] == typed and 'id="bb-yaml-kept"' in text_of(back)
+    assert "the draft has changed since" not in text_of(back)
+    # A change made on the canvas meanwhile is said, the text still kept.
+    admin_client.post(url(draft, "change/"), {"op": "add_stage"})
+    back = admin_client.get(url(draft, "yaml/"))
+    assert back.context["yaml_text"] == typed and "the draft has changed since" in text_of(back)
+    discarded = admin_client.post(url(draft, "yaml/"), {"discard": "1"})
+    assert "name: finish" in discarded.context["yaml_text"] and 'id="bb-yaml-kept"' not in text_of(discarded)
+    # Refused text is kept too, and applied text is no longer "kept".
+    refused = admin_client.post(url(draft, "yaml/"), {"yaml": "orchestrations: [\n"})
+    assert refused.status_code == 400 and "line 2" in text_of(refused)
+    assert admin_client.get(url(draft, "yaml/")).context["yaml_text"] == "orchestrations: [\n"
+    applied = admin_client.post(url(draft, "yaml/"), {"yaml": typed})
+    assert applied.status_code == 200, text_of(applied)[:2000]
+    assert "finale" in Stage.objects.filter(orchestration=draft).values_list("name", flat=True)
+    assert 'id="bb-yaml-kept"' not in text_of(admin_client.get(url(draft, "yaml/")))
+
+
+def test_a_frozen_version_keeps_no_yaml(admin_client, draft):
+    draft.set_lifecycle_status("active")
+    response = admin_client.post(url(draft, "yaml/"), {"yaml": "x: 1", "keep": "1"})
+    assert response.status_code == 409
+    assert "api_name: bb_orch" in admin_client.get(url(draft, "yaml/")).context["yaml_text"]
+
+
+def test_a_flow_the_panel_does_not_offer_is_refused_not_stored(admin_client, draft):
+    tell = Step.objects.get(stage__orchestration=draft, name="tell")
+    before = snapshot(draft)
+    for name in ("bb_nowhere", "f" * 101):  # not a flow; longer than the column holds
+        response = post_step(admin_client, draft, tell, flow=name)
+        assert response.status_code == 400
+        assert "bb_orch › review › tell › flow: Select a valid choice" in text_of(response)
+    assert snapshot(draft) == before
+
+
+def test_a_bad_duration_is_said_once_naming_the_field(admin_client, draft):
+    ask = Step.objects.get(stage__orchestration=draft, name="ask")
+    response = admin_client.post(url(draft, f"panel/step/{ask.pk}/"), step_post(ask, due_in="soon"))
+    assert response.status_code == 400
+    text = text_of(response)
+    assert "'soon' is not a duration for due in (write 30s, 10m, 2h, 3d or PT30S)" in text
+    assert text.count("is not a duration") == 2  # the message above the canvas and the field's own: once each
+
+
+def test_the_diff_writes_true_and_false_as_the_yaml_does(admin_client, flows):
+    start = {"type": "record_triggered", "model": "demo.opportunity", "when": "updated",
+             "condition": 'record.stage == "approval"'}
+    old = make_orchestration("bb_flag", status="active", start=start, path=[stage("only", step("store", "bb_archive"))])
+    admin_client.post(url(old, "new-version/"))
+    new = Orchestration.objects.get(api_name="bb_flag", version=2)
+    new.only_when_changed_to_meet = True
+    new.save()
+    html = admin_client.get(url(new, "diff/") + f"?other={old.pk}").content.decode()
+    row = re.search(r'<tr class="bb-diff-row bb-diff-changed bb-depth-0">.*?</tr>', html, re.S).group(0)
+    assert "only_when_changed_to_meet: true" in row and "True" not in row
+    assert 'id="bb-diff-scroll"' in html  # the table scrolls inside its box on a narrow screen
+
+
+def test_the_dry_run_record_hint_names_the_orchestrations_own_start_model(admin_client, flows):
+    start = {"type": "record_triggered", "model": "demo.opportunity", "when": "created"}
+    orch = make_orchestration("bb_deal", start=start, path=[stage("only", step("store", "bb_archive"))])
+    html = admin_client.get(url(orch, "dry-run/")).content.decode()
+    assert 'placeholder="demo.opportunity:1"' in html and "demo.employee" not in html
+    autolaunched = make_orchestration("bb_auto", path=[stage("only", step("store", "bb_archive"))])
+    html = admin_client.get(url(autolaunched, "dry-run/")).content.decode()
+    assert 'placeholder="app_label.model:1"' in html and "demo.employee" not in html
+
+
+def test_the_orchestration_list_has_few_columns_with_the_builder_link_early(admin_client, draft):
+    html = admin_client.get("/admin/orchestration/orchestration/").content.decode()
+    headers = re.findall(r'<th scope="col"\s+class="[^"]*column-(\w+)', html)
+    assert headers[:4] == ["api_name", "version", "status_text", "builder_link"]
+    assert "created_at" not in headers and "start_model" not in headers and len(headers) <= 6
+    assert f'href="{url(draft)}">Open in Builder</a>' in html

@@ -332,3 +332,24 @@ def test_pausing_the_parent_pauses_its_child_and_resuming_resumes_it(adder, alic
     child.refresh_from_db()
     assert child.status == "running"
     assert step_of(run, "call").status == "in_progress"
+
+
+def test_listing_and_reading_runs_with_children_reads_no_query_per_child(adder, django_assert_max_num_queries):
+    """The API's parent/child links come with the runs (review: one query per listed child run)."""
+    from rest_framework.test import APIClient
+
+    orchestration([{"name": "work", "steps": [bg("a", "add", inputs={"n": "1"})]}], api_name="kid_many")
+    parent = orchestration([{"name": "one", "steps": [sub(f"call{i}", "kid_many") for i in range(6)]}],
+                           api_name="mum_many")
+    run = engine.start_run(parent)
+    assert OrchestrationRun.objects.filter(parent_step_run__run=run).count() == 6
+    client = APIClient()
+    client.force_authenticate(User.objects.create_superuser("root", password="pw"))
+    with django_assert_max_num_queries(3):  # count, runs with their parents' steps; was 2 + one per child
+        listed = client.get("/api/runs/").json()["results"]
+    assert len(listed) == 7
+    assert {r["parent"]["step"] for r in listed if r["parent"]} == {f"call{i}" for i in range(6)}
+    with django_assert_max_num_queries(7):  # was 6 + one per sub-orchestration step
+        detail = client.get(f"/api/runs/{run.pk}/").json()
+    steps = [s for stage in detail["stages"] for s in stage["steps"]]
+    assert sorted(len(s["child_runs"]) for s in steps) == [1] * 6

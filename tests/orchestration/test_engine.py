@@ -5,40 +5,15 @@ from django.contrib.auth.models import Group, User
 from orchestration import engine
 from orchestration.models import OrchestrationRun, RunEvent, StageRun, StepRun
 from orchestration.worker import claim, execute_claimed
-from tests.engine_builders import Recorder, bg, noop_flow, orchestration, screen_flow, ui
+from tests.engine_builders import bg, drain, noop_flow, orchestration, screen_flow, statuses, ui
 from workguide.models import WorkItem
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def fx():
-    """Every transition in the test, whoever starts it, uses the recorder."""
-    recorder = Recorder()
-    with engine.use_effects(recorder):
-        yield recorder
-
-
-@pytest.fixture
 def alice(db):
     return User.objects.create_user("alice", password="pw")
-
-
-def drain(fx):
-    """Run every sent background step, as a worker would, until none is left."""
-    while fx.sent:
-        step_run_id = fx.sent.pop(0)
-        step_run = claim(step_run_id, f"task-{step_run_id}")
-        if step_run is not None:
-            _execute(step_run, fx)
-
-
-def _execute(step_run, fx):
-    execute_claimed(step_run)
-
-
-def statuses(run):
-    return {s.step_name: s.status for s in StepRun.objects.filter(run=run)}
 
 
 def start(orch, fx, **kw):
@@ -55,7 +30,7 @@ def test_stages_run_in_order_and_parallel_steps_start_together(fx):
     assert statuses(run) == {"s1": "queued", "s2": "queued"}
     assert len(fx.sent) == 2
     first = fx.sent.pop(0)
-    _execute(claim(first, "t1"), fx)
+    execute_claimed(claim(first, "t1"))
     assert StageRun.objects.get(run=run, stage_name="one").status == "in_progress"
     drain(fx)
     run.refresh_from_db()
@@ -71,9 +46,9 @@ def test_after_steps_wait_for_what_they_name(fx):
     ]}])
     run = start(orch, fx)
     assert statuses(run)["last"] == "waiting"
-    _execute(claim(fx.sent.pop(0), "t"), fx)
+    execute_claimed(claim(fx.sent.pop(0), "t"))
     assert statuses(run)["last"] == "waiting"
-    _execute(claim(fx.sent.pop(0), "t2"), fx)
+    execute_claimed(claim(fx.sent.pop(0), "t2"))
     assert statuses(run)["last"] == "queued"
     drain(fx)
     run.refresh_from_db()
@@ -212,14 +187,10 @@ def test_failing_step_retries_then_errors_run_and_operator_can_retry_or_skip(fx,
     from unittest import mock
 
     with mock.patch("orchestration.worker.send_step_message", side_effect=lambda i, countdown=None: sent_retries.append(i)):
-        from django.test.utils import CaptureQueriesContext  # noqa: F401
-
-        step_run = claim(fx.sent.pop(0), "t1")
-        _execute(step_run, fx)
+        execute_claimed(claim(fx.sent.pop(0), "t1"))
     step = StepRun.objects.get(run=run, step_name="explode")
     assert step.status == "queued" and "division" in step.error
-    step_run = claim(step.pk, "t2")
-    _execute(step_run, fx)
+    execute_claimed(claim(step.pk, "t2"))
     run.refresh_from_db()
     step.refresh_from_db()
     assert step.status == "error" and step.attempts == 2

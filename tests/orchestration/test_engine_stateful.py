@@ -38,6 +38,14 @@ def _coin():
     return {"v": COINS.pop(0) if COINS else False}
 
 
+def deliver(recorder, step_run_id):
+    """One message for ``step_run_id`` reaches a worker: claim it and run it (nothing if it was taken)."""
+    step_run = claim(step_run_id, f"t{step_run_id}")
+    if step_run is not None:
+        with engine.use_effects(recorder):
+            execute_claimed(step_run)
+
+
 class Sent:
     def __init__(self):
         self.sent = []
@@ -99,11 +107,7 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def complete_one(self, data):
         index = data.draw(st.integers(0, len(self.fx.sent) - 1))
-        step_run_id = self.fx.sent.pop(index)
-        step_run = claim(step_run_id, f"t{step_run_id}")
-        if step_run is not None:
-            with engine.use_effects(self.fx):
-                execute_claimed(step_run)
+        deliver(self.fx, self.fx.sent.pop(index))
 
     @precondition(lambda self: hasattr(self, "fx") and self.fx.sent)
     @rule(data=st.data())
@@ -302,16 +306,10 @@ class InstancesMachine(RuleBasedStateMachine):
         self.discontinued = set()
         self.done = []
 
-    def _deliver(self, step_run_id):
-        step_run = claim(step_run_id, f"t{step_run_id}")
-        if step_run is not None:
-            with engine.use_effects(self.fx):
-                execute_claimed(step_run)
-
     @precondition(lambda self: hasattr(self, "fx") and self.fx.sent)
     @rule(data=st.data())
     def complete_one(self, data):
-        self._deliver(self.fx.sent.pop(data.draw(st.integers(0, len(self.fx.sent) - 1))))
+        deliver(self.fx, self.fx.sent.pop(data.draw(st.integers(0, len(self.fx.sent) - 1))))
 
     @rule()
     def record_saved(self):
@@ -365,7 +363,7 @@ class InstancesMachine(RuleBasedStateMachine):
         if not hasattr(self, "run"):
             return
         while self.fx.sent:
-            self._deliver(self.fx.sent.pop(0))
+            deliver(self.fx, self.fx.sent.pop(0))
         run = OrchestrationRun.objects.get(pk=self.run.pk)
         assert run.status == "completed", (run.status, run.error)
 

@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from orchestration import engine
 from orchestration.models import RunEvent, StepRun
 from orchestration.worker import claim, execute_claimed
-from tests.engine_builders import Recorder, bg, noop_flow, orchestration, screen_flow, ui
+from tests.engine_builders import bg, drain, noop_flow, orchestration, screen_flow, ui
 from workguide import services
 from workguide.models import WorkItem
 
@@ -15,24 +15,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def fx():
-    recorder = Recorder()
-    with engine.use_effects(recorder):
-        yield recorder
-
-
-@pytest.fixture
 def people(db):
     users = {n: User.objects.create_user(n, email=f"{n}@example.com", password="pw")
              for n in ("alice", "bob", "carol", "dave", "erin", "frank")}
     return users
-
-
-def drain(fx):
-    while fx.sent:
-        step_run = claim(fx.sent.pop(0), "t")
-        if step_run is not None:
-            execute_claimed(step_run)
 
 
 def step_row(run, name):

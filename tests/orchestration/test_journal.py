@@ -12,18 +12,10 @@ from orchestration import engine, journal, worker
 from orchestration.models import EventKind, RunEvent, StepRun
 from orchestration.worker import claim, execute_claimed, sweep_stuck_steps
 from tests.engine_builders import bg, noop_flow, orchestration, screen_flow
-from tests.engine_builders import Recorder
 from workguide import services
 from workguide.models import WorkItem
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def fx():
-    recorder = Recorder()
-    with engine.use_effects(recorder):
-        yield recorder
 
 
 def _a_busy_run(fx, capture):

@@ -10,33 +10,15 @@ import orchestration
 from orchestration import engine, waits
 from orchestration.models import KeptEvent, RunEvent, StepRun, Timer
 from orchestration.worker import claim, execute_claimed
-from tests.engine_builders import Recorder, bg, noop_flow, orchestration as make_orch, screen_flow, ui
+from tests.engine_builders import bg, drain, noop_flow, orchestration as make_orch, screen_flow, statuses, ui
 from workguide.models import WorkItem
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def fx():
-    recorder = Recorder()
-    with engine.use_effects(recorder):
-        yield recorder
-
-
-@pytest.fixture
 def alice(db):
     return User.objects.create_user("alice", password="pw")
-
-
-def drain(fx):
-    while fx.sent:
-        step_run = claim(fx.sent.pop(0), "t")
-        if step_run is not None:
-            execute_claimed(step_run)
-
-
-def statuses(run):
-    return {s.step_name: s.status for s in StepRun.objects.filter(run=run)}
 
 
 def kinds(run):

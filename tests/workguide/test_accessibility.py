@@ -5,6 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser import log_in
 from orchestration import engine
 from tests.servers import REPO
 from tests.workguide_helpers import employee, guide_orchestration, item_of, people_who_sign_in, start
@@ -23,13 +24,6 @@ def browser_context_args(browser_context_args):
 def users(settings):
     return people_who_sign_in(settings)
 
-
-def log_in(page, live_server, username, next_path=""):
-    page.goto(f"{live_server.url}/accounts/login/{'?next=' + next_path if next_path else ''}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state("load")
 
 
 def serious_violations(page):

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from tests.browser import log_in
 from tests.workguide_helpers import employee, guide_orchestration, item_of, people_who_sign_in, start
 from workguide.models import Delegation, WorkItem
 
@@ -16,13 +17,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def users(settings):
     return people_who_sign_in(settings)
 
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state("load")
 
 
 def shot(page, screenshot_dir, name):

@@ -5,6 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser import log_in
 from tests.pg_locks import wait_until
 from workguide.models import WorkItem
 from tests.workguide_helpers import employee, guide_orchestration, item_of, people_who_sign_in, start
@@ -16,15 +17,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def users(settings):
     return people_who_sign_in(settings)
 
-
-def log_in(page, live_server, username, next_path=""):
-    page.goto(f"{live_server.url}/accounts/login/{'?next=' + next_path if next_path else ''}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw")
-    page.get_by_role("button", name="Sign in").click()
-    # Wait for the page's scripts: typing before htmx has processed the page is lost
-    # (seen once under a loaded machine: the search never filtered).
-    page.wait_for_load_state("load")
 
 
 def shot(page, screenshot_dir, name):

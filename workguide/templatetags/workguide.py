@@ -39,22 +39,15 @@ def _request(context):
 def work_guide(context, record):
     from orchestration.records import model_label
 
-    from ..views import component_context
-
-    from ..services import may_see_record_runs
+    from ..views import visible_component_context
 
     request = _request(context)
     if request is None or record is None or getattr(record, "pk", None) is None:
         return ""
-    label = model_label(record)
-    from ..services import remember_memberships
-
-    remember_memberships(request.user)  # the component asks for them several times
-    if not may_see_record_runs(request.user, label, record.pk):
+    found = visible_component_context(request, model_label(record), record.pk)
+    if found is None:
         return ""  # nothing, not even "no orchestration is running": that too would tell
-    return render_to_string(
-        "workguide/component.html", component_context(request, label, record.pk), request=request
-    )
+    return render_to_string("workguide/component.html", found, request=request)
 
 
 @register.simple_tag(takes_context=True)

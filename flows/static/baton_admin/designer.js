@@ -16,6 +16,15 @@
 
   function root() { return document.getElementById("flow-designer"); }
 
+  /* With DEBUG on, {% htmx_script %} adds django-htmx's debug script, which on any 400 answer
+   * ("htmx:beforeOnLoad", listened to on the document) replaces the whole page with the answer.
+   * A refused change is the designer's to show (swapped in below), so it stops here, on <html>,
+   * before bubbling to the document; stopping propagation does not cancel htmx's own handling. */
+  document.documentElement.addEventListener("htmx:beforeOnLoad", function (event) {
+    var xhr = event.detail && event.detail.xhr;
+    if (xhr && xhr.status === 400 && event.target.closest && event.target.closest("#fd-page")) event.stopPropagation();
+  });
+
   function csrf() {
     var page = document.getElementById("fd-page");
     return page ? page.getAttribute("data-csrf") : "";
@@ -36,6 +45,7 @@
 
   function setUp() {
     var r = root();
+    numberLines();  // read-only versions show their YAML too, numbered like a draft's
     if (!r || r.getAttribute("data-editable") !== "1" || typeof Sortable === "undefined") return;
 
     r.querySelectorAll("[data-palette]").forEach(function (palette) {
@@ -94,8 +104,6 @@
         }
       });
     }
-
-    numberLines();
   }
 
   /* Line numbers beside the YAML text, so the problems' "line N" can be found. */

@@ -26,6 +26,16 @@
     ];
   }
 
+  /* With DEBUG on, {% htmx_script %} adds django-htmx's debug script, which on any 400 answer
+   * ("htmx:beforeOnLoad", listened to on the document) replaces the whole page with the answer:
+   * a refused edit became an unstyled fragment and the next Apply a plain GET. A refusal is ours
+   * to show, so it stops here, on <html>, before bubbling to the document. Stopping propagation
+   * does not cancel the event: htmx goes on and swaps the answer as responseHandling says. */
+  document.documentElement.addEventListener("htmx:beforeOnLoad", function (evt) {
+    var xhr = evt.detail && evt.detail.xhr;
+    if (xhr && xhr.status === 400 && evt.target.closest && evt.target.closest("#bb-root")) evt.stopPropagation();
+  });
+
   function root() { return document.getElementById("bb-root"); }
 
   function post(values) {
@@ -58,26 +68,30 @@
 
   function fieldOf(form, name) { return form.querySelector('[data-field="' + name + '"]'); }
 
+  /* A field is hidden when any selector whose map names it has chosen a value that does not
+   * (selectors nest: a wait step's type shows the wait fields, its wait kind picks one of them).
+   * A selector inside a .bb-kind-scope (an outcome row) governs only the fields of that scope. */
   function applyKinds(form) {
-    var hidden = {};
-    var shown = {};
+    var hide = new Set();
     form.querySelectorAll("[data-baton-kind]").forEach(function (select) {
       var map = JSON.parse(select.dataset.batonKind);
       var chosen = select.value;
       if (select.type === "radio" || select.tagName === "DIV") {
+        if (!select.checked && select.type === "radio" && form.querySelector('input[name="' + select.name + '"]:checked')) return;
         var checked = form.querySelector('input[name="' + select.getAttribute("name") + '"]:checked');
         chosen = checked ? checked.value : "";
       }
       if (!(chosen in map)) return;
+      var scope = select.closest(".bb-kind-scope") || form;
       Object.keys(map).forEach(function (value) {
-        map[value].forEach(function (name) { (value === chosen ? shown : hidden)[name] = true; });
+        if (value === chosen) return;
+        map[value].forEach(function (name) {
+          if (map[chosen].indexOf(name) !== -1) return;
+          scope.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) { hide.add(el); });
+        });
       });
     });
-    Object.keys(hidden).forEach(function (name) {
-      form.querySelectorAll('[data-field="' + name + '"]').forEach(function (el) {
-        el.classList.toggle("bb-hidden", !shown[name]);
-      });
-    });
+    form.querySelectorAll("[data-field]").forEach(function (el) { el.classList.toggle("bb-hidden", hide.has(el)); });
     form.querySelectorAll(".bb-group").forEach(function (group) {
       var fields = group.querySelectorAll(".bb-field");
       if (!fields.length) return;
@@ -173,10 +187,28 @@
     });
   }
 
+  /* A path wider than its frame: fade the cut edge and show a "more" button on that side. */
+  function markOverflow() {
+    var frame = document.getElementById("bb-canvas-frame");
+    var box = document.getElementById("bb-canvas-scroll");
+    if (!frame || !box) return;
+    var left = box.scrollLeft > 2;
+    var right = box.scrollLeft + box.clientWidth < box.scrollWidth - 2;
+    frame.classList.toggle("bb-cut-left", left);
+    frame.classList.toggle("bb-cut-right", right);
+    document.getElementById("bb-more-left").hidden = !left;
+    document.getElementById("bb-more-right").hidden = !right;
+  }
+
   window.addEventListener("resize", function () {
     var ws = document.getElementById("bb-workspace");
     if (ws) drawArrows(ws);
+    markOverflow();
   });
+
+  document.addEventListener("scroll", function (evt) {
+    if (evt.target && evt.target.id === "bb-canvas-scroll") markOverflow();
+  }, true);
 
   function init(scope) {
     initSortable(scope);
@@ -184,11 +216,40 @@
     scope.querySelectorAll(".bb-panel-form").forEach(applyKinds);
     var selected = scope.querySelector(".bb-selected");
     if (selected && selected.scrollIntoView) selected.scrollIntoView({block: "nearest", inline: "nearest"});
+    markOverflow();
   }
+
+  /* Stacked (narrow screen): the panel a card opens is below the path, so bring it into view. */
+  function showPanelIfStacked(from) {
+    var side = document.querySelector(".bb-side");
+    var frame = document.getElementById("bb-canvas-frame");
+    var panel = document.querySelector(".bb-panel");
+    if (!from || !from.classList || !from.classList.contains("bb-card-open") || !side || !frame || !panel) return;
+    if (side.getBoundingClientRect().top >= frame.getBoundingClientRect().bottom) panel.scrollIntoView({block: "start"});
+  }
+
+  /* YAML typed and not applied is kept by the server (in the session) so that going to the
+   * canvas and back shows it again: sent 400 ms after typing stops and when the box loses focus. */
+  function keepYaml(box) {
+    clearTimeout(timers.get(box));
+    if (!document.body.contains(box) || box.dataset.sent === box.value) return;
+    var form = box.closest("form");
+    box.dataset.sent = box.value;
+    htmx.ajax("POST", form.dataset.keepUrl, {source: box, swap: "none", values: {keep: "1", yaml: box.value}});
+  }
+
+  document.addEventListener("submit", function (evt) {
+    var box = evt.target.querySelector && evt.target.querySelector("textarea.bb-yaml");
+    if (box) { clearTimeout(timers.get(box)); box.dataset.sent = box.value; }
+  }, true);
 
   document.addEventListener("input", function (evt) {
     var box = evt.target;
     if (!box.closest || !box.closest("#bb-workspace")) return;
+    if (box.classList.contains("bb-yaml") && box.closest("[data-keep-url]")) {
+      later(box, keepYaml);
+      return;
+    }
     if (box.classList.contains("bb-expr") || whatOf(box)) {
       lastExpression = box;
       later(box, checkExpression);
@@ -204,10 +265,14 @@
 
   document.addEventListener("change", function (evt) {
     var el = evt.target;
+    if (el.classList && el.classList.contains("bb-yaml") && el.closest("[data-keep-url]")) {
+      keepYaml(el);
+      return;
+    }
     var form = el.closest && el.closest(".bb-panel-form");
     if (!form || !form.dataset.refreshUrl) return;
     var name = el.name || "";
-    if (/(^|-)(type|flow|entry_flow|exit_flow)$/.test(name) && el.tagName === "SELECT") {
+    if (/(^|-)(type|flow|entry_flow|exit_flow|child_orchestration|condition_flow)$/.test(name) && el.tagName === "SELECT") {
       refreshPanel(form);
       return;
     }
@@ -235,6 +300,13 @@
       later(box, checkExpression);
       return;
     }
+    var more = evt.target.closest && evt.target.closest(".bb-more");
+    if (more) {
+      var path = document.getElementById("bb-canvas-scroll");
+      var by = Math.round(path.clientWidth * 0.8) * (more.classList.contains("bb-more-left") ? -1 : 1);
+      path.scrollBy({left: by, behavior: "smooth"});
+      return;
+    }
     var jump = evt.target.closest && evt.target.closest(".bb-jump");
     if (jump) {
       var target = document.getElementById("el-" + jump.dataset.key);
@@ -243,7 +315,10 @@
   });
 
   document.addEventListener("htmx:afterSettle", function (evt) {
-    if (evt.target && evt.target.id === "bb-workspace") init(evt.target);
+    if (evt.target && evt.target.id === "bb-workspace") {
+      init(evt.target);
+      showPanelIfStacked(evt.detail.requestConfig && evt.detail.requestConfig.elt);
+    }
   });
 
   document.addEventListener("DOMContentLoaded", function () {
