@@ -154,6 +154,10 @@ def print_figures(results, quick):
                          None, "<= 20 ms", wt["p50_ms"] <= 20))
         rows.append(line("(7) event -> next step running p99", wt["p99_ms"], "ms"))
         rows.append(line("(7) send_event call itself p50", wt["send_event_p50_ms"], "ms"))
+        if "rest_p50_ms" in wt:
+            rows.append(line("(7) REST event -> next step running p50", wt["rest_p50_ms"], "ms"))
+            rows.append(line("(7) REST event -> next step running p99", wt["rest_p99_ms"], "ms"))
+            rows.append(line("(7) REST request itself p50", wt["rest_call_p50_ms"], "ms"))
     tc = results.get("trigger_cost")
     if tc:
         plain, ratios = tc["plain_us"], tc["ratios"]

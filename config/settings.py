@@ -314,7 +314,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Baton ----------------------------------------------------------------
-BATON_BASE_URL = env("BATON_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# `make run` passes PORT to the server; links in mails and webhook URLs follow it unless set.
+BATON_BASE_URL = env("BATON_BASE_URL", default=f"http://127.0.0.1:{env('PORT', default='8000')}").rstrip("/")
 BATON_ACTION_MODULES = [m for m in env.list("BATON_ACTION_MODULES", default=[]) if m]
 # Models that flows may read and write (get_records, create_record,
 # update_records) and that runs may be started on. "app_label.model", lower case.

@@ -11,6 +11,7 @@ Mounted by ``orchestration/api_urls.py`` next to the run resource:
 The rules are ``orchestration/waits.py``'s; these views check permissions and bodies and
 translate its errors (NothingWaits → 404, EngineError → 409, BadEventData → 400).
 """
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -70,39 +71,38 @@ PAUSE_DOC = dict(
 )
 
 
-class RunPauseView(_RunAction):
-    @extend_schema(summary="Pause a run", description=(
-        "A paused run (`status: paused`) starts no step and opens no work item until it is resumed; what was "
-        "running finishes and is recorded, and its timers wait. Needs `orchestration.operate_runs`, or "
-        "`orchestration.pause_own_runs` for a run the caller started. 409 when the run is not running."), **PAUSE_DOC)
+class _PauseOrResume(_RunAction):
+    """Pause and resume: the same permission, body and errors; only the transition differs."""
+
+    transition = ""  # the name of the function in orchestration/waits.py
+    doing = ""       # "Pausing" / "Resuming", for the permission message
+
     def post(self, request, pk):
         run = self.run_or_404(pk)
         if not waits.may_pause(request.user, run):
-            raise exceptions.PermissionDenied("Pausing needs orchestration.operate_runs, or "
+            raise exceptions.PermissionDenied(f"{self.doing} needs orchestration.operate_runs, or "
                                               "orchestration.pause_own_runs for a run you started.")
         reason = self.reason(request)
         try:
-            waits.pause_run(run.pk, user=request.user, reason=reason)
+            getattr(waits, self.transition)(run.pk, user=request.user, reason=reason)
         except EngineError as exc:
             raise Conflict(str(exc))
         return _run_body(self, run.pk)
 
 
-class RunResumeView(_RunAction):
-    @extend_schema(summary="Resume a paused run", description=(
-        "The run goes on where it stood: timers that came due fire, steps whose entry holds start. Same "
-        "permissions as pausing. 409 when the run is not paused."), **PAUSE_DOC)
-    def post(self, request, pk):
-        run = self.run_or_404(pk)
-        if not waits.may_pause(request.user, run):
-            raise exceptions.PermissionDenied("Resuming needs orchestration.operate_runs, or "
-                                              "orchestration.pause_own_runs for a run you started.")
-        reason = self.reason(request)
-        try:
-            waits.resume_run(run.pk, user=request.user, reason=reason)
-        except EngineError as exc:
-            raise Conflict(str(exc))
-        return _run_body(self, run.pk)
+@extend_schema(summary="Pause a run", description=(
+    "A paused run (`status: paused`) starts no step and opens no work item until it is resumed; what was "
+    "running finishes and is recorded, and its timers wait. Needs `orchestration.operate_runs`, or "
+    "`orchestration.pause_own_runs` for a run the caller started. 409 when the run is not running."), **PAUSE_DOC)
+class RunPauseView(_PauseOrResume):
+    transition, doing = "pause_run", "Pausing"
+
+
+@extend_schema(summary="Resume a paused run", description=(
+    "The run goes on where it stood: timers that came due fire, steps whose entry holds start. Same "
+    "permissions as pausing. 409 when the run is not paused."), **PAUSE_DOC)
+class RunResumeView(_PauseOrResume):
+    transition, doing = "resume_run", "Resuming"
 
 
 class RunEventView(_RunAction):
@@ -126,18 +126,20 @@ class RunEventView(_RunAction):
         user = request.user
         if not (user.is_superuser or user.has_perm("orchestration.send_events")):
             raise exceptions.PermissionDenied("Sending events needs the orchestration.send_events permission.")
-        run = self.run_or_404(pk)
         body = EventSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data["data"]
         check_size("data", data)
+        # No read of the run before the transition: its lock is the read (an unknown id is a 404 from there).
         try:
-            waits.send_event(run.pk, name, data, body.validated_data["keep"], user=user, source="api")
+            waits.send_event(int(pk), name, data, body.validated_data["keep"], user=user, source="api")
+        except OrchestrationRun.DoesNotExist:
+            raise Http404
         except waits.BadEventData as exc:
             raise exceptions.ValidationError({"data": [str(exc).removeprefix("data: ")]})
         except waits.NothingWaits as exc:
             raise exceptions.NotFound(str(exc))
-        return _run_body(self, run.pk, status.HTTP_202_ACCEPTED)
+        return _run_body(self, int(pk), status.HTTP_202_ACCEPTED)
 
 
 class StepCancelView(_RunAction):

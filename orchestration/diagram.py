@@ -7,12 +7,19 @@ dot on the left and an ``End`` column on the right. Transitions become edges:
 
 * to the next column: a straight arrow between the headers;
 * forward past other columns (a decision outcome, a stage's ``next``): an
-  arc above the columns;
+  arc above the columns, the shortest nearest them, so that nested arcs do not
+  cross; an arc that starts inside another and ends past it goes below the
+  columns instead (the two would cross above) and comes up into its target
+  like a loop;
 * backward (a rework loop): an arc below the columns, marked ``loop``.
 
 Inside a stage, an ``after`` dependency is a small arrow on the left side of
 the column from the step waited for to the step waiting, and the waiting
 step says ``after X`` in its second line.
+
+Titles and second lines wrap to two lines (a box grows to hold them) and are
+cut with "…" only past that. The SVG is drawn at full size up to the width it
+is given and never scaled below ``MIN_SCALE``: a wider path scrolls.
 
 ``render_diagram(plan, state=None)`` returns the SVG (a template renders the
 layout; every text goes through Django's escaping). ``run_state(run)`` reads
@@ -39,6 +46,9 @@ STEP_GAP = 12
 LANE = 18
 CHAR_W = 7.2  # average width of a bold 12px sans-serif character, for truncating
 SMALL_W = 5.9  # the same for the 10px second lines
+TITLE_LINE = 14  # line height of a 12px title
+SMALL_LINE = 12  # line height of a 10px second line
+MIN_SCALE = 0.9  # below this the 10px second lines are too small to read: scroll instead
 
 STATES = ("done", "current", "error", "skipped", "upcoming")
 
@@ -57,6 +67,36 @@ def _fit(text, width, char_w=CHAR_W):
     return text if len(text) <= room else text[: room - 1] + "…"
 
 
+def _wrap(text, width, char_w=CHAR_W, lines=2):
+    """``text`` in at most ``lines`` lines of ``width``: broken at spaces, else after ". _ - / :",
+    else anywhere; the last line cut with "…" when the text goes on."""
+    rest = " ".join(str(text or "").split())
+    room = max(int(width / char_w), 4)
+    out = []
+    while rest:
+        if len(rest) <= room:
+            out.append(rest)
+            break
+        if len(out) == lines - 1:
+            out.append(rest[: room - 1] + "…")
+            break
+        cut = rest.rfind(" ", 0, room + 1)
+        if cut > 0:
+            out.append(rest[:cut])
+            rest = rest[cut + 1:]
+            continue
+        cut = max(rest.rfind(mark, 0, room) for mark in "._-/:,") + 1
+        cut = cut if cut > 0 else room
+        out.append(rest[:cut])
+        rest = rest[cut:]
+    return out or [""]
+
+
+def _rows(top, first, lines, line_h):
+    """``[(y, text)]``: the baselines of ``lines`` from ``top + first``."""
+    return [(top + first + k * line_h, line) for k, line in enumerate(lines)]
+
+
 @dataclass
 class Box:
     x: float
@@ -68,6 +108,8 @@ class Box:
     full: str = ""
     state: str = ""
     name: str = ""
+    title_rows: list = field(default_factory=list)  # [(baseline y, line)] when the title wraps
+    subtitle_rows: list = field(default_factory=list)
 
     @property
     def cx(self):
@@ -150,6 +192,11 @@ class Layout:
     api_name: str
     version: int
     with_state: bool
+
+    @property
+    def min_width(self):
+        """The narrowest the SVG may be drawn: ``MIN_SCALE`` of its size (and never under 720 px)."""
+        return min(self.width, max(720, round(self.width * MIN_SCALE)))
 
 
 def _instances_badge(step):
@@ -234,57 +281,79 @@ def diagram_layout(plan, state=None):
 
     forward_skips = [t for t in transitions if t[1] > t[0] + 1]
     loops = [t for t in transitions if t[1] <= t[0]]
+    # An arc that starts inside another and ends past it would cross it above the columns: it goes
+    # round underneath instead, coming up into its target like a loop.
+    under = [t for t in forward_skips if any(u[0] < t[0] < u[1] < t[1] for u in forward_skips)]
+    over = sorted((t for t in forward_skips if t not in under), key=lambda t: (t[1] - t[0], t[0]))
 
-    top = MARGIN + 14 + LANE * len(forward_skips)
+    top = MARGIN + 14 + LANE * len(over)
     left = MARGIN + 44  # room for the start dot
+
+    # Stage titles wrap to two lines; every header gets the height of the tallest so arrows run level.
+    title_lines = {}
+    for element in elements:
+        if not element.is_decision:
+            badge = _badge_room(element_states.get(element.name, "upcoming" if with_state else ""))
+            title_lines[element.name] = _wrap(element.label, COL_W - 24 - badge)
+    header_h = HEADER_H + TITLE_LINE * (max((len(v) for v in title_lines.values()), default=1) - 1)
 
     # Columns and their boxes.
     columns = []
-    tallest = HEADER_H
+    tallest = header_h
     for i, element in enumerate(elements):
         x = left + i * (COL_W + COL_GAP)
         el_state = element_states.get(element.name, "upcoming" if with_state else "")
         if element.is_decision:
-            header = Box(x + 20, top, COL_W - 40, HEADER_H, _fit(element.label, COL_W - 80), "decision",
+            header = Box(x + 20, top, COL_W - 40, header_h, _fit(element.label, COL_W - 80), "decision",
                          full=f"{element.label} ({element.name})", state=el_state, name=element.name)
         else:
             exit_text = _condition_text(element.exit_condition)
             subtitle = element.name + (f" · exit when {exit_text}" if exit_text else "")
             if visits.get(element.name, 0) > 1:
                 subtitle = f"{subtitle} · visit {visits[element.name]}"
-            header = Box(x, top, COL_W, HEADER_H, _fit(element.label, COL_W - 24 - _badge_room(el_state)),
-                         _fit(subtitle, COL_W - 22, SMALL_W),
+            lines = title_lines[element.name]
+            header = Box(x, top, COL_W, header_h, " ".join(lines), _fit(subtitle, COL_W - 22, SMALL_W),
                          full=f"{element.label} ({element.name})" + (f"; exit when {exit_text}" if exit_text else ""),
-                         state=el_state, name=element.name)
+                         state=el_state, name=element.name, title_rows=_rows(top, 20, lines, TITLE_LINE))
+            header.subtitle_rows = [(header.title_rows[-1][0] + 17, header.subtitle)]
         column = Column(i, element.name, element.label, element.kind, x, header, state=el_state,
                         visits=visits.get(element.name, 0))
-        y = top + HEADER_H + 18
+        y = top + header_h + 18
         if element.is_decision:
             outcomes = [(o.name, o.goto or END, _condition_text(o.condition), False) for o in element.outcomes]
             outcomes.append(("default", element.default_goto or END, "when no outcome holds", True))
             for name, goto, condition, is_default in outcomes:
+                titles, seconds = _wrap(f"{name} → {goto}", COL_W - 36), _wrap(condition, COL_W - 36, SMALL_W)
+                title_rows = _rows(y, 19, titles, TITLE_LINE)
+                subtitle_rows = _rows(title_rows[-1][0], 17, seconds, SMALL_LINE)
                 box = OutcomeBox(
-                    x + 8, y, COL_W - 16, STEP_H, _fit(f"{name} → {goto}", COL_W - 36), _fit(condition, COL_W - 36, SMALL_W),
-                    full=f"{name}: {condition} → {goto}", name=name, decision=element.name, goto=goto,
-                    taken=taken.get(element.name) == name, is_default=is_default,
+                    x + 8, y, COL_W - 16, max(STEP_H, subtitle_rows[-1][0] + 12 - y), " ".join(titles),
+                    " ".join(seconds), full=f"{name}: {condition} → {goto}", name=name, decision=element.name,
+                    goto=goto, taken=taken.get(element.name) == name, is_default=is_default,
+                    title_rows=title_rows, subtitle_rows=subtitle_rows,
                 )
                 column.outcomes.append(box)
-                y += STEP_H + STEP_GAP
+                y += box.h + STEP_GAP
         else:
             boxes = {}
             for step in element.steps:
                 step_state = step_states.get(step.name, "upcoming" if with_state else "")
+                titles = _wrap(f"{step.label} {_instances_badge(step)}".strip(),
+                               COL_W - 22 - 38 - _badge_room(step_state))
+                seconds = _wrap(_step_subtitle(step), COL_W - 22 - 18, SMALL_W)
+                title_rows = _rows(y, 20, titles, TITLE_LINE)
+                subtitle_rows = _rows(title_rows[-1][0], 18, seconds, SMALL_LINE)
                 box = StepBox(
-                    x + 14, y, COL_W - 22, STEP_H,
-                    _fit(f"{step.label} {_instances_badge(step)}".strip(), COL_W - 22 - 38 - _badge_room(step_state)),
-                    _fit(_step_subtitle(step), COL_W - 22 - 18, SMALL_W),
+                    x + 14, y, COL_W - 22, max(STEP_H, subtitle_rows[-1][0] + 10 - y), " ".join(titles),
+                    " ".join(seconds),
                     full=f"{step.label} ({step.name}): {_step_subtitle(step)}"
                          + (f"; flow {step.flow}" if step.flow else ""),
                     state=step_state, name=step.name, kind=step.type, after=tuple(step.after),
+                    title_rows=title_rows, subtitle_rows=subtitle_rows,
                 )
                 boxes[step.name] = box
                 column.steps.append(box)
-                y += STEP_H + STEP_GAP
+                y += box.h + STEP_GAP
             for k, step in enumerate(element.steps):
                 for dep in step.after if step.entry == "after" else ():
                     if dep in boxes:
@@ -294,24 +363,27 @@ def diagram_layout(plan, state=None):
                             "path": f"M{a.x},{a.cy} C{bend},{a.cy} {bend},{b.cy} {b.x - 1},{b.cy}",
                             "source": dep, "target": step.name,
                         })
-        tallest = max(tallest, y - top)
+        tallest = max(tallest, y - top, header_h)
         columns.append(column)
 
     end_x = left + end_index * (COL_W + COL_GAP)
-    end_header = Box(end_x, top, END_W, HEADER_H, "End", name=END,
+    end_header = Box(end_x, top, END_W, header_h, "End", name=END,
                      state=element_states.get(END, "upcoming" if with_state else ""))
     columns.append(Column(end_index, END, "End", "end", end_x, end_header, state=end_header.state))
 
     panel_bottom = top + tallest + 4
     for column in columns:
         column.panel_h = tallest + 4
-    bottom = panel_bottom + 22 + LANE * len(loops)
+    bottom = panel_bottom + 22 + LANE * (len(loops) + len(under))
 
-    # Edges.
+    # Edges. The arcs above are laid out shortest first, each on the next lane out; arcs leaving
+    # one column start further left, and arcs reaching one column end further right, the longer
+    # they are, so that no arc's upright crosses another's lane.
     edges = []
     out_slot, in_slot = {}, {}
     skip_lane = loop_lane = 0
-    for source, target, label, chosen in transitions:
+    ordered = ([t for t in transitions if t not in over and t not in under] + over + under)
+    for source, target, label, chosen in ordered:
         src, dst = columns[source], columns[target]
         s_name, t_name = src.name, dst.name
         if target == source + 1:
@@ -320,6 +392,18 @@ def diagram_layout(plan, state=None):
             if src.kind == "decision":
                 x1 = src.header.right
             edges.append(Edge(s_name, t_name, label, "next", f"M{x1},{y} H{x2 - 2}", x1 + 6, y - 6, chosen))
+        elif target > source and (source, target, label, chosen) in under:
+            loop_lane += 1
+            lane_y = panel_bottom + 14 + LANE * (loop_lane - 1)
+            x1 = src.x + COL_W * 0.5
+            if dst.kind == "end":
+                x2, end_y = dst.header.cx, dst.header.cy + 24  # the circle's bottom
+            elif dst.steps or dst.outcomes:  # up the column's right edge, clear of its boxes
+                x2, end_y = dst.x + COL_W - 4 + 6 * (loop_lane - 1), dst.header.bottom + 2
+            else:
+                x2, end_y = dst.header.cx, dst.header.bottom + 2
+            path = f"M{x1},{panel_bottom} V{lane_y} H{x2} V{end_y}"
+            edges.append(Edge(s_name, t_name, label, "skip", path, x1 + 6, lane_y - 4, chosen))
         elif target > source:
             skip_lane += 1
             lane_y = top - 8 - LANE * (skip_lane - 1) - 6
@@ -328,9 +412,9 @@ def diagram_layout(plan, state=None):
             k_in = in_slot.get(target, 0)
             in_slot[target] = k_in + 1
             x1 = src.header.x + src.header.w * 0.62 - 12 * k_out
-            x2 = dst.header.x + min(dst.header.w * 0.38, 26) - 8 * k_in
+            x2 = dst.header.x + min(dst.header.w * 0.38, 26) + 8 * k_in
             if dst.kind == "end":
-                x2 = dst.header.cx - 8 * k_in
+                x2 = dst.header.cx - 8 + 8 * k_in
             path = f"M{x1},{src.header.y} V{lane_y} H{x2} V{dst.header.y - 2}"
             edges.append(Edge(s_name, t_name, label, "skip", path, x1 + 6, lane_y - 4, chosen))
         else:
@@ -346,7 +430,7 @@ def diagram_layout(plan, state=None):
             edges.append(Edge(s_name, t_name, (label + " " if label else "") + "↺ loop back", "loop", path,
                               min(x1, x2) + 10, lane_y - 4, chosen))
 
-    start_y = top + HEADER_H / 2
+    start_y = top + header_h / 2
     first = columns[0].header
     layout = Layout(
         width=end_x + END_W + MARGIN,

@@ -160,6 +160,9 @@ def _until(ctx, step, place):
 
 def step_closed(ctx, step_run):
     """A wait step ended (any way): its pending timers will never fire (engine ``_finish_step``)."""
+    step = ctx.plan.steps_by_name.get(step_run.step_name)
+    if step is not None and step.wait_event and not step.wait_timeout:
+        return  # an event wait without a timeout never writes a timer: no UPDATE to send (one query per event)
     Timer.objects.filter(step_run=step_run, state=TimerState.PENDING).update(state=TimerState.CANCELED)
 
 

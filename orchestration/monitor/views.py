@@ -363,35 +363,50 @@ def _run_url(run_id):
 CANCEL_REASON_MAX = 500
 
 
+def _operate(request, run, act, done, errors=(engine.EngineError,)):
+    """An operator action on a run: do it, say how it went as a message, go back to the run's page.
+
+    ``act`` is a call of one engine (or waits) transition; ``done`` the message when it went
+    through; an error among ``errors`` (the transition refused: the run moved on meanwhile,
+    the step is not open...) becomes the message instead.
+    """
+    try:
+        act()
+    except errors as exc:
+        messages.error(request, exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc))
+    else:
+        messages.success(request, done)
+    return _back(request, _run_url(run.pk))
+
+
+def _reason(request, run, what, why="the timeline shows it"):
+    """The operator's reason (required, at most CANCEL_REASON_MAX characters), or None with the message why not."""
+    reason = " ".join((request.POST.get("reason") or "").split())
+    if not reason:
+        messages.error(request, f"Run {run.pk} was not {what}: say why ({why}).")
+    elif len(reason) > CANCEL_REASON_MAX:
+        messages.error(request, f"Run {run.pk} was not {what}: the reason is over {CANCEL_REASON_MAX} characters.")
+    else:
+        return reason
+    return None
+
+
 @operator_required
 def run_cancel(request, run_id):
     """Cancel a run, with the reason the operator gives (required: its assignees and the timeline show it)."""
     run = get_object_or_404(OrchestrationRun, pk=run_id)
-    reason = " ".join((request.POST.get("reason") or "").split())
-    if not reason:
-        messages.error(request, f"Run {run.pk} was not canceled: say why (the people with work in it read it).")
-    elif len(reason) > CANCEL_REASON_MAX:
-        messages.error(request, f"Run {run.pk} was not canceled: the reason is over {CANCEL_REASON_MAX} characters.")
-    else:
-        try:
-            engine.cancel_run(run.pk, user=request.user, reason=reason)
-        except engine.EngineError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"Run {run.pk} was canceled.")
-    return _back(request, _run_url(run.pk))
+    reason = _reason(request, run, "canceled", why="the people with work in it read it")
+    if reason is None:
+        return _back(request, _run_url(run.pk))
+    return _operate(request, run, lambda: engine.cancel_run(run.pk, user=request.user, reason=reason),
+                    f"Run {run.pk} was canceled.")
 
 
 @operator_required
 def step_retry(request, run_id, step_name):
     run = get_object_or_404(OrchestrationRun, pk=run_id)
-    try:
-        engine.retry_step(run.pk, step_name, user=request.user)
-    except engine.EngineError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Run {run.pk}: step {step_name} was started again.")
-    return _back(request, _run_url(run.pk))
+    return _operate(request, run, lambda: engine.retry_step(run.pk, step_name, user=request.user),
+                    f"Run {run.pk}: step {step_name} was started again.")
 
 
 class SkipForm(forms.Form):
@@ -427,13 +442,9 @@ def step_skip(request, run_id, step_name):
             raise PermissionDenied("operating runs needs the orchestration.operate_runs permission")
         form = SkipForm(request.POST, run=run, step_name=step_name, step_spec=spec)
         if form.is_valid():
-            try:
-                engine.skip_step(run.pk, step_name, form.cleaned_data["outputs"], user=request.user)
-            except engine.EngineError as exc:
-                messages.error(request, str(exc))
-            else:
-                messages.success(request, f"Run {run.pk}: step {step_name} was skipped.")
-            return _back(request, _run_url(run.pk))
+            return _operate(request, run, lambda: engine.skip_step(run.pk, step_name, form.cleaned_data["outputs"],
+                                                                   user=request.user),
+                            f"Run {run.pk}: step {step_name} was skipped.")
         status = 400
     else:
         form = SkipForm(run=run, step_name=step_name, step_spec=spec)
@@ -464,17 +475,6 @@ def work_item_reassign(request, item_id):
 
 # -- Pause, resume, withdraw one step (orchestration/waits.py) ------------------
 
-def _reason(request, run, what):
-    reason = " ".join((request.POST.get("reason") or "").split())
-    if not reason:
-        messages.error(request, f"Run {run.pk} was not {what}: say why (the timeline shows it).")
-    elif len(reason) > CANCEL_REASON_MAX:
-        messages.error(request, f"Run {run.pk} was not {what}: the reason is over {CANCEL_REASON_MAX} characters.")
-    else:
-        return reason
-    return None
-
-
 @monitor_required
 @require_POST
 def run_pause(request, run_id):
@@ -487,21 +487,17 @@ def run_resume(request, run_id):
     return _pause_or_resume(request, run_id, "resume_run", "resumed")
 
 
-def _pause_or_resume(request, run_id, action, done):
+def _pause_or_resume(request, run_id, transition, done):
     from .. import waits
 
     run = get_object_or_404(OrchestrationRun, pk=run_id)
     if not may_pause(request.user, run):
         raise PermissionDenied("pausing needs orchestration.operate_runs, or pause_own_runs for a run you started")
     reason = _reason(request, run, done)
-    if reason is not None:
-        try:
-            getattr(waits, action)(run.pk, user=request.user, reason=reason)
-        except engine.EngineError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"Run {run.pk} was {done}.")
-    return _back(request, _run_url(run.pk))
+    if reason is None:
+        return _back(request, _run_url(run.pk))
+    return _operate(request, run, lambda: getattr(waits, transition)(run.pk, user=request.user, reason=reason),
+                    f"Run {run.pk} was {done}.")
 
 
 @operator_required
@@ -511,10 +507,5 @@ def step_cancel(request, run_id, step_name):
 
     run = get_object_or_404(OrchestrationRun, pk=run_id)
     reason = " ".join((request.POST.get("reason") or "").split())[:CANCEL_REASON_MAX]
-    try:
-        waits.cancel_step(run.pk, step_name, user=request.user, reason=reason)
-    except (LookupError, engine.EngineError) as exc:
-        messages.error(request, str(exc).strip("'\""))
-    else:
-        messages.success(request, f"Run {run.pk}: step {step_name} was withdrawn.")
-    return _back(request, _run_url(run.pk))
+    return _operate(request, run, lambda: waits.cancel_step(run.pk, step_name, user=request.user, reason=reason),
+                    f"Run {run.pk}: step {step_name} was withdrawn.", errors=(LookupError, engine.EngineError))

@@ -1,7 +1,11 @@
-"""Template filters of the monitor: durations in words an operator reads at a glance."""
+"""Template filters of the monitor: durations in words an operator reads at a glance, and stored
+values (run inputs, event data) shown as JSON rather than Python's repr."""
+import json
 from datetime import timedelta
 
 from django import template
+from django.utils.html import conditional_escape
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -37,3 +41,24 @@ def age(since, now):
     if since is None or now is None:
         return "—"
     return duration(now - since)
+
+
+@register.filter
+def as_json(value):
+    """A stored value as JSON (``true``, ``null``, double quotes), the way it was sent and the API shows it."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@register.filter
+def value_items(value):
+    """``[(name, text)]`` of a dict, sorted by name, for a list of name: value: a text stays as it is,
+    anything else is JSON. A value that is not a dict gives one row named "value"."""
+    if not isinstance(value, dict):
+        return [("value", as_json(value))]
+    return [(str(name), item if isinstance(item, str) else as_json(item)) for name, item in sorted(value.items())]
+
+
+@register.filter
+def break_at_colons(value):
+    """Escape ``value`` and let it wrap after each ":" (``group:<wbr>sales_managers``), not inside a name."""
+    return mark_safe(conditional_escape(str(value)).replace(":", ":<wbr>"))

@@ -48,7 +48,7 @@ def test_load_demo_runs_twice_and_creates_users_queues_and_active_definitions(ca
     assert Queue.objects.get(name="it_support").members.filter(username="dave").exists()
 
     active = set(Orchestration.objects.filter(status="active").values_list("api_name", flat=True))
-    assert {"onboarding", "deal_approval", "equipment_refresh"} <= active
+    assert {"onboarding", "deal_approval", "equipment_refresh", "supplier_onboarding", "supplier_compliance"} <= active
     assert Orchestration.objects.filter(api_name="onboarding").count() == 1  # not imported twice
     assert not Flow.objects.exclude(status="active").exists()
 
@@ -79,6 +79,14 @@ def test_demo_definition_files_parse_and_name_the_agreed_parts():
     deal = docs["deal_approval.yaml"]["orchestrations"][0]
     assert deal["start"]["only_when_changed_to_meet"] is True and deal["start"]["when"] == "updated"
     assert any(e.get("next") == "review" for e in deal["path"])  # the rework loop
+
+    # Supplier onboarding: a sub-orchestration with outputs, a quorum and an event wait with a timeout together.
+    supplier = {o["api_name"]: o for o in docs["supplier_onboarding.yaml"]["orchestrations"]}
+    steps = {s["name"]: s for e in supplier["supplier_onboarding"]["path"] for s in e.get("steps", [])}
+    assert steps["compliance"]["type"] == "orchestration" and steps["compliance"]["orchestration"] in supplier
+    assert supplier[steps["compliance"]["orchestration"]]["outputs"]
+    assert steps["approve"]["completion"] == {"at_least": 2} and steps["approve"]["assignees"]
+    assert steps["contract_signed"]["type"] == "wait" and steps["contract_signed"]["timeout"] == "14d"
 
 
 def test_demo_actions_are_registered():

@@ -71,6 +71,22 @@ def test_event_permissions_and_bad_bodies(signing, users, sender):
     assert token_client(users.admin).post(url, {}, format="json").status_code == 202
 
 
+def test_an_event_by_rest_reads_the_run_first_under_its_lock(signing, sender):
+    """No query of the run before the transition (the lock is the read): the REST path costs what Python's does."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = token_client(sender)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post(f"/api/runs/{signing.pk}/events/signed/", {"data": {"n": 1}}, format="json")
+    assert response.status_code == 202
+    sql = [q["sql"] for q in captured.captured_queries]
+    begins = next(i for i, q in enumerate(sql) if q.startswith(("SAVEPOINT", "BEGIN")))
+    assert not [q for q in sql[:begins] if "orchestration_" in q], sql[:begins]
+    missing = client.post("/api/runs/99999/events/signed/", {"data": {"n": 1}}, format="json")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+
+
 def test_the_run_shows_the_waiting_steps_webhook_and_it_needs_no_token(signing, users, api):
     body = token_client(users.viewer).get(f"/api/runs/{signing.pk}/").json()
     wait = body["stages"][0]["steps"][0]["wait"]

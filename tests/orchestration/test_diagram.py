@@ -233,3 +233,66 @@ def test_diagram_pages_in_the_browser(page, live_server, screenshot_dir):
     page.locator(".baton-diagram-module").scroll_into_view_if_needed()
     page.screenshot(path=str(screenshot_dir / "admin-orchestration-diagram.png"), full_page=False)
     page.locator("svg.baton-diagram").screenshot(path=str(screenshot_dir / "diagram-onboarding.png"))
+
+
+def segments(path):
+    """The straight pieces of an edge's path (M, H and V commands only): ((x1, y1), (x2, y2))."""
+    out, x, y = [], 0.0, 0.0
+    for command, numbers in re.findall(r"([MHV])([-\d.,]+)", path.replace(" ", "")):
+        values = [float(n) for n in numbers.split(",")]
+        if command == "M":
+            x, y = values
+            continue
+        nx, ny = (values[0], y) if command == "H" else (x, values[0])
+        out.append(((x, y), (nx, ny)))
+        x, y = nx, ny
+    return out
+
+
+def crossings(layout):
+    """Pairs of edges where an upright of one passes through a level run of the other (not at their ends)."""
+    found = []
+    pieces = [(edge, piece) for edge in layout.edges for piece in segments(edge.path)]
+    for edge, ((ax, ay1), (_, ay2)) in pieces:
+        if ax != _:
+            continue  # a level run: seen from the other side
+        for other, ((bx1, by), (bx2, _by)) in pieces:
+            if other is edge or by != _by:
+                continue
+            if min(bx1, bx2) < ax < max(bx1, bx2) and min(ay1, ay2) < by < max(ay1, ay2):
+                found.append((f"{edge.source}->{edge.target}", f"{other.source}->{other.target}"))
+    return found
+
+
+@pytest.mark.django_db
+def test_deal_approval_arcs_do_not_cross_and_long_labels_wrap_whole():
+    import_demo_definitions()
+    layout = diagram_layout(Plan.load(Orchestration.objects.get(api_name="deal_approval", status="active")))
+    # Before: decline's arc to End went up through approved's arc to Finalize, and default's came
+    # down through it at Rejected.
+    assert crossings(layout) == []
+    decline_to_end = next(e for e in layout.edges if (e.source, e.target) == ("decline", "end"))
+    panel_bottom = layout.columns[0].header.y + layout.columns[0].panel_h
+    assert segments(decline_to_end.path)[0][0][1] >= panel_bottom - 6  # it goes under the columns
+    revise = next(c for c in layout.columns if c.name == "revise")
+    steps = {s.name: s for s in revise.steps}
+    assert [line for _, line in steps["revise_deal"].subtitle_rows] == ["interactive · assignee by",
+                                                                        "expression · due 2d · after f…"]
+    # A box grows with its lines and the next box starts below it.
+    assert steps["revise_deal"].h > 48 and steps["apply_revision"].y >= steps["revise_deal"].bottom + 12
+    assert layout.min_width == round(layout.width * 0.9)
+
+
+@pytest.mark.django_db
+def test_no_demo_diagram_has_arcs_that_cross():
+    names = import_demo_definitions()
+    for api_name in (name for names_of_file in names.values() for name in names_of_file):
+        layout = diagram_layout(Plan.load(Orchestration.objects.get(api_name=api_name, status="active")))
+        assert crossings(layout) == [], api_name
+    # Onboarding's "ship_equipment -> first_day" started inside "where_to -> desk_setup" and ended past
+    # it: it goes under the columns and comes up First day's right edge.
+    onboarding = diagram_layout(Plan.load(Orchestration.objects.get(api_name="onboarding", status="active")))
+    ship = next(e for e in onboarding.edges if (e.source, e.target) == ("ship_equipment", "first_day"))
+    first_day = next(c for c in onboarding.columns if c.name == "first_day")
+    (x1, y1), _ = segments(ship.path)[0]
+    assert y1 >= first_day.header.y + first_day.panel_h - 6 and segments(ship.path)[-1][1][0] > first_day.steps[0].right

@@ -105,6 +105,43 @@ def test_an_event_completes_its_wait_with_the_data_as_outputs(fx, alice):
     assert statuses(run)["go"] == "queued"
 
 
+def _queries_of(call):
+    """The SQL statements ``call`` sends, without the savepoints of the test's transaction."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN"))]
+
+
+def test_delivering_an_event_to_the_next_step_costs_at_most_ten_queries(fx):
+    """The event -> next step path (issue 16's latency figure): its query count may not grow unnoticed
+    (an upper bound: the engine's own savings may lower it).
+
+    Lock the run; read its steps; the wait completes; the stage completes; the next one opens with
+    its step (insert, then queued); the active flows; the run; the events in one INSERT. An event
+    wait without a timeout has no timer, so no timer UPDATE is sent.
+    """
+    orch = one_stage_then_bg(wait("sign", event="signed"))
+    engine.start_run(orch, effects=fx)
+    orchestration.send_event(engine.start_run(orch, effects=fx), "signed")  # warms the plan cache
+    run = engine.start_run(orch, effects=fx)
+    fx.sent.clear()
+    queries = _queries_of(lambda: orchestration.send_event(run, "signed", data={"by": "Grace"}))
+    assert len(queries) <= 10, "\n".join(queries)
+    assert not any("orchestration_timer" in q for q in queries)
+    assert fx.sent == [StepRun.objects.get(run=run, step_name="go").pk]
+    assert statuses(run) == {"sign": "completed", "go": "queued"}
+
+
+def test_an_event_wait_with_a_timeout_still_cancels_its_timer(fx):
+    run = engine.start_run(one_stage_then_bg(wait("sign", event="signed", timeout="2d")), effects=fx)
+    queries = _queries_of(lambda: orchestration.send_event(run, "signed"))
+    assert sum("orchestration_timer" in q for q in queries) == 1
+    assert Timer.objects.get(run=run).state == "canceled"
+
+
 def test_an_event_nothing_waits_for_is_refused_and_changes_nothing(fx):
     run = engine.start_run(one_stage_then_bg(wait("sign", event="signed")), effects=fx)
     before = kinds(run)

@@ -19,7 +19,10 @@ from django.db import transaction
 from demo.models import Employee, Opportunity
 
 DEFINITIONS_DIR = Path(__file__).resolve().parents[2] / "definitions"
-DEFINITION_FILES = ["onboarding.yaml", "deal_approval.yaml", "contract_signature.yaml", "purchase_approval.yaml"]
+DEFINITION_FILES = [
+    "onboarding.yaml", "deal_approval.yaml", "contract_signature.yaml", "purchase_approval.yaml",
+    "supplier_onboarding.yaml",
+]
 
 # username, password, first name, last name, groups, role, superuser
 USERS = [
