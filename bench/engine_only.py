@@ -10,8 +10,10 @@ two ways:
 * **worker path, one process**: the default execution mode, with the Celery
   message replaced by an in-process list (``worker.send_step_message`` only is
   swapped; the engine's effects and ``transaction.on_commit`` are unchanged).
-  The loop then does what a worker does with each id: ``claim`` and
-  ``execute_claimed``, i.e. two transactions per step. What is left is the
+  The loop then does what a worker does with each message: a pure step's
+  (the no-op flow's) runs on receipt and completes by compare-and-set
+  (``worker.run_on_receipt``, one statement per step); any other is claimed
+  and run (``claim`` and ``execute_claimed``, two). What is left is the
   engine, the flow runtime and the database, without the broker and Celery.
 """
 import collections
@@ -56,14 +58,18 @@ def main():
         return StepRun.objects.filter(run_id__in=ids, status="completed").count()
 
     queue = collections.deque()
-    worker.send_step_message = lambda step_run_id, countdown=None: queue.append(step_run_id)
+    worker.send_step_message = lambda step_run_id, countdown=None, receipt=None: queue.append((step_run_id, receipt))
 
     def worker_path(count):
         for _ in range(count):
             engine.start_run(orch)
         done = 0
         while queue:
-            step_run = worker.claim(queue.popleft(), "")
+            step_run_id, receipt = queue.popleft()
+            if receipt is not None:  # a pure step: run on receipt, completed by compare-and-set (tasks.run_step)
+                done += worker.run_on_receipt(step_run_id, receipt) == "completed"
+                continue
+            step_run = worker.claim(step_run_id, "")
             if step_run is not None:
                 worker.execute_claimed(step_run)
                 done += 1

@@ -22,7 +22,7 @@ from bench import common
 def main():
     n = 200 if common.QUICK else 1000
     common.setup_django()
-    from orchestration import effects, engine, tasks
+    from orchestration import engine, worker
     from orchestration.models import OrchestrationRun
     from tests.engine_builders import orchestration
 
@@ -33,15 +33,19 @@ def main():
         api_name="bench_each", inputs=[{"name": "xs", "type": "list"}])
 
     queue = collections.deque()
-    effects.send_step_message = lambda step_run_id, countdown=None: queue.append(step_run_id)
+    worker.send_step_message = lambda step_run_id, countdown=None, receipt=None: queue.append((step_run_id, receipt))
 
     def drive(orch, inputs=None):
         start = time.perf_counter()
         run = engine.start_run(orch, inputs=inputs)
-        while queue:
-            step_run = tasks.claim(queue.popleft(), "")
+        while queue:  # what tasks.run_step does with each message
+            step_run_id, receipt = queue.popleft()
+            if receipt is not None:
+                worker.run_on_receipt(step_run_id, receipt)
+                continue
+            step_run = worker.claim(step_run_id, "")
             if step_run is not None:
-                tasks.execute_claimed(step_run)
+                worker.execute_claimed(step_run)
         elapsed = time.perf_counter() - start
         run = OrchestrationRun.objects.get(pk=run.pk)
         assert run.status == "completed", f"{orch.api_name}: run {run.pk} is {run.status}: {run.error}"

@@ -117,6 +117,11 @@ else:
     # a restarted database costs one failed request, not a broken process.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # psycopg's server-side binding (and with it prepared statements after five
+    # runs of the same SQL on a connection). Off by default: measured on the
+    # engine and the worker path it did not pay (docs/performance.md, third pass).
+    if env.bool("PG_SERVER_SIDE_BINDING", default=False):
+        DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -36,7 +36,11 @@ class Effects:
 
     def send_step(self, step_run):
         step_run_id = step_run.pk
-        transaction.on_commit(lambda: worker.send_step_message(step_run_id))
+        receipt = worker.receipt_of(step_run)  # a pure step runs on receipt, without a claim
+        if receipt is None:
+            transaction.on_commit(lambda: worker.send_step_message(step_run_id))
+        else:
+            transaction.on_commit(lambda: worker.send_step_message(step_run_id, receipt=receipt))
 
     def open_work_item(self, ctx, step_run, step, prepared):
         raise NotImplementedError(f"{type(self).__name__} opens no work items; set BATON_EFFECTS to a class that does")

@@ -55,13 +55,14 @@ The rules (DESIGN §4)
 
 Round trips
 -----------
-A background step costs two transactions (the worker's claim, then the
-completion) and about nine statements; ``docs/performance.md`` has the
-figures. To keep it there a transition reads the run's state once (the run
-row, locked; its step runs joined with their stage visits) and works in
-memory from then on: the current stage, visit numbers and the flows to run
-come from what was read, unchanged rows are not written back, and steps
-started together are written together. Each place says why it is safe.
+A background step costs one or two statements on a worker (a pure step's
+completion by compare-and-set, else a claim and a completion) plus its share
+of the stage's transition; ``docs/performance.md`` has the figures. To keep
+it there a transition reads the run's state once (the run row, locked; its
+step runs joined with their stage visits) and works in memory from then on:
+the current stage, visit numbers and the flows to run come from what was
+read, unchanged rows are not written back, and steps started together are
+written together. Each place says why it is safe.
 """
 import logging
 
@@ -73,7 +74,7 @@ from flows.runtime import evaluate_flow
 # worker imports this module too (it reports outcomes through complete_step
 # and fail_step), and so does children (a child run tells its parent's step);
 # only their functions are used here, at call time.
-from . import children, instances, worker
+from . import children, instances, journal, worker
 from .exceptions import EngineError, StepFailure
 from .models import (
     END, OPEN_STEP_STATUSES, EventKind, OrchestrationRun, RunStatus, StageRun, StageStatus, StepRun, StepStatus,
@@ -146,23 +147,37 @@ def _run_of(step_run_id, run_id):
     return run_id
 
 
-def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source="flow", run_id=None):
+def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source="flow", run_id=None,
+                  receipt=None):
     """The step's flow finished with ``outputs``. Returns True if it completed now.
 
     Returns False, recording an ``ignored`` event, if the step was no longer
     open (a duplicate or late completion). ``run_id``, when the caller knows
-    it, must be the step run's run.
+    it, must be the step run's run. ``receipt`` (a ``worker.Receipt``): a pure
+    step a worker ran on receipt, without a claim; it completes only while
+    still queued for the message that ran it, and its attempt and
+    ``step_running`` event are written here.
     """
     run_id = _run_of(step_run_id, run_id)
     with transaction.atomic():
         ctx = lock_run(run_id, effects, actor)
         step_run = _find_step_run(ctx, step_run_id)
-        if step_run.status not in OPEN_STEP_STATUSES or step_run.status == StepStatus.WAITING:
+        if step_run.status not in OPEN_STEP_STATUSES or step_run.status == StepStatus.WAITING or (
+                receipt is not None and not receipt.holds_for(step_run)):
             ctx.event(EventKind.COMPLETION_IGNORED, _stage_name(ctx, step_run), step_run.step_name,
                       status=step_run.status, source=source)
             ctx.flush()
             return False
-        _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs or {}, close_items="completed")
+        also = ()
+        if receipt is not None:
+            step_run.attempts += 1
+            step_run.task_id = receipt.task_id
+            ctx.events.append(journal.new_event(
+                EventKind.STEP_RUNNING, run=ctx.run, at=receipt.at, stage=_stage_name(ctx, step_run),
+                step=step_run.step_name, attempt=step_run.attempts, task_id=receipt.task_id, on_receipt=True))
+            also = ("attempts", "task_id")
+        _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs or {}, close_items="completed",
+                     also=also)
         _progress(ctx)
         _save_run(ctx)
     return True
@@ -503,6 +518,7 @@ def _start_step(ctx, stage_run, step_run, step):
         step_run.queued_at = ctx.now
         step_run.lease_until = worker.queued_lease(ctx.now)
         step_run.timeout_seconds = step.timeout_seconds
+        step_run.run = ctx.run  # the message of a step run on receipt names the run's record (worker.receipt_of)
         # Written with the stage's other starting steps at the end of the
         # transition; the message itself leaves after commit.
         ctx.save_later(step_run, ["inputs", "flow", "started_at", "status", "queued_at", "lease_until", "timeout_seconds"])
@@ -559,8 +575,9 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
         step_run.outputs = to_json(outputs)
         fields.append("outputs")
     if also:
-        # A step that started and ended in this transition: written at its
-        # end with the stage's others (one UPDATE when they end alike).
+        # A step that started and ended in this transition (or ran on a
+        # worker on receipt): written at its end with the stage's others
+        # (one UPDATE when they end alike).
         ctx.save_later(step_run, fields)
     else:
         step_run.save(update_fields=fields)

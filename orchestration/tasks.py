@@ -73,8 +73,14 @@ def ping():
 
 @shared_task(name="orchestration.tasks.run_step", bind=True, acks_late=True, reject_on_worker_lost=True,
              ignore_result=True)
-def run_step(self, step_run_id):
-    """Claim the step and run it (``orchestration/worker.py``); a message for a step already claimed does nothing."""
+def run_step(self, step_run_id, receipt=None):
+    """Claim the step and run it (``orchestration/worker.py``); a message for a step already claimed does nothing.
+
+    A message with a ``receipt`` (a step whose flow cannot write) runs the
+    step at once and completes it by compare-and-set (``worker.run_on_receipt``).
+    """
+    if receipt is not None:
+        return worker.run_on_receipt(step_run_id, receipt, self.request.id or "")
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     step_run = worker.claim(step_run_id, self.request.id or "", redelivered=redelivered)
     if step_run is None:

@@ -298,8 +298,7 @@ def _verdicts(plans, instance):
             needs_prior = needs_prior or plan.reads_record_prior
             continue
         try:
-            holds = evaluate_condition(plan.start_condition, {"record": _record_for(plan.start_condition, instance)},
-                                       f"{plan.api_name} › start.condition")
+            holds = _condition_holds(plan.start_condition, instance, f"{plan.api_name} › start.condition")
         except ExpressionError:
             holds = True  # post_save evaluates again and reports it
         if holds:
@@ -307,6 +306,42 @@ def _verdicts(plans, instance):
         else:
             verdicts[plan.orchestration_id] = False
     return verdicts, needs_prior
+
+
+# Verdicts of start conditions that read ``record`` alone, by the values they read. Such a condition
+# is a pure function of those values (CEL has no clock, and the scope holds nothing else), and the
+# fields start conditions read (a status, a stage, a flag) take few values: a watched model's saves
+# mostly repeat verdicts already computed. Bounded; emptied when full.
+_VERDICTS_KEPT = 4096
+_verdicts_by_values = {}
+
+
+def _condition_holds(source, instance, place):
+    """``evaluate_condition(source, {"record": ...})`` for a start condition that does not read
+    ``record_prior``, remembered by the values of the fields it reads (``_verdicts_by_values``).
+
+    Only a condition that names its fields (``record.NAME``) is remembered, and only for hashable
+    values; the key carries each value's type (``1``, ``1.0`` and ``True`` hash alike and may not
+    compare alike in CEL). An error is never remembered: it is raised each time.
+    """
+    attnames = _attnames_for(type(instance), setting_key(), source)
+    if attnames is None:
+        return evaluate_condition(source, {"record": record_map(instance)}, place)
+    values = tuple(instance.pk if attname is None else getattr(instance, attname) for _, attname in attnames)
+    key = (source, attnames, values, tuple(type(v) for v in values))
+    try:
+        return _verdicts_by_values[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable value (a JSON field's list or dict): evaluated each time
+        key = None
+    holds = evaluate_condition(source, {"record": {name: to_cel(value) for (name, _), value in zip(attnames, values)}},
+                               place)
+    if key is not None:
+        if len(_verdicts_by_values) >= _VERDICTS_KEPT:
+            _verdicts_by_values.clear()
+        _verdicts_by_values[key] = holds
+    return holds
 
 
 _FIELD_REF = re.compile(r"\brecord\.([A-Za-z_]\w*)")
@@ -413,9 +448,12 @@ def runs_to_start(plans, instance, prior, created):
             continue
         place = f"{plan.api_name} › start.condition"
         try:
-            # Only the fields the condition reads, when it names them (see _record_for).
-            record = _record_for(plan.start_condition, instance)
-            holds = evaluate_condition(plan.start_condition, {"record": record, "record_prior": prior_map}, place)
+            if "record_prior" in plan.start_condition:
+                # Only the fields the condition reads, when it names them (see _record_for).
+                record = _record_for(plan.start_condition, instance)
+                holds = evaluate_condition(plan.start_condition, {"record": record, "record_prior": prior_map}, place)
+            else:
+                holds = _condition_holds(plan.start_condition, instance, place)
             if holds and plan.only_when_changed_to_meet and created is False and prior_map is not None:
                 holds = not evaluate_condition(
                     plan.start_condition, {"record": prior_map, "record_prior": None}, place

@@ -405,3 +405,28 @@ def test_launch_refuses_a_record_whose_model_lacks_or_hides_a_field_read(setting
     # auth.user has first_name too: the has()-guarded nick does not count.
     assert orchestration.launch(reader.api_name, record=user).status != "error"
     assert orchestration.launch(reader.api_name, record=employee()).status != "error"
+
+
+def test_a_start_conditions_verdict_is_remembered_by_the_values_it_reads(django_capture_on_commit_callbacks):
+    """A condition on ``record`` alone is evaluated once per distinct value of the fields it reads
+    (benchmark 4's false-condition save); a new value is evaluated, and starts the run when it holds."""
+    from unittest import mock
+
+    from flows import expressions
+
+    watch("demo.employee", "created_or_updated", 'record.status == "hired"')
+    triggers._verdicts_by_values.clear()
+    with mock.patch("orchestration.triggers.evaluate_condition", wraps=expressions.evaluate_condition) as evaluated, \
+            django_capture_on_commit_callbacks(execute=True):
+        left = [employee(status="left", email=f"l{i}@example.com") for i in range(3)]
+        assert evaluated.call_count == 1
+        left[0].first_name = "Grace"
+        left[0].save()
+        assert evaluated.call_count == 1  # same status: the verdict is reused
+        hired = employee(status="hired", email="h@example.com")
+        assert evaluated.call_count == 2
+        left[1].status = "hired"
+        left[1].save()
+        assert evaluated.call_count == 2
+    assert runs_for(hired).count() == 1 and runs_for(left[1]).count() == 1
+    assert not runs_for(left[0]).exists() and not runs_for(left[2]).exists()
