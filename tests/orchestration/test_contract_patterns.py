@@ -13,6 +13,7 @@ import datetime
 import io
 import textwrap
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -24,7 +25,8 @@ from django.utils import timezone
 
 import orchestration
 from orchestration.definition_files import DefinitionFileError, import_document
-from tests.api_support import clear_throttles, grant, token_client  # noqa: F401
+from orchestration.models import OrchestrationRun
+from tests.api_support import api, clear_throttles, grant, token_client  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -346,3 +348,490 @@ def test_remaining_continue_completes_the_step_at_once_and_the_rest_go_on(outsid
     rows = outside.instances(run["id"], "approve", body)
     assert rows[0]["status"] == "completed" and rows[0]["outputs"] == {"approve": False}
     assert outside.step(run["id"], "approve", body)["outputs"] == [None, {"approve": True}, None]
+
+
+# ---------------------------------------------------------------------------
+# Sub-orchestrations
+# ---------------------------------------------------------------------------
+
+FAMILY = """
+orchestrations:
+  - api_name: c_kid
+    start: {type: autolaunched}
+    inputs: [{name: n, type: number, required: true}, {name: ask, type: boolean}]
+    outputs: {total: 'has(steps.work.outputs.twice) ? steps.work.outputs.twice : -1.0'}
+    path:
+      - name: maybe_ask
+        steps:
+          - {name: ask, type: interactive, flow: c_vote, assignee: {user: ann}, entry: {condition: 'inputs.ask == true'}}
+      - name: work
+        steps:
+          - {name: work, flow: c_double, inputs: {n: inputs.n}}
+  - api_name: c_mum
+    start: {type: autolaunched}
+    inputs: [{name: ask, type: boolean}]
+    path:
+      - name: one
+        steps:
+          - {name: call, type: orchestration, orchestration: c_kid, inputs: {n: '4.0', ask: inputs.ask}}
+      - name: two
+        steps:
+          - {name: use, flow: c_double, inputs: {n: steps.call.outputs.total}}
+"""
+
+
+def child_of(outside, run_id, step="call"):
+    children = outside.step(run_id, step)["child_runs"]
+    assert children, f"step {step} has no child run"
+    return outside.run(children[-1])
+
+
+def test_a_sub_orchestration_completes_with_the_childs_declared_outputs_and_links_both_ways(outside, voters):
+    outside.load(FAMILY)
+    run = outside.launch("c_mum", {"ask": False})
+    body = outside.run(run["id"])
+    assert body["status"] == "completed", body["error"]
+    call = outside.step(run["id"], "call", body)
+    assert call["type"] == "orchestration" and call["outputs"] == {"total": 8}
+    child = child_of(outside, run["id"])
+    assert child["parent"] == {"run": run["id"], "step": "call"}
+    assert child["orchestration"] == "c_kid" and child["outputs"] == {"total": 8} and child["status"] == "completed"
+    assert body["parent"] is None
+    assert outside.step(run["id"], "use", body)["outputs"] == {"twice": 16}
+
+
+def test_canceling_the_parent_cancels_the_child(outside, voters):
+    outside.load(FAMILY)
+    run = outside.launch("c_mum", {"ask": True})
+    child = child_of(outside, run["id"])
+    assert child["status"] == "running"
+    assert outside.post(f"/api/runs/{run['id']}/cancel/", {"reason": "no"}).status_code == 200
+    assert outside.run(child["id"])["status"] == "canceled"
+    assert [i["status"] for i in outside.items(child["id"])] == ["canceled"]
+
+
+def test_an_operator_canceling_the_child_puts_the_parents_step_in_error(outside, voters):
+    outside.load(FAMILY)
+    run = outside.launch("c_mum", {"ask": True})
+    child = child_of(outside, run["id"])
+    assert outside.post(f"/api/runs/{child['id']}/cancel/", {"reason": "wrong"}).status_code == 200
+    body = outside.run(run["id"])
+    assert outside.step(run["id"], "call", body)["status"] == "error"
+    assert body["status"] == "error"
+
+
+def test_withdrawing_a_sub_orchestration_step_cancels_its_child(outside, voters):
+    outside.load(FAMILY)
+    run = outside.launch("c_mum", {"ask": True})
+    child = child_of(outside, run["id"])
+    response = outside.post(f"/api/runs/{run['id']}/steps/call/cancel/", {"reason": "not needed"})
+    assert response.status_code == 200, response.content
+    assert outside.step(run["id"], "call", response.json())["status"] == "canceled"
+    assert outside.run(child["id"])["status"] == "canceled"
+
+
+def test_a_child_in_error_errs_the_step_and_retrying_the_step_starts_a_new_child(outside, voters):
+    outside.load("""
+    orchestrations:
+      - api_name: c_bad_kid
+        start: {type: autolaunched}
+        path:
+          - name: work
+            steps: [{name: explode, flow: c_boom, retries: 0}]
+      - api_name: c_bad_mum
+        start: {type: autolaunched}
+        path:
+          - name: one
+            steps: [{name: call, type: orchestration, orchestration: c_bad_kid}]
+    """)
+    run = outside.launch("c_bad_mum")
+    body = outside.run(run["id"])
+    call = outside.step(run["id"], "call", body)
+    assert call["status"] == "error" and body["status"] == "error"
+    assert call["error"]  # the message quotes the child's error
+    first = child_of(outside, run["id"])
+    assert first["status"] == "error"
+    response = outside.post(f"/api/runs/{run['id']}/steps/call/retry/")
+    assert response.status_code == 200, response.content
+    children = outside.step(run["id"], "call")["child_runs"]
+    assert len(children) == 2
+    # docs/definitions.md: retrying the step in the parent starts a NEW child and cancels the failed one.
+    assert outside.run(first["id"])["status"] == "canceled"
+
+
+def test_pausing_the_parent_pauses_the_child_and_resuming_resumes_it(outside, voters):
+    outside.load(FAMILY)
+    run = outside.launch("c_mum", {"ask": True})
+    child = child_of(outside, run["id"])
+    assert outside.post(f"/api/runs/{run['id']}/pause/", {"reason": "audit"}).status_code == 200
+    assert outside.run(child["id"])["status"] == "paused"
+    assert outside.post(f"/api/runs/{run['id']}/resume/", {"reason": "done"}).status_code == 200
+    assert outside.run(child["id"])["status"] == "running"
+
+
+def test_recursion_depth_is_bounded_by_the_setting_with_a_clear_error(outside, settings):
+    settings.BATON_MAX_CHILD_DEPTH = 2
+    outside.load("""
+    orchestrations:
+      - api_name: c_deep
+        start: {type: autolaunched}
+        inputs: [{name: n, type: number, required: true}]
+        path:
+          - name: one
+            steps:
+              - {name: again, type: orchestration, orchestration: c_deep, inputs: {n: 'inputs.n - 1.0'},
+                 entry: {condition: 'inputs.n > 0.0'}}
+    """)
+    shallow = outside.launch("c_deep", {"n": 2})
+    assert outside.run(shallow["id"])["status"] == "completed"
+    deep = outside.launch("c_deep", {"n": 5})
+    body = outside.run(deep["id"])
+    assert body["status"] == "error"
+    errors = []
+    run_id = deep["id"]
+    while True:
+        step = outside.step(run_id, "again")
+        errors.append(step["error"])
+        if not step["child_runs"]:
+            break
+        run_id = step["child_runs"][-1]
+    assert "would nest runs 3 deep (BATON_MAX_CHILD_DEPTH is 2)" in errors[-1]
+
+
+# ---------------------------------------------------------------------------
+# Wait steps, events and timers
+# ---------------------------------------------------------------------------
+
+WAITS = """
+orchestrations:
+  - api_name: c_wait
+    start: {type: autolaunched}
+    inputs: [{name: kind, type: text, required: true}]
+    path:
+      - name: waiting
+        steps:
+          - {name: nap, type: wait, for: 2h, entry: {condition: 'inputs.kind == "for"'}}
+          - {name: signed, type: wait, event: signed, entry: {condition: 'inputs.kind == "event"'}}
+          - {name: expiring, type: wait, event: signed, timeout: 1d, entry: {condition: 'inputs.kind == "soft"'}}
+          - {name: strict, type: wait, event: signed, timeout: 1d, on_timeout: error,
+             entry: {condition: 'inputs.kind == "strict"'}}
+      - name: next
+        steps:
+          - {name: go, flow: c_take, inputs: {text: '"went"'}}
+"""
+
+
+def at(hours):
+    """The clock moved forward by ``hours`` (the sweeper reads Django's clock)."""
+    moved = timezone.now() + datetime.timedelta(hours=hours)
+    return mock.patch("django.utils.timezone.now", return_value=moved)
+
+
+def test_a_for_wait_writes_a_timer_that_the_sweep_command_fires_once_when_due(outside):
+    outside.load(WAITS)
+    run = outside.launch("c_wait", {"kind": "for"})
+    nap = outside.step(run["id"], "nap")
+    assert nap["status"] == "in_progress" and nap["type"] == "wait"
+    due = datetime.datetime.fromisoformat(nap["wait"]["due_at"].replace("Z", "+00:00"))
+    assert datetime.timedelta(hours=1, minutes=59) < due - timezone.now() <= datetime.timedelta(hours=2)
+    outside.sweep()
+    assert outside.step(run["id"], "nap")["status"] == "in_progress"
+    with at(2.01):
+        outside.sweep()
+        outside.sweep()
+    body = outside.run(run["id"])
+    assert outside.step(run["id"], "nap", body)["status"] == "completed"
+    assert outside.step(run["id"], "nap", body)["outputs"] == {}
+    assert len(events_of(body, "timer_fired")) == 1
+    assert body["status"] == "completed"
+
+
+def test_an_until_in_the_past_completes_at_once(outside):
+    outside.load("""
+    orchestrations:
+      - api_name: c_until
+        start: {type: autolaunched}
+        path:
+          - name: waiting
+            steps: [{name: until, type: wait, until: 'timestamp("2020-01-01T00:00:00Z")'}]
+    """)
+    run = outside.launch("c_until")
+    assert outside.run(run["id"])["status"] == "completed"
+
+
+def test_an_event_by_python_completes_the_wait_with_its_data_as_outputs(outside):
+    outside.load(WAITS)
+    run = outside.launch("c_wait", {"kind": "event"})
+    stored = OrchestrationRun.objects.get(pk=run["id"])
+    with outside.capture(execute=True):
+        orchestration.send_event(stored, "signed", data={"signed_by": "Grace"})
+    body = outside.run(run["id"])
+    assert outside.step(run["id"], "signed", body)["outputs"] == {"signed_by": "Grace"}
+    received = events_of(body, "event_received")
+    assert [e["data"]["name"] for e in received] == ["signed"]
+    assert received[0]["data"]["data"] == {"signed_by": "Grace"}
+    assert body["status"] == "completed"
+    with pytest.raises(LookupError):  # orchestration.waits.NothingWaits
+        orchestration.send_event(stored, "signed")
+
+
+def test_an_event_by_rest_is_202_with_the_run_and_404_when_nothing_waits(outside):
+    outside.load(WAITS)
+    sender = grant(User.objects.create_user("sender"), "orchestration.send_events")
+    client = token_client(sender)
+    run = outside.launch("c_wait", {"kind": "event"})
+    refused = outside.post(f"/api/runs/{run['id']}/events/other/", {"data": {"x": 1}}, client)
+    assert refused.status_code == 404
+    assert outside.step(run["id"], "signed")["status"] == "in_progress"
+    no_perm = outside.post(f"/api/runs/{run['id']}/events/signed/", {"data": {}},
+                           token_client(User.objects.create_user("nobody")))
+    assert no_perm.status_code == 403
+    response = outside.post(f"/api/runs/{run['id']}/events/signed/", {"data": {"signed_by": "Ada"}}, client)
+    assert response.status_code == 202, response.content
+    assert response.json()["id"] == run["id"]
+    assert outside.step(run["id"], "signed", response.json())["outputs"] == {"signed_by": "Ada"}
+
+
+def test_a_kept_event_belongs_to_its_run_and_keep_with_a_waiting_step_just_delivers(outside):
+    outside.load(WAITS)
+    sender = grant(User.objects.create_user("sender"), "orchestration.send_events")
+    run = outside.launch("c_wait", {"kind": "for"})  # waits for a timer, not for "signed"
+    kept = outside.post(f"/api/runs/{run['id']}/events/signed/", {"data": {"early": True}, "keep": True},
+                        token_client(sender))
+    assert kept.status_code == 202, kept.content
+    assert [e["data"]["name"] for e in events_of(kept.json(), "event_kept")] == ["signed"]
+    stored = OrchestrationRun.objects.get(pk=run["id"])
+    with outside.capture(execute=True):
+        orchestration.send_event(stored, "later", data={"n": 1}, keep=True)  # Python: keep=True
+    other = outside.launch("c_wait", {"kind": "event"})
+    assert outside.step(other["id"], "signed")["status"] == "in_progress"  # not another run's kept event
+    delivered = outside.post(f"/api/runs/{other['id']}/events/signed/", {"data": {"k": 1}, "keep": True},
+                             token_client(sender))
+    assert delivered.status_code == 202
+    assert outside.step(other["id"], "signed", delivered.json())["outputs"] == {"k": 1}
+
+
+def test_a_kept_event_is_taken_by_a_wait_that_starts_later(outside):
+    outside.load("""
+    orchestrations:
+      - api_name: c_later
+        start: {type: autolaunched}
+        path:
+          - name: first
+            steps: [{name: hold, type: wait, event: go}]
+          - name: second
+            steps: [{name: signed, type: wait, event: signed}]
+    """)
+    sender = grant(User.objects.create_user("sender"), "orchestration.send_events")
+    run = outside.launch("c_later")
+    client = token_client(sender)
+    assert outside.post(f"/api/runs/{run['id']}/events/signed/", {"data": {"early": True}},
+                        client).status_code == 404
+    assert outside.post(f"/api/runs/{run['id']}/events/signed/", {"data": {"early": True}, "keep": True},
+                        client).status_code == 202
+    response = outside.post(f"/api/runs/{run['id']}/events/go/", {}, client)
+    assert response.status_code == 202
+    body = outside.run(run["id"])
+    assert outside.step(run["id"], "signed", body)["outputs"] == {"early": True}
+    assert body["status"] == "completed"
+
+
+def test_send_event_for_a_record_reaches_the_runs_of_that_record(outside):
+    from demo.models import Employee
+
+    outside.load(WAITS)
+    ada = Employee.objects.create(first_name="Ada", last_name="L", email="ada@example.com")
+    bob = Employee.objects.create(first_name="Bob", last_name="M", email="bob@example.com")
+
+    def launch_for(employee):
+        response = outside.post("/api/orchestrations/c_wait/launch/",
+                                {"inputs": {"kind": "event"}, "record": {"model": "demo.employee", "pk": employee.pk}})
+        assert response.status_code == 201, response.content
+        return response.json()["id"]
+
+    one, two, other = launch_for(ada), launch_for(ada), launch_for(bob)
+    with outside.capture(execute=True):
+        runs = orchestration.send_event_for(ada, "signed", data={"by": "record"})
+    assert sorted(r.pk for r in runs) == [one, two]
+    assert outside.step(one, "signed")["outputs"] == {"by": "record"}
+    assert outside.step(other, "signed")["status"] == "in_progress"
+    with pytest.raises(LookupError):
+        orchestration.send_event_for(ada, "signed")
+
+
+def test_the_signed_webhook_url_delivers_without_a_token(outside, api):
+    outside.load(WAITS)
+    run = outside.launch("c_wait", {"kind": "event"})
+    url = outside.step(run["id"], "signed")["wait"]["webhook_url"]
+    path = url[url.index("/api/"):]
+    with outside.capture(execute=True):
+        response = api.post(path, {"data": {"signed_by": "hook"}}, format="json")
+    assert response.status_code == 202, response.content
+    assert outside.step(run["id"], "signed")["outputs"] == {"signed_by": "hook"}
+    with outside.capture(execute=True):
+        assert api.post(path, {}, format="json").status_code == 404
+
+
+@pytest.mark.parametrize("kind, status, outputs", [
+    ("soft", "completed", {"timed_out": True}),
+    ("strict", "error", None),
+])
+def test_an_event_timeout_completes_with_timed_out_or_errs(outside, kind, status, outputs):
+    step = {"soft": "expiring", "strict": "strict"}[kind]
+    outside.load(WAITS)
+    run = outside.launch("c_wait", {"kind": kind})
+    assert outside.step(run["id"], step)["wait"]["event"] == "signed"
+    with at(24.1):
+        outside.sweep()
+    body = outside.run(run["id"])
+    row = outside.step(run["id"], step, body)
+    assert row["status"] == status
+    if outputs is not None:
+        assert row["outputs"] == outputs and body["status"] == "completed"
+    else:
+        assert body["status"] == "error" and row["error"]
+    assert len(events_of(body, "wait_timed_out")) == 1
+
+
+# ---------------------------------------------------------------------------
+# Pause and resume
+# ---------------------------------------------------------------------------
+
+PAUSABLE = """
+orchestrations:
+  - api_name: c_pause
+    start: {type: autolaunched}
+    path:
+      - name: first
+        steps:
+          - {name: vote, type: interactive, flow: c_vote, assignee: {user: ann}}
+      - name: second
+        steps:
+          - {name: again, type: interactive, flow: c_vote, assignee: {user: ben}}
+"""
+
+
+def test_pause_and_resume_by_rest_with_permissions_audit_and_a_paused_run_opening_nothing(outside, voters):
+    outside.load(PAUSABLE)
+    operator = grant(User.objects.create_user("operator"), "orchestration.operate_runs")
+    own = grant(User.objects.create_user("owner"), "orchestration.pause_own_runs", "orchestration.launch_orchestration",
+                "orchestration.view_runs")
+    viewer = grant(User.objects.create_user("viewer"), "orchestration.view_runs")
+    run = outside.launch("c_pause")
+    mine = outside.launch("c_pause", client=token_client(own))
+    assert outside.post(f"/api/runs/{run['id']}/pause/", {"reason": "x"}, token_client(viewer)).status_code == 403
+    assert outside.post(f"/api/runs/{run['id']}/pause/", {"reason": "x"}, token_client(own)).status_code == 403
+    assert outside.post(f"/api/runs/{mine['id']}/pause/", {"reason": "mine"}, token_client(own)).status_code == 200
+    paused = outside.post(f"/api/runs/{run['id']}/pause/", {"reason": "audit"}, token_client(operator))
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    event = events_of(paused.json(), "run_paused")[-1]
+    assert (event["actor"], event["data"]["reason"]) == ("operator", "audit")
+    assert outside.get("/api/runs/?status=paused")["count"] == 2
+    # The open item can be read but not finished; finishing it is 409 "the run is paused".
+    item = outside.items(run["id"], "open")[0]
+    assert outside.get(f"/api/work-items/{item['id']}/", token_client(voters["ann"]))["status"] == "open"
+    refused = outside.complete(item, voters["ann"], {"approve": True})
+    assert refused.status_code == 409 and "the run is paused" in refused.json()["detail"]
+    resumed = outside.post(f"/api/runs/{run['id']}/resume/", {"reason": "done"}, token_client(operator))
+    assert resumed.status_code == 200 and resumed.json()["status"] == "running"
+    event = events_of(resumed.json(), "run_resumed")[-1]
+    assert (event["actor"], event["data"]["reason"]) == ("operator", "done")
+    assert outside.complete(item, voters["ann"], {"approve": True}).status_code == 200
+    assert [i["assignee"] for i in outside.items(run["id"], "open")] == ["user:ben"]
+
+
+def test_a_paused_run_opens_no_work_item_until_resumed(outside, voters):
+    outside.load("""
+    orchestrations:
+      - api_name: c_pause_wait
+        start: {type: autolaunched}
+        path:
+          - name: first
+            steps: [{name: hold, type: wait, event: go}]
+          - name: second
+            steps: [{name: again, type: interactive, flow: c_vote, assignee: {user: ben}}]
+    """)
+    operator = grant(User.objects.create_user("operator"), "orchestration.operate_runs",
+                     "orchestration.send_events")
+    client = token_client(operator)
+    run = outside.launch("c_pause_wait")
+    assert outside.post(f"/api/runs/{run['id']}/pause/", {}, client).status_code == 200
+    delivered = outside.post(f"/api/runs/{run['id']}/events/go/", {}, client)
+    assert delivered.status_code == 202  # an event sent to a paused run is still delivered
+    assert outside.step(run["id"], "hold", delivered.json())["status"] == "completed"
+    assert outside.items(run["id"]) == []
+    assert outside.run(run["id"])["status"] == "paused"
+    assert outside.post(f"/api/runs/{run['id']}/resume/", {}, client).status_code == 200
+    assert [i["assignee"] for i in outside.items(run["id"], "open")] == ["user:ben"]
+
+
+# ---------------------------------------------------------------------------
+# Withdrawing a step, stage error paths
+# ---------------------------------------------------------------------------
+
+def test_withdrawing_a_step_cancels_it_and_its_after_steps_never_start(outside, voters):
+    outside.load("""
+    orchestrations:
+      - api_name: c_withdraw
+        start: {type: autolaunched}
+        path:
+          - name: one
+            steps:
+              - {name: review, type: interactive, flow: c_vote, assignee: {user: ann}}
+              - {name: follow, type: interactive, flow: c_vote, assignee: {user: ben}, entry: {after: [review]}}
+              - {name: other, type: interactive, flow: c_vote, assignee: {user: cat}}
+          - name: two
+            steps: [{name: done, flow: c_take, inputs: {text: '"ok"'}}]
+    """)
+    operator = grant(User.objects.create_user("operator"), "orchestration.operate_runs")
+    viewer = grant(User.objects.create_user("viewer"), "orchestration.view_runs")
+    run = outside.launch("c_withdraw")
+    url = f"/api/runs/{run['id']}/steps/review/cancel/"
+    assert outside.post(url, {}, token_client(viewer)).status_code == 403
+    assert outside.post(f"/api/runs/{run['id']}/steps/nope/cancel/", {}, token_client(operator)).status_code == 404
+    response = outside.post(url, {"reason": "not needed"}, token_client(operator))
+    assert response.status_code == 200, response.content
+    assert outside.step(run["id"], "review", response.json())["status"] == "canceled"
+    withdrawn = events_of(response.json(), "step_canceled")
+    assert withdrawn and withdrawn[0]["data"]["reason"] == "not needed" and withdrawn[0]["step"] == "review"
+    assert {i["assignee"]: i["status"] for i in outside.items(run["id"])} == {
+        "user:ann": "canceled", "user:cat": "open"}
+    assert outside.post(url, {}, token_client(operator)).status_code == 409
+    other = outside.items(run["id"], "open")[0]
+    assert outside.complete(other, voters["cat"], {"approve": True}).status_code == 200
+    body = outside.run(run["id"])
+    assert outside.step(run["id"], "follow", body)["status"] == "discontinued"
+    assert body["status"] == "completed"
+
+
+def test_a_stage_error_path_goes_on_with_steps_x_error_message_and_element(outside):
+    outside.load("""
+    orchestrations:
+      - api_name: c_fault
+        start: {type: autolaunched}
+        path:
+          - name: risky
+            on_error: {goto: repair}
+            steps:
+              - {name: explode, flow: c_boom, retries: 0}
+              - {name: after, flow: c_take, entry: {after: [explode]}}
+          - name: fine
+            next: end
+            steps: [{name: never, flow: c_take}]
+          - name: repair
+            steps:
+              - name: tell
+                flow: c_take
+                inputs:
+                  text: 'steps.explode.error.element + " | " + steps.explode.error.message + " | " + steps.explode.status'
+    """)
+    run = outside.launch("c_fault")
+    body = outside.run(run["id"])
+    assert body["status"] == "completed", body["error"]
+    stages = {s["name"]: s["status"] for s in body["stages"]}
+    assert stages == {"risky": "error", "repair": "completed"}
+    assert outside.step(run["id"], "after", body)["status"] == "discontinued"
+    element, message, status = outside.step(run["id"], "tell", body)["outputs"]["text"].split(" | ")
+    assert element == "c_fault › risky › explode"
+    assert "division" in message.lower()
+    assert status == "error"
