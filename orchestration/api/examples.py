@@ -10,6 +10,7 @@ ORCHESTRATION_EXAMPLE = {
 ORCHESTRATION_DETAIL_EXAMPLE = {
     **ORCHESTRATION_EXAMPLE,
     "max_stage_visits": 50,
+    "outputs": {},
     "path": [
         {"type": "stage", "name": "choose", "label": "Choose equipment", "next": "", "exit": "all_steps_complete",
          "steps": [{"name": "pick_equipment", "label": "Pick replacement equipment", "type": "interactive",

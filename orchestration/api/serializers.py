@@ -149,9 +149,12 @@ class OrchestrationDetailSerializer(OrchestrationSerializer):
 
     path = serializers.SerializerMethodField()
     max_stage_visits = serializers.IntegerField(read_only=True)
+    outputs = serializers.DictField(
+        child=serializers.CharField(), read_only=True,
+        help_text="{name: expression} evaluated when a run completes (a sub-orchestration step's outputs).")
 
     class Meta(OrchestrationSerializer.Meta):
-        fields = OrchestrationSerializer.Meta.fields + ["max_stage_visits", "path"]
+        fields = OrchestrationSerializer.Meta.fields + ["max_stage_visits", "outputs", "path"]
         read_only_fields = fields
 
     @extend_schema_field(PathElementSerializer(many=True))

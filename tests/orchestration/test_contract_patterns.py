@@ -25,7 +25,7 @@ from django.utils import timezone
 
 import orchestration
 from orchestration.definition_files import DefinitionFileError, import_document
-from orchestration.models import OrchestrationRun
+from orchestration.models import Orchestration, OrchestrationRun
 from tests.api_support import api, clear_throttles, grant, token_client  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -835,3 +835,151 @@ def test_a_stage_error_path_goes_on_with_steps_x_error_message_and_element(outsi
     assert element == "c_fault › risky › explode"
     assert "division" in message.lower()
     assert status == "error"
+
+
+# ---------------------------------------------------------------------------
+# The definition additions are readable in the API
+# ---------------------------------------------------------------------------
+
+def test_the_orchestration_api_reads_every_section_10_key(outside, voters):
+    outside.load(FAMILY)
+    outside.load("""
+    orchestrations:
+      - api_name: c_everything
+        start: {type: autolaunched}
+        outputs: {first: 'steps.each.outputs[0].twice'}
+        path:
+          - name: one
+            on_error: {goto: two}
+            steps:
+              - {name: each, flow: c_double, for_each: '[1.0, 2.0]', inputs: {n: item}, completion: {at_least: 1},
+                 remaining: continue}
+              - {name: votes, type: interactive, flow: c_vote, assignees: '["user:ann", "user:ben"]',
+                 completion: {percent: 50}, sequential: true}
+              - {name: call, type: orchestration, orchestration: c_kid, inputs: {n: '1.0'}}
+              - {name: hold, type: wait, event: signed, timeout: 2d, on_timeout: error}
+              - {name: nap, type: wait, for: 1h}
+          - name: two
+            steps:
+              - {name: until, type: wait, until: 'timestamp("2020-01-01T00:00:00Z")'}
+    """, flows=False)
+    body = outside.get("/api/orchestrations/c_everything/")
+    one, two = body["path"]
+    steps = {s["name"]: s for s in one["steps"]}
+    assert steps["each"]["for_each"] == "[1.0, 2.0]"
+    assert steps["each"]["completion"] == {"at_least": 1} and steps["each"]["remaining"] == "continue"
+    assert steps["votes"]["assignees"] == '["user:ann", "user:ben"]'
+    assert steps["votes"]["completion"] == {"percent": 50} and steps["votes"]["sequential"] is True
+    assert (steps["call"]["type"], steps["call"]["orchestration"]) == ("orchestration", "c_kid")
+    assert steps["hold"]["type"] == "wait"
+    assert steps["hold"]["wait"] == {"event": "signed", "timeout": "2d", "on_timeout": "error"}
+    assert steps["nap"]["wait"] == {"for": "1h"}
+    assert two["steps"][0]["wait"] == {"until": 'timestamp("2020-01-01T00:00:00Z")'}
+    assert one["on_error"] == "two"  # docs/api.md: the error path's target, as a name
+    # An orchestration may declare outputs: readable with its definition too.
+    assert body["outputs"] == {"first": "steps.each.outputs[0].twice"}
+
+
+# ---------------------------------------------------------------------------
+# The validator names the place of each problem (import_definitions --activate)
+# ---------------------------------------------------------------------------
+
+def refused(outside, step_yaml, extra=""):
+    """Import an orchestration with one bad step; the command refuses it all and prints every problem."""
+    path = outside.tmp_path / "bad.yaml"
+    path.write_text(FLOWS + textwrap.dedent(f"""
+    orchestrations:{extra}
+      - api_name: c_bad
+        start: {{type: autolaunched}}
+        path:
+          - name: s
+            steps:
+              - {step_yaml}
+    """))
+    errors = io.StringIO()
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("import_definitions", str(path), "--activate", stdout=io.StringIO(), stderr=errors)
+    assert not Orchestration.objects.filter(api_name="c_bad").exists()
+    return errors.getvalue()
+
+
+@pytest.mark.parametrize("step_yaml, fragments", [
+    ("{name: a, flow: c_double, for_each: '\"abc\"', inputs: {n: '1.0'}}", ["c_bad › s › a › for_each", "list"]),
+    ("{name: a, flow: c_double, for_each: '[1.0, 2.0]', inputs: {n: item}, completion: {at_least: 3}}",
+     ["c_bad › s › a › completion.at_least", "3 instances can never complete"]),
+    ("{name: a, flow: c_double, for_each: '[1.0]', inputs: {n: item}, completion: any, sequential: true, "
+     "remaining: continue}", ["c_bad › s › a › remaining"]),
+    ("{name: a, type: wait, for: 1h, event: e}", ["c_bad › s › a", "exactly one of for, until or event"]),
+    ("{name: a, type: wait, for: 1h, timeout: 2h}", ["c_bad › s › a › timeout"]),
+    ("{name: a, flow: c_double, inputs: {n: '1.0'}, assignees: '[\"user:ann\"]'}", ["c_bad › s › a › assignees"]),
+    ("{name: a, type: orchestration, orchestration: c_bad}",
+     ["c_bad › s › a › orchestration", "recursion without a guard: c_bad → c_bad"]),
+    ("{name: a, type: orchestration, orchestration: c_nobody}", ["c_bad › s › a › orchestration", "c_nobody"]),
+])
+def test_the_validator_names_the_place_of_each_pattern_problem(outside, voters, step_yaml, fragments):
+    printed = refused(outside, step_yaml)
+    assert any(all(f in line for f in fragments) for line in printed.splitlines()), printed
+
+
+def test_an_error_path_to_nowhere_is_refused_with_its_place(outside):
+    path = outside.tmp_path / "bad.yaml"
+    path.write_text(FLOWS + textwrap.dedent("""
+    orchestrations:
+      - api_name: c_bad
+        start: {type: autolaunched}
+        path:
+          - name: s
+            on_error: {goto: nowhere}
+            steps: [{name: a, flow: c_boom}]
+    """))
+    errors = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_definitions", str(path), "--activate", stdout=io.StringIO(), stderr=errors)
+    assert "c_bad › s › on_error" in errors.getvalue() and "nowhere" in errors.getvalue(), errors.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# Assignee rules: exclude, same_as, steps.X.completed_by
+# ---------------------------------------------------------------------------
+
+def test_exclude_keeps_the_requester_off_and_same_as_gives_back_to_them(outside, voters):
+    approvers = Group.objects.create(name="c_approvers")
+    for name in ("ann", "ben"):
+        voters[name].groups.add(approvers)
+    outside.load("""
+    orchestrations:
+      - api_name: c_duties
+        start: {type: autolaunched}
+        path:
+          - name: ask
+            steps: [{name: request, type: interactive, flow: c_vote, assignee: {group: c_approvers}}]
+          - name: decide
+            steps:
+              - name: approve
+                type: interactive
+                flow: c_vote
+                assignee: {group: c_approvers, exclude: '[steps.request.completed_by]'}
+              - {name: tell, type: interactive, flow: c_vote, assignee: {same_as: request}, entry: {after: [approve]}}
+          - name: done
+            steps: [{name: note, flow: c_take, inputs: {text: 'steps.request.completed_by + "/" + steps.approve.completed_by'}}]
+    """)
+    run = outside.launch("c_duties")
+    request = outside.items(run["id"], "open")[0]
+    assert outside.complete(request, voters["ann"], {"approve": True}).status_code == 200
+    approve = outside.items(run["id"], "open")[0]
+    assert approve["step"] == "approve"
+    ann, ben = token_client(voters["ann"]), token_client(voters["ben"])
+    assert approve["id"] not in [i["id"] for i in outside.get("/api/work-items/", ann)["results"]]
+    assert outside.post(f"/api/work-items/{approve['id']}/claim/", {}, ann).status_code in (403, 404, 409)
+    assert outside.complete(approve, voters["ann"], {"approve": True}).status_code in (403, 404, 409)
+    assert outside.post(f"/api/work-items/{approve['id']}/claim/", {}, ben).status_code == 200
+    released = outside.post(f"/api/work-items/{approve['id']}/release/", {}, ben)
+    assert released.status_code == 200 and released.json()["claimed_by"] is None
+    assert outside.complete(approve, voters["ben"], {"approve": True}).status_code == 200
+    tell = outside.items(run["id"], "open")[0]
+    assert (tell["step"], tell["assignee"]) == ("tell", "user:ann")
+    assert outside.complete(tell, voters["ann"], {"approve": True}).status_code == 200
+    body = outside.run(run["id"])
+    assert body["status"] == "completed"
+    assert outside.step(run["id"], "note", body)["outputs"]["text"] == "ann/ben"
+    assert outside.step(run["id"], "approve", body)["completed_by"] == "ben"
