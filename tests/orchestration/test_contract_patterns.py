@@ -1121,3 +1121,58 @@ def test_each_documented_example_imports_and_activates(doc, heading):
     except DefinitionFileError as exc:
         raise AssertionError("\n".join(str(p) for p in exc.problems)) from None
     assert report.orchestrations and {o.status for o in report.orchestrations} == {"active"}
+
+
+def test_a_paused_runs_item_page_opens_and_drafts_but_does_not_finish(outside, voters, client):
+    outside.load("""
+    flows:
+      - api_name: c_note
+        type: screen
+        outputs: [{name: note, type: text}]
+        screens:
+          - name: main
+            fields: [{name: note, type: text, label: Note, required: true}]
+    orchestrations:
+      - api_name: c_pause_page
+        start: {type: autolaunched}
+        path:
+          - name: first
+            steps: [{name: write, type: interactive, flow: c_note, assignee: {user: ann}}]
+    """, flows=False)
+    run = outside.launch("c_pause_page")
+    assert outside.post(f"/api/runs/{run['id']}/pause/", {"reason": "audit"}).status_code == 200
+    item = outside.items(run["id"], "open")[0]
+    client.force_login(voters["ann"])
+    page = client.get(f"/workguide/items/{item['id']}/")
+    assert page.status_code == 200 and "The run is paused" in page.content.decode()
+    drafted = client.post(f"/workguide/items/{item['id']}/flow/draft/", {"screen": "0", "note": "half done"})
+    assert drafted.status_code == 204
+    assert "half done" in client.get(f"/workguide/items/{item['id']}/").content.decode()
+    with outside.capture(execute=True):
+        finish = client.post(f"/workguide/items/{item['id']}/flow/", {"action": "finish", "note": "done"})
+    assert finish.status_code in (200, 409)
+    assert "the run is paused" in finish.content.decode().lower()
+    assert outside.get(f"/api/work-items/{item['id']}/")["status"] == "open"
+    assert outside.post(f"/api/runs/{run['id']}/resume/").status_code == 200
+    with outside.capture(execute=True):
+        client.post(f"/workguide/items/{item['id']}/flow/", {"action": "finish", "note": "done"})
+    assert outside.get(f"/api/work-items/{item['id']}/")["status"] == "completed"
+    assert outside.step(run["id"], "write")["outputs"] == {"note": "done"}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "DESIGN §10 says ANY step may have for_each; the validator refuses it on a wait step "
+    "('a wait step runs once (it has no instances)', orchestration/validation.py), and instances of a wait "
+    "would be engine work in orchestration/instances.py and waits.py. Listed in docs/design.md, "
+    "'Departures from the contract'."))
+def test_a_wait_step_may_have_for_each(outside):
+    outside.load("""
+    orchestrations:
+      - api_name: c_wait_each
+        start: {type: autolaunched}
+        path:
+          - name: waiting
+            steps: [{name: naps, type: wait, for: 1h, for_each: '[1, 2]'}]
+    """)
+    run = outside.launch("c_wait_each")
+    assert len(outside.instances(run["id"], "naps")) == 2
