@@ -175,10 +175,15 @@ def _step_from_dict(stage, position, data):
         timeout=str(data.get("timeout", "10m")) if kind != StepType.WAIT else "10m",
         assignee_exclude=str(exclude), assignees=data.get("assignees") or "",
         for_each=data.get("for_each") or "", completion=data.get("completion", "all"),
-        sequential=bool(data.get("sequential", False)), remaining=data.get("remaining") or "",
+        sequential=bool(data.get("sequential", False)), remaining=_remaining(data.get("remaining")),
         child_orchestration=(data.get("orchestration") or "") if kind == StepType.ORCHESTRATION else "",
         **wait,
     )
+
+
+def _remaining(value):
+    """``remaining``: ``continue``, or the default (the rest are discontinued), which may be said out loud."""
+    return "" if value in (None, "", "discontinue") else value
 
 
 def create_path(orch, path):

@@ -112,7 +112,7 @@ STEP = _obj({
     "name": _IDENT, "label": _TEXT, "type": {"enum": ["interactive", "background", "orchestration", "wait"]},
     "flow": _REF, "orchestration": _REF,
     "for_each": _NAME, "assignees": _NAME, "completion": _COMPLETION, "sequential": {"type": "boolean"},
-    "remaining": {"enum": ["continue"]},
+    "remaining": {"enum": ["continue", "discontinue"]},
     "for": _NAME, "until": _NAME, "event": _REF, "on_timeout": {"enum": ["complete", "error"]},
     "inputs": _EXPR_MAP,
     "entry": _either("stage_start", {

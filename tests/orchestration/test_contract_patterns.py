@@ -1176,3 +1176,31 @@ def test_a_wait_step_may_have_for_each(outside):
     """)
     run = outside.launch("c_wait_each")
     assert len(outside.instances(run["id"], "naps")) == 2
+
+
+def test_remaining_discontinue_is_the_default_said_out_loud(outside, voters):
+    """§10: when completion is met the rest are discontinued unless ``remaining: continue``; a definition may
+    say the default, ``remaining: discontinue``, and it behaves (and exports) as if left out."""
+    outside.load("""
+    orchestrations:
+      - api_name: c_disc
+        start: {type: autolaunched}
+        path:
+          - name: vote
+            steps:
+              - name: approve
+                type: interactive
+                flow: c_vote
+                assignees: '["user:ann", "user:ben"]'
+                completion: any
+                remaining: discontinue
+    """)
+    run = outside.launch("c_disc")
+    item = outside.items(run["id"], "open")[0]
+    name = item["assignee"].removeprefix("user:")
+    assert outside.complete(item, voters[name], {"approve": True}).status_code == 200
+    assert sorted(r["status"] for r in outside.instances(run["id"], "approve")) == ["completed", "discontinued"]
+    assert outside.get("/api/orchestrations/c_disc/")["path"][0]["steps"][0]["remaining"] == ""
+    exported = io.StringIO()
+    call_command("export_definitions", "c_disc", stdout=exported)
+    assert "remaining" not in exported.getvalue()
