@@ -1204,3 +1204,37 @@ def test_remaining_discontinue_is_the_default_said_out_loud(outside, voters):
     exported = io.StringIO()
     call_command("export_definitions", "c_disc", stdout=exported)
     assert "remaining" not in exported.getvalue()
+
+
+def test_item_and_index_are_in_scope_for_an_instances_assignee_and_inputs(outside, voters):
+    outside.load("""
+    flows:
+      - api_name: c_vote_at
+        type: screen
+        inputs: [{name: at, type: number}]
+        outputs: [{name: approve, type: boolean}]
+        screens:
+          - name: main
+            fields: [{name: approve, type: boolean, label: Approve}]
+    orchestrations:
+      - api_name: c_each_person
+        start: {type: autolaunched}
+        inputs: [{name: people, type: list, required: true}]
+        path:
+          - name: vote
+            steps:
+              - name: approve
+                type: interactive
+                flow: c_vote_at
+                for_each: inputs.people
+                assignee: {expr: '"user:" + item'}
+                inputs: {at: double(index)}
+    """, flows=False)
+    run = outside.launch("c_each_person", {"people": ["eve", "ann"]})
+    items = outside.items(run["id"], "open")
+    assert [(i["assignee"], i["inputs"]) for i in items] == [("user:eve", {"at": 0}), ("user:ann", {"at": 1})]
+    for item in items:
+        name = item["assignee"].removeprefix("user:")
+        assert outside.complete(item, voters[name], {"approve": True}).status_code == 200
+    rows = outside.instances(run["id"], "approve")
+    assert [(r["item"], r["completed_by"]) for r in rows] == [("eve", "eve"), ("ann", "ann")]
