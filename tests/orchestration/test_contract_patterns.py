@@ -1238,3 +1238,36 @@ def test_item_and_index_are_in_scope_for_an_instances_assignee_and_inputs(outsid
         assert outside.complete(item, voters[name], {"approve": True}).status_code == 200
     rows = outside.instances(run["id"], "approve")
     assert [(r["item"], r["completed_by"]) for r in rows] == [("eve", "eve"), ("ann", "ann")]
+
+
+def test_simulate_orchestration_walks_every_construct(outside, voters):
+    outside.load(FAMILY)
+    outside.load("""
+    orchestrations:
+      - api_name: c_walk
+        start: {type: autolaunched}
+        path:
+          - name: one
+            on_error: {goto: repair}
+            steps:
+              - {name: votes, type: interactive, flow: c_vote, assignees: '["user:ann", "user:ben", "user:cat"]',
+                 completion: {at_least: 2}}
+              - {name: call, type: orchestration, orchestration: c_kid, inputs: {n: '1.0'}}
+              - {name: hold, type: wait, event: signed, timeout: 2d}
+              - {name: risky, flow: c_boom}
+          - name: two
+            next: end
+            steps: [{name: fine, flow: c_take}]
+          - name: repair
+            steps: [{name: fix, flow: c_take, inputs: {text: steps.risky.error.message}}]
+    """, flows=False)
+    printed = io.StringIO()
+    call_command("simulate_orchestration", "c_walk", "--instances", "votes=2", "--timeout", "hold",
+                 "--error", "risky=card declined", "--outputs", 'call={"total": 3}', stdout=printed)
+    text = printed.getvalue()
+    assert "×3 instances (at_least 2): 2 complete, 1 withdrawn" in text, text
+    assert 'outputs {"total": 3}' in text and "runs orchestration c_kid" in text
+    assert '{"timed_out": true}' in text
+    assert "step risky failed: the stage's error path goes to repair" in text
+    assert "Stage two" not in text and "the run would complete" in text
+    assert not OrchestrationRun.objects.exists()  # a dry run stores nothing
