@@ -1271,3 +1271,28 @@ def test_simulate_orchestration_walks_every_construct(outside, voters):
     assert "step risky failed: the stage's error path goes to repair" in text
     assert "Stage two" not in text and "the run would complete" in text
     assert not OrchestrationRun.objects.exists()  # a dry run stores nothing
+
+
+def test_bad_bodies_of_the_section_10_endpoints_are_400_naming_the_field_and_change_nothing(outside, voters, api):
+    outside.load(WAITS)
+    run = outside.launch("c_wait", {"kind": "event"})
+    rid = run["id"]
+    cases = [
+        (f"/api/runs/{rid}/pause/", {"reason": ["not", "text"]}, "reason"),
+        (f"/api/runs/{rid}/pause/", {"reason": "x" * 1001}, "reason"),
+        (f"/api/runs/{rid}/steps/signed/cancel/", {"reason": {"a": 1}}, "reason"),
+        (f"/api/runs/{rid}/events/signed/", {"data": [1, 2]}, "data"),
+        (f"/api/runs/{rid}/events/signed/", {"data": "text"}, "data"),
+        (f"/api/runs/{rid}/events/signed/", {"keep": "perhaps"}, "keep"),
+    ]
+    for url, body, field in cases:
+        response = outside.post(url, body)
+        assert response.status_code == 400, (url, body, response.content)
+        assert field in response.json()["errors"], (url, body, response.json())
+    hook = outside.step(rid, "signed")["wait"]["webhook_url"]
+    with outside.capture(execute=True):
+        response = api.post(hook[hook.index("/api/"):], {"data": [1]}, format="json")
+    assert response.status_code == 400 and "data" in response.json()["errors"]
+    body = outside.run(rid)
+    assert body["status"] == "running" and outside.step(rid, "signed", body)["status"] == "in_progress"
+    assert not events_of(body, "run_paused") and not events_of(body, "event_received")
