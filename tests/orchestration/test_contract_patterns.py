@@ -1296,3 +1296,19 @@ def test_bad_bodies_of_the_section_10_endpoints_are_400_naming_the_field_and_cha
     body = outside.run(rid)
     assert body["status"] == "running" and outside.step(rid, "signed", body)["status"] == "in_progress"
     assert not events_of(body, "run_paused") and not events_of(body, "event_received")
+
+
+def test_the_openapi_schema_lists_the_section_10_endpoints(api):
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = json.loads(response.content)
+    paths = schema["paths"]
+    for path, method in [
+        ("/api/runs/{id}/pause/", "post"), ("/api/runs/{id}/resume/", "post"),
+        ("/api/runs/{id}/events/{name}/", "post"), ("/api/runs/{id}/steps/{step_name}/cancel/", "post"),
+        ("/api/delegations/", "post"), ("/api/work-items/{id}/release/", "post"),
+    ]:
+        assert method in paths.get(path, {}), (path, sorted(paths))
+    assert "202" in paths["/api/runs/{id}/events/{name}/"]["post"]["responses"]
+    assert "404" in paths["/api/runs/{id}/events/{name}/"]["post"]["responses"]
+    assert "paused" in schema["components"]["schemas"]["RunStatusEnum"]["enum"]
