@@ -185,20 +185,29 @@ def test_for_each_runs_one_instance_per_element_outputs_in_element_order_and_ins
     assert read["outputs"]["text"] == "8"
 
 
-def test_zero_elements_complete_the_step_at_once_with_an_empty_list(outside):
-    outside.load("""
+@pytest.mark.parametrize("step", [
+    "{name: double, flow: c_double, for_each: '[]', inputs: {n: item}}",
+    "{name: double, type: interactive, flow: c_vote, assignees: '[]', completion: any}",
+    "{name: double, type: orchestration, orchestration: c_none_kid, for_each: '[]'}",
+])
+def test_zero_elements_complete_the_step_at_once_with_an_empty_list(outside, step):
+    outside.load(f"""
     orchestrations:
+      - api_name: c_none_kid
+        start: {{type: autolaunched}}
+        path: [{{name: one, steps: [{{name: w, flow: c_take}}]}}]
       - api_name: c_none
-        start: {type: autolaunched}
+        start: {{type: autolaunched}}
         path:
           - name: one
-            steps: [{name: double, flow: c_double, for_each: '[]', inputs: {n: item}}]
+            steps: [{step}]
     """)
     run = outside.launch("c_none")
     body = outside.run(run["id"])
     assert body["status"] == "completed"
     assert outside.step(run["id"], "double", body)["outputs"] == []
     assert outside.instances(run["id"], "double", body) == []
+    assert outside.items(run["id"]) == []
 
 
 QUORUM = """
@@ -597,6 +606,11 @@ def test_an_event_by_python_completes_the_wait_with_its_data_as_outputs(outside)
     assert body["status"] == "completed"
     with pytest.raises(LookupError):  # orchestration.waits.NothingWaits
         orchestration.send_event(stored, "signed")
+    # data=None: the step completes with no outputs
+    again = outside.launch("c_wait", {"kind": "event"})
+    with outside.capture(execute=True):
+        orchestration.send_event(OrchestrationRun.objects.get(pk=again["id"]), "signed")
+    assert outside.step(again["id"], "signed")["outputs"] == {}
 
 
 def test_an_event_by_rest_is_202_with_the_run_and_404_when_nothing_waits(outside):
