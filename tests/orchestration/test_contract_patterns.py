@@ -1326,3 +1326,19 @@ def test_the_openapi_schema_lists_the_section_10_endpoints(api):
     assert "202" in paths["/api/runs/{id}/events/{name}/"]["post"]["responses"]
     assert "404" in paths["/api/runs/{id}/events/{name}/"]["post"]["responses"]
     assert "paused" in schema["components"]["schemas"]["RunStatusEnum"]["enum"]
+
+
+def test_a_child_run_keeps_the_version_active_when_its_step_started(outside, voters):
+    outside.load(FAMILY)
+    first = outside.launch("c_mum", {"ask": True})
+    child = child_of(outside, first["id"])
+    assert (child["orchestration"], child["version"], child["started_by"]) == ("c_kid", 1, "root")
+    outside.load(FAMILY.replace("'has(steps.work.outputs.twice) ? steps.work.outputs.twice : -1.0'", "'42.0'")
+                 .split("  - api_name: c_mum")[0], flows=False)
+    second = outside.launch("c_mum", {"ask": False})
+    assert child_of(outside, second["id"])["version"] == 2
+    assert outside.step(second["id"], "call")["outputs"] == {"total": 42}
+    item = outside.items(child["id"], "open")[0]
+    assert outside.complete(item, voters["ann"], {"approve": True}).status_code == 200
+    assert outside.run(child["id"])["version"] == 1
+    assert outside.step(first["id"], "call")["outputs"] == {"total": 8}
