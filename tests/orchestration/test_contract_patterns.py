@@ -916,6 +916,13 @@ def test_the_orchestration_api_reads_every_section_10_key(outside, voters):
     assert one["on_error"] == "two"  # docs/api.md: the error path's target, as a name
     # An orchestration may declare outputs: readable with its definition too.
     assert body["outputs"] == {"first": "steps.each.outputs[0].twice"}
+    # export_definitions writes every §10 key back; importing the export gives the same definition.
+    exported = io.StringIO()
+    call_command("export_definitions", "c_everything", stdout=exported)
+    outside.load(exported.getvalue(), flows=False)
+    again = outside.get("/api/orchestrations/c_everything/")
+    assert again["version"] == 2
+    assert (again["path"], again["outputs"]) == (body["path"], body["outputs"])
 
 
 # ---------------------------------------------------------------------------
