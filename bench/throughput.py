@@ -7,7 +7,7 @@ messages published on commit) from this process, executed by one
 the first launch to the moment no run is left running.
 
 Baselines in the same process, on the same servers (raw Celery and Baton
-alternate over 3 rounds in full mode; the round with the median ratio is
+alternate over 5 rounds in full mode; the round with the median ratio is
 reported, with every ratio):
 
 * ``pgbench -N`` with 2 clients (one-row updates, one commit each): the
@@ -166,7 +166,7 @@ def main():
     # Raw Celery and Baton alternate over several rounds (the order swapped each
     # round) and the ratio is taken per round: on this shared machine one
     # measurement of either moves by 10-20 % from minute to minute.
-    rounds = 1 if common.QUICK else 3
+    rounds = 1 if common.QUICK else 5
     pairs = []
     for i in range(rounds):
         if i % 2:

@@ -32,7 +32,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from .conf import baton_settings
-from .models import OrchestrationRun, RunStatus, StepRun, StepStatus
+from .models import EventKind, OrchestrationRun, RunEvent, RunStatus, StepStatus
 from .models.runs import ENDED_RUN_STATUSES
 from .models.definitions import Orchestration
 from flows.versioning import DefinitionStatus
@@ -135,15 +135,24 @@ def _pause_children(run_id, pause, user, reason):
     from . import waits  # builds on the engine, which imports this module: imported when used
 
     wanted = RunStatus.RUNNING if pause else RunStatus.PAUSED
-    act = waits.pause_run if pause else waits.resume_run
     for child_id in OrchestrationRun.objects.filter(parent_step_run__run_id=run_id, status=wanted).values_list(
             "pk", flat=True):
+        why = f"its parent run {run_id} was {'paused' if pause else 'resumed'}" + (f": {reason}" if reason else "")
         try:
-            act(child_id, user=user, reason=f"its parent run {run_id} was {'paused' if pause else 'resumed'}"
-                                              + (f": {reason}" if reason else ""))
+            if pause:
+                waits.pause_run(child_id, user=user, reason=why, by_parent=run_id)
+            elif _paused_by_parent(child_id, run_id):  # a child paused on its own stays paused
+                waits.resume_run(child_id, user=user, reason=why)
         except Exception:  # noqa: BLE001 — it ended or changed meanwhile; the parent's action stands
             log.warning("%s child run %s of run %s failed", "pausing" if pause else "resuming", child_id, run_id,
                         exc_info=True)
+
+
+def _paused_by_parent(child_id, parent_id):
+    """Whether the child run's latest pause was its parent's (``pause_run(by_parent=...)``)."""
+    data = (RunEvent.objects.filter(run_id=child_id, kind=EventKind.RUN_PAUSED).order_by("-id")
+            .values_list("data", flat=True).first())
+    return bool(data) and data.get("by_parent_run") == parent_id
 
 
 def sweep_orphaned_children():

@@ -469,7 +469,7 @@ def _close_stage(ctx, stage_run, status, **about):
         instances.stage_closed(ctx, step_run, status)  # hook: a multi-instance step in error stops its instances
     stage_run.status = status
     stage_run.ended_at = ctx.now
-    stage_run.save(update_fields=["status", "ended_at"])
+    stage_run.save(update_fields=["status", "ended_at", *ctx.close_count(stage_run)])
     ctx.event(EventKind(f"stage_{status}"), stage_run.stage_name, visit=stage_run.visit, **about)
 
 

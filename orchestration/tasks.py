@@ -107,8 +107,22 @@ def start_pending_run(pending_id, user_id=None):
 
 @shared_task(name="orchestration.tasks.sweep", ignore_result=True)
 def sweep():
+    """Each of the sweeper's jobs, in turn; one that fails is logged and the others still run.
+
+    Returns how many each job handled (``"error"`` for a job that failed).
+    """
     # waits builds on the engine, which loads this module through the worker: imported when the sweep runs.
     from . import waits
 
-    return {"started": starts.start_leftover_pending(), "resent": worker.sweep_stuck_steps(),
-            "children_canceled": children.sweep_orphaned_children(), "timers": waits.fire_due_timers()}
+    jobs = (("started", starts.start_leftover_pending), ("resent", worker.sweep_stuck_steps),
+            ("children_canceled", children.sweep_orphaned_children), ("timers", waits.fire_due_timers))
+    done = {}
+    for name, job in jobs:
+        # A job that fails on every sweep (a row it cannot handle, a bug) must not keep
+        # the later ones (timers last) from running at all.
+        try:
+            done[name] = job()
+        except Exception:
+            log.exception("the sweeper's %r job failed; the other jobs ran and the next sweep tries it again", name)
+            done[name] = "error"
+    return done

@@ -53,6 +53,7 @@ class Transition:
     _saved_run: tuple = ()
     _pending_saves: list = field(default_factory=list)
     _was_open: dict = field(default_factory=dict)  # step run id -> open when read (counted stages only)
+    _counts_closed: set = field(default_factory=set)  # counted stage runs closed here (count written as 0)
     # Instances of multi-instance steps, read on demand by orchestration/instances.py (not with step_runs).
     instance_runs: dict = field(default_factory=dict)
     instances_starting: set = field(default_factory=set)
@@ -229,6 +230,19 @@ class Transition:
             journal.write(self.events)
             self.events = []
 
+    def close_count(self, stage_run):
+        """``stage_run`` closes in this transition: the fields its closing UPDATE writes for its count.
+
+        A closed stage has no open step, so a counted stage's count is set to
+        0 with its status, and ``_write_open_counts`` leaves it alone: one
+        statement fewer per stage transition than writing the difference.
+        """
+        if stage_run.open_steps is None:
+            return []
+        stage_run.open_steps = 0
+        self._counts_closed.add(stage_run.pk)
+        return ["open_steps"]
+
     def _write_open_counts(self):
         """Keep ``StageRun.open_steps`` of counted stages equal to their open steps.
 
@@ -241,7 +255,7 @@ class Transition:
         changes = {}
         for step_run in self._step_runs or ():
             was = self._was_open.get(step_run.pk)
-            if was is None:
+            if was is None or step_run.stage_run_id in self._counts_closed:
                 continue
             now = step_run.status in OPEN_STEP_STATUSES
             if now != was:

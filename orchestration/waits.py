@@ -431,14 +431,18 @@ def _fire_pending(ctx, timers):
 # Pause and resume (rule 4): one run each; the children helper calls them per child
 # ---------------------------------------------------------------------------
 
-def pause_run(run_id, *, user=None, reason="", effects=None):
-    """Pause a running run. Raises EngineError (409) when it is not running."""
+def pause_run(run_id, *, user=None, reason="", effects=None, by_parent=None):
+    """Pause a running run. Raises EngineError (409) when it is not running.
+
+    ``by_parent``: the id of the parent run whose pause this passes on (``children.py``);
+    the parent's resume resumes only children it paused.
+    """
     with transaction.atomic():
         ctx = lock_run(run_id, effects, user)
         if ctx.run.status != RunStatus.RUNNING:
             raise EngineError(f"run {run_id} is {ctx.run.status}; only a running run can be paused")
         ctx.run.status = RunStatus.PAUSED
-        ctx.event(EventKind.RUN_PAUSED, reason=reason)
+        ctx.event(EventKind.RUN_PAUSED, reason=reason, **({"by_parent_run": by_parent} if by_parent else {}))
         engine._save_run(ctx)
         children.pause_children_later(ctx.run, pause=True, user=user, reason=reason)  # sub-orchestrations too
     return ctx.run

@@ -334,6 +334,27 @@ def test_pausing_the_parent_pauses_its_child_and_resuming_resumes_it(adder, alic
     assert step_of(run, "call").status == "in_progress"
 
 
+def test_resuming_the_parent_leaves_a_child_paused_on_its_own_paused(adder, alice, django_capture_on_commit_callbacks):
+    """Resume undoes what the parent's pause did: a child an operator paused before stays paused."""
+    from orchestration import waits
+
+    screen_flow("ok_form6")
+    orchestration([{"name": "ask", "steps": [ui("confirm", "ok_form6")]}], api_name="kid_own_pause")
+    parent = orchestration([{"name": "one", "steps": [sub("call", "kid_own_pause")]}], api_name="mum_own_pause")
+    run = engine.start_run(parent)
+    child = child_of(run, "call")
+    with django_capture_on_commit_callbacks(execute=True):
+        waits.pause_run(child.pk, user=alice, reason="checking the vendor")  # the child alone
+        waits.pause_run(run.pk, user=alice, reason="budget freeze")
+        waits.resume_run(run.pk, user=alice)
+    run.refresh_from_db()
+    child.refresh_from_db()
+    assert run.status == "running"
+    assert child.status == "paused"
+    assert RunEvent.objects.filter(run=child, kind="run_paused").count() == 1  # the parent's pause found it paused
+    assert not RunEvent.objects.filter(run=child, kind="run_resumed").exists()
+
+
 def test_listing_and_reading_runs_with_children_reads_no_query_per_child(adder, django_assert_max_num_queries):
     """The API's parent/child links come with the runs (review: one query per listed child run)."""
     from rest_framework.test import APIClient

@@ -186,3 +186,24 @@ def test_one_retry_policy_for_both_execution_modes(settings):
     assert [worker.retry_delay(s, step) for s in tried] == [2, 4, None]
     assert [worker.retry_delay(s, step, in_process=True) for s in tried] == [0, 0, None]
     assert worker.retry_delay(SimpleNamespace(attempts=20), SimpleNamespace(retries=30)) == 300  # at most 5 minutes
+
+
+@pytest.mark.django_db
+def test_a_sweeper_job_that_fails_does_not_keep_the_timers_from_firing(settings):
+    """The sweeper's jobs run in turn; one that raises (here the orphaned-children job) is logged, and
+    the jobs after it, timers last, still run."""
+    from orchestration import children, waits
+    from orchestration.models import Timer
+
+    settings.BATON_STEP_EXECUTION = "in_process"
+    noop_flow("after_nap")
+    orch = orchestration([{"name": "waiting", "steps": [{"name": "nap", "type": "wait", "for": "1m"}]},
+                          {"name": "next", "steps": [bg("go", "after_nap")]}])
+    run = engine.start_run(orch)
+    Timer.objects.filter(run=run).update(due_at=timezone.now() - timedelta(seconds=1))
+    with mock.patch.object(children, "sweep_orphaned_children", side_effect=RuntimeError("broken job")):
+        done = tasks.sweep()
+    assert done["children_canceled"] == "error"
+    assert done["timers"] == 1
+    assert StepRun.objects.get(run=run, step_name="nap").status == "completed"
+    assert waits.fire_due_timers() == 0  # fired once
