@@ -252,3 +252,37 @@ def test_fifty_instances_run_on_receipt_at_once_advance_the_step_exactly_once(po
     assert len(step.outputs) == N and sum(1 for o in step.outputs if o is not None) == completed
     assert step.instances_to_go == 0
     assert OrchestrationRun.objects.get(pk=run.pk).status == "running"
+
+
+def test_an_operators_retry_and_a_resume_send_instances_with_their_receipt(postgres_db, sent):
+    """Every place that queues an instance sends it with its receipt: the step's start, an operator's retry
+    of the failed instances (a new queueing: the earlier message is stale), a resumed run's next
+    sequential instance."""
+    from orchestration import waits
+
+    run = engine.start_run(fan(2))
+    messages = instance_messages(sent)
+    failed_id, old_receipt = messages[1]
+    assert worker.run_on_receipt(*messages[0], "t0") == "completed"
+    engine.fail_step(failed_id, "boom")  # its retries used up
+    assert parent(run).status == "error"
+    sent.clear()
+    engine.retry_step(run.pk, "each")
+    (retried_id, receipt), = sent
+    assert retried_id == failed_id and receipt["instance"] == 1 and receipt["queued_at"] != old_receipt["queued_at"]
+    assert worker.run_on_receipt(failed_id, old_receipt, "old") == "skipped"  # the earlier queueing's message
+    assert StepRun.objects.get(pk=failed_id).status == "queued"
+    assert worker.run_on_receipt(failed_id, receipt, "new") == "completed"
+    assert parent(run).outputs == [{"v": 0}, {"v": 1}]
+
+    sent.clear()
+    run = engine.start_run(fan(2, sequential=True))
+    (first_id, first), = instance_messages(sent).values()
+    waits.pause_run(run.pk, reason="hold")
+    assert worker.run_on_receipt(first_id, first, "t0") == "completed"  # what was queued finishes while paused
+    assert list(instance_messages(sent)) == [0]  # the next one waits for the resume
+    waits.resume_run(run.pk, reason="go")
+    second_id, second = instance_messages(sent)[1]
+    assert second["instance"] == 1
+    assert worker.run_on_receipt(second_id, second, "t1") == "completed"
+    assert parent(run).status == "completed"
