@@ -8,8 +8,9 @@ A multi-instance step is stored as rows of its own kind:
   complete, are the list of its instances' outputs in element order.
 - *its instances*: one StepRun per element (``instance_index`` 0, 1, …, the
   element in ``item``). Each is an ordinary step run from the worker's and
-  the Work Guide's point of view: it is queued, claimed, retried and failed,
-  or has its own work item, exactly as a single step would.
+  the Work Guide's point of view: it is queued, claimed (or, with a flow
+  that cannot write, run on receipt), retried and failed, or has its own
+  work item, exactly as a single step would.
 
 The rules, applied by the engine under the run's lock (each is called from
 one marked hook in ``engine.py``):

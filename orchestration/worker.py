@@ -382,6 +382,8 @@ def execute_claimed(step_run):
 # the pure flow again and finds the step completed: its completion is
 # ignored. A failed attempt takes the usual way (claim, run again from the
 # stored inputs, retry or fail): harmless for a flow that only computes.
+# An instance of a multi-instance step takes the same way; it completes by
+# its step's rule (``instances.complete_from_worker`` with the receipt).
 
 @dataclass(frozen=True)
 class Receipt:
