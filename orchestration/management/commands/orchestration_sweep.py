@@ -1,22 +1,20 @@
 from django.core.management.base import BaseCommand
 
-from orchestration.children import sweep_orphaned_children
-from orchestration.starts import start_leftover_pending
-from orchestration.worker import sweep_stuck_steps
-from orchestration.waits import fire_due_timers
+from orchestration.tasks import sweep
 
 
 class Command(BaseCommand):
     help = (
-        "Start record-triggered runs whose start was interrupted, and re-send background steps left "
-        "queued or running past their lease (a lost message, a dead worker), cancel sub-orchestration runs "
-        "whose parent's step no longer waits for them, and fire the wait steps' timers that are due."
+        "Run the sweeper once, here: start record-triggered runs whose start was interrupted, re-send "
+        "background steps left queued or running past their lease (a lost message, a dead worker), cancel "
+        "sub-orchestration runs whose parent's step no longer waits for them, and fire the wait steps' timers "
+        "that are due. A job that fails is reported and the others still run."
     )
 
     def handle(self, *args, **options):
-        started = start_leftover_pending()
-        count = sweep_stuck_steps()
-        orphans = sweep_orphaned_children()
-        fired = fire_due_timers()
-        self.stdout.write(f"started {started} pending run(s), re-sent {count} step(s), "
-                          f"canceled {orphans} orphaned child run(s), fired {fired} timer(s)")
+        done = sweep()  # the beat task's own function, called in this process
+        self.stdout.write(f"started {done['started']} pending run(s), re-sent {done['resent']} step(s), "
+                          f"canceled {done['children_canceled']} orphaned child run(s), fired {done['timers']} timer(s)")
+        failed = [name for name, value in done.items() if value == "error"]
+        if failed:
+            self.stderr.write(f"these jobs failed (see the log): {', '.join(failed)}")
