@@ -174,7 +174,8 @@ def complete_step(step_run_id, outputs=None, *, actor=None, effects=None, source
             step_run.task_id = receipt.task_id
             ctx.events.append(journal.new_event(
                 EventKind.STEP_RUNNING, run=ctx.run, at=receipt.at, stage=_stage_name(ctx, step_run),
-                step=step_run.step_name, attempt=step_run.attempts, task_id=receipt.task_id, on_receipt=True))
+                step=step_run.step_name, attempt=step_run.attempts, task_id=receipt.task_id, on_receipt=True,
+                **instances.event_data(step_run)))
             also = ("attempts", "task_id")
         _finish_step(ctx, step_run, StepStatus.COMPLETED, outputs=outputs or {}, close_items="completed",
                      also=also)

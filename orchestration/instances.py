@@ -8,8 +8,9 @@ A multi-instance step is stored as rows of its own kind:
   complete, are the list of its instances' outputs in element order.
 - *its instances*: one StepRun per element (``instance_index`` 0, 1, …, the
   element in ``item``). Each is an ordinary step run from the worker's and
-  the Work Guide's point of view: it is queued, claimed, retried and failed,
-  or has its own work item, exactly as a single step would.
+  the Work Guide's point of view: it is queued, claimed (or, with a flow
+  that cannot write, run on receipt), retried and failed, or has its own
+  work item, exactly as a single step would.
 
 The rules, applied by the engine under the run's lock (each is called from
 one marked hook in ``engine.py``):
@@ -487,6 +488,15 @@ def annotate_progress(plan, step_runs):
 # for the last one, one sees 1 and stops). The completion that meets the rule
 # is refused here and goes through ``complete_step`` under the lock, with the
 # step's completion in the same transaction.
+#
+# One text for both ways a worker ran the instance. Claimed (``on_receipt``
+# false): the instance is open (queued, or running under the claim). Run on
+# receipt (``worker.run_on_receipt``): it must still be queued for the
+# queueing its message was sent for (``queued_at``), its attempts go up by one
+# and take the task's id, and its ``step_running`` event (at the time of
+# receipt) is written before its ``step_completed``, as the claim would have.
+# The first column says whether the instance was found open (for that
+# queueing): a message that finds it not is stale, and nothing is written.
 _COMPLETE_INSTANCE_SQL = """
 WITH run_lock AS (
     SELECT r.id FROM orchestration_orchestrationrun AS r
@@ -494,9 +504,10 @@ WITH run_lock AS (
      WHERE q.id = %(id)s
        FOR KEY SHARE OF r
 ), target AS (
-    SELECT s.id, s.stage_run_id, s.step_name, s.instance_index FROM orchestration_steprun AS s, run_lock
-     WHERE s.id = %(id)s AND s.run_id = run_lock.id AND s.status IN ('queued', 'running')
-       AND s.instance_index IS NOT NULL
+    SELECT s.id, s.stage_run_id, s.step_name FROM orchestration_steprun AS s, run_lock
+     WHERE s.id = %(id)s AND s.run_id = run_lock.id AND s.instance_index IS NOT NULL
+       AND CASE WHEN %(on_receipt)s THEN s.status = 'queued' AND s.queued_at = %(queued_at)s
+                ELSE s.status IN ('queued', 'running') END
        FOR UPDATE OF s
 ), counted AS (
     UPDATE orchestration_steprun AS p SET instances_to_go = p.instances_to_go - 1
@@ -506,50 +517,77 @@ WITH run_lock AS (
  RETURNING p.id
 ), done AS (
     UPDATE orchestration_steprun AS s
-       SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb
+       SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb,
+           attempts = s.attempts + CASE WHEN %(on_receipt)s THEN 1 ELSE 0 END,
+           task_id = CASE WHEN %(on_receipt)s THEN %(task_id)s ELSE s.task_id END
       FROM counted, target
      WHERE s.id = target.id
- RETURNING s.run_id, s.step_name, s.instance_index, s.stage_run_id
+ RETURNING s.run_id, s.step_name, s.instance_index, s.stage_run_id, s.attempts
 ), event AS (
     INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
-    SELECT done.run_id, %(now)s, NULL, 'step_completed', g.stage_name, done.step_name,
+    SELECT done.run_id, %(received_at)s::timestamptz, NULL::integer, 'step_running', g.stage_name, done.step_name,
+           jsonb_build_object('attempt', done.attempts, 'task_id', %(task_id)s::text, 'on_receipt', true,
+                              'instance', done.instance_index)
+      FROM done JOIN orchestration_stagerun AS g ON g.id = done.stage_run_id
+     WHERE %(on_receipt)s
+    UNION ALL
+    SELECT done.run_id, %(now)s, NULL::integer, 'step_completed', g.stage_name, done.step_name,
            jsonb_build_object('outputs', %(outputs)s::jsonb, 'instance', done.instance_index)
       FROM done JOIN orchestration_stagerun AS g ON g.id = done.stage_run_id
 )
-SELECT count(*) FROM done
+SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM done)
 """
 
 
-def complete_from_worker(step_run, step, outputs, effects=None):
-    """A worker's instance of ``step`` finished (hook in ``worker.execute_claimed``). True if it completed now.
+def complete_from_worker(step_run, step, outputs, effects=None, receipt=None):
+    """A worker's instance of ``step`` finished (hooks in ``worker.execute_claimed`` and
+    ``worker.run_on_receipt``). True if it completed now.
 
     In one statement when that cannot meet the rule (``complete_counted``),
     else under the run's lock. Never in one statement for a sequential step:
     its next instance starts under the lock. Never through the counted-stage
     statement (``worker.complete_background_step``): that matches a step's
     own row only, so for an instance it would be a query for nothing.
+    ``receipt`` (a ``worker.Receipt``): the instance ran on receipt, without
+    a claim, and completes only while still queued for its message; a
+    message the statement finds stale completes nothing and takes no lock
+    (as a claim that finds the instance taken).
     """
-    if not step.sequential and complete_counted(step_run, outputs):
-        return True
-    return _engine().complete_step(step_run.pk, outputs, source="worker", run_id=step_run.run_id, effects=effects)
+    if not step.sequential:
+        found = complete_counted(step_run, outputs, receipt=receipt)
+        if found is not None:
+            open_, completed = found
+            if completed:
+                return True
+            if receipt is not None and not open_:
+                return False
+    return _engine().complete_step(step_run.pk, outputs, source="worker", run_id=step_run.run_id, effects=effects,
+                                   receipt=receipt)
 
 
-def complete_counted(step_run, outputs):
+def complete_counted(step_run, outputs, receipt=None):
     """A worker's instance finished: complete it in one statement if that cannot meet its step's rule.
 
-    True when done here; False when it must go through the engine (``complete_background_step``):
-    another database, a transaction already open, a rule this completion meets, a condition rule, an
-    instance no longer open, an error in the statement.
+    Returns ``(open, completed)``: whether the instance was open (for the
+    receipt's queueing, if any) and whether it completed here; None when the
+    statement was not tried or failed (another database, a transaction
+    already open, an error). Not completed means it must go through the
+    engine: a rule this completion meets, a condition rule, a step no
+    longer in progress, an instance no longer open.
     """
     if step_run.instance_index is None or connection.vendor != "postgresql" or connection.in_atomic_block:
-        return False
+        return None
     # Imported here: transition imports this module at its top (its scope hook), before it defines this.
     from .transition import to_json_text
 
-    params = {"id": step_run.pk, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {}))}
+    params = {"id": step_run.pk, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {})),
+              "on_receipt": receipt is not None, "queued_at": None, "task_id": "", "received_at": None}
+    if receipt is not None:
+        params.update(queued_at=receipt.queued_at, task_id=receipt.task_id, received_at=receipt.at)
     try:
         with connection.cursor() as cursor:
             cursor.execute(_COMPLETE_INSTANCE_SQL, params)
-            return cursor.fetchone()[0] == 1
+            open_, completed = cursor.fetchone()
     except DatabaseError:
-        return False
+        return None
+    return bool(open_), completed == 1

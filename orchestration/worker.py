@@ -256,7 +256,8 @@ WITH run_lock AS (
 ), event AS (
     INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
     SELECT c.run_id, %(now)s, NULL, %(kind)s, st.stage_name, c.step_name,
-           jsonb_build_object('attempt', c.attempts, 'task_id', %(task_id)s::text, 'redelivered', false)
+           jsonb_strip_nulls(jsonb_build_object('attempt', c.attempts, 'task_id', %(task_id)s::text,
+                                                'redelivered', false, 'instance', c.instance_index))
       FROM claimed AS c JOIN orchestration_stagerun AS st ON st.id = c.stage_run_id
 )
 SELECT c.*, r.orchestration_id AS run_orchestration_id, r.record_model AS run_record_model,
@@ -334,7 +335,7 @@ def _claim_locked(step_run_id, task_id="", redelivered=False):
         step_run.attempts += 1
         journal.record(EventKind.STEP_RUNNING, run_id=step_run.run_id, at=now, stage=_stage_name(step_run),
                        step=step_run.step_name, attempt=step_run.attempts, task_id=task_id,
-                       redelivered=was == StepStatus.RUNNING)
+                       redelivered=was == StepStatus.RUNNING, **instances.event_data(step_run))
     return step_run
 
 
@@ -381,6 +382,8 @@ def execute_claimed(step_run):
 # the pure flow again and finds the step completed: its completion is
 # ignored. A failed attempt takes the usual way (claim, run again from the
 # stored inputs, retry or fail): harmless for a flow that only computes.
+# An instance of a multi-instance step takes the same way; it completes by
+# its step's rule (``instances.complete_from_worker`` with the receipt).
 
 @dataclass(frozen=True)
 class Receipt:
@@ -398,11 +401,12 @@ class Receipt:
 def receipt_of(step_run):
     """What a worker needs to run ``step_run`` on receipt (sent in its message), or None to claim it first.
 
-    Only on PostgreSQL (where the completion is one statement), for an
-    ordinary background step (not an instance) whose flow cannot write.
-    Called when the engine queues the step, with its run at hand.
+    Only on PostgreSQL (where the completion is one statement, or the run's
+    lock checking the receipt), for a background step or an instance of a
+    multi-instance step (``instance`` in the receipt) whose flow cannot
+    write. Called when the engine queues the step, with its run at hand.
     """
-    if connection.vendor != "postgresql" or step_run.instance_index is not None or step_run.flow_id is None:
+    if connection.vendor != "postgresql" or step_run.flow_id is None:
         return None
     try:
         if FlowSpec.load(step_run.flow_id).may_write:
@@ -410,19 +414,29 @@ def receipt_of(step_run):
     except Exception:  # a flow that cannot be read now: the worker's claim path reports it
         return None
     run = step_run.run
-    return {"run": step_run.run_id, "orchestration": run.orchestration_id, "step": step_run.step_name,
-            "flow": step_run.flow_id, "inputs": step_run.inputs, "record": [run.record_model, run.record_pk],
-            "queued_at": step_run.queued_at.isoformat()}
+    receipt = {"run": step_run.run_id, "orchestration": run.orchestration_id, "step": step_run.step_name,
+               "flow": step_run.flow_id, "inputs": step_run.inputs, "record": [run.record_model, run.record_pk],
+               "queued_at": step_run.queued_at.isoformat()}
+    if step_run.instance_index is not None:
+        receipt["instance"] = step_run.instance_index
+    return receipt
 
 
 def run_on_receipt(step_run_id, receipt, task_id=""):
-    """Run a pure step from its message (``receipt_of``) and complete it by compare-and-set from ``queued``."""
+    """Run a pure step from its message (``receipt_of``) and complete it by compare-and-set from ``queued``.
+
+    An instance completes by its step's rule (``instances.complete_from_worker``):
+    in one statement when that cannot meet the rule, else under the run's
+    lock, where the receipt is checked as for any step. A message that the
+    statement finds stale (the instance discontinued, completed, or queued
+    again since) is ``skipped``.
+    """
     mark = Receipt(queued_at=datetime.fromisoformat(receipt["queued_at"]), task_id=task_id, at=timezone.now())
     record_model, record_pk = receipt["record"]
     run = OrchestrationRun(id=receipt["run"], orchestration_id=receipt["orchestration"],
                            record_model=record_model, record_pk=record_pk)
     step_run = StepRun(id=step_run_id, run=run, step_name=receipt["step"], flow_id=receipt["flow"],
-                       inputs=receipt["inputs"])
+                       inputs=receipt["inputs"], instance_index=receipt.get("instance"))
     outcome = attempt(receipt["flow"], step_run, run.get_record())
     if outcome.failed:
         claimed = claim(step_run_id, task_id)
@@ -431,7 +445,12 @@ def run_on_receipt(step_run_id, receipt, task_id=""):
             return "skipped"
         return execute_claimed(claimed)
     try:
-        complete_background_step(step_run_id, outcome.outputs, run_id=run.pk, receipt=mark)
+        if instances.is_instance(step_run):  # hook: an instance completes by its step's rule (instances.py)
+            step = Plan.load(run.orchestration_id).step(step_run.step_name)
+            if not instances.complete_from_worker(step_run, step, outcome.outputs, receipt=mark):
+                return "skipped"
+        else:
+            complete_background_step(step_run_id, outcome.outputs, run_id=run.pk, receipt=mark)
     except (OrchestrationRun.DoesNotExist, StepRun.DoesNotExist):  # the run was deleted since: as a claim finds
         log.info("step run %s no longer exists; nothing to do", step_run_id)
         return "skipped"
@@ -449,7 +468,8 @@ def schedule_retry(step_run, message, trace, delay):
         if updated:
             journal.record(EventKind.STEP_RETRY_SCHEDULED, run_id=step_run.run_id, at=now,
                            stage=_stage_name(step_run), step=step_run.step_name,
-                           attempt=step_run.attempts, error=message, in_seconds=delay)
+                           attempt=step_run.attempts, error=message, in_seconds=delay,
+                           **instances.event_data(step_run))
             transaction.on_commit(lambda: send_step_message(step_run.pk, countdown=delay))
 
 
@@ -577,8 +597,8 @@ def sweep_stuck_steps(now=None):
     now = now or timezone.now()
     resent = []
     stuck = StepRun.objects.filter(status__in=[StepStatus.QUEUED, StepStatus.RUNNING], lease_until__lt=now)
-    rows = stuck.values_list("id", "status", "step_name", "run_id", "stage_run__stage_name")[:1000]
-    for step_run_id, status, step_name, run_id, stage_name in rows:
+    rows = stuck.values_list("id", "status", "step_name", "run_id", "stage_run__stage_name", "instance_index")[:1000]
+    for step_run_id, status, step_name, run_id, stage_name, index in rows:
         with transaction.atomic():
             hold_run_for_event(run_id)
             updated = StepRun.objects.filter(pk=step_run_id, status=status, lease_until__lt=now).update(
@@ -587,7 +607,7 @@ def sweep_stuck_steps(now=None):
             if not updated:
                 continue
             journal.record(EventKind.STEP_RESENT, run_id=run_id, at=now, stage=stage_name, step=step_name,
-                           was=status, reason="lease expired")
+                           was=status, reason="lease expired", **({} if index is None else {"instance": index}))
             transaction.on_commit(lambda i=step_run_id: send_step_message(i))
             resent.append(step_run_id)
     if resent:

@@ -38,20 +38,27 @@ def _coin():
     return {"v": COINS.pop(0) if COINS else False}
 
 
-def deliver(recorder, step_run_id):
-    """One message for ``step_run_id`` reaches a worker: claim it and run it (nothing if it was taken)."""
+def deliver(recorder, step_run_id, receipt=None):
+    """One message for ``step_run_id`` reaches a worker: claim it and run it (nothing if it was taken),
+    or, with a ``receipt`` (a pure flow on PostgreSQL), run it on receipt (``worker.run_on_receipt``)."""
+    if receipt is not None:
+        with engine.use_effects(recorder):
+            return worker.run_on_receipt(step_run_id, receipt, f"t{step_run_id}")
     step_run = claim(step_run_id, f"t{step_run_id}")
     if step_run is not None:
         with engine.use_effects(recorder):
-            execute_claimed(step_run)
+            return execute_claimed(step_run)
+    return "skipped"
 
 
 class Sent:
     def __init__(self):
         self.sent = []
+        self.receipts = {}  # step run id -> the receipt of its latest message (None: claimed first)
 
     def send_step(self, step_run):
         self.sent.append(step_run.pk)
+        self.receipts[step_run.pk] = worker.receipt_of(step_run)
 
     def open_work_item(self, *args):  # pragma: no cover - background steps only
         raise AssertionError("no interactive steps here")
@@ -282,7 +289,9 @@ def multi_instance_steps(draw):
     choices = ["all", "any"] + ([{"at_least": draw(st.integers(1, n))}] if n else []) + [
         {"percent": draw(st.sampled_from([1, 34, 50, 100]))}]
     completion = draw(st.sampled_from(choices))
-    step = {"name": "each", "type": "background", "flow": "coin", "for_each": str(list(range(n))),
+    # "pure" cannot write: on PostgreSQL its instances run on receipt (worker.receipt_of), "coin" is claimed.
+    step = {"name": "each", "type": "background", "flow": draw(st.sampled_from(["coin", "pure"])),
+            "for_each": str(list(range(n))),
             "completion": completion, "sequential": draw(st.booleans())}
     if completion != "all" and not step["sequential"] and draw(st.booleans()):  # the validator refuses both
         step["remaining"] = "continue"
@@ -305,11 +314,27 @@ class InstancesMachine(RuleBasedStateMachine):
         self.run = engine.start_run(self.orch, effects=self.fx)
         self.discontinued = set()
         self.done = []
+        self.delivered = []  # (step run id, receipt) of every message delivered, for duplicates
+
+    def _deliver(self, step_run_id, receipt):
+        self.delivered.append((step_run_id, receipt))
+        return deliver(self.fx, step_run_id, receipt)
 
     @precondition(lambda self: hasattr(self, "fx") and self.fx.sent)
     @rule(data=st.data())
     def complete_one(self, data):
-        deliver(self.fx, self.fx.sent.pop(data.draw(st.integers(0, len(self.fx.sent) - 1))))
+        step_run_id = self.fx.sent.pop(data.draw(st.integers(0, len(self.fx.sent) - 1)))
+        self._deliver(step_run_id, self.fx.receipts.get(step_run_id))
+
+    @precondition(lambda self: hasattr(self, "delivered") and self.delivered)
+    @rule(data=st.data())
+    def duplicate_delivery(self, data):
+        """A message delivered again (the broker's redelivery, the sweeper's resend): it completes nothing."""
+        step_run_id, receipt = data.draw(st.sampled_from(self.delivered))
+        before = StepRun.objects.get(pk=step_run_id)
+        assert deliver(self.fx, step_run_id, receipt) == "skipped"
+        after = StepRun.objects.get(pk=step_run_id)
+        assert (after.status, after.attempts) == (before.status, before.attempts)
 
     @rule()
     def record_saved(self):
@@ -363,15 +388,18 @@ class InstancesMachine(RuleBasedStateMachine):
         if not hasattr(self, "run"):
             return
         while self.fx.sent:
-            deliver(self.fx, self.fx.sent.pop(0))
+            step_run_id = self.fx.sent.pop(0)
+            deliver(self.fx, step_run_id, self.fx.receipts.get(step_run_id))
         run = OrchestrationRun.objects.get(pk=self.run.pk)
         assert run.status == "completed", (run.status, run.error)
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # no test transaction: on PostgreSQL a worker's one-statement completions run
 def test_multi_instance_invariants_hold_for_random_completion_orders():
     active_flow(api_name="coin", type="autolaunched", outputs=[{"name": "v", "type": "boolean"}],
                 elements=[{"type": "action", "action": "test_coin", "inputs": {}}])
+    active_flow(api_name="pure", type="autolaunched", outputs=[{"name": "v", "type": "boolean"}],
+                elements=[{"type": "assign", "set": {"v": "true"}}])
     run_state_machine_as_test(
         InstancesMachine,
         settings=settings(max_examples=30, stateful_step_count=12, deadline=None, derandomize=True,

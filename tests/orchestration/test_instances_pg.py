@@ -89,18 +89,18 @@ def test_an_instance_completion_that_leaves_the_rule_unmet_is_one_statement(post
     run = engine.start_run(orch, effects=fx)
     first, second, third = StepRun.objects.filter(run=run, instance_index__isnull=False).order_by("instance_index")
     with django_assert_num_queries(1):
-        assert instances.complete_counted(first, {"v": 1}) is True
+        assert instances.complete_counted(first, {"v": 1}) == (True, True)  # (open, completed)
     assert StepRun.objects.get(pk=first.pk).status == "completed"
     step = StepRun.objects.get(run=run, step_name="each", instance_index__isnull=True)
     assert step.status == "in_progress" and step.instances_to_go == 1
     # The second would meet the rule: refused here, done under the lock, and the third is discontinued.
-    assert instances.complete_counted(second, {"v": 2}) is False
+    assert instances.complete_counted(second, {"v": 2}) == (True, False)
     assert StepRun.objects.get(pk=second.pk).status == "queued"
     assert worker.complete_background_step(second.pk, {"v": 2}, run_id=run.pk, effects=fx) is True
     step.refresh_from_db()
     assert step.status == "completed" and step.outputs == [{"v": 1}, {"v": 2}, None]
     assert StepRun.objects.get(pk=third.pk).status == "discontinued"
-    assert instances.complete_counted(third, {"v": 3}) is False
+    assert instances.complete_counted(third, {"v": 3}) == (False, False)
     assert RunEvent.objects.filter(run=run, kind="step_completed", data__instance=0).count() == 1
 
 
