@@ -864,7 +864,8 @@ class OrchestrationValidator:
             elif not isinstance(value, str) or not value.strip():
                 self.add(place_of(place, "completion.condition"), "an expression is required")
         if step.remaining and step.remaining != "continue":
-            self.add(place_of(place, "remaining"), f"{step.remaining!r}: give continue, or leave it out (the default: discontinue)")
+            self.add(place_of(place, "remaining"),
+                     f"{step.remaining!r}: give continue, or leave it out (the default: discontinue)")
         elif step.remaining and completion == "all":
             self.add(place_of(place, "remaining"), "with completion all no instance remains when it is met")
         elif step.remaining and step.sequential:
