@@ -613,9 +613,11 @@ def _stage_error(ctx, stage_run, error):
     element = ctx.plan.by_name.get(stage_run.stage_name)
     if element is not None and element.on_error_goto and ctx.run.status == RunStatus.RUNNING \
             and stage_run.status == StageStatus.IN_PROGRESS:
-        # The stage's error path: the stage ends in error, what was still open is
-        # discontinued, and the run goes on at the target (steps.X.error readable there).
-        _close_stage(ctx, stage_run, StageStatus.ERROR, error=error, goto=element.on_error_goto)
+        # The stage's error path (DESIGN §10): the failed step stays in error, the
+        # stage is discontinued with what was still open in it, and the run goes on
+        # at the target (steps.X.error readable there). Not `error`: nothing in it
+        # can be retried, and a stage in error is one the run stopped at.
+        _close_stage(ctx, stage_run, StageStatus.DISCONTINUED, error=error, goto=element.on_error_goto)
         _enter(ctx, element.on_error_goto)
         return
     if stage_run.status != StageStatus.ERROR:

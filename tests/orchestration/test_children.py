@@ -174,6 +174,24 @@ def test_recursion_stops_at_the_depth_limit_with_a_clear_error(adder, settings):
     assert shallow.status == "completed"
 
 
+def test_canceling_a_run_that_took_an_error_path_leaves_the_stage_it_left_alone(adder, alice):
+    """The stage an error path left is closed for good: a later cancel does not close it a second time."""
+    noop_flow("boom3", elements=[{"type": "assign", "set": {"x": "1 / 0"}}])
+    screen_flow("fix_form")
+    orch = orchestration([
+        {"name": "risky", "on_error": {"goto": "repair"}, "steps": [bg("explode", "boom3", retries=0)]},
+        {"name": "repair", "steps": [ui("fix", "fix_form")]},
+    ], api_name="path_then_cancel")
+    run = engine.start_run(orch)
+    assert step_of(run, "fix").status == "in_progress"
+    engine.cancel_run(run.pk, reason="no longer needed")
+    closings = list(RunEvent.objects.filter(run=run, stage_name="risky", kind__startswith="stage_")
+                    .exclude(kind="stage_started").values_list("kind", flat=True))
+    assert closings == ["stage_discontinued"]
+    assert StageRun.objects.get(run=run, stage_name="risky").status == "discontinued"
+    assert step_of(run, "explode").status == "error"
+
+
 def test_a_stage_error_path_goes_on_with_the_error_readable(adder):
     noop_flow("boom2", elements=[{"type": "assign", "set": {"x": "1 / 0"}}])
     noop_flow("note", inputs=[{"name": "why", "type": "text"}], outputs={"said": ("text", "why")})
@@ -189,11 +207,12 @@ def test_a_stage_error_path_goes_on_with_the_error_readable(adder):
     run.refresh_from_db()
     assert run.status == "completed", run.error
     stages = dict(StageRun.objects.filter(run=run).values_list("stage_name", "status"))
-    assert stages == {"risky": "error", "repair": "completed"}
+    assert stages == {"risky": "discontinued", "repair": "completed"}  # DESIGN §10: "discontinues the stage"
+    assert step_of(run, "explode").status == "error"
     assert step_of(run, "slow").status == "discontinued"
     said = step_of(run, "tell").outputs["said"]
     assert said.startswith("with_path › risky › explode: ") and "division" in said
-    event = RunEvent.objects.get(run=run, kind="stage_error")
+    event = RunEvent.objects.get(run=run, kind="stage_discontinued", stage_name="risky")
     assert event.data["goto"] == "repair" and "explode" in event.data["error"]
     with pytest.raises(engine.EngineError):
         engine.retry_step(run.pk, "explode")  # the run went on: nothing to retry

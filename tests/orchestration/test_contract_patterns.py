@@ -867,7 +867,7 @@ def test_a_stage_error_path_goes_on_with_steps_x_error_message_and_element(outsi
     body = outside.run(run["id"])
     assert body["status"] == "completed", body["error"]
     stages = {s["name"]: s["status"] for s in body["stages"]}
-    assert stages == {"risky": "error", "repair": "completed"}
+    assert stages == {"risky": "discontinued", "repair": "completed"}  # "discontinues the stage"
     assert outside.step(run["id"], "after", body)["status"] == "discontinued"
     element, message, status = outside.step(run["id"], "tell", body)["outputs"]["text"].split(" | ")
     assert element == "c_fault › risky › explode"
