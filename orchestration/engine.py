@@ -83,7 +83,7 @@ from .models import (
 from .plan import Plan
 from .records import model_label
 from .steps import prepare_step
-from .transition import Transition, default_effects, lock_run
+from .transition import Transition, default_effects, insert_stage_visit, lock_run
 # Public here as before: the exceptions, and the seam that chooses the effects.
 from .transition import use_effects  # noqa: F401
 
@@ -349,18 +349,14 @@ def _open_stage(ctx, element):
         visit = 1 + sum(1 for sr in ctx.stage_runs.values() if sr.stage_name == element.name)
     else:
         visit = StageRun.objects.filter(run=ctx.run, stage_name=element.name).count() + 1
-    stage_run = StageRun.objects.create(
-        run=ctx.run, stage_name=element.name, position=element.position, visit=visit, started_at=ctx.now,
-        open_steps=len(element.steps) if worker.counts_completions(element, ctx.runs_steps_in_process) else None,
+    stage_run, step_runs = insert_stage_visit(
+        ctx.run, element.name, element.position, visit, ctx.now,
+        len(element.steps) if worker.counts_completions(element, ctx.runs_steps_in_process) else None,
+        [(s.name, s.type) for s in element.steps],
     )
     ctx.add_stage_run(stage_run)
     ctx.run.stage_visits += 1
     ctx.run.current_stage = element.name
-    step_runs = StepRun.objects.bulk_create(
-        [StepRun(run=ctx.run, stage_run=stage_run, step_name=s.name, type=s.type, created_at=ctx.now) for s in element.steps]
-    )
-    if any(s.pk is None for s in step_runs):  # backends without RETURNING on bulk insert
-        step_runs = list(StepRun.objects.filter(stage_run=stage_run).order_by("id"))
     ctx.add_step_runs(step_runs)
     ctx.event(EventKind.STAGE_STARTED, element.name, visit=visit)
     return stage_run
