@@ -24,7 +24,7 @@ from .api import BatonAPIView, Conflict, RunDetailSerializer, check_size, error_
 from .api import run_detail_queryset
 from .engine import EngineError
 from .models import OrchestrationRun
-from .permissions import can_operate_runs
+from .permissions import can_operate_runs, can_pause_run, can_send_events
 
 NAME = r"[-a-zA-Z0-9_.]{1,100}"
 
@@ -79,7 +79,7 @@ class _PauseOrResume(_RunAction):
 
     def post(self, request, pk):
         run = self.run_or_404(pk)
-        if not waits.may_pause(request.user, run):
+        if not can_pause_run(request.user, run):
             raise exceptions.PermissionDenied(f"{self.doing} needs orchestration.operate_runs, or "
                                               "orchestration.pause_own_runs for a run you started.")
         reason = self.reason(request)
@@ -124,7 +124,7 @@ class RunEventView(_RunAction):
     )
     def post(self, request, pk, name):
         user = request.user
-        if not (user.is_superuser or user.has_perm("orchestration.send_events")):
+        if not can_send_events(user):
             raise exceptions.PermissionDenied("Sending events needs the orchestration.send_events permission.")
         body = EventSerializer(data=request.data)
         body.is_valid(raise_exception=True)

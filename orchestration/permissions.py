@@ -51,6 +51,18 @@ def can_launch(user):
     )
 
 
+def can_pause_run(user, run):
+    """Pause or resume ``run``: ``operate_runs``, or ``pause_own_runs`` for a run ``user`` started (DESIGN §10)."""
+    if can_operate_runs(user):
+        return True
+    return _active(user) and run.started_by_id == user.pk and user.has_perm("orchestration.pause_own_runs")
+
+
+def can_send_events(user):
+    """Send an event to a run with the REST API (DESIGN §10; the signed webhook needs no user)."""
+    return _active(user) and (user.is_superuser or user.has_perm("orchestration.send_events"))
+
+
 def can_manage_work_items(user):
     return _active(user) and (user.is_superuser or user.has_perm("workguide.manage_workitem"))
 

@@ -464,16 +464,6 @@ def resume_run(run_id, *, user=None, reason="", effects=None):
     return ctx.run
 
 
-def may_pause(user, run):
-    """``operate_runs``, or ``pause_own_runs`` for a run ``user`` started."""
-    from .permissions import can_operate_runs
-
-    if can_operate_runs(user):
-        return True
-    return bool(user is not None and user.is_authenticated and user.is_active and run.started_by_id == user.pk
-                and user.has_perm("orchestration.pause_own_runs"))
-
-
 # ---------------------------------------------------------------------------
 # Withdrawing one step (rule 5)
 # ---------------------------------------------------------------------------

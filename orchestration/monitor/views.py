@@ -5,7 +5,7 @@ Who may do what:
 * seeing the monitor needs staff status or ``orchestration.view_runs``;
 * Retry, Skip, Cancel and Withdraw (one step) need ``orchestration.operate_runs``;
 * Pause and Resume need ``operate_runs``, or ``pause_own_runs`` for a run the
-  user started (``waits.may_pause``);
+  user started (``permissions.can_pause_run``);
 * Reassign goes through ``workguide.services.reassign`` and so needs
   ``workguide.manage_workitem``.
 
@@ -58,7 +58,6 @@ from ..plan import Plan
 from ..records import get_model
 from ..starts import clean_skip_outputs, skipped_step_flow
 from .stats import orchestration_stats
-from ..waits import may_pause
 
 PAGE_SIZE = 25
 STALLED_LIMIT = 50
@@ -336,7 +335,7 @@ def _run_context(request, run):
         "step_runs": step_runs,
         "diagram": render_diagram(plan, run_state(run), dom_id=f"run-{run.pk}-diagram"),
         "can_operate": can_operate(request.user),
-        "can_pause": may_pause(request.user, run),
+        "can_pause": permissions.can_pause_run(request.user, run),
         "poll_seconds": POLL_SECONDS,
         "is_open": run.status in (RunStatus.RUNNING, RunStatus.ERROR, RunStatus.PAUSED),
         "here": request.get_full_path().replace("partial=1", "").rstrip("?&"),
@@ -491,7 +490,7 @@ def _pause_or_resume(request, run_id, transition, done):
     from .. import waits
 
     run = get_object_or_404(OrchestrationRun, pk=run_id)
-    if not may_pause(request.user, run):
+    if not permissions.can_pause_run(request.user, run):
         raise PermissionDenied("pausing needs orchestration.operate_runs, or pause_own_runs for a run you started")
     reason = _reason(request, run, done)
     if reason is None:

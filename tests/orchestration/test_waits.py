@@ -8,6 +8,7 @@ from django.utils import timezone
 
 import orchestration
 from orchestration import engine, waits
+from orchestration.permissions import can_pause_run
 from orchestration.models import KeptEvent, RunEvent, StepRun, Timer
 from orchestration.worker import claim, execute_claimed
 from tests.engine_builders import bg, drain, noop_flow, orchestration as make_orch, screen_flow, statuses, ui
@@ -307,7 +308,7 @@ def test_may_pause_own_runs_with_pause_own_runs(fx):
         user.user_permissions.add(Permission.objects.get(codename="pause_own_runs"))
     run = engine.start_run(make_orch([{"name": "one", "steps": [bg("a", "f")]}]), user=bob, effects=fx)
     bob, carol = User.objects.get(pk=bob.pk), User.objects.get(pk=carol.pk)
-    assert waits.may_pause(bob, run) and not waits.may_pause(carol, run)
+    assert can_pause_run(bob, run) and not can_pause_run(carol, run)
 
 
 # -- withdrawing one step ----------------------------------------------------------
