@@ -6,6 +6,7 @@ panel) rendered after the validator ran on the changed draft. A refused
 change answers 400 (409 for a frozen version) with the same workspace and
 the message naming the place; nothing was stored (``edits``).
 """
+import json
 import re
 
 from django.contrib.admin.utils import unquote
@@ -409,6 +410,11 @@ def _typed(value, kind):
             raise SimulationError(f"{value!r} is not a number")
     if kind == "list":
         return [part.strip() for part in value.split(",") if part.strip()]
+    if kind == "any":  # a declared output of a sub-orchestration has no type: JSON if it reads as JSON, else text
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
     return value
 
 
@@ -421,6 +427,11 @@ def dry_run_fields(builder):
         for step in sorted(stage.steps.all(), key=lambda s: (s.position, s.id)):
             flow = getattr(validator, "step_flows", {}).get(step.name)
             outputs = [(v.name, v.type) for v in flow.output_variables()] if flow is not None else []
+            if step.type == StepType.ORCHESTRATION and step.child_orchestration:
+                # The child's declared outputs become the step's (DESIGN §10); they carry no type.
+                child = (builder.orch if step.child_orchestration == builder.orch.api_name
+                         else validator.child_orchestration(step.child_orchestration))
+                outputs = [(name, "any") for name in (child.outputs or {})] if child is not None else []
             steps.append({"step": step, "stage": stage, "outputs": outputs})
     return inputs, steps
 

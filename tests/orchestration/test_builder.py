@@ -635,6 +635,25 @@ def test_a_sub_orchestration_step_picks_an_active_orchestration_and_maps_its_inp
     assert snapshot(draft) == before
 
 
+def test_the_dry_run_asks_a_sub_orchestrations_declared_outputs_and_decides_on_them(admin_client, flows):
+    """A child's declared outputs become its step's (DESIGN §10): the dry-run form asks them, JSON or text."""
+    make_orchestration("bb_score", status="active", inputs=[{"name": "n", "type": "number"}],
+                       outputs={"score": "inputs.n", "grade": '"a"'}, path=[stage("only", step("store", "bb_archive"))])
+    parent = make_orchestration("bb_parent", path=[
+        stage("rate", {"name": "call", "type": "orchestration", "orchestration": "bb_score", "inputs": {"n": "1"}}),
+        {"type": "decision", "name": "route", "outcomes": [
+            {"name": "high", "condition": "steps.call.outputs.score > 3", "goto": "high"}], "default": "low"},
+        stage("high", step("keep", "bb_archive")),
+        stage("low", step("drop", "bb_archive")),
+    ])
+    form = admin_client.get(url(parent, "dry-run/")).content.decode()
+    assert 'name="out__call__score"' in form and 'name="out__call__grade"' in form
+    high = admin_client.post(url(parent, "dry-run/"), {"out__call__score": "5", "out__call__grade": "b"}).content.decode()
+    assert "rate → route → high" in high
+    low = admin_client.post(url(parent, "dry-run/"), {"out__call__score": "2"}).content.decode()
+    assert "rate → route → low" in low
+
+
 def test_a_stages_error_path_is_picked_among_the_stages(admin_client, draft):
     review = Stage.objects.get(orchestration=draft, name="review")
     data = {"element-name": "review", "element-label": "", "element-next": "", "element-exit_type": "all_steps_complete",
