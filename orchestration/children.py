@@ -149,10 +149,17 @@ def _pause_children(run_id, pause, user, reason):
 
 
 def _paused_by_parent(child_id, parent_id):
-    """Whether the child run's latest pause was its parent's (``pause_run(by_parent=...)``)."""
+    """Whether the child run's latest pause was its parent's (``pause_run(by_parent=...)``).
+
+    A pause written before ``by_parent_run`` existed is known by its reason, which names the parent.
+    """
     data = (RunEvent.objects.filter(run_id=child_id, kind=EventKind.RUN_PAUSED).order_by("-id")
             .values_list("data", flat=True).first())
-    return bool(data) and data.get("by_parent_run") == parent_id
+    if not data:
+        return False
+    if "by_parent_run" in data:
+        return data["by_parent_run"] == parent_id
+    return str(data.get("reason", "")).startswith(f"its parent run {parent_id} was paused")
 
 
 def sweep_orphaned_children():

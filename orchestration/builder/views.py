@@ -412,10 +412,23 @@ def _typed(value, kind):
         return [part.strip() for part in value.split(",") if part.strip()]
     if kind == "any":  # a declared output of a sub-orchestration has no type: JSON if it reads as JSON, else text
         try:
-            return json.loads(value)
+            return json.loads(value, parse_constant=_not_json, parse_float=_finite_float)
+        except RecursionError:
+            raise SimulationError("nested too deeply")
         except ValueError:
             return value
     return value
+
+
+def _not_json(text):
+    raise ValueError(f"{text} is not JSON")  # NaN, Infinity: taken as text
+
+
+def _finite_float(text):
+    number = float(text)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise SimulationError(f"{text} is out of range")
+    return number
 
 
 def dry_run_fields(builder):

@@ -654,6 +654,21 @@ def test_the_dry_run_asks_a_sub_orchestrations_declared_outputs_and_decides_on_t
     assert "rate → route → low" in low
 
 
+def test_a_deeply_nested_json_value_for_a_sub_orchestrations_output_is_refused_not_a_500(admin_client, flows):
+    """A value too deeply nested for JSON (RecursionError) or a number out of range is refused with its
+    place, never a 500 (review of 84f0d84)."""
+    make_orchestration("bb_deep", status="active", outputs={"score": '"1"'},
+                       path=[stage("only", step("store", "bb_archive"))])
+    parent = make_orchestration("bb_deep_parent", path=[
+        stage("rate", {"name": "call", "type": "orchestration", "orchestration": "bb_deep", "inputs": {}})])
+    admin_client.raise_request_exception = False
+    answer = admin_client.post(url(parent, "dry-run/"), {"out__call__score": "[" * 100000})
+    assert answer.status_code == 400, answer.status_code
+    assert "outputs of call › score, visit 1: nested too deeply" in answer.content.decode()
+    huge = admin_client.post(url(parent, "dry-run/"), {"out__call__score": "1e999"})
+    assert huge.status_code == 400 and "1e999 is out of range" in huge.content.decode()
+
+
 def test_a_stages_error_path_is_picked_among_the_stages(admin_client, draft):
     review = Stage.objects.get(orchestration=draft, name="review")
     data = {"element-name": "review", "element-label": "", "element-next": "", "element-exit_type": "all_steps_complete",

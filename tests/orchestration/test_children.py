@@ -374,6 +374,27 @@ def test_resuming_the_parent_leaves_a_child_paused_on_its_own_paused(adder, alic
     assert not RunEvent.objects.filter(run=child, kind="run_resumed").exists()
 
 
+def test_a_child_paused_by_its_parent_before_by_parent_run_existed_is_resumed_with_it(
+        adder, alice, django_capture_on_commit_callbacks):
+    """Pauses written by an earlier version name the parent only in their reason: the resume still finds them."""
+    from orchestration import waits
+
+    screen_flow("ok_form7")
+    orchestration([{"name": "ask", "steps": [ui("confirm", "ok_form7")]}], api_name="kid_old_pause")
+    parent = orchestration([{"name": "one", "steps": [sub("call", "kid_old_pause")]}], api_name="mum_old_pause")
+    run = engine.start_run(parent)
+    child = child_of(run, "call")
+    with django_capture_on_commit_callbacks(execute=True):
+        waits.pause_run(run.pk, user=alice, reason="audit")
+    event = RunEvent.objects.get(run=child, kind="run_paused")
+    data = {k: v for k, v in event.data.items() if k != "by_parent_run"}  # as an earlier version wrote it
+    RunEvent.objects.filter(pk=event.pk).update(data=data)
+    with django_capture_on_commit_callbacks(execute=True):
+        waits.resume_run(run.pk, user=alice)
+    child.refresh_from_db()
+    assert child.status == "running"
+
+
 def test_listing_and_reading_runs_with_children_reads_no_query_per_child(adder, django_assert_max_num_queries):
     """The API's parent/child links come with the runs (review: one query per listed child run)."""
     from rest_framework.test import APIClient
@@ -393,3 +414,34 @@ def test_listing_and_reading_runs_with_children_reads_no_query_per_child(adder, 
         detail = client.get(f"/api/runs/{run.pk}/").json()
     steps = [s for stage in detail["stages"] for s in stage["steps"]]
     assert sorted(len(s["child_runs"]) for s in steps) == [1] * 6
+
+
+@pytest.mark.django_db
+def test_the_migration_makes_stages_left_by_their_error_path_discontinued():
+    """Migration 0017: a stage in `error` stays so only where its run stopped (run in error, no later stage)."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("orchestration.migrations.0017_error_path_stages_discontinued")
+    noop_flow("mig_noop")
+    orch = orchestration([{"name": "s", "steps": [bg("x", "mig_noop")]}], api_name="mig_paths")
+
+    def run_with(status, *stages):
+        run = OrchestrationRun.objects.create(orchestration=orch, status=status)
+        return [StageRun.objects.create(run=run, stage_name=name, position=i, status=state)
+                for i, (name, state) in enumerate(stages)]
+
+    went_on = run_with("running", ("risky", "error"), ("repair", "in_progress"))
+    stopped = run_with("error", ("risky", "error"))
+    to_end = run_with("completed", ("risky", "error"))
+    both = run_with("error", ("risky", "error"), ("later", "error"))
+    migration.forwards(apps, None)
+
+    def status(stage_run):
+        return StageRun.objects.get(pk=stage_run.pk).status
+
+    assert [status(s) for s in went_on] == ["discontinued", "in_progress"]
+    assert [status(s) for s in stopped] == ["error"]
+    assert [status(s) for s in to_end] == ["discontinued"]
+    assert [status(s) for s in both] == ["discontinued", "error"]

@@ -13,8 +13,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         done = sweep()  # the beat task's own function, called in this process
+        failed = [name for name, value in done.items() if value == "error"]
+        done = {name: (0 if value == "error" else value) for name, value in done.items()}
         self.stdout.write(f"started {done['started']} pending run(s), re-sent {done['resent']} step(s), "
                           f"canceled {done['children_canceled']} orphaned child run(s), fired {done['timers']} timer(s)")
-        failed = [name for name, value in done.items() if value == "error"]
         if failed:
             self.stderr.write(f"these jobs failed (see the log): {', '.join(failed)}")
