@@ -23,15 +23,6 @@ from orchestration.models import OrchestrationRun, RunEvent, StepRun
 from tests.engine_builders import bg, noop_flow, orchestration
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """The messages the engine publishes after commit: (step run id, receipt or None), from any thread."""
-    messages = []
-    monkeypatch.setattr(worker, "send_step_message",
-                        lambda step_run_id, countdown=None, receipt=None: messages.append((step_run_id, receipt)))
-    return messages
-
-
 def fan(n, completion="all", expression="n", **extra):
     flow = noop_flow(inputs=[{"name": "n", "type": "number"}], outputs={"v": ("number", expression)})
     return orchestration([

@@ -14,15 +14,6 @@ from orchestration.models import RunEvent, StepRun
 from tests.engine_builders import active_flow, bg, noop_flow, orchestration
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """The messages the engine publishes after commit: (step run id, receipt or None)."""
-    messages = []
-    monkeypatch.setattr(worker, "send_step_message",
-                        lambda step_run_id, countdown=None, receipt=None: messages.append((step_run_id, receipt)))
-    return messages
-
-
 def pure_stage(width=3, expression="n + 1.0"):
     noop_flow("pure", inputs=[{"name": "n", "type": "number", "required": True}],
               outputs={"x": ("number", expression)})
