@@ -490,42 +490,17 @@ def schedule_retry(step_run, message, trace, delay):
 # step is completed by ``engine.complete_step``: its completion and the
 # stage's transition stay one transaction, so no state "every step done,
 # stage still running" can outlive a worker that dies in between.
+# With ``on_receipt`` (a step run on receipt, ``run_on_receipt``) the step
+# must still be queued for the queueing its message was sent for, its
+# attempts go up by one, and its ``step_running`` event (at the time of
+# receipt) is written before its ``step_completed``: one text, two modes.
 _COMPLETE_COUNTED_SQL = """
 WITH target AS (
     SELECT s.id, s.stage_run_id FROM orchestration_steprun AS s
       JOIN orchestration_orchestrationrun AS r ON r.id = s.run_id
-     WHERE s.id = %(id)s AND s.status IN ('queued', 'running') AND s.instance_index IS NULL
-       FOR UPDATE OF s FOR KEY SHARE OF r
-), counted AS (
-    UPDATE orchestration_stagerun AS g SET open_steps = g.open_steps - 1
-      FROM target
-     WHERE g.id = target.stage_run_id AND g.open_steps > 1
- RETURNING g.id, g.open_steps, g.stage_name
-), done AS (
-    UPDATE orchestration_steprun AS s
-       SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb
-      FROM counted
-     WHERE s.id = %(id)s AND s.stage_run_id = counted.id
- RETURNING s.run_id, s.step_name
-), event AS (
-    INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
-    SELECT done.run_id, %(now)s, NULL, %(kind)s, counted.stage_name, done.step_name,
-           jsonb_build_object('outputs', %(outputs)s::jsonb)
-      FROM done CROSS JOIN counted
-)
-SELECT counted.open_steps FROM counted CROSS JOIN done
-"""
-
-
-# The same completion for a step run on receipt (``run_on_receipt``): the
-# step must still be queued for the queueing the message was sent for, its
-# attempts go up by one, and its ``step_running`` event (at the time of
-# receipt) is written before its ``step_completed``.
-_COMPLETE_ON_RECEIPT_SQL = """
-WITH target AS (
-    SELECT s.id, s.stage_run_id FROM orchestration_steprun AS s
-      JOIN orchestration_orchestrationrun AS r ON r.id = s.run_id
-     WHERE s.id = %(id)s AND s.status = 'queued' AND s.queued_at = %(queued_at)s AND s.instance_index IS NULL
+     WHERE s.id = %(id)s AND s.instance_index IS NULL
+       AND CASE WHEN %(on_receipt)s THEN s.status = 'queued' AND s.queued_at = %(queued_at)s
+                ELSE s.status IN ('queued', 'running') END
        FOR UPDATE OF s FOR KEY SHARE OF r
 ), counted AS (
     UPDATE orchestration_stagerun AS g SET open_steps = g.open_steps - 1
@@ -535,15 +510,17 @@ WITH target AS (
 ), done AS (
     UPDATE orchestration_steprun AS s
        SET status = 'completed', ended_at = %(now)s, lease_until = NULL, outputs = %(outputs)s::jsonb,
-           attempts = s.attempts + 1, task_id = %(task_id)s
+           attempts = s.attempts + CASE WHEN %(on_receipt)s THEN 1 ELSE 0 END,
+           task_id = CASE WHEN %(on_receipt)s THEN %(task_id)s ELSE s.task_id END
       FROM counted
      WHERE s.id = %(id)s AND s.stage_run_id = counted.id
  RETURNING s.run_id, s.step_name, s.attempts
 ), event AS (
     INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
-    SELECT done.run_id, %(received_at)s, NULL::integer, %(running_kind)s, counted.stage_name, done.step_name,
-           jsonb_build_object('attempt', done.attempts, 'task_id', %(task_id)s::text, 'on_receipt', true)
+    SELECT done.run_id, %(received_at)s::timestamptz, NULL::integer, %(running_kind)s, counted.stage_name,
+           done.step_name, jsonb_build_object('attempt', done.attempts, 'task_id', %(task_id)s::text, 'on_receipt', true)
       FROM done CROSS JOIN counted
+     WHERE %(on_receipt)s
     UNION ALL
     SELECT done.run_id, %(now)s, NULL::integer, %(kind)s, counted.stage_name, done.step_name,
            jsonb_build_object('outputs', %(outputs)s::jsonb)
@@ -568,15 +545,12 @@ def complete_background_step(step_run_id, outputs, *, run_id, effects=None, rece
     """
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         params = {"id": step_run_id, "now": timezone.now(), "outputs": to_json_text(to_json(outputs or {})),
-                  "kind": EventKind.STEP_COMPLETED.value}
-        sql = _COMPLETE_COUNTED_SQL
-        if receipt is not None:
-            sql = _COMPLETE_ON_RECEIPT_SQL
-            params.update(queued_at=receipt.queued_at, task_id=receipt.task_id, received_at=receipt.at,
-                          running_kind=EventKind.STEP_RUNNING.value)
+                  "kind": EventKind.STEP_COMPLETED.value, "running_kind": EventKind.STEP_RUNNING.value,
+                  "on_receipt": receipt is not None, "queued_at": getattr(receipt, "queued_at", None),
+                  "task_id": getattr(receipt, "task_id", ""), "received_at": getattr(receipt, "at", None)}
         try:
             with connection.cursor() as cursor:
-                cursor.execute(sql, params)
+                cursor.execute(_COMPLETE_COUNTED_SQL, params)
                 row = cursor.fetchone()
         except DatabaseError:  # a deadlock with an operator's action, say: nothing was written
             log.warning("counted completion of step %s failed; completing it under the run's lock", step_run_id,

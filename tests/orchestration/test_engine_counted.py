@@ -47,7 +47,9 @@ def test_three_completions_are_one_statement_each_and_the_last_moves_the_run(gri
 
     with connection.cursor() as cursor:
         cursor.execute(worker._COMPLETE_COUNTED_SQL, {"id": ids[3], "now": timezone.now(), "outputs": "{}",
-                                                      "kind": "step_completed"})
+                                                      "kind": "step_completed", "running_kind": "step_running",
+                                                      "on_receipt": False, "queued_at": None, "task_id": "",
+                                                      "received_at": None})
         assert cursor.fetchone() is None
     assert StepRun.objects.get(pk=ids[3]).status == "queued"
     one.refresh_from_db()
