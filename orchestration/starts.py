@@ -243,7 +243,7 @@ def start_pending(pending_id, user=None):
     someone else) or its record no longer exists.
     """
     with transaction.atomic():
-        pending = PendingStart.objects.select_for_update(skip_locked=True).filter(pk=pending_id).first()
+        pending = _take_pending(pending_id)
         if pending is None:
             return None
         record = load_record(pending.record_model, pending.record_pk)
@@ -251,8 +251,34 @@ def start_pending(pending_id, user=None):
         if record is not None:
             run = engine.start_run(pending.orchestration_id, record=record, record_prior=pending.record_prior,
                                    user=user)
-        pending.delete()
     return run
+
+
+def _take_pending(pending_id):
+    """Delete the pending start in the caller's transaction and return it; None when it is gone or being started.
+
+    The row stays locked (deleted) until the transaction ends, so the
+    sweeper's ``skip_locked`` passes it by; if the start fails, the rollback
+    puts it back. On PostgreSQL the lock, the read and the delete are one
+    statement (``DELETE ... RETURNING``), one round trip fewer per start.
+    """
+    if connection.vendor != "postgresql":
+        pending = PendingStart.objects.select_for_update(skip_locked=True).filter(pk=pending_id).first()
+        if pending is not None:
+            PendingStart.objects.filter(pk=pending.pk).delete()
+        return pending
+    fields = [f for f in PendingStart._meta.concrete_fields]
+    table = PendingStart._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE id = (SELECT id FROM {table} WHERE id = %s FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {', '.join(connection.ops.quote_name(f.column) for f in fields)}", [pending_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = [f.from_db_value(value, None, connection) if hasattr(f, "from_db_value") else value
+              for f, value in zip(fields, row)]
+    return PendingStart.from_db(connection.alias, [f.attname for f in fields], values)
 
 
 def start_leftover_pending(older_than_seconds=None, now=None):

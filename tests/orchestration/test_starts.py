@@ -430,3 +430,42 @@ def test_a_start_conditions_verdict_is_remembered_by_the_values_it_reads(django_
         assert evaluated.call_count == 2
     assert runs_for(hired).count() == 1 and runs_for(left[1]).count() == 1
     assert not runs_for(left[0]).exists() and not runs_for(left[2]).exists()
+
+
+def test_a_pending_start_being_started_is_passed_by_and_comes_back_if_its_start_fails(postgres_db):
+    """PostgreSQL: taking a pending start deletes it in the starter's transaction (one statement). Another
+    starter (the sweeper) passes it by without waiting; a rollback puts it back for the sweeper."""
+    import threading
+
+    from django.db import transaction
+
+    from orchestration.models import PendingStart
+    from orchestration.starts import _take_pending, start_leftover_pending
+    from tests.pg_locks import in_thread
+
+    assert connection.vendor == "postgresql"
+    watch("demo.employee", "created")
+    pending = PendingStart.objects.create(orchestration_id=OrchestrationRun._meta.get_field("orchestration")
+                                          .related_model.objects.get().pk, record_model="demo.employee",
+                                          record_pk="1", record_prior={"status": "hired", "n": [1, 2]})
+    taken, release, results = threading.Event(), threading.Event(), {}
+
+    def first():
+        with transaction.atomic():
+            got = _take_pending(pending.pk)
+            taken.set()
+            release.wait(10)
+            transaction.set_rollback(True)  # as a start that failed
+        return got
+
+    thread = in_thread(first, results, "first")
+    assert taken.wait(10)
+    results["second"] = start_leftover_pending(older_than_seconds=0)  # would block here if it waited for the lock
+    release.set()
+    thread.join(10)
+    got = results["first"]
+    assert results["second"] == 0
+    assert (got.pk, got.record_model, got.record_pk, got.record_prior) == (pending.pk, "demo.employee", "1",
+                                                                           {"status": "hired", "n": [1, 2]})
+    assert got.created_at == pending.created_at and not got._state.adding
+    assert PendingStart.objects.filter(pk=pending.pk).exists()  # back after the rollback
