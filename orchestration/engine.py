@@ -352,7 +352,7 @@ def _open_stage(ctx, element):
     stage_run, step_runs = insert_stage_visit(
         ctx.run, element.name, element.position, visit, ctx.now,
         len(element.steps) if worker.counts_completions(element, ctx.runs_steps_in_process) else None,
-        [(s.name, s.type) for s in element.steps],
+        [(s.name, s.type) for s in element.steps], closing=ctx.take_closing(),
     )
     ctx.add_stage_run(stage_run)
     ctx.run.stage_visits += 1
@@ -465,7 +465,7 @@ def _close_stage(ctx, stage_run, status, **about):
         instances.stage_closed(ctx, step_run, status)  # hook: a multi-instance step in error stops its instances
     stage_run.status = status
     stage_run.ended_at = ctx.now
-    stage_run.save(update_fields=["status", "ended_at", *ctx.close_count(stage_run)])
+    ctx.close_later(stage_run, ["status", "ended_at", *ctx.close_count(stage_run)])  # with the next visit's insert
     ctx.event(EventKind(f"stage_{status}"), stage_run.stage_name, visit=stage_run.visit, **about)
 
 
@@ -571,13 +571,10 @@ def _finish_step(ctx, step_run, status, outputs=None, close_items=None, also=())
     if outputs is not None:
         step_run.outputs = to_json(outputs)
         fields.append("outputs")
-    if also:
-        # A step that started and ended in this transition (or ran on a
-        # worker on receipt): written at its end with the stage's others
-        # (one UPDATE when they end alike).
-        ctx.save_later(step_run, fields)
-    else:
-        step_run.save(update_fields=fields)
+    # Written when the transition ends, with its other writes (one statement
+    # on PostgreSQL; steps that end alike share one UPDATE). Nothing in the
+    # transition reads a step's row back before then.
+    ctx.save_later(step_run, fields)
     if step_run.type == "wait":  # hook: an ended wait step's timers never fire (orchestration/waits.py)
         _waits().step_closed(ctx, step_run)
     if close_items and step_run.type == "interactive":
@@ -682,12 +679,12 @@ def _save_run(ctx):
     # Most completions change only the step (its siblings are still open):
     # the run's row is written only when one of its own fields changed.
     was = ctx._saved_run[0]
+    fields = ()
     if ctx._run_fields() != ctx._saved_run:
         fields = ["status", "ended_at", "current_stage", "stage_visits", "error"]
         if ctx.run.status == RunStatus.COMPLETED and ctx.plan.outputs:
             fields.append("outputs")
-        ctx.run.save(update_fields=fields)
         ctx._saved_run = ctx._run_fields()
-    ctx.flush()
+    ctx.flush(run_fields=fields)  # with the transition's other writes: one statement (transition.write_rows)
     if ctx.run.parent_step_run_id is not None and ctx.run.status != was:
         children.tell_parent(ctx, was)

@@ -276,6 +276,11 @@ class Plan:
     def steps_by_name(self):
         return {step.name: step for element in self.elements for step in element.steps}
 
+    @cached_property
+    def flow_names(self):
+        """The flows this version's steps run, sorted (a transition reads their active versions at once)."""
+        return tuple(sorted({step.flow for step in self.steps_by_name.values() if step.flow}))
+
     @property
     def first(self):
         return self.elements[0].name if self.elements else END

@@ -33,7 +33,7 @@ from flows.models import DefinitionStatus, Flow
 
 from . import instances, journal
 from .conf import baton_settings
-from .models import OPEN_STEP_STATUSES, OrchestrationRun, StageRun, StageStatus, StepRun, StepStatus
+from .models import OPEN_STEP_STATUSES, Orchestration, OrchestrationRun, StageRun, StageStatus, StepRun, StepStatus
 from .plan import Plan
 from .records import record_map
 
@@ -55,6 +55,7 @@ class Transition:
     _pending_saves: list = field(default_factory=list)
     _was_open: dict = field(default_factory=dict)  # step run id -> open when read (counted stages only)
     _counts_closed: set = field(default_factory=set)  # counted stage runs closed here (count written as 0)
+    _closing: tuple | None = None  # (stage run, fields): a close not yet written (close_later)
     # Instances of multi-instance steps, read on demand by orchestration/instances.py (not with step_runs).
     instance_runs: dict = field(default_factory=dict)
     instances_starting: set = field(default_factory=set)
@@ -69,10 +70,7 @@ class Transition:
             # One query for the steps *and* their stage visits: the engine then
             # finds the current stage and visit numbers in memory instead of
             # asking the database again in every transition.
-            self._step_runs = list(
-                StepRun.objects.filter(run=self.run, instance_index__isnull=True)  # instances: see instances.py
-                .select_related("stage_run").order_by("id")
-            )
+            self._step_runs = read_step_runs(self.run)
             stage_runs = {} if self._stage_runs is None else self._stage_runs
             for step_run in self._step_runs:
                 # One object per stage visit, so a change made through one step is seen by all.
@@ -95,6 +93,8 @@ class Transition:
         found = [sr for sr in self.stage_runs.values() if sr.status == status]
         if found:
             return max(found, key=lambda sr: sr.pk)
+        if self._closing is not None:
+            _save_row(*self.take_closing())  # the database answers as memory would
         return StageRun.objects.filter(run=self.run, status=status).order_by("-id").first()
 
     def step_runs_of(self, stage_run):
@@ -122,10 +122,7 @@ class Transition:
         they start.
         """
         if self._active_flows is None:
-            names = {step.flow for step in self.plan.steps_by_name.values() if step.flow}
-            self._active_flows = dict(
-                Flow.objects.filter(api_name__in=names, status=DefinitionStatus.ACTIVE).values_list("api_name", "pk")
-            )
+            self._active_flows = read_active_flows(self.plan.flow_names)
         flow_id = self._active_flows.get(api_name)
         if flow_id is None:
             return FlowSpec.active(api_name)  # raises FlowNotFound with the reason
@@ -205,37 +202,44 @@ class Transition:
         run = self.run
         return (run.status, run.ended_at, run.current_stage, run.stage_visits, run.error)
 
-    def flush(self):
-        if self._pending_saves:
-            # Rows getting the very same values (parallel steps of one flow
-            # with the same inputs, queued at the same instant) share one
-            # plain UPDATE ... WHERE id IN (...). Others are saved one by one:
-            # Django's bulk_update builds a CASE per field, which costs more
-            # Python time than the round trips it saves (profiled).
-            groups = {}
-            for obj, fields in self._pending_saves:
-                values = tuple(_db_value(obj, name) for name in fields)
-                groups.setdefault((type(obj), fields, values), []).append(obj)
-            self._pending_saves = []
-            for (model, fields, _), objs in groups.items():
-                if len(objs) == 1:
-                    objs[0].save(update_fields=fields)
-                else:
-                    first = objs[0]
-                    model.objects.filter(pk__in=[o.pk for o in objs]).update(
-                        **{model._meta.get_field(name).attname: getattr(first, model._meta.get_field(name).attname)
-                           for name in fields}
-                    )
-        self._write_open_counts()
-        if self.events:
-            journal.write(self.events)
-            self.events = []
+    def flush(self, run_fields=()):
+        """Write what the transition changed: step and stage rows, counts, events, and ``run_fields`` of the run.
+
+        On PostgreSQL all of it is one statement (``write_rows``).
+        """
+        rows = {}  # (model, pk) -> (obj, its changed fields): one UPDATE per row, never two
+        for obj, fields in self._pending_saves:
+            _note_row(rows, obj, fields)
+        self._pending_saves = []
+        if self._closing is not None:
+            _note_row(rows, *self.take_closing())
+        if run_fields:
+            _note_row(rows, self.run, run_fields)
+        write_rows(list(rows.values()), self._open_count_changes(), self.events)
+        self.events = []
+
+    def close_later(self, stage_run, fields):
+        """``stage_run`` closed: write ``fields`` with the next stage visit's insert, or at the end.
+
+        A stage transition closes one visit and opens the next; one statement
+        does both on PostgreSQL (``insert_stage_visit``). Nothing in between
+        reads a stage's status from the database (``stage_run_in`` writes the
+        close first when it has to ask).
+        """
+        if self._closing is not None:
+            _save_row(*self.take_closing())
+        self._closing = (stage_run, tuple(fields))
+
+    def take_closing(self):
+        """The stage close not yet written (``close_later``), now the caller's to write; or None."""
+        closing, self._closing = self._closing, None
+        return closing
 
     def close_count(self, stage_run):
         """``stage_run`` closes in this transition: the fields its closing UPDATE writes for its count.
 
         A closed stage has no open step, so a counted stage's count is set to
-        0 with its status, and ``_write_open_counts`` leaves it alone: one
+        0 with its status, and ``_open_count_changes`` leaves it alone: one
         statement fewer per stage transition than writing the difference.
         """
         if stage_run.open_steps is None:
@@ -244,28 +248,106 @@ class Transition:
         self._counts_closed.add(stage_run.pk)
         return ["open_steps"]
 
-    def _write_open_counts(self):
-        """Keep ``StageRun.open_steps`` of counted stages equal to their open steps.
+    def _open_count_changes(self):
+        """How ``StageRun.open_steps`` of counted stages changed here: ``{stage run id: n}``, to be written.
 
         Written as a difference (``open_steps + n``), never as a total: a
         worker's counted completion (``worker.complete_background_step``) may have
         changed the count since this transition read its steps.
         """
         if not self._was_open:
-            return  # no counted stage in this transition: nothing to walk
-        changes = {}
+            return {}  # no counted stage in this transition: nothing to walk
+        changes, stage_runs = {}, {}
         for step_run in self._step_runs or ():
             was = self._was_open.get(step_run.pk)
             if was is None or step_run.stage_run_id in self._counts_closed:
                 continue
             now = step_run.status in OPEN_STEP_STATUSES
             if now != was:
-                changes[step_run.stage_run] = changes.get(step_run.stage_run, 0) + (1 if now else -1)
+                changes[step_run.stage_run_id] = changes.get(step_run.stage_run_id, 0) + (1 if now else -1)
+                stage_runs[step_run.stage_run_id] = step_run.stage_run
                 self._was_open[step_run.pk] = now
-        for stage_run, change in changes.items():
-            if change:
-                StageRun.objects.filter(pk=stage_run.pk).update(open_steps=F("open_steps") + change)
-                stage_run.open_steps += change
+        for pk, change in changes.items():
+            stage_runs[pk].open_steps += change
+        return {pk: change for pk, change in changes.items() if change}
+
+
+# ---------------------------------------------------------------------------
+# Writing a transition's rows
+# ---------------------------------------------------------------------------
+
+def _note_row(rows, obj, fields):
+    obj_fields = rows.setdefault((type(obj), obj.pk), (obj, []))[1]
+    obj_fields.extend(name for name in fields if name not in obj_fields)
+
+
+def _save_row(obj, fields):
+    obj.save(update_fields=fields)
+
+
+def write_rows(rows, increments, events):
+    """Write a transition's changes: ``rows`` (``(obj, field names)``, one per row), ``increments``
+    (``{stage run id: n}`` added to ``open_steps``) and ``events`` (``journal.Event``).
+
+    Rows given the very same values (a stage's parallel steps queued
+    together) share one ``UPDATE ... WHERE id IN``. On PostgreSQL the whole
+    of it is one statement, each part an UPDATE or INSERT in a ``WITH``: a
+    transition's writes were a statement each, and past the round trip each
+    cost the ORM's Python time (profiled, ``docs/performance.md``). No part
+    touches a row another part touches, which PostgreSQL requires of one
+    statement. Elsewhere the ORM writes the parts in turn;
+    ``test_a_transition_writes_alike_both_ways`` holds the two ways to the
+    same rows.
+    """
+    increments = dict(increments)
+    groups = {}
+    for obj, fields in rows:
+        fields = tuple(fields)
+        change = increments.pop(obj.pk, 0) if isinstance(obj, StageRun) else 0
+        assert not (change and "open_steps" in fields), "a stage's count is set or changed, not both"
+        key = (type(obj), fields, tuple(_db_value(obj, name) for name in fields), change)
+        groups.setdefault(key, []).append(obj)
+    groups = [(model, fields, change, objs) for (model, fields, _, change), objs in groups.items()]
+    if connection.vendor != "postgresql":
+        return _write_rows_with_the_orm(groups, increments, events)
+    parts = []
+    for model, fields, change, objs in groups:
+        model_fields = [model._meta.get_field(name) for name in fields]
+        sets = [f"{connection.ops.quote_name(f.column)} = %s" for f in model_fields]
+        params = [_db_param(objs[0], f) for f in model_fields]
+        if change:
+            sets.append("open_steps = open_steps + %s")
+            params.append(change)
+        parts.append((f"UPDATE {model._meta.db_table} SET {', '.join(sets)} "
+                      f"WHERE id IN ({', '.join(['%s'] * len(objs))})", params + [o.pk for o in objs]))
+    for pk, change in increments.items():
+        parts.append((f"UPDATE {StageRun._meta.db_table} SET open_steps = open_steps + %s WHERE id = %s",
+                      [change, pk]))
+    if events:
+        parts.append(journal.insert_statement(events))
+    if not parts:
+        return
+    *before, (sql, params) = parts
+    if before:
+        sql = "WITH " + ", ".join(f"w{i} AS ({part})" for i, (part, _) in enumerate(before)) + " " + sql
+        params = [p for _, part_params in before for p in part_params] + params
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _write_rows_with_the_orm(groups, increments, events):
+    for model, fields, change, objs in groups:
+        if len(objs) == 1 and not change:
+            objs[0].save(update_fields=fields)
+            continue
+        values = {model._meta.get_field(name).attname: getattr(objs[0], model._meta.get_field(name).attname)
+                  for name in fields}
+        if change:
+            values["open_steps"] = F("open_steps") + change
+        model.objects.filter(pk__in=[o.pk for o in objs]).update(**values)
+    for pk, change in increments.items():
+        StageRun.objects.filter(pk=pk).update(open_steps=F("open_steps") + change)
+    journal.write(events)
 
 
 def _db_value(obj, name):
@@ -285,12 +367,15 @@ def to_json_text(value):
 # A stage visit's rows
 # ---------------------------------------------------------------------------
 
-def insert_stage_visit(run, stage_name, position, visit, now, open_steps, steps):
+def insert_stage_visit(run, stage_name, position, visit, now, open_steps, steps, closing=None):
     """Insert a stage visit (``StageRun``) and one waiting ``StepRun`` per ``(name, type)`` in ``steps``.
 
+    ``closing``, when given, is ``(stage run, fields)`` of the visit this
+    one follows (``Transition.close_later``), written first.
+
     Returns ``(stage_run, step_runs)``, saved, in the order of ``steps``. On
-    PostgreSQL both go in one statement (``_stage_visit_sql``): the ORM's
-    ``create`` plus ``bulk_create`` cost two round trips and, for 24 columns
+    PostgreSQL all of it is one statement (``_stage_visit_sql``): the ORM's
+    ``save``, ``create`` and ``bulk_create`` cost three round trips and, for 24 columns
     per step row, most of the Python time of opening a stage (profiled,
     ``docs/performance.md``). Every other column takes the value the model
     gives a new row, read from the model itself, so the two ways write the
@@ -301,15 +386,24 @@ def insert_stage_visit(run, stage_name, position, visit, now, open_steps, steps)
     step_runs = [StepRun(run=run, stage_run=stage_run, step_name=name, type=kind, created_at=now)
                  for name, kind in steps]
     if connection.vendor != "postgresql":
+        if closing is not None:
+            _save_row(*closing)
         return _insert_with_the_orm(stage_run, step_runs)
-    sql, stage_fields, step_fields = _stage_visit_sql()
-    params = [_db_param(stage_run, f) for f in stage_fields]
+    close_fields = () if closing is None else tuple(closing[1])
+    sql, stage_fields, step_fields = _stage_visit_sql(close_fields)
+    params = []
+    if closing is not None:
+        closed = closing[0]
+        params += [_db_param(closed, closed._meta.get_field(name)) for name in close_fields] + [closed.pk]
+    params += [_db_param(stage_run, f) for f in stage_fields]
     template = step_runs[0] if step_runs else StepRun(run=run, created_at=now)
     params += [_db_param(template, f) for f in step_fields]
     params += [[name for name, _ in steps], [kind for _, kind in steps]]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
+    if not rows:  # the closing UPDATE found no row: nothing was written
+        raise StageRun.DoesNotExist(f"{stage_name}: the stage visit {closing[0].pk} it follows is gone")
     stage_run.pk = rows[0][0]
     stage_run._state.adding, stage_run._state.db = False, connection.alias
     ids = {name: step_id for _, step_id, name in rows if step_id is not None}
@@ -335,19 +429,32 @@ def _db_param(obj, f):
 
 
 @functools.cache
-def _stage_visit_sql():
+def _stage_visit_sql(close_fields=()):
     """The statement of ``insert_stage_visit`` with the fields whose values it takes, in order.
 
     Built from the models' fields, so a field added later is written too.
+    With ``close_fields`` it first writes those of the visit being closed:
+    the new visit's insert reads the closing ``UPDATE``'s row, so that
+    ``UPDATE`` has run when the one-in-progress index checks the insert.
     """
     stage_fields = [f for f in StageRun._meta.concrete_fields if not f.primary_key]
     step_fields = [f for f in StepRun._meta.concrete_fields
                    if not f.primary_key and f.attname not in ("stage_run_id", "step_name", "type")]
     stage_columns = ", ".join(connection.ops.quote_name(f.column) for f in stage_fields)
     step_columns = ", ".join(connection.ops.quote_name(f.column) for f in step_fields)
+    stage_values = ", ".join(["%s"] * len(stage_fields))
+    if close_fields:
+        sets = ", ".join(f"{connection.ops.quote_name(StageRun._meta.get_field(name).column)} = %s"
+                         for name in close_fields)
+        closing = f"""closed AS (
+    UPDATE {StageRun._meta.db_table} SET {sets} WHERE id = %s RETURNING id
+), """
+        stage_insert = f"SELECT {stage_values} FROM closed"
+    else:
+        closing, stage_insert = "", f"VALUES ({stage_values})"
     sql = f"""
-WITH stage AS (
-    INSERT INTO {StageRun._meta.db_table} ({stage_columns}) VALUES ({", ".join(["%s"] * len(stage_fields))})
+WITH {closing}stage AS (
+    INSERT INTO {StageRun._meta.db_table} ({stage_columns}) {stage_insert}
     RETURNING id
 ), steps AS (
     INSERT INTO {StepRun._meta.db_table} ({step_columns}, stage_run_id, step_name, type)
@@ -363,11 +470,114 @@ SELECT stage.id, steps.id, steps.step_name FROM stage LEFT JOIN steps ON true
 
 def lock_run(run_id, effects=None, actor=None):
     """Lock the run's row and begin a transition on it (call inside ``transaction.atomic``)."""
-    # FOR UPDATE locks only the run's row (``of=("self",)``): with the
-    # orchestration joined in, every transition of every run of a version
-    # locked that one definition row too, and parallel workers queued on it.
-    run = OrchestrationRun.objects.select_for_update(of=("self",)).select_related("orchestration").get(pk=run_id)
+    run = read_locked_run(run_id)
     return Transition(run=run, plan=Plan.load(run.orchestration_id), effects=effects or default_effects(), actor=actor)
+
+
+# ---------------------------------------------------------------------------
+# A transition's reads
+# ---------------------------------------------------------------------------
+# On PostgreSQL the three reads every worker transition makes are statements
+# built once from the models' fields, their rows made into model instances
+# as the ORM makes them (``_rows_to``). Compiling the same three ORM queries
+# in every transition was a third of a transition's Python time (profiled,
+# ``docs/performance.md``). ``test_a_transition_reads_alike_both_ways`` holds
+# them to the ORM's answers; other databases use the ORM.
+
+def read_locked_run(run_id):
+    """The run (its orchestration with it), its row locked ``FOR UPDATE``; ``DoesNotExist`` when there is none."""
+    # FOR UPDATE locks only the run's row (``OF``): with the orchestration
+    # joined in, every transition of every run of a version locked that one
+    # definition row too, and parallel workers queued on it.
+    if connection.vendor != "postgresql":
+        return OrchestrationRun.objects.select_for_update(of=("self",)).select_related("orchestration").get(pk=run_id)
+    sql, run_fields, orchestration_fields = _locked_run_sql()
+    found = _rows_to(sql, [run_id], OrchestrationRun, run_fields, "orchestration", orchestration_fields)
+    if not found:
+        raise OrchestrationRun.DoesNotExist(f"no run {run_id}")
+    return found[0]
+
+
+def read_step_runs(run):
+    """The run's step rows (not its instances: ``instances.py``) in order, each with its stage visit."""
+    if connection.vendor != "postgresql":
+        return list(StepRun.objects.filter(run=run, instance_index__isnull=True).select_related("stage_run")
+                    .order_by("id"))
+    sql, step_fields, stage_fields = _step_runs_sql()
+    return _rows_to(sql, [run.pk], StepRun, step_fields, "stage_run", stage_fields)
+
+
+def read_active_flows(names):
+    """``{api name: id}`` of the active versions of the flows ``names``."""
+    if connection.vendor != "postgresql":
+        return dict(Flow.objects.filter(api_name__in=names, status=DefinitionStatus.ACTIVE)
+                    .values_list("api_name", "pk"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT api_name, id FROM {Flow._meta.db_table} WHERE api_name = ANY(%s) AND status = %s",
+                       [list(names), DefinitionStatus.ACTIVE.value])
+        return dict(cursor.fetchall())
+
+
+def _columns(alias, fields):
+    return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields)
+
+
+@functools.cache
+def _locked_run_sql():
+    run_fields, orchestration_fields = _concrete(OrchestrationRun), _concrete(Orchestration)
+    sql = (f"SELECT {_columns('r', run_fields)}, {_columns('o', orchestration_fields)} "
+           f"FROM {OrchestrationRun._meta.db_table} AS r JOIN {Orchestration._meta.db_table} AS o "
+           f"ON o.id = r.orchestration_id WHERE r.id = %s FOR UPDATE OF r")
+    return sql, run_fields, orchestration_fields
+
+
+@functools.cache
+def _step_runs_sql():
+    step_fields, stage_fields = _concrete(StepRun), _concrete(StageRun)
+    sql = (f"SELECT {_columns('s', step_fields)}, {_columns('g', stage_fields)} "
+           f"FROM {StepRun._meta.db_table} AS s JOIN {StageRun._meta.db_table} AS g ON g.id = s.stage_run_id "
+           f"WHERE s.run_id = %s AND s.instance_index IS NULL ORDER BY s.id")
+    return sql, step_fields, stage_fields
+
+
+def _concrete(model):
+    return tuple(model._meta.concrete_fields)
+
+
+def _rows_to(sql, params, model, fields, related_name, related_fields):
+    """Run ``sql``; each row is ``fields`` of a ``model`` then ``related_fields`` of its ``related_name``."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    related_field = model._meta.get_field(related_name)
+    related_model = related_field.related_model
+    make, make_related = _row_maker(model, fields), _row_maker(related_model, related_fields)
+    count = len(fields)
+    objs = []
+    for row in rows:
+        obj = make(row[:count])
+        related_field.set_cached_value(obj, make_related(row[count:]))
+        objs.append(obj)
+    return objs
+
+
+@functools.cache
+def _row_maker(model, fields):
+    """A function making a ``model`` instance from values of ``fields`` as the database returns them."""
+    names = [f.attname for f in fields]
+    converters = [(i, [*connection.ops.get_db_converters(f.cached_col), *f.get_db_converters(connection)], f.cached_col)
+                  for i, f in enumerate(fields)]
+    converters = [(i, funcs, col) for i, funcs, col in converters if funcs]
+    alias = connection.alias
+
+    def make(values):
+        values = list(values)
+        for i, funcs, col in converters:
+            for convert in funcs:
+                values[i] = convert(values[i], col, connection)
+        return model.from_db(alias, names, values)
+
+    return make
 
 
 # ---------------------------------------------------------------------------

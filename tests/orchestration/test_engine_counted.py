@@ -1,7 +1,7 @@
 """Counted stages on PostgreSQL: a worker completes a step in one statement; the last one, under the lock, moves the run on.
 
 ``worker.complete_background_step`` and ``StageRun.open_steps`` (kept by
-every transition through ``Transition._write_open_counts``).
+every transition through ``Transition._open_count_changes``).
 """
 import pytest
 from django.db import connection
@@ -155,7 +155,7 @@ def test_a_counted_completion_meeting_a_transition_that_holds_the_run_waits_inst
 
     paused, go = threading.Event(), threading.Event()
     locked_thread = {}
-    real_write = engine.Transition._write_open_counts
+    real_write = engine.Transition._open_count_changes
 
     def pausing_write(self):
         if threading.get_ident() == locked_thread.get("ident"):
@@ -163,7 +163,7 @@ def test_a_counted_completion_meeting_a_transition_that_holds_the_run_waits_inst
             assert go.wait(20), "never released"
         return real_write(self)
 
-    monkeypatch.setattr(engine.Transition, "_write_open_counts", pausing_write)
+    monkeypatch.setattr(engine.Transition, "_open_count_changes", pausing_write)
     results = {}
 
     def in_thread(key, target):
