@@ -33,7 +33,7 @@ from flows.models import DefinitionStatus, Flow
 
 from . import instances, journal
 from .conf import baton_settings
-from .models import OPEN_STEP_STATUSES, Orchestration, OrchestrationRun, StageRun, StageStatus, StepRun, StepStatus
+from .models import OPEN_STEP_STATUSES, OrchestrationRun, StageRun, StageStatus, StepRun, StepStatus
 from .plan import Plan
 from .records import record_map
 
@@ -479,9 +479,9 @@ def lock_run(run_id, effects=None, actor=None):
 # ---------------------------------------------------------------------------
 # On PostgreSQL the three reads every worker transition makes are statements
 # built once from the models' fields, their rows made into model instances
-# as the ORM makes them (``_rows_to``). Compiling the same three ORM queries
-# in every transition was a third of a transition's Python time (profiled,
-# ``docs/performance.md``). ``test_a_transition_reads_alike_both_ways`` holds
+# as the ORM makes them (``_select_with``). Compiling the same three ORM
+# queries in every transition was about a quarter of a worker transition's
+# time under the profiler (``docs/performance.md``). ``test_a_transition_reads_alike_both_ways`` holds
 # them to the ORM's answers; other databases use the ORM.
 
 def read_locked_run(run_id):
@@ -491,8 +491,7 @@ def read_locked_run(run_id):
     # definition row too, and parallel workers queued on it.
     if connection.vendor != "postgresql":
         return OrchestrationRun.objects.select_for_update(of=("self",)).select_related("orchestration").get(pk=run_id)
-    sql, run_fields, orchestration_fields = _locked_run_sql()
-    found = _rows_to(sql, [run_id], OrchestrationRun, run_fields, "orchestration", orchestration_fields)
+    found = _select_with(OrchestrationRun, "orchestration", "WHERE a.id = %s FOR UPDATE OF a", [run_id])
     if not found:
         raise OrchestrationRun.DoesNotExist(f"no run {run_id}")
     return found[0]
@@ -503,8 +502,8 @@ def read_step_runs(run):
     if connection.vendor != "postgresql":
         return list(StepRun.objects.filter(run=run, instance_index__isnull=True).select_related("stage_run")
                     .order_by("id"))
-    sql, step_fields, stage_fields = _step_runs_sql()
-    return _rows_to(sql, [run.pk], StepRun, step_fields, "stage_run", stage_fields)
+    return _select_with(StepRun, "stage_run", "WHERE a.run_id = %s AND a.instance_index IS NULL ORDER BY a.id",
+                        [run.pk])
 
 
 def read_active_flows(names):
@@ -518,40 +517,15 @@ def read_active_flows(names):
         return dict(cursor.fetchall())
 
 
-def _columns(alias, fields):
-    return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields)
-
-
-@functools.cache
-def _locked_run_sql():
-    run_fields, orchestration_fields = _concrete(OrchestrationRun), _concrete(Orchestration)
-    sql = (f"SELECT {_columns('r', run_fields)}, {_columns('o', orchestration_fields)} "
-           f"FROM {OrchestrationRun._meta.db_table} AS r JOIN {Orchestration._meta.db_table} AS o "
-           f"ON o.id = r.orchestration_id WHERE r.id = %s FOR UPDATE OF r")
-    return sql, run_fields, orchestration_fields
-
-
-@functools.cache
-def _step_runs_sql():
-    step_fields, stage_fields = _concrete(StepRun), _concrete(StageRun)
-    sql = (f"SELECT {_columns('s', step_fields)}, {_columns('g', stage_fields)} "
-           f"FROM {StepRun._meta.db_table} AS s JOIN {StageRun._meta.db_table} AS g ON g.id = s.stage_run_id "
-           f"WHERE s.run_id = %s AND s.instance_index IS NULL ORDER BY s.id")
-    return sql, step_fields, stage_fields
-
-
-def _concrete(model):
-    return tuple(model._meta.concrete_fields)
-
-
-def _rows_to(sql, params, model, fields, related_name, related_fields):
-    """Run ``sql``; each row is ``fields`` of a ``model`` then ``related_fields`` of its ``related_name``."""
+def _select_with(model, related_name, tail, params):
+    """``model`` instances of the rows ``tail`` (``WHERE ...``, on ``a``) selects, each with its ``related_name``
+    row (``b``) joined in, as ``select_related`` gives them."""
+    sql, fields, related_fields = _joined_select(model, related_name, tail)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     related_field = model._meta.get_field(related_name)
-    related_model = related_field.related_model
-    make, make_related = _row_maker(model, fields), _row_maker(related_model, related_fields)
+    make, make_related = _row_maker(model, fields), _row_maker(related_field.related_model, related_fields)
     count = len(fields)
     objs = []
     for row in rows:
@@ -559,6 +533,20 @@ def _rows_to(sql, params, model, fields, related_name, related_fields):
         related_field.set_cached_value(obj, make_related(row[count:]))
         objs.append(obj)
     return objs
+
+
+@functools.cache
+def _joined_select(model, related_name, tail):
+    related_field = model._meta.get_field(related_name)
+    related = related_field.related_model
+    fields, related_fields = tuple(model._meta.concrete_fields), tuple(related._meta.concrete_fields)
+
+    def columns(alias, of):
+        return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in of)
+
+    sql = (f"SELECT {columns('a', fields)}, {columns('b', related_fields)} FROM {model._meta.db_table} AS a "
+           f"JOIN {related._meta.db_table} AS b ON b.id = a.{connection.ops.quote_name(related_field.column)} {tail}")
+    return sql, fields, related_fields
 
 
 @functools.cache
