@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+
+from config.database import postgres_options
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -117,11 +119,8 @@ else:
     # a restarted database costs one failed request, not a broken process.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # psycopg's server-side binding (and with it prepared statements after five
-    # runs of the same SQL on a connection). Off by default: measured on the
-    # engine and the worker path it did not pay (docs/performance.md, third pass).
-    if env.bool("PG_SERVER_SIDE_BINDING", default=False):
-        DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {}).update(postgres_options(env))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

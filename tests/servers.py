@@ -478,8 +478,12 @@ def django_default_database(url: str):
     from django.db import connections
     from django.db.utils import load_backend
 
+    from config.database import postgres_options
+
     config = environ.Env.db_url_config(url)
     config["CONN_MAX_AGE"] = 0
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config.setdefault("OPTIONS", {}).update(postgres_options())  # as config/settings.py sets them
     config = connections.configure_settings({"default": config})["default"]
     previous_settings = connections.settings["default"]
     previous = connections["default"]
