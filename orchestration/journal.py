@@ -86,13 +86,19 @@ def _insert_sql():
     """
     fields = [f for f in RunEvent._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    values = ", ".join(
-        f"e.v -> {i}" if f.get_internal_type() == "JSONField" else f"(e.v ->> {i})::{f.db_type(connection)}"
-        for i, f in enumerate(fields)
-    )
+    values = ", ".join(f"e.v -> {i}" if f.get_internal_type() == "JSONField" else f"(e.v ->> {i})::{_cast(f)}"
+                       for i, f in enumerate(fields))
     sql = (f"INSERT INTO {RunEvent._meta.db_table} ({columns}) SELECT {values} "
            f"FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(v, n) ORDER BY e.n")
     return sql, fields
+
+
+def _cast(field):
+    # Text columns are given as text: a cast to varchar(n) would cut a longer
+    # value short, where the column itself refuses it, as the ORM's insert did.
+    if field.get_internal_type() in ("CharField", "TextField"):
+        return "text"
+    return field.db_type(connection)
 
 
 def stage_name_of(step_run):

@@ -38,6 +38,7 @@ row, that waited for a transition holding the run while the transition
 waited for the step (a deadlock), so it is taken first (``hold_run_for_event``
 and the ``run_lock`` parts of the SQL below).
 """
+import functools
 import logging
 import traceback
 from dataclasses import dataclass
@@ -252,7 +253,7 @@ WITH run_lock AS (
            lease_until = %(now)s + make_interval(secs => s.timeout_seconds + %(margin)s)
       FROM run_lock
      WHERE s.id = %(id)s AND s.run_id = run_lock.id AND s.status = 'queued'
- RETURNING s.*
+ RETURNING {returning}
 ), event AS (
     INSERT INTO orchestration_runevent (run_id, at, actor_id, kind, stage_name, step_name, data)
     SELECT c.run_id, %(now)s, NULL, %(kind)s, st.stage_name, c.step_name,
@@ -260,10 +261,24 @@ WITH run_lock AS (
                                                 'redelivered', false, 'instance', c.instance_index))
       FROM claimed AS c JOIN orchestration_stagerun AS st ON st.id = c.stage_run_id
 )
-SELECT c.*, r.orchestration_id AS run_orchestration_id, r.record_model AS run_record_model,
+SELECT {claimed}, r.orchestration_id AS run_orchestration_id, r.record_model AS run_record_model,
        r.record_pk AS run_record_pk
   FROM claimed AS c JOIN orchestration_orchestrationrun AS r ON r.id = c.run_id
 """
+
+
+@functools.cache
+def _claim_sql():
+    """``_CLAIM_SQL`` naming the step's columns, from the model.
+
+    Not ``s.*``: PostgreSQL prepares the statements a connection repeats
+    (``config/database.py``), and a prepared ``*`` that a migration widened
+    fails with "cached plan must not change result type" until its
+    connection closes.
+    """
+    columns = [connection.ops.quote_name(f.column) for f in StepRun._meta.concrete_fields]
+    return _CLAIM_SQL.format(returning=", ".join(f"s.{c}" for c in columns),
+                             claimed=", ".join(f"c.{c}" for c in columns))
 
 
 def _claim_queued(step_run_id, task_id):
@@ -272,7 +287,7 @@ def _claim_queued(step_run_id, task_id):
     # A plain cursor, not ``StepRun.objects.raw``: a RawQuerySet runs its SQL
     # again to learn the columns, and this SQL changes rows.
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, params)
+        cursor.execute(_claim_sql(), params)
         row = cursor.fetchone()
         if row is None:
             return None

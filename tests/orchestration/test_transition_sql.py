@@ -218,3 +218,39 @@ def test_a_transition_reads_alike_both_ways(postgres_db, django_assert_num_queri
     assert fast_flows == orm_flows == {"reads_noop": fast_steps[0].flow_id}
     with pytest.raises(OrchestrationRun.DoesNotExist), transaction.atomic():
         read_locked_run(run.pk + 1000)
+
+
+def test_an_event_name_too_long_for_its_column_is_refused_not_cut(postgres_db):
+    """The JSON insert gives text columns as text: a value longer than its column fails as the ORM's insert did
+    (a cast to varchar(100) would have cut it short without a word)."""
+    from django.db import DataError, transaction
+
+    noop_flow("writes_noop5")
+    orch = orchestration([{"name": "s", "steps": [bg("x", "writes_noop5")]}], api_name="writes_rows5")
+    run = OrchestrationRun.objects.create(orchestration=orch)
+    event = journal.new_event(EventKind.DECISION_TAKEN, run=run, stage="d" * 101)
+    with pytest.raises(DataError), transaction.atomic():
+        transition.write_rows([], {}, [event])
+    assert not RunEvent.objects.filter(run=run).exists()
+
+
+def test_a_claim_prepared_before_a_column_is_added_still_claims(postgres_db):
+    """Prepared statements (config/database.py) and a migration that adds a column while workers hold their
+    connections: the claim names its columns, so its prepared plan stays valid (with ``s.*`` PostgreSQL answered
+    "cached plan must not change result type")."""
+    from unittest import mock
+
+    from orchestration import worker
+
+    noop_flow("writes_noop6")
+    orch = orchestration([{"name": "s", "steps": [bg(f"x{i}", "writes_noop6") for i in range(8)]}],
+                         api_name="writes_rows6")
+    with mock.patch("orchestration.worker.send_step_message"):
+        run = engine.start_run(orch)
+    steps = list(StepRun.objects.filter(run=run).order_by("id"))
+    for step in steps[:6]:  # past the threshold: the claim is prepared on this connection
+        assert worker.claim(step.pk, "t") is not None
+    with postgres_db.connect(autocommit=True) as other:  # another session migrates
+        other.execute("ALTER TABLE orchestration_steprun ADD COLUMN added_later integer")
+    claimed = worker.claim(steps[6].pk, "t")
+    assert claimed is not None and claimed.status == "running" and claimed.pk == steps[6].pk
