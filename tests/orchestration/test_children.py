@@ -32,6 +32,14 @@ def child_of(run, name):
     return OrchestrationRun.objects.filter(parent_step_run=step_of(run, name)).order_by("-id").first()
 
 
+def _a_parent_waiting_on_its_child(kid, mum):
+    """A run of ``mum`` whose sub-orchestration step ``call`` waits on a child run of ``kid`` (one work item)."""
+    screen_flow(f"{kid}_form")
+    orchestration([{"name": "ask", "steps": [ui("confirm", f"{kid}_form")]}], api_name=kid)
+    run = engine.start_run(orchestration([{"name": "one", "steps": [sub("call", kid)]}], api_name=mum))
+    return run, child_of(run, "call")
+
+
 @pytest.fixture
 def adder():
     noop_flow("add", inputs=[{"name": "n", "type": "number", "required": True}],
@@ -136,11 +144,7 @@ def test_retrying_inside_the_child_resumes_its_parent(adder, settings):
 
 def test_canceling_the_parent_cancels_the_child_and_an_operator_canceling_the_child_errs_the_step(
         adder, alice, django_capture_on_commit_callbacks):
-    screen_flow("ok_form2")
-    orchestration([{"name": "ask", "steps": [ui("confirm", "ok_form2")]}], api_name="kid_wait")
-    parent = orchestration([{"name": "one", "steps": [sub("call", "kid_wait")]}], api_name="mum_cancel")
-    run = engine.start_run(parent)
-    child = child_of(run, "call")
+    run, child = _a_parent_waiting_on_its_child("kid_wait", "mum_cancel")
     with django_capture_on_commit_callbacks(execute=True):
         engine.cancel_run(run.pk, reason="no longer needed")
     child.refresh_from_db()
@@ -148,7 +152,7 @@ def test_canceling_the_parent_cancels_the_child_and_an_operator_canceling_the_ch
     assert WorkItem.objects.get(run=child).status == "canceled"
     assert step_of(run, "call").status == "discontinued"
 
-    other = engine.start_run(parent)
+    other = engine.start_run(run.orchestration)
     its_child = child_of(other, "call")
     engine.cancel_run(its_child.pk, reason="wrong customer")
     other.refresh_from_db()
@@ -227,11 +231,7 @@ def test_outputs_that_fail_stop_the_run_with_their_place(adder):
 
 
 def test_the_sweeper_cancels_a_child_whose_cancel_was_lost(adder, alice):
-    screen_flow("ok_form3")
-    orchestration([{"name": "ask", "steps": [ui("confirm", "ok_form3")]}], api_name="kid_orphan")
-    parent = orchestration([{"name": "one", "steps": [sub("call", "kid_orphan")]}], api_name="mum_orphan")
-    run = engine.start_run(parent)
-    child = child_of(run, "call")
+    run, child = _a_parent_waiting_on_its_child("kid_orphan", "mum_orphan")
     engine.cancel_run(run.pk)  # its on-commit cancel of the child never runs here (the test's transaction)
     child.refresh_from_db()
     assert child.status == "running"
@@ -335,11 +335,7 @@ def test_canceling_a_parent_whose_step_is_in_error_cancels_the_failed_child(adde
 def test_pausing_the_parent_pauses_its_child_and_resuming_resumes_it(adder, alice, django_capture_on_commit_callbacks):
     from orchestration import waits
 
-    screen_flow("ok_form5")
-    orchestration([{"name": "ask", "steps": [ui("confirm", "ok_form5")]}], api_name="kid_pause")
-    parent = orchestration([{"name": "one", "steps": [sub("call", "kid_pause")]}], api_name="mum_pause")
-    run = engine.start_run(parent)
-    child = child_of(run, "call")
+    run, child = _a_parent_waiting_on_its_child("kid_pause", "mum_pause")
     with django_capture_on_commit_callbacks(execute=True):
         waits.pause_run(run.pk, user=alice, reason="waiting for budget")
     child.refresh_from_db()
@@ -357,11 +353,7 @@ def test_resuming_the_parent_leaves_a_child_paused_on_its_own_paused(adder, alic
     """Resume undoes what the parent's pause did: a child an operator paused before stays paused."""
     from orchestration import waits
 
-    screen_flow("ok_form6")
-    orchestration([{"name": "ask", "steps": [ui("confirm", "ok_form6")]}], api_name="kid_own_pause")
-    parent = orchestration([{"name": "one", "steps": [sub("call", "kid_own_pause")]}], api_name="mum_own_pause")
-    run = engine.start_run(parent)
-    child = child_of(run, "call")
+    run, child = _a_parent_waiting_on_its_child("kid_own_pause", "mum_own_pause")
     with django_capture_on_commit_callbacks(execute=True):
         waits.pause_run(child.pk, user=alice, reason="checking the vendor")  # the child alone
         waits.pause_run(run.pk, user=alice, reason="budget freeze")
@@ -379,11 +371,7 @@ def test_a_child_paused_by_its_parent_before_by_parent_run_existed_is_resumed_wi
     """Pauses written by an earlier version name the parent only in their reason: the resume still finds them."""
     from orchestration import waits
 
-    screen_flow("ok_form7")
-    orchestration([{"name": "ask", "steps": [ui("confirm", "ok_form7")]}], api_name="kid_old_pause")
-    parent = orchestration([{"name": "one", "steps": [sub("call", "kid_old_pause")]}], api_name="mum_old_pause")
-    run = engine.start_run(parent)
-    child = child_of(run, "call")
+    run, child = _a_parent_waiting_on_its_child("kid_old_pause", "mum_old_pause")
     with django_capture_on_commit_callbacks(execute=True):
         waits.pause_run(run.pk, user=alice, reason="audit")
     event = RunEvent.objects.get(run=child, kind="run_paused")
